@@ -1,1 +1,97 @@
+//! Confab's durable store: users with their hashed credentials, and registrations (so a restart
+//! loses none). Storage sits behind [`Store`]; [`SqliteStore`] is the embedded default and a
+//! PostgreSQL implementation will pass the same conformance tests. Passwords are never stored:
+//! only HA1 = H(user:realm:password) per digest algorithm.
 
+#![forbid(unsafe_code)]
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database could not be opened or queried; the text says why.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The user already exists.
+    #[error("user {0} already exists")]
+    UserExists(String),
+    /// No such user.
+    #[error("no user {0}")]
+    NoSuchUser(String),
+    /// The address is not `user@domain`.
+    #[error("'{0}' is not an address of the form user@domain")]
+    BadAddress(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A user and the HA1 of its password for the realm (its domain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// `user@domain`, lower-case domain.
+    pub aor: String,
+    pub realm: String,
+    pub ha1_md5: String,
+    pub ha1_sha256: String,
+}
+
+/// One registered contact of a user (a device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub aor: String,
+    /// Identity within the AOR: `+sip.instance`/reg-id for outbound, else the contact URI.
+    pub key: String,
+    /// The contact URI.
+    pub contact: String,
+    /// Contact header parameters to echo back (q, +sip.instance, reg-id, ...), without expires.
+    pub params: String,
+    /// Unix time the binding expires.
+    pub expires_at: i64,
+    pub call_id: String,
+    pub cseq: u32,
+    /// Path header values (RFC 3327), in order.
+    pub path: Vec<String>,
+    /// Transport the REGISTER came over (`udp`, `tcp`, `tls`).
+    pub transport: String,
+    /// `ip:port` the REGISTER came from.
+    pub source: String,
+    /// Whether the client asked for RFC 5626 outbound (the binding lives as long as its flow).
+    pub outbound: bool,
+}
+
+/// Where Confab keeps durable data.
+pub trait Store: Send {
+    /// Adds a user; its realm is its domain.
+    fn add_user(&self, aor: &str, password: &str) -> Result<()>;
+    fn set_password(&self, aor: &str, password: &str) -> Result<()>;
+    fn remove_user(&self, aor: &str) -> Result<()>;
+    fn user(&self, aor: &str) -> Result<Option<User>>;
+    fn list_users(&self) -> Result<Vec<String>>;
+    /// Inserts or replaces the binding with the same (aor, key).
+    fn save_binding(&self, b: &Binding) -> Result<()>;
+    fn remove_binding(&self, aor: &str, key: &str) -> Result<()>;
+    /// Every binding not expired at `now` (unix seconds).
+    fn bindings(&self, now: i64) -> Result<Vec<Binding>>;
+    /// Deletes bindings expired at `now`; returns how many.
+    fn purge_expired(&self, now: i64) -> Result<usize>;
+}
+
+/// Checks and normalises `user@domain` (lower-case domain).
+pub fn normalize_aor(aor: &str) -> Result<String> {
+    let aor = aor.trim().trim_start_matches("sip:");
+    match aor.split_once('@') {
+        Some((u, d))
+            if !u.is_empty()
+                && !d.is_empty()
+                && !u.contains(|c: char| c.is_whitespace() || c == ':' || c == '@')
+                && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') =>
+        {
+            Ok(format!("{u}@{}", d.to_ascii_lowercase()))
+        }
+        _ => Err(StoreError::BadAddress(aor.to_owned())),
+    }
+}

@@ -9,7 +9,6 @@ mod via;
 pub use name::HeaderName;
 pub use name_addr::{ContactValue, NameAddr};
 pub use params::{param, split_list, Params};
-pub(crate) use params::trim;
 pub use simple::{
     parse_content_length, parse_delta_seconds, parse_max_forwards, parse_media_type, parse_retry_after,
     validate_date, validate_option_tag, CSeq, MAX_CSEQ,
