@@ -1,0 +1,93 @@
+//! One TCP or TLS connection: a reader that frames messages and answers keep-alive pings, and a
+//! writer fed by a queue. Both end when either side fails, the peer closes, or a timeout hits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sip_proto::framing::{next_frame, Frame};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+
+use crate::transports::Inner;
+use crate::{Event, FlowId, Source, Stats, Transport};
+
+/// Runs a connection until it ends, then removes it from the flow table.
+pub(crate) async fn run<S>(inner: Arc<Inner>, stream: S, flow: FlowId, transport: Transport, remote: SocketAddr, local: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let source = Source { transport, remote, local, flow: Some(flow) };
+    read_loop(&inner, &mut rd, source).await;
+    writer.abort();
+    inner.remove_flow(flow, transport, remote);
+    let _ = inner.events.send(Event::FlowClosed { flow, transport, remote }).await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Source) {
+    let cfg = inner.config;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16 * 1024];
+    // when the first byte of the message now being read arrived
+    let mut started: Option<Instant> = None;
+    loop {
+        // frame everything already buffered
+        loop {
+            match next_frame(&buf, cfg.max_message_size) {
+                Ok(Frame::Ping) => {
+                    buf.drain(..4);
+                    inner.send_on_flow(source.flow.unwrap_or(0), b"\r\n".to_vec());
+                }
+                Ok(Frame::Skip) => {
+                    buf.drain(..2);
+                }
+                Ok(Frame::Message(n)) => {
+                    let bytes: Vec<u8> = buf.drain(..n).collect();
+                    if inner.events.try_send(Event::Message { bytes, source }).is_err() {
+                        Stats::bump(&inner.stats.queue_full);
+                    }
+                }
+                Ok(Frame::Incomplete) => break,
+                Err(reason) => {
+                    if reason == sip_proto::ParseError::TooLarge {
+                        Stats::bump(&inner.stats.oversized);
+                    } else {
+                        Stats::bump(&inner.stats.unframeable);
+                    }
+                    tracing::warn!(event = "stream.unframeable", remote = %source.remote, %reason, "closing connection: message cannot be framed");
+                    let bytes = std::mem::take(&mut buf);
+                    let _ = inner.events.try_send(Event::Unframeable { bytes, source, reason });
+                    return;
+                }
+            }
+        }
+        started = if buf.is_empty() { None } else { started.or(Some(Instant::now())) };
+        let limit = match started {
+            Some(t0) => (t0 + cfg.header_timeout).saturating_duration_since(Instant::now()),
+            None => cfg.idle_timeout,
+        };
+        match timeout(limit, rd.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => {
+                if started.is_some() {
+                    Stats::bump(&inner.stats.header_timeouts);
+                    tracing::warn!(event = "stream.slow_message", remote = %source.remote, "closing connection: message not complete within the header timeout");
+                } else {
+                    Stats::bump(&inner.stats.idle_closed);
+                    tracing::debug!(event = "stream.idle", remote = %source.remote, "closing idle connection");
+                }
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Listeners, the flow table and sending.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustls_pki_types::ServerName;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::{is_sendable, stream, Config, Event, FlowId, Source, Stats, Target, Transport};
+
+/// Bound sockets handed to [`Transports::start`] (IO is injected: tests bind port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    pub udp: Vec<UdpSocket>,
+    pub tcp: Vec<TcpListener>,
+    pub tls: Vec<TcpListener>,
+    /// Server side of TLS; required when `tls` is not empty.
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// Client side of TLS, for connections Confab opens.
+    pub tls_client: Option<Arc<rustls::ClientConfig>>,
+}
+
+struct FlowHandle {
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) stats: Stats,
+    udp: Vec<Arc<UdpSocket>>,
+    flows: Mutex<HashMap<FlowId, FlowHandle>>,
+    by_remote: Mutex<HashMap<(Transport, SocketAddr), FlowId>>,
+    next_flow: AtomicU64,
+    open: AtomicUsize,
+    tls_client: Option<TlsConnector>,
+    local_tcp: Option<SocketAddr>,
+    local_tls: Option<SocketAddr>,
+}
+
+/// Handle to the running transports; cheap to clone.
+#[derive(Clone)]
+pub struct Transports {
+    inner: Arc<Inner>,
+}
+
+impl Transports {
+    /// Starts receiving on every listener; events go to `events`.
+    pub fn start(listeners: Listeners, config: Config, events: mpsc::Sender<Event>) -> std::io::Result<Self> {
+        let udp: Vec<Arc<UdpSocket>> = listeners.udp.into_iter().map(Arc::new).collect();
+        let local_tcp = listeners.tcp.first().map(|l| l.local_addr()).transpose()?;
+        let local_tls = listeners.tls.first().map(|l| l.local_addr()).transpose()?;
+        let inner = Arc::new(Inner {
+            config,
+            events,
+            stats: Stats::default(),
+            udp: udp.clone(),
+            flows: Mutex::new(HashMap::new()),
+            by_remote: Mutex::new(HashMap::new()),
+            next_flow: AtomicU64::new(1),
+            open: AtomicUsize::new(0),
+            tls_client: listeners.tls_client.map(TlsConnector::from),
+            local_tcp,
+            local_tls,
+        });
+        for sock in udp {
+            tokio::spawn(udp_loop(inner.clone(), sock));
+        }
+        for l in listeners.tcp {
+            tokio::spawn(accept_loop(inner.clone(), l, None));
+        }
+        if !listeners.tls.is_empty() {
+            let acceptor = TlsAcceptor::from(listeners.tls_server.ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "a TLS listener needs a server certificate")
+            })?);
+            for l in listeners.tls {
+                tokio::spawn(accept_loop(inner.clone(), l, Some(acceptor.clone())));
+            }
+        }
+        Ok(Self { inner })
+    }
+
+    /// Sends `bytes`; never blocks. Over a stream, an open flow to the target is reused, else a
+    /// connection is opened in the background ([`Event::ConnectFailed`] if that fails).
+    pub fn send(&self, target: Target, bytes: Vec<u8>) {
+        if !is_sendable(&target.addr) {
+            Stats::bump(&self.inner.stats.send_dropped);
+            tracing::warn!(event = "send.refused", addr = %target.addr, "not sending to a broadcast, multicast or unspecified address");
+            return;
+        }
+        match target.transport {
+            Transport::Udp => {
+                let sock = self.inner.udp.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == target.addr.is_ipv4()));
+                match sock {
+                    Some(s) if s.try_send_to(&bytes, target.addr).is_ok() => {}
+                    _ => Stats::bump(&self.inner.stats.send_dropped),
+                }
+            }
+            transport => {
+                let flow = target
+                    .flow
+                    .filter(|f| self.inner.flows.lock().unwrap_or_else(|e| e.into_inner()).contains_key(f))
+                    .or_else(|| self.inner.by_remote.lock().unwrap_or_else(|e| e.into_inner()).get(&(transport, target.addr)).copied());
+                match flow {
+                    Some(f) if self.inner.send_on_flow(f, bytes.clone()) => {}
+                    _ => {
+                        tokio::spawn(connect(self.inner.clone(), target, bytes));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the flow is still open.
+    pub fn flow_is_open(&self, flow: FlowId) -> bool {
+        self.inner.flows.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&flow)
+    }
+
+    /// Open connections.
+    pub fn open_connections(&self) -> usize {
+        self.inner.open.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+}
+
+impl Inner {
+    /// Queues bytes on a flow; false if the flow is gone.
+    pub(crate) fn send_on_flow(&self, flow: FlowId, bytes: Vec<u8>) -> bool {
+        let flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
+        match flows.get(&flow) {
+            Some(h) => {
+                if h.tx.try_send(bytes).is_err() {
+                    Stats::bump(&self.stats.send_dropped);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn add_flow(&self, transport: Transport, remote: SocketAddr) -> (FlowId, mpsc::Receiver<Vec<u8>>) {
+        let id = self.next_flow.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(256);
+        self.flows.lock().unwrap_or_else(|e| e.into_inner()).insert(id, FlowHandle { tx });
+        self.by_remote.lock().unwrap_or_else(|e| e.into_inner()).insert((transport, remote), id);
+        self.open.fetch_add(1, Ordering::Relaxed);
+        (id, rx)
+    }
+
+    pub(crate) fn remove_flow(&self, flow: FlowId, transport: Transport, remote: SocketAddr) {
+        self.flows.lock().unwrap_or_else(|e| e.into_inner()).remove(&flow);
+        let mut by = self.by_remote.lock().unwrap_or_else(|e| e.into_inner());
+        if by.get(&(transport, remote)) == Some(&flow) {
+            by.remove(&(transport, remote));
+        }
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>) {
+    let local = match sock.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (n, remote) = match sock.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors surface here on Linux; they concern an earlier send, not the socket
+                tracing::debug!(event = "udp.recv_error", error = %e);
+                continue;
+            }
+        };
+        let data = &buf[..n];
+        if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            continue; // keep-alive
+        }
+        if n > inner.config.max_message_size {
+            Stats::bump(&inner.stats.oversized);
+            tracing::warn!(event = "udp.oversized", %remote, size = n, "dropping datagram over the message size limit");
+            continue;
+        }
+        let source = Source { transport: Transport::Udp, remote, local, flow: None };
+        if inner.events.try_send(Event::Message { bytes: data.to_vec(), source }).is_err() {
+            Stats::bump(&inner.stats.queue_full);
+        }
+    }
+}
+
+async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+    let transport = if tls.is_some() { Transport::Tls } else { Transport::Tcp };
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(event = "tcp.accept_error", error = %e);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if inner.open.load(Ordering::Relaxed) >= inner.config.max_connections {
+            Stats::bump(&inner.stats.connections_refused);
+            tracing::warn!(event = "tcp.limit", %remote, limit = inner.config.max_connections, "refusing connection: connection limit reached");
+            drop(tcp);
+            continue;
+        }
+        let _ = tcp.set_nodelay(true);
+        let inner = inner.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let (flow, rx) = inner.add_flow(transport, remote);
+            match tls {
+                None => stream::run(inner, tcp, flow, transport, remote, local, rx).await,
+                Some(acc) => match tokio::time::timeout(inner.config.handshake_timeout, acc.accept(tcp)).await {
+                    Ok(Ok(s)) => stream::run(inner, s, flow, transport, remote, local, rx).await,
+                    _ => {
+                        Stats::bump(&inner.stats.handshake_failures);
+                        tracing::info!(event = "tls.handshake_failed", %remote);
+                        inner.remove_flow(flow, transport, remote);
+                    }
+                },
+            }
+        });
+    }
+}
+
+async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
+    let fail = |inner: &Inner| {
+        let _ = inner.events.try_send(Event::ConnectFailed { target });
+    };
+    let tcp = match tokio::time::timeout(inner.config.handshake_timeout, TcpStream::connect(target.addr)).await {
+        Ok(Ok(s)) => s,
+        _ => return fail(&inner),
+    };
+    let _ = tcp.set_nodelay(true);
+    let local = match target.transport {
+        Transport::Tls => inner.local_tls,
+        _ => inner.local_tcp,
+    }
+    .or_else(|| tcp.local_addr().ok());
+    let Some(local) = local else { return fail(&inner) };
+    let (flow, rx) = inner.add_flow(target.transport, target.addr);
+    inner.send_on_flow(flow, first);
+    if target.transport == Transport::Tls {
+        let Some(conn) = inner.tls_client.clone() else {
+            inner.remove_flow(flow, target.transport, target.addr);
+            return fail(&inner);
+        };
+        let name = ServerName::IpAddress(target.addr.ip().into());
+        match tokio::time::timeout(inner.config.handshake_timeout, conn.connect(name, tcp)).await {
+            Ok(Ok(s)) => stream::run(inner, s, flow, target.transport, target.addr, local, rx).await,
+            _ => {
+                inner.remove_flow(flow, target.transport, target.addr);
+                fail(&inner)
+            }
+        }
+    } else {
+        stream::run(inner, tcp, flow, target.transport, target.addr, local, rx).await
+    }
+}
