@@ -1,1 +1,20 @@
+//! Confab's services and the Front End request pipeline.
+//!
+//! [`Engine`] is the whole request-processing core, sans-IO like the protocol crate: it takes
+//! received bytes with their source and the current time, and returns what to send where and
+//! when to be woken. Requests pass through an explicit chain of named processors (see
+//! [`pipeline`]); a role (Front End today, Director and Edge later) is a list of processors.
+//! [`server::run`] drives an engine with real sockets.
 
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod engine;
+pub mod pipeline;
+mod proxy;
+mod registrar;
+mod routing;
+pub mod server;
+
+pub use config::EngineConfig;
+pub use engine::{Engine, Now, Output};

@@ -23,4 +23,4 @@ pub use message::{Limits, Malformed, Message};
 pub use method::Method;
 pub use scan::unescape;
 pub use uri::{SipUri, TelUri, Uri};
-pub use writer::Writer;
+pub use writer::{salvage_response, Writer};

@@ -62,69 +62,16 @@ impl Message {
     /// are ignored (RFC 3261 §18.3); when absent the body runs to the end of the buffer (a
     /// datagram). Several Content-Length fields are left for [`Message::check_essentials`].
     pub fn parse(buf: Vec<u8>, limits: &Limits) -> Result<Self> {
-        if buf.len() > limits.max_message_size {
-            return Err(ParseError::TooLarge);
+        Self::try_parse(buf, limits).map_err(|(e, _)| e)
+    }
+
+    /// Like [`Message::parse`], but hands the bytes back on failure so that an error response
+    /// can still be salvaged from them.
+    pub fn try_parse(buf: Vec<u8>, limits: &Limits) -> std::result::Result<Self, (ParseError, Vec<u8>)> {
+        match parse_parts(&buf, limits) {
+            Ok((start, fields, body)) => Ok(Self { buf, start, fields, body }),
+            Err(e) => Err((e, buf)),
         }
-        let mut pos = 0;
-        while buf[pos..].starts_with(b"\r\n") {
-            pos += 2;
-        }
-        let (line, next) = next_line(&buf, pos).ok_or(ParseError::StartLine)?;
-        let start = parse_start_line(&buf, line)?;
-        pos = next;
-        let mut fields: Vec<Field> = Vec::with_capacity(16);
-        let body_start = loop {
-            let (line, next) = next_line(&buf, pos).ok_or(ParseError::Unterminated)?;
-            if line.is_empty() {
-                break next;
-            }
-            if matches!(buf[line.start], b' ' | b'\t') {
-                // a fold: the line continues the previous field's value
-                let last = fields.last_mut().ok_or(ParseError::HeaderLine)?;
-                let l = &buf[line.clone()];
-                let is_ws = |b: &u8| matches!(b, b' ' | b'\t');
-                if let (Some(first), Some(lastc)) = (l.iter().position(|b| !is_ws(b)), l.iter().rposition(|b| !is_ws(b))) {
-                    if last.value_span.0 == last.value_span.1 {
-                        last.value_span.0 = (line.start + first) as u32;
-                    }
-                    last.value_span.1 = (line.start + lastc + 1) as u32;
-                }
-                pos = next;
-                continue;
-            }
-            let l = &buf[line.clone()];
-            let colon = l.iter().position(|&b| b == b':').ok_or(ParseError::HeaderLine)?;
-            let name_end = l[..colon].iter().rposition(|&b| !matches!(b, b' ' | b'\t')).map_or(0, |e| e + 1);
-            let name = &l[..name_end];
-            if name.is_empty() || !name.iter().all(|&b| is_token(b)) {
-                return Err(ParseError::HeaderLine);
-            }
-            let vstart = colon + 1 + l[colon + 1..].iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(l.len() - colon - 1);
-            let vend = l.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(vstart, |e| (e + 1).max(vstart));
-            if fields.len() >= limits.max_headers {
-                return Err(ParseError::TooManyHeaders);
-            }
-            fields.push(Field {
-                name: HeaderName::from_bytes(name),
-                name_span: span(line.start..line.start + name_end),
-                value_span: span(line.start + vstart..line.start + vend),
-            });
-            pos = next;
-        };
-        let mut lengths = fields.iter().filter(|f| f.name == HeaderName::ContentLength);
-        let body_end = match (lengths.next(), lengths.next()) {
-            (Some(f), None) => {
-                let v = std::str::from_utf8(&buf[f.value_span.0 as usize..f.value_span.1 as usize])
-                    .map_err(|_| ParseError::ContentLength)?;
-                let n = parse_content_length(v)?;
-                if body_start + n > buf.len() {
-                    return Err(ParseError::Truncated);
-                }
-                body_start + n
-            }
-            _ => buf.len(),
-        };
-        Ok(Self { buf, start, fields, body: span(body_start..body_end) })
     }
 
     /// Whether this is a request.
@@ -373,6 +320,75 @@ impl Message {
         // spans handed to this are checked as UTF-8 (or ASCII) when parsed
         std::str::from_utf8(self.at(s)).unwrap_or("")
     }
+}
+
+
+type Parts = (StartLine, Vec<Field>, Span);
+
+fn parse_parts(buf: &[u8], limits: &Limits) -> Result<Parts> {
+if buf.len() > limits.max_message_size {
+        return Err(ParseError::TooLarge);
+    }
+    let mut pos = 0;
+    while buf[pos..].starts_with(b"\r\n") {
+        pos += 2;
+    }
+    let (line, next) = next_line(buf, pos).ok_or(ParseError::StartLine)?;
+    let start = parse_start_line(buf, line)?;
+    pos = next;
+    let mut fields: Vec<Field> = Vec::with_capacity(16);
+    let body_start = loop {
+        let (line, next) = next_line(buf, pos).ok_or(ParseError::Unterminated)?;
+        if line.is_empty() {
+            break next;
+        }
+        if matches!(buf[line.start], b' ' | b'\t') {
+            // a fold: the line continues the previous field's value
+            let last = fields.last_mut().ok_or(ParseError::HeaderLine)?;
+            let l = &buf[line.clone()];
+            let is_ws = |b: &u8| matches!(b, b' ' | b'\t');
+            if let (Some(first), Some(lastc)) = (l.iter().position(|b| !is_ws(b)), l.iter().rposition(|b| !is_ws(b))) {
+                if last.value_span.0 == last.value_span.1 {
+                    last.value_span.0 = (line.start + first) as u32;
+                }
+                last.value_span.1 = (line.start + lastc + 1) as u32;
+            }
+            pos = next;
+            continue;
+        }
+        let l = &buf[line.clone()];
+        let colon = l.iter().position(|&b| b == b':').ok_or(ParseError::HeaderLine)?;
+        let name_end = l[..colon].iter().rposition(|&b| !matches!(b, b' ' | b'\t')).map_or(0, |e| e + 1);
+        let name = &l[..name_end];
+        if name.is_empty() || !name.iter().all(|&b| is_token(b)) {
+            return Err(ParseError::HeaderLine);
+        }
+        let vstart = colon + 1 + l[colon + 1..].iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(l.len() - colon - 1);
+        let vend = l.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(vstart, |e| (e + 1).max(vstart));
+        if fields.len() >= limits.max_headers {
+            return Err(ParseError::TooManyHeaders);
+        }
+        fields.push(Field {
+            name: HeaderName::from_bytes(name),
+            name_span: span(line.start..line.start + name_end),
+            value_span: span(line.start + vstart..line.start + vend),
+        });
+        pos = next;
+    };
+    let mut lengths = fields.iter().filter(|f| f.name == HeaderName::ContentLength);
+    let body_end = match (lengths.next(), lengths.next()) {
+        (Some(f), None) => {
+            let v = std::str::from_utf8(&buf[f.value_span.0 as usize..f.value_span.1 as usize])
+                .map_err(|_| ParseError::ContentLength)?;
+            let n = parse_content_length(v)?;
+            if body_start + n > buf.len() {
+                return Err(ParseError::Truncated);
+            }
+            body_start + n
+        }
+        _ => buf.len(),
+    };
+    Ok((start, fields, span(body_start..body_end)))
 }
 
 /// What [`Message::check_essentials`] found wrong; the text is the 400 reason phrase.

@@ -1,0 +1,66 @@
+//! Engine settings: names, addresses, registration and authentication policy.
+
+use std::time::Duration;
+
+use sip_proto::transaction::TimerConfig;
+use sip_proto::Limits;
+
+/// Everything the engine needs to know about itself.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The SIP domains served (the first is the digest realm).
+    pub domains: Vec<String>,
+    /// The host Confab puts in Via and Record-Route (an address clients can reach).
+    pub advertised_host: String,
+    pub udp_port: Option<u16>,
+    pub tcp_port: Option<u16>,
+    pub tls_port: Option<u16>,
+    pub limits: Limits,
+    pub timers: TimerConfig,
+    /// Registration lifetimes: below `min_expires` is answered 423.
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    /// Digest nonce lifetime.
+    pub nonce_ttl: Duration,
+    /// Failed authentications per user or per source before a lockout.
+    pub lockout_failures: u32,
+    pub lockout_window: Duration,
+    pub lockout_duration: Duration,
+    /// Value of the Server / User-Agent header.
+    pub server_name: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            domains: vec!["example.com".into()],
+            advertised_host: "127.0.0.1".into(),
+            udp_port: Some(5060),
+            tcp_port: Some(5060),
+            tls_port: Some(5061),
+            limits: Limits::default(),
+            timers: TimerConfig::default(),
+            min_expires: 60,
+            max_expires: 7200,
+            default_expires: 3600,
+            nonce_ttl: Duration::from_secs(300),
+            lockout_failures: 10,
+            lockout_window: Duration::from_secs(60),
+            lockout_duration: Duration::from_secs(60),
+            server_name: concat!("Confab/", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The digest realm.
+    pub fn realm(&self) -> &str {
+        self.domains.first().map_or("", String::as_str)
+    }
+
+    /// Whether `host` is one of our SIP domains.
+    pub fn serves_domain(&self, host: &str) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
+    }
+}

@@ -1,0 +1,960 @@
+//! The engine: transaction tables, the processor chain, and proxy bookkeeping, driven by
+//! received bytes and time. No sockets, no clock: [`crate::server`] feeds it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use confab_store::Store;
+use sip_auth::{DigestServer, Lockout};
+use sip_proto::header::{format_via, NameAddr, Via};
+use sip_proto::transaction::{client_key, server_key, ClientEvent, ClientTransaction, ServerTransaction};
+use sip_proto::{salvage_response, HeaderName, Message, Method, ParseError, Uri, Writer};
+use sip_transport::{Event, FlowId, Source, Target, Transport};
+
+use crate::config::EngineConfig;
+use crate::pipeline::{Flow, Processor, FRONT_END};
+use crate::proxy::{Branch, ProxyCtx};
+use crate::registrar::{LiveBinding, Location};
+use crate::routing::{is_our_address, is_our_via, loop_hash, our_port, response_target, strip_top_via, uri_target, via_target};
+
+/// The current time, twice: monotonic for timers, wall-clock (unix seconds) for what is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub unix: i64,
+}
+
+/// Bytes to send and where.
+#[derive(Debug)]
+pub struct Output {
+    pub target: Target,
+    pub bytes: Vec<u8>,
+}
+
+/// Counters of what the engine did with bad or hostile input.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EngineStats {
+    pub requests: u64,
+    pub responses: u64,
+    pub malformed_answered: u64,
+    pub malformed_dropped: u64,
+    pub retransmissions_absorbed: u64,
+    pub auth_failures: u64,
+    pub lockouts: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerOwner {
+    Server(String),
+    Client(String),
+    Housekeeping,
+}
+
+struct ServerEntry {
+    tx: ServerTransaction,
+    target: Target,
+    proxy: Option<u64>,
+}
+
+enum ClientRole {
+    Branch { proxy: u64, index: usize },
+    Cancel,
+}
+
+struct ClientEntry {
+    tx: ClientTransaction,
+    target: Target,
+    role: ClientRole,
+}
+
+/// A request travelling through the processor chain.
+struct Ctx {
+    msg: Message,
+    source: Source,
+    /// Its server transaction, once created.
+    key: Option<String>,
+    /// Route values left after removing ours.
+    routes: Vec<String>,
+}
+
+const HOUSEKEEPING: Duration = Duration::from_secs(2);
+
+/// The request-processing core of one server.
+pub struct Engine {
+    cfg: EngineConfig,
+    store: Box<dyn Store>,
+    pipeline: &'static [Processor],
+    digest: HashMap<String, DigestServer>,
+    lockout: Lockout,
+    location: Location,
+    server_tx: HashMap<String, ServerEntry>,
+    client_tx: HashMap<String, ClientEntry>,
+    proxies: HashMap<u64, ProxyCtx>,
+    open_flows: HashSet<FlowId>,
+    timers: BinaryHeap<Reverse<(Instant, TimerOwner)>>,
+    out: VecDeque<Output>,
+    next_id: u64,
+    tag_seed: u64,
+    stats: EngineStats,
+}
+
+impl Engine {
+    /// An engine for `cfg` over `store`, restoring saved registrations. `secret` seals digest
+    /// nonces and seeds tags (random per process).
+    pub fn new(cfg: EngineConfig, store: Box<dyn Store>, secret: [u8; 32], now: Now) -> Result<Self, confab_store::StoreError> {
+        let bindings = store.bindings(now.unix)?;
+        store.purge_expired(now.unix)?;
+        tracing::info!(event = "registrar.restored", bindings = bindings.len(), "registrations restored from the store");
+        let digest = cfg
+            .domains
+            .iter()
+            .map(|d| (d.to_ascii_lowercase(), DigestServer::new(d, secret, now.mono, cfg.nonce_ttl)))
+            .collect();
+        let lockout = Lockout::new(cfg.lockout_failures, cfg.lockout_window, cfg.lockout_duration, 100_000);
+        let mut e = Self {
+            store,
+            pipeline: FRONT_END,
+            digest,
+            lockout,
+            location: Location::load(bindings),
+            server_tx: HashMap::new(),
+            client_tx: HashMap::new(),
+            proxies: HashMap::new(),
+            open_flows: HashSet::new(),
+            timers: BinaryHeap::new(),
+            out: VecDeque::new(),
+            next_id: 1,
+            tag_seed: u64::from_le_bytes(secret[..8].try_into().unwrap_or_default()),
+            stats: EngineStats::default(),
+            cfg,
+        };
+        e.timers.push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
+        Ok(e)
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Registered devices.
+    pub fn registrations(&self) -> usize {
+        self.location.count()
+    }
+
+    /// Feeds one transport event.
+    pub fn handle_event(&mut self, now: Now, ev: Event) {
+        match ev {
+            Event::Message { bytes, source } => self.handle_bytes(now, bytes, source),
+            Event::Unframeable { bytes, source, reason } => self.malformed(&bytes, source, &reason),
+            Event::FlowClosed { flow, .. } => {
+                self.open_flows.remove(&flow);
+                for (aor, key) in self.location.flow_closed(flow) {
+                    tracing::info!(event = "registrar.flow_failed", user = %aor, "outbound flow closed; binding removed");
+                    if let Err(e) = self.store.remove_binding(&aor, &key) {
+                        tracing::error!(event = "store.error", error = %e);
+                    }
+                }
+            }
+            Event::ConnectFailed { target } => {
+                let keys: Vec<String> = self
+                    .client_tx
+                    .iter()
+                    .filter(|(_, c)| c.target.addr == target.addr && c.target.transport == target.transport)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in keys {
+                    if let Some(c) = self.client_tx.get_mut(&k) {
+                        c.tx.handle_transport_error();
+                    }
+                    self.flush_client(now, &k);
+                }
+            }
+        }
+    }
+
+    /// Fires what is due.
+    pub fn handle_timeout(&mut self, now: Now) {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now.mono {
+                break;
+            }
+            let Some(Reverse((_, owner))) = self.timers.pop() else { break };
+            match owner {
+                TimerOwner::Server(k) => {
+                    if let Some(s) = self.server_tx.get_mut(&k) {
+                        if s.tx.poll_timeout().is_some_and(|t| t <= now.mono) {
+                            s.tx.handle_timeout(now.mono);
+                            self.flush_server(now, &k);
+                        }
+                    }
+                }
+                TimerOwner::Client(k) => {
+                    if let Some(c) = self.client_tx.get_mut(&k) {
+                        if c.tx.poll_timeout().is_some_and(|t| t <= now.mono) {
+                            c.tx.handle_timeout(now.mono);
+                            self.flush_client(now, &k);
+                        }
+                    }
+                }
+                TimerOwner::Housekeeping => {
+                    self.housekeeping(now);
+                    self.timers.push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
+                }
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    fn housekeeping(&mut self, now: Now) {
+        let gone = self.location.expire(now.unix);
+        if !gone.is_empty() {
+            tracing::debug!(event = "registrar.expired", count = gone.len());
+        }
+        if let Err(e) = self.store.purge_expired(now.unix) {
+            tracing::error!(event = "store.error", error = %e, "could not purge expired registrations");
+        }
+        for d in self.digest.values_mut() {
+            d.purge(now.mono);
+        }
+        self.lockout.purge(now.mono);
+    }
+
+    fn handle_bytes(&mut self, now: Now, bytes: Vec<u8>, source: Source) {
+        if let Some(f) = source.flow {
+            self.open_flows.insert(f);
+        }
+        match Message::try_parse(bytes, &self.cfg.limits) {
+            Ok(m) if m.is_request() => {
+                self.stats.requests += 1;
+                let mut ctx = Ctx { msg: m, source, key: None, routes: Vec::new() };
+                for &p in self.pipeline {
+                    if self.process(p, now, &mut ctx) == Flow::Stop {
+                        break;
+                    }
+                }
+            }
+            Ok(m) => {
+                self.stats.responses += 1;
+                self.handle_response(now, m);
+            }
+            Err((e, bytes)) => self.malformed(&bytes, source, &e),
+        }
+    }
+
+    /// Answers an unparseable message with an error when one can be built, else drops it.
+    fn malformed(&mut self, bytes: &[u8], source: Source, err: &ParseError) {
+        match salvage_response(bytes, err.status_code(), &err.to_string()) {
+            Some(resp) => {
+                self.stats.malformed_answered += 1;
+                tracing::debug!(event = "sip.malformed", remote = %source.remote, reason = %err, "answered");
+                self.out.push_back(Output { target: response_target(None, &source), bytes: resp });
+            }
+            None => {
+                self.stats.malformed_dropped += 1;
+                tracing::debug!(event = "sip.malformed", remote = %source.remote, reason = %err, "dropped");
+            }
+        }
+    }
+
+    fn process(&mut self, p: Processor, now: Now, ctx: &mut Ctx) -> Flow {
+        match p {
+            Processor::Sanity => self.sanity(now, ctx),
+            Processor::Transaction => self.transaction(now, ctx),
+            Processor::RoutePop => self.route_pop(now, ctx),
+            Processor::MaxForwards => self.max_forwards(now, ctx),
+            Processor::LoopDetection => self.loop_detection(now, ctx),
+            Processor::Extensions => self.extensions(now, ctx),
+            Processor::Authenticate => self.authenticate(now, ctx),
+            Processor::Dispatch => self.dispatch(now, ctx),
+        }
+    }
+
+    // ---- processors ----
+
+    fn sanity(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
+        let problem = match (ctx.msg.validate(), ctx.msg.check_essentials()) {
+            (Err(e), _) => Some((e.status_code(), e.to_string())),
+            (Ok(()), Err(m)) => Some((400, m.to_string())),
+            (Ok(()), Ok(())) => None,
+        };
+        match problem {
+            Some(_) if ctx.msg.method() == Method::Ack => Flow::Stop,
+            Some((code, reason)) => {
+                self.stats.malformed_answered += 1;
+                self.respond(now, ctx, code, &reason, &[]);
+                Flow::Stop
+            }
+            None => Flow::Continue,
+        }
+    }
+
+    fn transaction(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
+        let Ok(key) = server_key(&ctx.msg, None) else { return Flow::Stop };
+        match ctx.msg.method() {
+            Method::Ack => {
+                if let Some(s) = self.server_tx.get_mut(&key) {
+                    s.tx.handle_ack(now.mono);
+                    self.flush_server(now, &key);
+                    return Flow::Stop;
+                }
+                return Flow::Continue; // ACK for a 2xx: end to end
+            }
+            Method::Cancel => {
+                if let Some(s) = self.server_tx.get_mut(&key) {
+                    s.tx.handle_retransmission();
+                    self.stats.retransmissions_absorbed += 1;
+                    self.flush_server(now, &key);
+                    return Flow::Stop;
+                }
+                self.create_server_tx(now, ctx, key);
+                let invite_key = server_key(&ctx.msg, Some("INVITE")).ok();
+                let target = invite_key.as_ref().and_then(|k| self.server_tx.get(k)).map(|s| (s.proxy, s.tx.is_final()));
+                match target {
+                    Some((proxy, is_final)) => {
+                        self.respond(now, ctx, 200, "OK", &[]);
+                        if !is_final {
+                            if let Some(p) = proxy {
+                                self.cancel_branches(now, p, None);
+                            }
+                        }
+                    }
+                    None => self.respond(now, ctx, 481, "Call/Transaction Does Not Exist", &[]),
+                }
+                return Flow::Stop;
+            }
+            _ => {}
+        }
+        if let Some(s) = self.server_tx.get_mut(&key) {
+            s.tx.handle_retransmission();
+            self.stats.retransmissions_absorbed += 1;
+            self.flush_server(now, &key);
+            return Flow::Stop;
+        }
+        self.create_server_tx(now, ctx, key);
+        if ctx.msg.method() == Method::Invite {
+            self.respond(now, ctx, 100, "Trying", &[]);
+        }
+        Flow::Continue
+    }
+
+    fn route_pop(&mut self, _now: Now, ctx: &mut Ctx) -> Flow {
+        if ctx.msg.count(HeaderName::Route) == 0 {
+            return Flow::Continue;
+        }
+        let mut routes: Vec<String> = ctx.msg.values(HeaderName::Route).filter_map(Result::ok).map(str::to_owned).collect();
+        while let Some(first) = routes.first() {
+            let ours = NameAddr::parse(first, "Route").ok().is_some_and(|na| na.uri.as_sip().is_some_and(|u| is_our_address(&self.cfg, u)));
+            if !ours {
+                break;
+            }
+            routes.remove(0);
+        }
+        ctx.routes = routes;
+        Flow::Continue
+    }
+
+    fn max_forwards(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
+        if ctx.msg.max_forwards().ok().flatten() == Some(0) && !self.addressed_to_server(ctx) {
+            if ctx.msg.method() != Method::Ack {
+                self.respond(now, ctx, 483, "Too Many Hops", &[]);
+            }
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+
+    fn loop_detection(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
+        let prefix = format!("{}{}-", sip_proto::header::MAGIC_COOKIE, loop_hash(&ctx.msg));
+        let looped = ctx
+            .msg
+            .values(HeaderName::Via)
+            .filter_map(Result::ok)
+            .filter_map(|v| Via::parse(v).ok())
+            .any(|v| is_our_via(&self.cfg, &v) && v.branch().is_some_and(|b| b.starts_with(&prefix)));
+        if looped {
+            if ctx.msg.method() != Method::Ack {
+                self.respond(now, ctx, 482, "Loop Detected", &[]);
+            }
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+
+    fn extensions(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
+        if matches!(ctx.msg.method(), Method::Ack | Method::Cancel) {
+            return Flow::Continue;
+        }
+        let mut unknown: Vec<String> = ctx.msg.values(HeaderName::ProxyRequire).filter_map(Result::ok).map(str::to_owned).collect();
+        if self.addressed_to_server(ctx) || ctx.msg.method() == Method::Register {
+            unknown.extend(
+                ctx.msg
+                    .values(HeaderName::Require)
+                    .filter_map(Result::ok)
+                    .filter(|t| !["path", "outbound"].iter().any(|s| s.eq_ignore_ascii_case(t)))
+                    .map(str::to_owned),
+            );
+        }
+        if unknown.is_empty() {
+            return Flow::Continue;
+        }
+        self.respond(now, ctx, 420, "Bad Extension", &[("Unsupported", unknown.join(", "))]);
+        Flow::Stop
+    }
+
+    fn authenticate(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
+        let method = ctx.msg.method();
+        let in_dialog = ctx.msg.to().ok().and_then(|t| t.tag()).is_some();
+        if in_dialog || matches!(method, Method::Ack | Method::Cancel) || (method == Method::Options && self.addressed_to_server(ctx)) {
+            return Flow::Continue;
+        }
+        let register = method == Method::Register;
+        let identity = if register { ctx.msg.to() } else { ctx.msg.from() };
+        let Some((user, host)) = identity.ok().and_then(|na| match na.uri {
+            Uri::Sip(u) => u.user.map(|us| (sip_proto::unescape(us).into_owned(), u.host.to_ascii_lowercase())),
+            _ => None,
+        }) else {
+            self.respond(now, ctx, 403, "Forbidden (identity is not a SIP URI with a user)", &[]);
+            return Flow::Stop;
+        };
+        if !self.cfg.serves_domain(&host) {
+            let reason = if register {
+                format!("Forbidden (domain {host} is not served here)")
+            } else {
+                format!("Forbidden (federation is not enabled: requests from {host} are not accepted)")
+            };
+            self.respond(now, ctx, 403, &reason, &[]);
+            return Flow::Stop;
+        }
+        let aor = format!("{user}@{host}");
+        let user_key = format!("user:{aor}");
+        let ip_key = format!("ip:{}", ctx.source.remote.ip());
+        if let Some(left) = self.lockout.locked(&user_key, now.mono).or_else(|| self.lockout.locked(&ip_key, now.mono)) {
+            let reason = format!("Forbidden (too many failed authentications; retry in {} s)", left.as_secs().max(1));
+            self.respond(now, ctx, 403, &reason, &[]);
+            return Flow::Stop;
+        }
+        let header = if register { HeaderName::Authorization } else { HeaderName::ProxyAuthorization };
+        let creds = ctx
+            .msg
+            .values(header)
+            .filter_map(Result::ok)
+            .filter_map(sip_auth::Credentials::parse)
+            .find(|c| c.realm.eq_ignore_ascii_case(&host));
+        let Some(creds) = creds else {
+            self.challenge(now, ctx, &host, false);
+            return Flow::Stop;
+        };
+        if creds.username != user {
+            self.respond(now, ctx, 403, "Forbidden (authentication user does not match the identity)", &[]);
+            return Flow::Stop;
+        }
+        let stored = match self.store.user(&aor) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(event = "store.error", error = %e, "user lookup failed");
+                self.respond(now, ctx, 500, "Server Internal Error (user store unavailable)", &[]);
+                return Flow::Stop;
+            }
+        };
+        let Some(digest) = self.digest.get_mut(&host) else { return Flow::Stop };
+        let verdict = digest.verify(now.mono, ctx.msg.method_str(), &creds, |alg| {
+            stored.as_ref().map(|u| if alg == sip_auth::Algorithm::Md5 { u.ha1_md5.clone() } else { u.ha1_sha256.clone() })
+        });
+        match verdict {
+            sip_auth::Verdict::Ok => {
+                self.lockout.record_success(&user_key);
+                Flow::Continue
+            }
+            sip_auth::Verdict::Stale => {
+                self.challenge(now, ctx, &host, true);
+                Flow::Stop
+            }
+            sip_auth::Verdict::BadNonce | sip_auth::Verdict::Replay => {
+                self.challenge(now, ctx, &host, false);
+                Flow::Stop
+            }
+            sip_auth::Verdict::BadResponse => {
+                self.stats.auth_failures += 1;
+                let locked_user = self.lockout.record_failure(&user_key, now.mono);
+                let locked_ip = self.lockout.record_failure(&ip_key, now.mono);
+                tracing::warn!(event = "auth.failed", user = %aor, remote = %ctx.source.remote, "wrong credentials");
+                if locked_user || locked_ip {
+                    self.stats.lockouts += 1;
+                    tracing::warn!(
+                        event = "auth.lockout", user = %aor, remote = %ctx.source.remote,
+                        seconds = self.cfg.lockout_duration.as_secs(),
+                        "too many failed authentications; further attempts refused for a while (see --lockout-* options)"
+                    );
+                    let reason = format!("Forbidden (too many failed authentications; retry in {} s)", self.cfg.lockout_duration.as_secs());
+                    self.respond(now, ctx, 403, &reason, &[]);
+                } else {
+                    self.challenge(now, ctx, &host, false);
+                }
+                Flow::Stop
+            }
+        }
+    }
+
+    fn dispatch(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
+        let method = ctx.msg.method();
+        let in_dialog = ctx.msg.to().ok().and_then(|t| t.tag()).is_some();
+        if let Some(next) = ctx.routes.first() {
+            if !in_dialog && method != Method::Ack {
+                self.respond(now, ctx, 403, "Forbidden (relaying denied: Route to a host this server does not serve)", &[]);
+                return Flow::Stop;
+            }
+            let target = NameAddr::parse(next, "Route").ok().and_then(|na| na.uri.as_sip().and_then(|u| uri_target(u, ctx.source.transport)));
+            match target {
+                Some(t) => self.forward_single(now, ctx, t),
+                None => self.respond(now, ctx, 503, "Service Unavailable (next hop in Route cannot be resolved)", &[]),
+            }
+            return Flow::Stop;
+        }
+        let uri_text = ctx.msg.uri_str().to_owned();
+        let Ok(Uri::Sip(uri)) = Uri::parse(&uri_text) else {
+            if method != Method::Ack {
+                self.respond(now, ctx, 416, "Unsupported URI Scheme", &[]);
+            }
+            return Flow::Stop;
+        };
+        let ours = is_our_address(&self.cfg, &uri) || self.cfg.serves_domain(uri.host);
+        if in_dialog || method == Method::Ack {
+            match uri_target(&uri, ctx.source.transport).filter(|_| !is_our_address(&self.cfg, &uri)) {
+                Some(t) => self.forward_single(now, ctx, t),
+                None if method == Method::Ack => {}
+                None => self.respond(now, ctx, 481, "Call/Transaction Does Not Exist (request does not follow a known route)", &[]),
+            }
+            return Flow::Stop;
+        }
+        if !ours {
+            let reason = format!("Forbidden (federation is not enabled: domain {} is not served here)", uri.host);
+            self.respond(now, ctx, 403, &reason, &[]);
+            return Flow::Stop;
+        }
+        if method == Method::Register {
+            self.register(now, ctx);
+            return Flow::Stop;
+        }
+        let Some(user) = uri.user else {
+            match method {
+                Method::Options => {
+                    let allow = [("Allow", ALLOW.to_owned()), ("Accept", "application/sdp".to_owned()), ("Supported", "path, outbound".to_owned())];
+                    self.respond(now, ctx, 200, "OK", &allow);
+                }
+                _ => self.respond(now, ctx, 405, "Method Not Allowed", &[("Allow", "REGISTER, OPTIONS".to_owned())]),
+            }
+            return Flow::Stop;
+        };
+        let domain = if self.cfg.serves_domain(uri.host) { uri.host.to_ascii_lowercase() } else { self.cfg.realm().to_owned() };
+        let aor = format!("{}@{domain}", sip_proto::unescape(user));
+        match self.store.user(&aor) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                self.respond(now, ctx, 404, "Not Found (no such user)", &[]);
+                return Flow::Stop;
+            }
+            Err(e) => {
+                tracing::error!(event = "store.error", error = %e);
+                self.respond(now, ctx, 500, "Server Internal Error (user store unavailable)", &[]);
+                return Flow::Stop;
+            }
+        }
+        let bindings: Vec<LiveBinding> = self.location.lookup(&aor).iter().filter(|b| b.rec.expires_at > now.unix).cloned().collect();
+        if bindings.is_empty() {
+            self.respond(now, ctx, 480, "Temporarily Unavailable (no device registered)", &[]);
+            return Flow::Stop;
+        }
+        let mut targets = Vec::new();
+        for b in &bindings {
+            if let Some(t) = self.binding_target(b) {
+                targets.push((b.rec.contact.clone(), b.rec.path.clone(), t));
+            }
+        }
+        if targets.is_empty() {
+            self.respond(now, ctx, 480, "Temporarily Unavailable (no reachable device)", &[]);
+            return Flow::Stop;
+        }
+        self.fork(now, ctx, targets);
+        Flow::Stop
+    }
+
+    // ---- services ----
+
+    fn register(&mut self, now: Now, ctx: &mut Ctx) {
+        let Ok(to) = ctx.msg.to() else { return };
+        let Some(u) = to.uri.as_sip() else {
+            self.respond(now, ctx, 416, "Unsupported URI Scheme in To", &[]);
+            return;
+        };
+        let aor = u.aor();
+        let result = self.location.register(&self.cfg, self.store.as_ref(), &ctx.msg, &aor, &ctx.source, now.unix);
+        match result {
+            Ok(contacts) => {
+                let mut extra: Vec<(&str, String)> = contacts.into_iter().map(|c| ("Contact", c)).collect();
+                for p in ctx.msg.values(HeaderName::Path).filter_map(Result::ok) {
+                    extra.push(("Path", p.to_owned()));
+                }
+                let outbound = ctx.msg.contacts().ok().is_some_and(|cs| {
+                    cs.iter().any(|c| matches!(c, sip_proto::header::ContactValue::Addr(a) if a.param("reg-id").is_some()))
+                });
+                if outbound {
+                    extra.push(("Require", "outbound".into()));
+                }
+                extra.push(("Supported", "path, outbound".into()));
+                tracing::info!(event = "registrar.registered", user = %aor, remote = %ctx.source.remote, devices = self.location.lookup(&aor).len());
+                self.respond(now, ctx, 200, "OK", &extra);
+            }
+            Err((code, reason, header)) => {
+                let extra: Vec<(&str, String)> = header.into_iter().collect();
+                self.respond(now, ctx, code, &reason, &extra);
+            }
+        }
+    }
+
+    /// Where to reach a registered device: its Path, its open connection, or its contact.
+    fn binding_target(&self, b: &LiveBinding) -> Option<Target> {
+        let transport = Transport::from_name(&b.rec.transport).unwrap_or(Transport::Udp);
+        if let Some(first) = b.rec.path.first() {
+            let na = NameAddr::parse(first, "Path").ok()?;
+            return uri_target(na.uri.as_sip()?, transport);
+        }
+        if transport.is_reliable() {
+            if let (Some(flow), Some(addr)) = (b.flow.filter(|f| self.open_flows.contains(f)), b.source()) {
+                return Some(Target { transport, addr, flow: Some(flow) });
+            }
+        }
+        let uri = Uri::parse(&b.rec.contact).ok()?;
+        uri_target(uri.as_sip()?, transport).or_else(|| b.source().map(|addr| Target { transport, addr, flow: None }))
+    }
+
+    // ---- proxying ----
+
+    fn forward_single(&mut self, now: Now, ctx: &mut Ctx, target: Target) {
+        let uri = ctx.msg.uri_str().to_owned();
+        if ctx.msg.method() == Method::Ack {
+            // stateless: a deterministic branch so that ACK retransmissions look the same
+            let branch = format!("{}{}-ack", sip_proto::header::MAGIC_COOKIE, loop_hash(&ctx.msg));
+            let bytes = self.build_forward(ctx, &uri, &[], &branch, target, false);
+            self.out.push_back(Output { target, bytes });
+            return;
+        }
+        self.fork(now, ctx, vec![(uri, Vec::new(), target)]);
+    }
+
+    /// Forwards the request statefully to every target in parallel (RFC 3261 §16.6).
+    fn fork(&mut self, now: Now, ctx: &mut Ctx, targets: Vec<(String, Vec<String>, Target)>) {
+        let Some(server_key) = ctx.key.clone() else { return };
+        let id = self.next_id();
+        let invite = ctx.msg.method() == Method::Invite;
+        let in_dialog = ctx.msg.to().ok().and_then(|t| t.tag()).is_some();
+        let record_route = !in_dialog && matches!(ctx.msg.method(), Method::Invite | Method::Subscribe | Method::Refer);
+        let lh = loop_hash(&ctx.msg);
+        let mut branches = Vec::new();
+        let mut starts = Vec::new();
+        for (uri, path, target) in targets {
+            let branch = format!("{}{lh}-{:x}", sip_proto::header::MAGIC_COOKIE, self.next_id());
+            let bytes = self.build_forward(ctx, &uri, &path, &branch, target, record_route);
+            let Ok(req) = Message::parse(bytes, &self.cfg.limits) else { continue };
+            let key = client_key(&branch, ctx.msg.method_str());
+            let index = branches.len();
+            branches.push(Branch { key: key.clone(), provisional: false, finished: false, cancel_pending: false });
+            starts.push((key, req, target, index));
+        }
+        if branches.is_empty() {
+            self.respond(now, ctx, 500, "Server Internal Error (could not build the forwarded request)", &[]);
+            return;
+        }
+        if let Some(s) = self.server_tx.get_mut(&server_key) {
+            s.proxy = Some(id);
+        }
+        self.proxies.insert(id, ProxyCtx { server_key, invite, request: ctx.msg.clone(), branches, best: None, answered: false });
+        for (key, req, target, index) in starts {
+            let tx = ClientTransaction::new(now.mono, req, target.transport.is_reliable(), self.cfg.timers);
+            self.client_tx.insert(key.clone(), ClientEntry { tx, target, role: ClientRole::Branch { proxy: id, index } });
+            self.flush_client(now, &key);
+        }
+    }
+
+    /// The request as sent to one target: our Via on top, Record-Route when asked, the Path or
+    /// remaining Route set, Max-Forwards decremented, the rest as received.
+    fn build_forward(&self, ctx: &Ctx, uri: &str, path: &[String], branch: &str, target: Target, record_route: bool) -> Vec<u8> {
+        let host = &self.cfg.advertised_host;
+        let mut w = Writer::request(ctx.msg.method_str(), uri);
+        w.header("Via", format_via(target.transport.via_name(), host, our_port(&self.cfg, target.transport), branch));
+        if record_route {
+            let rr = |t: Transport| format!("<sip:{host}:{};transport={};lr>", our_port(&self.cfg, t), t.param());
+            w.header("Record-Route", rr(target.transport));
+            if ctx.source.transport != target.transport {
+                // RFC 5658 double record-routing: each side sees the address on its transport
+                w.header("Record-Route", rr(ctx.source.transport));
+            }
+        }
+        for r in path.iter().chain(&ctx.routes) {
+            w.header("Route", r);
+        }
+        let mf = ctx.msg.max_forwards().ok().flatten().map_or(70, |m| m.saturating_sub(1));
+        w.header("Max-Forwards", mf.to_string());
+        for (name, n, v) in ctx.msg.fields() {
+            if !matches!(name, HeaderName::Route | HeaderName::MaxForwards | HeaderName::ContentLength) {
+                w.raw(n, v);
+            }
+        }
+        w.finish(ctx.msg.body())
+    }
+
+    fn handle_response(&mut self, now: Now, resp: Message) {
+        let Ok(via) = resp.top_via() else { return };
+        let Ok(cseq) = resp.cseq() else { return };
+        let key = client_key(via.branch().unwrap_or(""), cseq.method);
+        if let Some(c) = self.client_tx.get_mut(&key) {
+            c.tx.handle_response(now.mono, resp);
+            self.flush_client(now, &key);
+            return;
+        }
+        // no transaction (a 2xx retransmission, or a fork's late 2xx): forward by Via, if the
+        // top one is ours (RFC 3261 §16.11); anything else is not ours to route
+        if !is_our_via(&self.cfg, &via) {
+            return;
+        }
+        let next = resp.values(HeaderName::Via).nth(1).and_then(Result::ok).and_then(|v| Via::parse(v).ok()).and_then(|v| via_target(&v));
+        if let Some(target) = next {
+            let bytes = strip_top_via(&resp, false);
+            self.out.push_back(Output { target, bytes });
+        }
+    }
+
+    fn on_branch_event(&mut self, now: Now, proxy_id: u64, index: usize, ev: ClientEvent) {
+        let Some(p) = self.proxies.get_mut(&proxy_id) else { return };
+        let server_key = p.server_key.clone();
+        let (code, resp) = match ev {
+            ClientEvent::Response(r) => (r.status(), Some(r)),
+            ClientEvent::Timeout => (408, None),
+        };
+        let Some(branch) = p.branches.get_mut(index) else { return };
+        let mut send_cancel = false;
+        match code {
+            100 => return,
+            101..=199 => {
+                branch.provisional = true;
+                if branch.cancel_pending {
+                    branch.cancel_pending = false;
+                    send_cancel = true;
+                }
+                if !p.answered {
+                    if let Some(r) = &resp {
+                        self.send_upstream(now, &server_key, code, strip_top_via(r, false));
+                    }
+                }
+            }
+            200..=299 => {
+                branch.finished = true;
+                p.answered = true;
+                let invite = p.invite;
+                if let Some(r) = &resp {
+                    self.send_upstream(now, &server_key, code, strip_top_via(r, false));
+                }
+                if invite {
+                    self.cancel_branches(now, proxy_id, Some(index));
+                }
+            }
+            _ => {
+                branch.finished = true;
+                if let Some(r) = resp {
+                    p.offer(r);
+                }
+                if code >= 600 && p.invite {
+                    self.cancel_branches(now, proxy_id, Some(index));
+                }
+            }
+        }
+        if send_cancel {
+            self.send_cancel(now, proxy_id, index);
+        }
+        self.maybe_finish(now, proxy_id);
+    }
+
+    /// When every branch has finished: send the best response if nothing final went up yet.
+    fn maybe_finish(&mut self, now: Now, proxy_id: u64) {
+        let Some(p) = self.proxies.get(&proxy_id) else { return };
+        if !p.all_finished() {
+            return;
+        }
+        let Some(p) = self.proxies.remove(&proxy_id) else { return };
+        if p.answered {
+            return;
+        }
+        match p.best {
+            Some((_, r)) => self.send_upstream(now, &p.server_key, r.status(), strip_top_via(&r, true)),
+            None => {
+                // every branch timed out
+                let bytes = self.response_bytes(&p.request, 408, "Request Timeout (no device answered)", &[]);
+                self.send_upstream(now, &p.server_key, 408, bytes);
+            }
+        }
+    }
+
+    fn cancel_branches(&mut self, now: Now, proxy_id: u64, except: Option<usize>) {
+        let Some(p) = self.proxies.get_mut(&proxy_id) else { return };
+        if !p.invite {
+            return;
+        }
+        let mut now_cancel = Vec::new();
+        for (i, b) in p.branches.iter_mut().enumerate() {
+            if Some(i) == except || b.finished {
+                continue;
+            }
+            if b.provisional {
+                now_cancel.push(i);
+            } else {
+                b.cancel_pending = true;
+            }
+        }
+        for i in now_cancel {
+            self.send_cancel(now, proxy_id, i);
+        }
+    }
+
+    /// CANCEL for one branch (RFC 3261 §9.1): same Request-URI, top Via, Call-ID, From, To,
+    /// Route and CSeq number as the INVITE, method CANCEL.
+    fn send_cancel(&mut self, now: Now, proxy_id: u64, index: usize) {
+        let Some(key) = self.proxies.get(&proxy_id).and_then(|p| p.branches.get(index)).map(|b| b.key.clone()) else { return };
+        let Some(entry) = self.client_tx.get(&key) else { return };
+        let inv = entry.tx.request();
+        let target = entry.target;
+        let mut w = Writer::request("CANCEL", inv.uri_str());
+        if let Some(v) = inv.values(HeaderName::Via).next().and_then(Result::ok) {
+            w.header("Via", v);
+        }
+        for (name, n, v) in inv.fields() {
+            if matches!(name, HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::Route | HeaderName::MaxForwards) {
+                w.raw(n, v);
+            }
+        }
+        let seq = inv.cseq().map(|c| c.seq).unwrap_or(0);
+        w.header("CSeq", format!("{seq} CANCEL"));
+        let Ok(req) = Message::parse(w.finish(b""), &self.cfg.limits) else { return };
+        let branch = req.top_via().ok().and_then(|v| v.branch().map(str::to_owned)).unwrap_or_default();
+        let ckey = client_key(&branch, "CANCEL");
+        let tx = ClientTransaction::new(now.mono, req, target.transport.is_reliable(), self.cfg.timers);
+        self.client_tx.insert(ckey.clone(), ClientEntry { tx, target, role: ClientRole::Cancel });
+        self.flush_client(now, &ckey);
+    }
+
+    fn send_upstream(&mut self, now: Now, server_key: &str, code: u16, bytes: Vec<u8>) {
+        if let Some(s) = self.server_tx.get_mut(server_key) {
+            s.tx.send_response(now.mono, code, bytes);
+            self.flush_server(now, server_key);
+        }
+    }
+
+    // ---- transactions and responses ----
+
+    fn create_server_tx(&mut self, _now: Now, ctx: &mut Ctx, key: String) {
+        let via = ctx.msg.top_via().ok();
+        let target = response_target(via.as_ref(), &ctx.source);
+        let tx = ServerTransaction::new(ctx.msg.method() == Method::Invite, ctx.source.transport.is_reliable(), self.cfg.timers);
+        self.server_tx.insert(key.clone(), ServerEntry { tx, target, proxy: None });
+        ctx.key = Some(key);
+    }
+
+    /// Answers the request: through its server transaction when it has one, else statelessly.
+    fn respond(&mut self, now: Now, ctx: &Ctx, code: u16, reason: &str, extra: &[(&str, String)]) {
+        let bytes = self.response_bytes(&ctx.msg, code, reason, extra);
+        match ctx.key.as_deref() {
+            Some(k) if self.server_tx.contains_key(k) => self.send_upstream(now, k, code, bytes),
+            _ => {
+                let via = ctx.msg.top_via().ok();
+                self.out.push_back(Output { target: response_target(via.as_ref(), &ctx.source), bytes });
+            }
+        }
+    }
+
+    fn challenge(&mut self, now: Now, ctx: &Ctx, realm: &str, stale: bool) {
+        let Some(d) = self.digest.get(realm) else { return };
+        let (code, reason, header) = if ctx.msg.method() == Method::Register {
+            (401, "Unauthorized", "WWW-Authenticate")
+        } else {
+            (407, "Proxy Authentication Required", "Proxy-Authenticate")
+        };
+        let extra: Vec<(&str, String)> = d.challenges(now.mono, stale).into_iter().map(|c| (header, c)).collect();
+        self.respond(now, ctx, code, reason, &extra);
+    }
+
+    fn response_bytes(&self, req: &Message, code: u16, reason: &str, extra: &[(&str, String)]) -> Vec<u8> {
+        let mut w = Writer::response_to(req, code, reason, &self.to_tag(req));
+        for (n, v) in extra {
+            w.header(n, v);
+        }
+        w.header("Server", &self.cfg.server_name);
+        w.finish(b"")
+    }
+
+    /// A To tag for our own responses, the same for every retransmission of a request.
+    fn to_tag(&self, req: &Message) -> String {
+        let mut h = self.tag_seed;
+        for b in req.call_id().unwrap_or("").bytes().chain(req.raw_header(HeaderName::From).unwrap_or(b"").iter().copied()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:x}")
+    }
+
+    fn addressed_to_server(&self, ctx: &Ctx) -> bool {
+        ctx.routes.is_empty()
+            && matches!(Uri::parse(ctx.msg.uri_str()), Ok(Uri::Sip(u)) if u.user.is_none() && (is_our_address(&self.cfg, &u) || self.cfg.serves_domain(u.host)))
+    }
+
+    fn flush_server(&mut self, now: Now, key: &str) {
+        let Some(s) = self.server_tx.get_mut(key) else { return };
+        while let Some(bytes) = s.tx.poll_transmit() {
+            self.out.push_back(Output { target: s.target, bytes });
+        }
+        while s.tx.poll_event().is_some() {
+            tracing::debug!(event = "transaction.no_ack", "no ACK for a final response");
+        }
+        if s.tx.is_terminated() {
+            self.server_tx.remove(key);
+        } else if let Some(t) = s.tx.poll_timeout() {
+            self.timers.push(Reverse((t.max(now.mono), TimerOwner::Server(key.to_owned()))));
+        }
+    }
+
+    fn flush_client(&mut self, now: Now, key: &str) {
+        let Some(c) = self.client_tx.get_mut(key) else { return };
+        while let Some(bytes) = c.tx.poll_transmit() {
+            self.out.push_back(Output { target: c.target, bytes });
+        }
+        let mut events = Vec::new();
+        while let Some(ev) = c.tx.poll_event() {
+            events.push(ev);
+        }
+        let role = match c.role {
+            ClientRole::Branch { proxy, index } => Some((proxy, index)),
+            ClientRole::Cancel => None,
+        };
+        if c.tx.is_terminated() {
+            self.client_tx.remove(key);
+        } else if let Some(t) = c.tx.poll_timeout() {
+            self.timers.push(Reverse((t.max(now.mono), TimerOwner::Client(key.to_owned()))));
+        }
+        if let Some((proxy, index)) = role {
+            for ev in events {
+                self.on_branch_event(now, proxy, index, ev);
+            }
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, REFER, SUBSCRIBE, NOTIFY, REGISTER";

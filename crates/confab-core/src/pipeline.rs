@@ -1,0 +1,43 @@
+//! The request pipeline: an explicit chain of named processors. Each processor either lets the
+//! request continue or has answered it (or absorbed it). A role is its list of processors:
+//! the Front End's is [`FRONT_END`]; Director and Edge chains will be lists of their own.
+
+/// One step of request processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processor {
+    /// Decode the headers a proxy relies on; 400 naming the bad header, or a missing one.
+    Sanity,
+    /// Match retransmissions, ACKs and CANCELs to server transactions; create new ones.
+    Transaction,
+    /// Remove the Route values that name this server (loose routing, RFC 3261 §16.4).
+    RoutePop,
+    /// 483 when Max-Forwards is exhausted.
+    MaxForwards,
+    /// 482 when the request already went through here unchanged.
+    LoopDetection,
+    /// 420 for Proxy-Require (and Require on requests we answer) naming unknown extensions.
+    Extensions,
+    /// Digest: 401 for REGISTER, 407 for other requests from our users; lockout on failures.
+    Authenticate,
+    /// Registrar, OPTIONS health answer, or proxying to the target's devices.
+    Dispatch,
+}
+
+/// The Front End: registrar, proxy and (later) presence for the users homed on its pool.
+pub const FRONT_END: &[Processor] = &[
+    Processor::Sanity,
+    Processor::Transaction,
+    Processor::RoutePop,
+    Processor::MaxForwards,
+    Processor::LoopDetection,
+    Processor::Extensions,
+    Processor::Authenticate,
+    Processor::Dispatch,
+];
+
+/// What a processor decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Stop,
+}

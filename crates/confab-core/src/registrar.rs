@@ -1,0 +1,302 @@
+//! The registrar (RFC 3261 §10.3) and the location service it feeds. Logic here, storage in
+//! `confab-store`: every change is written through so that a restart loses no registration.
+//! RFC 3327 Path and RFC 5626 outbound (`+sip.instance` with `reg-id`) are supported.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use confab_store::{Binding, Store};
+use sip_proto::header::{ContactValue, NameAddr};
+use sip_proto::{HeaderName, Message};
+use sip_transport::{FlowId, Source};
+
+use crate::config::EngineConfig;
+
+/// A binding plus what only the running server knows: the connection it arrived on.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveBinding {
+    pub(crate) rec: Binding,
+    pub(crate) flow: Option<FlowId>,
+}
+
+impl LiveBinding {
+    pub(crate) fn source(&self) -> Option<SocketAddr> {
+        self.rec.source.parse().ok()
+    }
+}
+
+/// Where each user's devices are.
+#[derive(Debug, Default)]
+pub(crate) struct Location {
+    by_aor: HashMap<String, Vec<LiveBinding>>,
+}
+
+/// Why a REGISTER was refused: status, reason phrase, extra header.
+pub(crate) type Refusal = (u16, String, Option<(&'static str, String)>);
+
+impl Location {
+    /// Restores bindings read from the store (their connections are gone).
+    pub(crate) fn load(bindings: Vec<Binding>) -> Self {
+        let mut loc = Self::default();
+        for rec in bindings {
+            loc.by_aor.entry(rec.aor.clone()).or_default().push(LiveBinding { rec, flow: None });
+        }
+        loc
+    }
+
+    pub(crate) fn lookup(&self, aor: &str) -> &[LiveBinding] {
+        self.by_aor.get(aor).map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.by_aor.values().map(Vec::len).sum()
+    }
+
+    /// Drops bindings expired at `now`; returns (aor, key) of each.
+    pub(crate) fn expire(&mut self, now: i64) -> Vec<(String, String)> {
+        self.remove_where(|b| b.rec.expires_at <= now)
+    }
+
+    /// An RFC 5626 flow failed: its outbound bindings go; other bindings forget the flow.
+    pub(crate) fn flow_closed(&mut self, flow: FlowId) -> Vec<(String, String)> {
+        let gone = self.remove_where(|b| b.flow == Some(flow) && b.rec.outbound);
+        for b in self.by_aor.values_mut().flatten() {
+            if b.flow == Some(flow) {
+                b.flow = None;
+            }
+        }
+        gone
+    }
+
+    fn remove_where(&mut self, f: impl Fn(&LiveBinding) -> bool) -> Vec<(String, String)> {
+        let mut gone = Vec::new();
+        self.by_aor.retain(|_, v| {
+            v.retain(|b| {
+                let drop = f(b);
+                if drop {
+                    gone.push((b.rec.aor.clone(), b.rec.key.clone()));
+                }
+                !drop
+            });
+            !v.is_empty()
+        });
+        gone
+    }
+
+    /// Applies a REGISTER for `aor` (already authenticated) and returns the Contact values of
+    /// the 200 OK, or why it is refused.
+    pub(crate) fn register(
+        &mut self,
+        cfg: &EngineConfig,
+        store: &dyn Store,
+        req: &Message,
+        aor: &str,
+        source: &Source,
+        now: i64,
+    ) -> Result<Vec<String>, Refusal> {
+        let bad = |r: &str| (400, r.to_owned(), None);
+        let contacts = req.contacts().map_err(|e| bad(&e.to_string()))?;
+        let header_expires = req.expires().map_err(|e| bad(&e.to_string()))?;
+        let call_id = req.call_id().map_err(|e| bad(&e.to_string()))?.to_owned();
+        let cseq = req.cseq().map_err(|e| bad(&e.to_string()))?.seq;
+        let outbound_ok = req
+            .values(HeaderName::Supported)
+            .chain(req.values(HeaderName::Require))
+            .any(|v| v.is_ok_and(|v| v.eq_ignore_ascii_case("outbound")));
+        let path: Vec<String> = req.values(HeaderName::Path).filter_map(Result::ok).map(str::to_owned).collect();
+
+        if contacts.iter().any(|c| matches!(c, ContactValue::Star)) {
+            // RFC 3261 §10.3 step 6: `*` only alone and with Expires: 0
+            if contacts.len() != 1 || header_expires != Some(0) {
+                return Err(bad("Contact * requires Expires: 0 and no other Contact"));
+            }
+            let existing = self.by_aor.remove(aor).unwrap_or_default();
+            let (keep, drop): (Vec<_>, Vec<_>) = existing.into_iter().partition(|b| b.rec.call_id == call_id && b.rec.cseq >= cseq);
+            for b in &drop {
+                store.remove_binding(aor, &b.rec.key).map_err(storage_error)?;
+            }
+            if !keep.is_empty() {
+                self.by_aor.insert(aor.to_owned(), keep);
+            }
+            return Ok(self.contact_values(aor, now));
+        }
+
+        // validate everything before changing anything
+        let mut updates = Vec::with_capacity(contacts.len());
+        for c in &contacts {
+            let ContactValue::Addr(na) = c else { unreachable!("star handled above") };
+            let expires = match na.param("expires") {
+                Some(v) => sip_proto::header::parse_delta_seconds(v.unwrap_or(""), "Contact").map_err(|e| bad(&e.to_string()))?,
+                None => header_expires.unwrap_or(cfg.default_expires),
+            };
+            if expires != 0 && expires < cfg.min_expires {
+                return Err((423, "Interval Too Brief".into(), Some(("Min-Expires", cfg.min_expires.to_string()))));
+            }
+            if let Some(q) = na.param("q") {
+                if !q.and_then(|q| q.parse::<f32>().ok()).is_some_and(|q| (0.0..=1.0).contains(&q)) {
+                    return Err(bad("Invalid q-value in Contact"));
+                }
+            }
+            updates.push((binding_key(na, outbound_ok), na, expires.min(cfg.max_expires)));
+        }
+        for (key, _, _) in &updates {
+            if let Some(old) = self.lookup(aor).iter().find(|b| &b.rec.key == key) {
+                if old.rec.call_id == call_id && old.rec.cseq >= cseq {
+                    return Err((500, "Out-of-order REGISTER (CSeq not above the last one)".into(), None));
+                }
+            }
+        }
+        for (key, na, expires) in updates {
+            let list = self.by_aor.entry(aor.to_owned()).or_default();
+            list.retain(|b| b.rec.key != key);
+            if expires == 0 {
+                store.remove_binding(aor, &key).map_err(storage_error)?;
+                continue;
+            }
+            let rec = Binding {
+                aor: aor.to_owned(),
+                outbound: key.starts_with("outbound|"),
+                key,
+                contact: na.uri_text.to_owned(),
+                params: echo_params(&na),
+                expires_at: now + i64::from(expires),
+                call_id: call_id.clone(),
+                cseq,
+                path: path.clone(),
+                transport: source.transport.param().to_owned(),
+                source: source.remote.to_string(),
+            };
+            store.save_binding(&rec).map_err(storage_error)?;
+            list.push(LiveBinding { rec, flow: source.flow });
+        }
+        if self.by_aor.get(aor).is_some_and(Vec::is_empty) {
+            self.by_aor.remove(aor);
+        }
+        Ok(self.contact_values(aor, now))
+    }
+
+    fn contact_values(&self, aor: &str, now: i64) -> Vec<String> {
+        self.lookup(aor)
+            .iter()
+            .map(|b| format!("<{}>{};expires={}", b.rec.contact, b.rec.params, (b.rec.expires_at - now).max(0)))
+            .collect()
+    }
+}
+
+/// RFC 5626 §6: with outbound, a binding is identified by instance and reg-id; else by URI.
+fn binding_key(na: &NameAddr<'_>, outbound_ok: bool) -> String {
+    match (na.param("+sip.instance").flatten(), na.param("reg-id").flatten()) {
+        (Some(inst), Some(reg)) if outbound_ok => format!("outbound|{inst}|{reg}"),
+        _ => na.uri_text.to_owned(),
+    }
+}
+
+/// Contact parameters other than `expires`, as written, for the 200 OK.
+fn echo_params(na: &NameAddr<'_>) -> String {
+    na.params
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("expires"))
+        .map(|(n, v)| match v {
+            Some(v) => format!(";{n}={v}"),
+            None => format!(";{n}"),
+        })
+        .collect()
+}
+
+fn storage_error(e: confab_store::StoreError) -> Refusal {
+    tracing::error!(event = "store.error", error = %e, "registration not saved");
+    (500, "Registration could not be stored".into(), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_store::SqliteStore;
+    use sip_proto::Limits;
+    use sip_transport::Transport;
+
+    fn req(contact: &str, extra: &str, cseq: u32) -> Message {
+        let s = format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK{cseq}\r\nFrom: <sip:alice@example.com>;tag=1\r\nTo: <sip:alice@example.com>\r\nCall-ID: reg1\r\nCSeq: {cseq} REGISTER\r\nContact: {contact}\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        Message::parse(s.into_bytes(), &Limits::default()).unwrap()
+    }
+
+    fn src() -> Source {
+        Source { transport: Transport::Udp, remote: "127.0.0.1:5070".parse().unwrap(), local: "127.0.0.1:5060".parse().unwrap(), flow: None }
+    }
+
+    fn setup() -> (Location, SqliteStore, EngineConfig) {
+        (Location::default(), SqliteStore::in_memory().unwrap(), EngineConfig::default())
+    }
+
+    #[test]
+    fn several_devices_register_and_refresh_independently() {
+        let (mut loc, store, cfg) = setup();
+        let aor = "alice@example.com";
+        loc.register(&cfg, &store, &req("<sip:alice@10.0.0.1>;q=0.5", "", 1), aor, &src(), 1000).unwrap();
+        let c = loc.register(&cfg, &store, &req("<sip:alice@10.0.0.2>", "Expires: 120\r\n", 2), aor, &src(), 1000).unwrap();
+        assert_eq!(c, vec!["<sip:alice@10.0.0.1>;q=0.5;expires=3600", "<sip:alice@10.0.0.2>;expires=120"]);
+        assert_eq!(store.bindings(1000).unwrap().len(), 2);
+        loc.expire(1121);
+        assert_eq!(loc.lookup(aor).len(), 1);
+    }
+
+    #[test]
+    fn too_brief_interval_is_423_with_min_expires() {
+        let (mut loc, store, cfg) = setup();
+        let err = loc.register(&cfg, &store, &req("<sip:a@h>;expires=10", "", 1), "alice@example.com", &src(), 0).unwrap_err();
+        assert_eq!(err, (423, "Interval Too Brief".into(), Some(("Min-Expires", "60".into()))));
+    }
+
+    #[test]
+    fn star_unregisters_everything_and_needs_expires_zero() {
+        let (mut loc, store, cfg) = setup();
+        let aor = "alice@example.com";
+        loc.register(&cfg, &store, &req("<sip:a@h1>, <sip:a@h2>", "", 1), aor, &src(), 0).unwrap();
+        assert_eq!(loc.register(&cfg, &store, &req("*", "", 2), aor, &src(), 0).unwrap_err().0, 400);
+        assert!(loc.register(&cfg, &store, &req("*", "Expires: 0\r\n", 3), aor, &src(), 0).unwrap().is_empty());
+        assert!(store.bindings(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn expires_zero_removes_one_binding() {
+        let (mut loc, store, cfg) = setup();
+        let aor = "alice@example.com";
+        loc.register(&cfg, &store, &req("<sip:a@h1>, <sip:a@h2>", "", 1), aor, &src(), 0).unwrap();
+        let c = loc.register(&cfg, &store, &req("<sip:a@h1>;expires=0", "", 2), aor, &src(), 0).unwrap();
+        assert_eq!(c, vec!["<sip:a@h2>;expires=3600"]);
+    }
+
+    #[test]
+    fn out_of_order_cseq_is_refused() {
+        let (mut loc, store, cfg) = setup();
+        let aor = "alice@example.com";
+        loc.register(&cfg, &store, &req("<sip:a@h1>", "", 5), aor, &src(), 0).unwrap();
+        assert_eq!(loc.register(&cfg, &store, &req("<sip:a@h1>", "", 4), aor, &src(), 0).unwrap_err().0, 500);
+    }
+
+    #[test]
+    fn outbound_bindings_are_keyed_by_instance_and_die_with_their_flow() {
+        let (mut loc, store, cfg) = setup();
+        let aor = "alice@example.com";
+        let mut s = src();
+        s.flow = Some(7);
+        let c = r#"<sip:a@h1;transport=tcp>;+sip.instance="<urn:uuid:1>";reg-id=1"#;
+        loc.register(&cfg, &store, &req(c, "Supported: outbound, path\r\nPath: <sip:edge;lr>\r\n", 1), aor, &s, 0).unwrap();
+        let c2 = r#"<sip:a@h9;transport=tcp>;+sip.instance="<urn:uuid:1>";reg-id=1"#;
+        loc.register(&cfg, &store, &req(c2, "Supported: outbound\r\n", 2), aor, &s, 0).unwrap();
+        assert_eq!(loc.lookup(aor).len(), 1, "same instance and reg-id replaces the binding");
+        assert_eq!(loc.lookup(aor)[0].rec.contact, "sip:a@h9;transport=tcp");
+        assert_eq!(loc.flow_closed(7).len(), 1);
+        assert!(loc.lookup(aor).is_empty());
+    }
+
+    #[test]
+    fn path_is_kept_and_bindings_reload_after_restart() {
+        let (mut loc, store, cfg) = setup();
+        loc.register(&cfg, &store, &req("<sip:a@h1>", "Path: <sip:p1;lr>, <sip:p2;lr>\r\n", 1), "alice@example.com", &src(), 0).unwrap();
+        let restored = Location::load(store.bindings(0).unwrap());
+        assert_eq!(restored.lookup("alice@example.com")[0].rec.path, vec!["<sip:p1;lr>", "<sip:p2;lr>"]);
+    }
+}

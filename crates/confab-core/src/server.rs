@@ -1,0 +1,85 @@
+//! Runs an [`Engine`] on real sockets: transport events in, transmissions out, timers on the
+//! tokio clock. One task owns the engine; transports run on their own tasks.
+
+use std::future::Future;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use confab_store::Store;
+use sip_transport::{Config as TransportConfig, Listeners, Transports};
+use tokio::sync::mpsc;
+
+use crate::config::EngineConfig;
+use crate::engine::{Engine, Now};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The store could not be read.
+    #[error("cannot read the store: {0}")]
+    Store(#[from] confab_store::StoreError),
+    /// A listener could not be started.
+    #[error("cannot start the transports: {0}")]
+    Transport(#[from] std::io::Error),
+}
+
+fn now() -> Now {
+    Now { mono: Instant::now(), unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64) }
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn run(
+    cfg: EngineConfig,
+    store: Box<dyn Store>,
+    listeners: Listeners,
+    transport_cfg: TransportConfig,
+    secret: [u8; 32],
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let (tx, mut rx) = mpsc::channel(16_384);
+    let transports = Transports::start(listeners, transport_cfg, tx)?;
+    let mut engine = Engine::new(cfg, store, secret, now())?;
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            () = &mut shutdown => break,
+            ev = rx.recv() => {
+                let Some(ev) = ev else { break };
+                let t = now();
+                engine.handle_event(t, ev);
+                // drain what is already queued before sending: fewer wake-ups under load
+                for _ in 0..256 {
+                    match rx.try_recv() {
+                        Ok(ev) => engine.handle_event(t, ev),
+                        Err(_) => break,
+                    }
+                }
+            }
+            () = sleep_until(deadline) => engine.handle_timeout(now()),
+        }
+        while let Some(o) = engine.poll_transmit() {
+            transports.send(o.target, o.bytes);
+        }
+    }
+    let s = engine.stats();
+    let t = transports.stats();
+    tracing::info!(
+        event = "server.stopped",
+        requests = s.requests, responses = s.responses,
+        malformed_answered = s.malformed_answered, malformed_dropped = s.malformed_dropped,
+        auth_failures = s.auth_failures, lockouts = s.lockouts,
+        oversized = t.oversized.load(std::sync::atomic::Ordering::Relaxed),
+        header_timeouts = t.header_timeouts.load(std::sync::atomic::Ordering::Relaxed),
+        connections_refused = t.connections_refused.load(std::sync::atomic::Ordering::Relaxed),
+        "server stopped"
+    );
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
