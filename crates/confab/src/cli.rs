@@ -1,0 +1,139 @@
+//! Command-line interface.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Confab: a self-hosted unified-communications server (SIP registrar, proxy and more).
+#[derive(Debug, Parser)]
+#[command(name = "confab", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// Log format: human-readable lines, or one JSON object per line for machines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub(crate) log_format: LogFormat,
+    /// More detail in the logs (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the all-in-one server (Front End) on this machine.
+    Up(UpArgs),
+    /// Manage users (works while the server runs).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DataDirArg {
+    /// Where Confab keeps its database, CA and certificates.
+    /// [default: $XDG_DATA_HOME/confab or ~/.local/share/confab]
+    #[arg(long, env = "CONFAB_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    pub(crate) data: DataDirArg,
+    /// Address to listen on (and to put in Via / Record-Route).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) bind: IpAddr,
+    /// SIP port for UDP and TCP; TLS listens on the next port.
+    #[arg(long, default_value_t = 5060)]
+    pub(crate) sip_port: u16,
+    /// The SIP domain users' addresses live in (also the digest realm).
+    #[arg(long, default_value = "example.com")]
+    pub(crate) domain: String,
+    /// Do not create the demo users on first start.
+    #[arg(long)]
+    pub(crate) no_demo_users: bool,
+    /// Failed authentications (per user or per source address) before a lockout; 0 disables.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) lockout_failures: u32,
+    /// Window in seconds in which failures are counted.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) lockout_window: u64,
+    /// How long a lockout lasts, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) lockout_seconds: u64,
+    /// Shortest registration accepted (seconds); shorter ones get 423 with Min-Expires.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) min_expires: u32,
+    /// Largest SIP message accepted, in bytes.
+    #[arg(long, default_value_t = 65536)]
+    pub(crate) max_message_size: usize,
+    /// Most simultaneous TCP/TLS connections.
+    #[arg(long, default_value_t = 10000)]
+    pub(crate) max_connections: usize,
+    /// Close a connection idle for this many seconds.
+    #[arg(long, default_value_t = 3900)]
+    pub(crate) idle_timeout: u64,
+    /// Close a connection whose message headers have not all arrived this many seconds after
+    /// the message started.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) header_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Add a user.
+    Add {
+        /// The user's address, user@domain.
+        address: String,
+        /// The user's password (only its digest hashes are stored).
+        #[arg(long)]
+        password: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Remove a user and its registrations.
+    Remove {
+        address: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Change a user's password.
+    SetPassword {
+        address: String,
+        #[arg(long)]
+        password: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+/// An error the user can fix by asking differently (exit code 64).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(pub(crate) String);
+
+pub(crate) fn init_logging(format: LogFormat, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
