@@ -21,6 +21,9 @@ pub struct EngineConfig {
     pub min_expires: u32,
     pub max_expires: u32,
     pub default_expires: u32,
+    /// Offer the SHA-256 challenge before the MD5 one (RFC 8760 preference). Off by default:
+    /// SIPp and baresip 1.0 answer only the first challenge and cannot do SHA-256.
+    pub prefer_sha256: bool,
     /// Digest nonce lifetime.
     pub nonce_ttl: Duration,
     /// Failed authentications per user or per source before a lockout.
@@ -44,6 +47,7 @@ impl Default for EngineConfig {
             min_expires: 60,
             max_expires: 7200,
             default_expires: 3600,
+            prefer_sha256: false,
             nonce_ttl: Duration::from_secs(300),
             lockout_failures: 10,
             lockout_window: Duration::from_secs(60),

@@ -884,7 +884,7 @@ impl Engine {
         } else {
             (407, "Proxy Authentication Required", "Proxy-Authenticate")
         };
-        let extra: Vec<(&str, String)> = d.challenges(now.mono, stale).into_iter().map(|c| (header, c)).collect();
+        let extra: Vec<(&str, String)> = d.challenges(now.mono, stale, if self.cfg.prefer_sha256 { sip_auth::Algorithm::Sha256 } else { sip_auth::Algorithm::Md5 }).into_iter().map(|c| (header, c)).collect();
         self.respond(now, ctx, code, reason, &extra);
     }
 

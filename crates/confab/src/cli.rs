@@ -67,6 +67,10 @@ pub(crate) struct UpArgs {
     /// How long a lockout lasts, in seconds.
     #[arg(long, default_value_t = 60)]
     pub(crate) lockout_seconds: u64,
+    /// Offer the SHA-256 digest challenge before the MD5 one. Both are always offered; clients
+    /// that answer only the first (SIPp, baresip 1.0) need MD5 first, the default.
+    #[arg(long)]
+    pub(crate) prefer_sha256: bool,
     /// Shortest registration accepted (seconds); shorter ones get 423 with Min-Expires.
     #[arg(long, default_value_t = 60)]
     pub(crate) min_expires: u32,
@@ -131,7 +135,11 @@ pub(crate) fn init_logging(format: LogFormat, verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

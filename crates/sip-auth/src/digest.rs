@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use md5::Md5;
@@ -88,24 +89,28 @@ pub struct DigestServer {
     ttl: Duration,
     /// Highest nonce-count accepted per nonce still alive.
     seen: HashMap<String, (u32, u64)>,
+    /// Makes every nonce unique, so that two clients never share one (nor its nonce-counts).
+    counter: AtomicU64,
 }
 
 impl DigestServer {
     /// `secret` seals nonces (random per process); `ttl` is how long a nonce stays fresh.
     pub fn new(realm: &str, secret: [u8; 32], epoch: Instant, ttl: Duration) -> Self {
-        Self { realm: realm.to_owned(), secret, epoch, ttl, seen: HashMap::new() }
+        Self { realm: realm.to_owned(), secret, epoch, ttl, seen: HashMap::new(), counter: AtomicU64::new(0) }
     }
 
     pub fn realm(&self) -> &str {
         &self.realm
     }
 
-    /// The challenge header values, SHA-256 first (RFC 8760 §2.4: most preferred first) then
-    /// MD5 for older clients.
-    pub fn challenges(&self, now: Instant, stale: bool) -> [String; 2] {
+    /// The challenge header values, both algorithms with one nonce, `first` first. Clients take
+    /// the first challenge they support; many deployed ones (SIPp, baresip 1.0) take the very
+    /// first and fail on SHA-256, so the caller decides the order.
+    pub fn challenges(&self, now: Instant, stale: bool, first: Algorithm) -> [String; 2] {
         let nonce = self.nonce(now);
         let stale = if stale { ", stale=true" } else { "" };
-        [Algorithm::Sha256, Algorithm::Md5].map(|a| {
+        let order = if first == Algorithm::Sha256 { [Algorithm::Sha256, Algorithm::Md5] } else { [Algorithm::Md5, Algorithm::Sha256] };
+        order.map(|a| {
             format!(r#"Digest realm="{}", nonce="{nonce}", algorithm={}, qop="auth"{stale}"#, self.realm, a.name())
         })
     }
@@ -156,24 +161,28 @@ impl DigestServer {
         now.saturating_duration_since(self.epoch).as_secs()
     }
 
-    /// nonce = hex(issue time, 8 bytes) + hex(first 16 bytes of HMAC(secret, time || realm)).
+    /// nonce = hex(issue time, 8 bytes || serial, 8 bytes) + hex(first 16 bytes of
+    /// HMAC(secret, time || serial || realm)).
     fn nonce(&self, now: Instant) -> String {
-        let ts = self.secs(now).to_be_bytes();
-        let mac = self.mac(&ts);
-        format!("{}{}", to_hex(&ts), to_hex(&mac[..16]))
+        let mut head = [0u8; 16];
+        head[..8].copy_from_slice(&self.secs(now).to_be_bytes());
+        head[8..].copy_from_slice(&self.counter.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        let mac = self.mac(&head);
+        format!("{}{}", to_hex(&head), to_hex(&mac[..16]))
     }
 
     /// The issue time of a nonce this server sealed.
     fn check_nonce(&self, nonce: &str) -> Option<u64> {
-        if nonce.len() != 48 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if nonce.len() != 64 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        let mut ts = [0u8; 8];
-        for (i, b) in ts.iter_mut().enumerate() {
+        let mut head = [0u8; 16];
+        for (i, b) in head.iter_mut().enumerate() {
             *b = u8::from_str_radix(&nonce[i * 2..i * 2 + 2], 16).ok()?;
         }
-        let mac = to_hex(&self.mac(&ts)[..16]);
-        constant_time_eq(mac.as_bytes(), nonce[16..].to_ascii_lowercase().as_bytes()).then(|| u64::from_be_bytes(ts))
+        let mac = to_hex(&self.mac(&head)[..16]);
+        let issued = u64::from_be_bytes(head[..8].try_into().ok()?);
+        constant_time_eq(mac.as_bytes(), nonce[32..].to_ascii_lowercase().as_bytes()).then_some(issued)
     }
 
     fn mac(&self, ts: &[u8]) -> [u8; 32] {
@@ -201,7 +210,8 @@ mod tests {
     use super::*;
 
     fn creds_for(server: &DigestServer, now: Instant, alg: Algorithm, password: &str, nc: &str) -> Credentials {
-        let ch = &server.challenges(now, false)[if alg == Algorithm::Sha256 { 0 } else { 1 }];
+        let ch = &server.challenges(now, false, alg)[0];
+        assert!(ch.contains(alg.name()));
         let nonce = ch.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
         let h = ha1(alg, "alice", "example.com", password);
         Credentials {
@@ -266,7 +276,14 @@ mod tests {
         let mut forged = c.clone();
         forged.nonce.replace_range(0..2, "ff");
         assert_eq!(s.verify(t0, "REGISTER", &forged, stored), Verdict::BadNonce);
-        assert!(s.challenges(t0, true)[0].ends_with("stale=true"));
+        assert!(s.challenges(t0, true, Algorithm::Md5)[1].ends_with("stale=true"));
+    }
+
+    #[test]
+    fn every_challenge_has_its_own_nonce() {
+        let now = Instant::now();
+        let s = server(now);
+        assert_ne!(s.challenges(now, false, Algorithm::Md5)[0], s.challenges(now, false, Algorithm::Md5)[0]);
     }
 
     #[test]

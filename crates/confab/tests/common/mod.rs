@@ -1,0 +1,342 @@
+//! Black-box harness: start the real `confab` binary on free loopback ports with its own data
+//! dir, wait until it answers OPTIONS (a readiness probe, not a sleep), drive it with real peers.
+
+#![allow(dead_code)]
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("confab-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("CONFAB_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A loopback port free for UDP and TCP, with the next port free for TCP (TLS).
+pub fn free_sip_port() -> u16 {
+    for _ in 0..200 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = udp.local_addr().unwrap().port();
+        if p >= 65_000 {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port pair on 127.0.0.1");
+}
+
+/// A free UDP+TCP port for a peer.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// A running server.
+pub struct Server {
+    pub port: u16,
+    pub dir: TempDir,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = TempDir::new("server");
+        Self::start_in(dir, extra)
+    }
+
+    /// Starts (or restarts) a server on an existing data dir.
+    pub fn start_in(dir: TempDir, extra: &[&str]) -> Self {
+        let port = free_sip_port();
+        Self::start_on(dir, port, extra)
+    }
+
+    pub fn start_on(dir: TempDir, port: u16, extra: &[&str]) -> Self {
+        let log = dir.0.join(format!("server-{port}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_confab"))
+            .args(["up", "--data-dir"])
+            .arg(&dir.0)
+            .args(["--sip-port", &port.to_string()])
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start confab");
+        let mut s = Self { port, dir, child: Some(child), log };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&mut self) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut buf = [0u8; 2048];
+        let mut n = 0;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("confab exited during start-up ({status}):\n{}", self.log_text());
+            }
+            n += 1;
+            let probe = options_probe(self.port, sock.local_addr().unwrap().port(), n);
+            let _ = sock.send_to(probe.as_bytes(), ("127.0.0.1", self.port));
+            if let Ok((len, _)) = sock.recv_from(&mut buf) {
+                if buf[..len].starts_with(b"SIP/2.0 200") {
+                    return;
+                }
+            }
+        }
+        panic!("confab did not answer OPTIONS within 30 s:\n{}", self.log_text());
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The demo users' passwords, from the data dir.
+    pub fn password(&self, user: &str) -> String {
+        let text = std::fs::read_to_string(self.dir.0.join("demo-users.txt")).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{user}@example.com ")))
+            .unwrap_or_else(|| panic!("no demo user {user}"))
+            .to_owned()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `confab` with the server's data dir.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_confab")).args(args).arg("--data-dir").arg(&self.dir.0).output().unwrap()
+    }
+
+    /// Stops with SIGTERM and waits; returns the data dir for a restart.
+    pub fn stop(mut self) -> TempDir {
+        self.terminate();
+        let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
+        std::mem::forget(self);
+        dir
+    }
+
+    fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.terminate();
+        if std::thread::panicking() {
+            eprintln!("---- confab log ----\n{}", self.log_text());
+        }
+    }
+}
+
+fn options_probe(server_port: u16, local_port: u16, n: u32) -> String {
+    format!(
+        "OPTIONS sip:127.0.0.1:{server_port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bKprobe{n};rport\r\nFrom: <sip:probe@example.com>;tag=p{n}\r\nTo: <sip:127.0.0.1:{server_port}>\r\nCall-ID: probe-{n}-{local_port}\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Fails loudly when a peer program is missing: the test command installs them.
+pub fn require(program: &str) {
+    let ok = Command::new("sh").args(["-c", &format!("command -v {program}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    assert!(ok, "{program} is not installed: run ./scripts/test (it installs the SIP peers), or apt-get install it");
+}
+
+/// One SIPp run.
+pub struct Sipp {
+    pub dir: TempDir,
+    args: Vec<String>,
+}
+
+impl Sipp {
+    /// SIPp with `scenario` (a file in tests/sipp) against `server`, one call.
+    pub fn new(server: &Server, scenario: &str) -> Self {
+        require("sipp");
+        let dir = TempDir::new("sipp");
+        let sf = repo_root().join("tests/sipp").join(scenario);
+        assert!(sf.exists(), "missing scenario {}", sf.display());
+        let args = vec![
+            "-sf".into(),
+            sf.display().to_string(),
+            server.addr(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            free_port().to_string(),
+            "-m".into(),
+            "1".into(),
+            "-nostdin".into(),
+            "-trace_msg".into(),
+            "-trace_err".into(),
+            "-timeout".into(),
+            "30s".into(),
+            "-timeout_error".into(),
+        ];
+        Self { dir, args }
+    }
+
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, a: I) -> Self {
+        self.args.extend(a.into_iter().map(Into::into));
+        self
+    }
+
+    /// Credentials for digest challenges.
+    pub fn auth(self, user: &str, password: &str) -> Self {
+        self.args(["-au", user, "-ap", password])
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new("sipp");
+        c.args(&self.args).current_dir(&self.dir.0).stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    }
+
+    /// Runs to completion.
+    pub fn run(self) -> SippResult {
+        let status = self.command().status().expect("run sipp");
+        SippResult { status, dir: self.dir }
+    }
+
+    /// Starts in the background (a UAS).
+    pub fn spawn(self) -> SippChild {
+        let child = self.command().spawn().expect("run sipp");
+        SippChild { child: Some(child), dir: self.dir }
+    }
+}
+
+pub struct SippResult {
+    pub status: ExitStatus,
+    pub dir: TempDir,
+}
+
+impl SippResult {
+    /// Every message SIPp logged.
+    pub fn trace(&self) -> String {
+        trace_of(&self.dir.0)
+    }
+
+    /// Asserts SIPp succeeded, printing its trace otherwise.
+    pub fn assert_success(&self, what: &str) {
+        assert!(self.status.success(), "{what}: sipp failed ({})\n{}", self.status, self.trace());
+    }
+}
+
+fn trace_of(dir: &Path) -> String {
+    let mut out = String::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with("_messages.log") || name.ends_with("_errors.log") {
+                out.push_str(&format!("==== {name}\n{}\n", std::fs::read_to_string(e.path()).unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+/// A SIPp running in the background.
+pub struct SippChild {
+    child: Option<Child>,
+    pub dir: TempDir,
+}
+
+impl SippChild {
+    /// Waits until the trace shows `needle` (e.g. the 200 to its REGISTER).
+    pub fn wait_for(&mut self, needle: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if trace_of(&self.dir.0).contains(needle) {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("{what}: sipp exited early ({st})\n{}", trace_of(&self.dir.0));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{what}: '{needle}' never appeared\n{}", trace_of(&self.dir.0));
+    }
+
+    /// Waits for SIPp to finish and asserts success.
+    pub fn assert_success(mut self, what: &str) {
+        let mut c = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                assert!(st.success(), "{what}: sipp failed ({st})\n{}", trace_of(&self.dir.0));
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("{what}: sipp did not finish\n{}", trace_of(&self.dir.0));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn trace(&self) -> String {
+        trace_of(&self.dir.0)
+    }
+}
+
+impl Drop for SippChild {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
