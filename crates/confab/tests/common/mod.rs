@@ -340,3 +340,46 @@ impl Drop for SippChild {
         }
     }
 }
+
+/// Runs the calling test again inside a private network namespace with only loopback up
+/// (`unshare -n`), so that crafted SIP and anything a confused server sends cannot leave the
+/// machine. Returns true in the outer process (the test body must then return), false inside.
+pub fn reexec_in_netns(test_name: &str) -> bool {
+    if std::env::var_os("CONFAB_IN_NETNS").is_some() {
+        return false;
+    }
+    require("unshare");
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .args(["-n", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .arg(&exe)
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("CONFAB_IN_NETNS", "1")
+        .output()
+        .expect("run unshare");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{test_name} inside a private network namespace failed (unshare needs root):\n{text}");
+    assert!(text.contains("1 passed"), "{test_name} did not run inside the namespace:\n{text}");
+    true
+}
+
+/// A UDP socket for sending crafted messages, with a receive timeout.
+pub fn udp_client() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    s
+}
+
+/// Sends `msg` and returns the first answer, if any.
+pub fn udp_exchange(sock: &UdpSocket, server: &Server, msg: &[u8]) -> Option<String> {
+    sock.send_to(msg, server.addr()).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    sock.recv_from(&mut buf).ok().map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// True when the server still answers an OPTIONS health probe.
+pub fn answers_options(server: &Server) -> bool {
+    let s = udp_client();
+    let p = options_probe(server.port, s.local_addr().unwrap().port(), 9999);
+    udp_exchange(&s, server, p.as_bytes()).is_some_and(|r| r.starts_with("SIP/2.0 200"))
+}
