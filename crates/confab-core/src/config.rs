@@ -21,9 +21,9 @@ pub struct EngineConfig {
     pub min_expires: u32,
     pub max_expires: u32,
     pub default_expires: u32,
-    /// Offer the SHA-256 challenge before the MD5 one (RFC 8760 preference). Off by default:
-    /// SIPp and baresip 1.0 answer only the first challenge and cannot do SHA-256.
-    pub prefer_sha256: bool,
+    /// Digest algorithms challenged with, in the order offered. SIPp answers only the first
+    /// challenge and cannot do SHA-256, hence MD5 first by default.
+    pub digest_algorithms: Vec<sip_auth::Algorithm>,
     /// Digest nonce lifetime.
     pub nonce_ttl: Duration,
     /// Failed authentications per user or per source before a lockout.
@@ -47,7 +47,7 @@ impl Default for EngineConfig {
             min_expires: 60,
             max_expires: 7200,
             default_expires: 3600,
-            prefer_sha256: false,
+            digest_algorithms: vec![sip_auth::Algorithm::Md5, sip_auth::Algorithm::Sha256],
             nonce_ttl: Duration::from_secs(300),
             lockout_failures: 10,
             lockout_window: Duration::from_secs(60),

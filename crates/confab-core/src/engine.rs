@@ -465,7 +465,11 @@ impl Engine {
             }
         };
         let Some(digest) = self.digest.get_mut(&host) else { return Flow::Stop };
+        let enabled = &self.cfg.digest_algorithms;
         let verdict = digest.verify(now.mono, ctx.msg.method_str(), &creds, |alg| {
+            if !enabled.contains(&alg) {
+                return None;
+            }
             stored.as_ref().map(|u| if alg == sip_auth::Algorithm::Md5 { u.ha1_md5.clone() } else { u.ha1_sha256.clone() })
         });
         match verdict {
@@ -884,7 +888,10 @@ impl Engine {
         } else {
             (407, "Proxy Authentication Required", "Proxy-Authenticate")
         };
-        let extra: Vec<(&str, String)> = d.challenges(now.mono, stale, if self.cfg.prefer_sha256 { sip_auth::Algorithm::Sha256 } else { sip_auth::Algorithm::Md5 }).into_iter().map(|c| (header, c)).collect();
+        let ua = ctx.msg.header_str(HeaderName::UserAgent).ok().flatten().unwrap_or("");
+        let md5_only = md5_only_client(ua) && self.cfg.digest_algorithms.contains(&sip_auth::Algorithm::Md5);
+        let algorithms = if md5_only { &[sip_auth::Algorithm::Md5][..] } else { &self.cfg.digest_algorithms };
+        let extra: Vec<(&str, String)> = d.challenges(now.mono, stale, algorithms).into_iter().map(|c| (header, c)).collect();
         self.respond(now, ctx, code, reason, &extra);
     }
 
@@ -957,4 +964,29 @@ impl Engine {
     }
 }
 
+/// Clients known to abort on any non-MD5 digest challenge even when an MD5 one is offered too:
+/// baresip before 3.0 (its libre < 2 stops at the first challenge it cannot compute). They are
+/// challenged with MD5 alone; everyone else gets every configured algorithm.
+fn md5_only_client(user_agent: &str) -> bool {
+    user_agent
+        .strip_prefix("baresip v")
+        .and_then(|v| v.split('.').next())
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_some_and(|major| major < 3)
+}
+
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, REFER, SUBSCRIBE, NOTIFY, REGISTER";
+
+#[cfg(test)]
+mod tests {
+    use super::md5_only_client;
+
+    #[test]
+    fn only_old_baresip_is_treated_as_md5_only() {
+        assert!(md5_only_client("baresip v1.0.0 (x86_64/linux)"));
+        assert!(md5_only_client("baresip v2.12.0 (arm/linux)"));
+        assert!(!md5_only_client("baresip v3.1.0 (x86_64/linux)"));
+        assert!(!md5_only_client("Linphone/5.2"));
+        assert!(!md5_only_client(""));
+    }
+}

@@ -67,10 +67,10 @@ pub(crate) struct UpArgs {
     /// How long a lockout lasts, in seconds.
     #[arg(long, default_value_t = 60)]
     pub(crate) lockout_seconds: u64,
-    /// Offer the SHA-256 digest challenge before the MD5 one. Both are always offered; clients
-    /// that answer only the first (SIPp, baresip 1.0) need MD5 first, the default.
-    #[arg(long)]
-    pub(crate) prefer_sha256: bool,
+    /// Digest algorithms to challenge with, in the order offered (md5, sha256). Clients that
+    /// answer only the first challenge (SIPp) need md5 first; `sha256,md5` prefers SHA-256.
+    #[arg(long, value_delimiter = ',', default_value = "md5,sha256", value_parser = parse_algorithm)]
+    pub(crate) digest_algorithms: Vec<sip_auth::Algorithm>,
     /// Shortest registration accepted (seconds); shorter ones get 423 with Min-Expires.
     #[arg(long, default_value_t = 60)]
     pub(crate) min_expires: u32,
@@ -120,6 +120,14 @@ pub(crate) enum UserCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
+}
+
+fn parse_algorithm(s: &str) -> Result<sip_auth::Algorithm, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "md5" => Ok(sip_auth::Algorithm::Md5),
+        "sha256" | "sha-256" => Ok(sip_auth::Algorithm::Sha256),
+        other => Err(format!("unknown digest algorithm '{other}' (use md5, sha256)")),
+    }
 }
 
 /// An error the user can fix by asking differently (exit code 64).

@@ -52,7 +52,7 @@ async fn serve(args: UpArgs, store: SqliteStore, pki: pki::Pki, demo: Vec<(Strin
         tls_port: Some(args.sip_port + 1),
         limits: sip_proto::Limits { max_message_size: args.max_message_size, ..Default::default() },
         min_expires: args.min_expires,
-        prefer_sha256: args.prefer_sha256,
+        digest_algorithms: args.digest_algorithms.clone(),
         lockout_failures: args.lockout_failures,
         lockout_window: Duration::from_secs(args.lockout_window),
         lockout_duration: Duration::from_secs(args.lockout_seconds),

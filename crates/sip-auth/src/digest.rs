@@ -103,16 +103,16 @@ impl DigestServer {
         &self.realm
     }
 
-    /// The challenge header values, both algorithms with one nonce, `first` first. Clients take
-    /// the first challenge they support; many deployed ones (SIPp, baresip 1.0) take the very
-    /// first and fail on SHA-256, so the caller decides the order.
-    pub fn challenges(&self, now: Instant, stale: bool, first: Algorithm) -> [String; 2] {
+    /// One challenge header value per algorithm, in the order given, sharing one nonce.
+    /// Clients take the first challenge they support, and some (SIPp) take the very first one,
+    /// so the caller decides the order.
+    pub fn challenges(&self, now: Instant, stale: bool, algorithms: &[Algorithm]) -> Vec<String> {
         let nonce = self.nonce(now);
         let stale = if stale { ", stale=true" } else { "" };
-        let order = if first == Algorithm::Sha256 { [Algorithm::Sha256, Algorithm::Md5] } else { [Algorithm::Md5, Algorithm::Sha256] };
-        order.map(|a| {
-            format!(r#"Digest realm="{}", nonce="{nonce}", algorithm={}, qop="auth"{stale}"#, self.realm, a.name())
-        })
+        algorithms
+            .iter()
+            .map(|a| format!(r#"Digest realm="{}", nonce="{nonce}", algorithm={}, qop="auth"{stale}"#, self.realm, a.name()))
+            .collect()
     }
 
     /// Checks `creds` for `method` against the stored HA1 for its algorithm (`ha1_for`).
@@ -210,7 +210,7 @@ mod tests {
     use super::*;
 
     fn creds_for(server: &DigestServer, now: Instant, alg: Algorithm, password: &str, nc: &str) -> Credentials {
-        let ch = &server.challenges(now, false, alg)[0];
+        let ch = &server.challenges(now, false, &[alg])[0];
         assert!(ch.contains(alg.name()));
         let nonce = ch.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
         let h = ha1(alg, "alice", "example.com", password);
@@ -276,14 +276,15 @@ mod tests {
         let mut forged = c.clone();
         forged.nonce.replace_range(0..2, "ff");
         assert_eq!(s.verify(t0, "REGISTER", &forged, stored), Verdict::BadNonce);
-        assert!(s.challenges(t0, true, Algorithm::Md5)[1].ends_with("stale=true"));
+        let both = s.challenges(t0, true, &[Algorithm::Md5, Algorithm::Sha256]);
+        assert!(both[0].contains("MD5") && both[1].contains("SHA-256") && both[1].ends_with("stale=true"));
     }
 
     #[test]
     fn every_challenge_has_its_own_nonce() {
         let now = Instant::now();
         let s = server(now);
-        assert_ne!(s.challenges(now, false, Algorithm::Md5)[0], s.challenges(now, false, Algorithm::Md5)[0]);
+        assert_ne!(s.challenges(now, false, &[Algorithm::Md5]), s.challenges(now, false, &[Algorithm::Md5]));
     }
 
     #[test]
