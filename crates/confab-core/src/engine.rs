@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use confab_store::Store;
 use sip_auth::{DigestServer, Lockout};
 use sip_proto::header::{format_via, NameAddr, Via};
-use sip_proto::transaction::{client_key, server_key, ClientEvent, ClientTransaction, ServerTransaction};
+use sip_proto::transaction::{
+    client_key, server_key, ClientEvent, ClientTransaction, ServerTransaction,
+};
 use sip_proto::{salvage_response, HeaderName, Message, Method, ParseError, Uri, Writer};
 use sip_transport::{Event, FlowId, Source, Target, Transport};
 
@@ -16,7 +18,10 @@ use crate::config::EngineConfig;
 use crate::pipeline::{Flow, Processor, FRONT_END};
 use crate::proxy::{Branch, ProxyCtx};
 use crate::registrar::{LiveBinding, Location};
-use crate::routing::{is_our_address, is_our_via, loop_hash, our_port, response_target, strip_top_via, uri_target, via_target};
+use crate::routing::{
+    is_our_address, is_our_via, loop_hash, our_port, response_target, strip_top_via, uri_target,
+    via_target,
+};
 
 /// The current time, twice: monotonic for timers, wall-clock (unix seconds) for what is stored.
 #[derive(Debug, Clone, Copy)]
@@ -102,16 +107,35 @@ pub struct Engine {
 impl Engine {
     /// An engine for `cfg` over `store`, restoring saved registrations. `secret` seals digest
     /// nonces and seeds tags (random per process).
-    pub fn new(cfg: EngineConfig, store: Box<dyn Store>, secret: [u8; 32], now: Now) -> Result<Self, confab_store::StoreError> {
+    pub fn new(
+        cfg: EngineConfig,
+        store: Box<dyn Store>,
+        secret: [u8; 32],
+        now: Now,
+    ) -> Result<Self, confab_store::StoreError> {
         let bindings = store.bindings(now.unix)?;
         store.purge_expired(now.unix)?;
-        tracing::info!(event = "registrar.restored", bindings = bindings.len(), "registrations restored from the store");
+        tracing::info!(
+            event = "registrar.restored",
+            bindings = bindings.len(),
+            "registrations restored from the store"
+        );
         let digest = cfg
             .domains
             .iter()
-            .map(|d| (d.to_ascii_lowercase(), DigestServer::new(d, secret, now.mono, cfg.nonce_ttl)))
+            .map(|d| {
+                (
+                    d.to_ascii_lowercase(),
+                    DigestServer::new(d, secret, now.mono, cfg.nonce_ttl),
+                )
+            })
             .collect();
-        let lockout = Lockout::new(cfg.lockout_failures, cfg.lockout_window, cfg.lockout_duration, 100_000);
+        let lockout = Lockout::new(
+            cfg.lockout_failures,
+            cfg.lockout_window,
+            cfg.lockout_duration,
+            100_000,
+        );
         let mut e = Self {
             store,
             pipeline: FRONT_END,
@@ -129,7 +153,8 @@ impl Engine {
             stats: EngineStats::default(),
             cfg,
         };
-        e.timers.push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
+        e.timers
+            .push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
         Ok(e)
     }
 
@@ -146,7 +171,11 @@ impl Engine {
     pub fn handle_event(&mut self, now: Now, ev: Event) {
         match ev {
             Event::Message { bytes, source } => self.handle_bytes(now, bytes, source),
-            Event::Unframeable { bytes, source, reason } => self.malformed(&bytes, source, &reason),
+            Event::Unframeable {
+                bytes,
+                source,
+                reason,
+            } => self.malformed(&bytes, source, &reason),
             Event::FlowClosed { flow, .. } => {
                 self.open_flows.remove(&flow);
                 for (aor, key) in self.location.flow_closed(flow) {
@@ -160,7 +189,9 @@ impl Engine {
                 let keys: Vec<String> = self
                     .client_tx
                     .iter()
-                    .filter(|(_, c)| c.target.addr == target.addr && c.target.transport == target.transport)
+                    .filter(|(_, c)| {
+                        c.target.addr == target.addr && c.target.transport == target.transport
+                    })
                     .map(|(k, _)| k.clone())
                     .collect();
                 for k in keys {
@@ -179,7 +210,9 @@ impl Engine {
             if *at > now.mono {
                 break;
             }
-            let Some(Reverse((_, owner))) = self.timers.pop() else { break };
+            let Some(Reverse((_, owner))) = self.timers.pop() else {
+                break;
+            };
             match owner {
                 TimerOwner::Server(k) => {
                     if let Some(s) = self.server_tx.get_mut(&k) {
@@ -199,7 +232,8 @@ impl Engine {
                 }
                 TimerOwner::Housekeeping => {
                     self.housekeeping(now);
-                    self.timers.push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
+                    self.timers
+                        .push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
                 }
             }
         }
@@ -234,7 +268,12 @@ impl Engine {
         match Message::try_parse(bytes, &self.cfg.limits) {
             Ok(m) if m.is_request() => {
                 self.stats.requests += 1;
-                let mut ctx = Ctx { msg: m, source, key: None, routes: Vec::new() };
+                let mut ctx = Ctx {
+                    msg: m,
+                    source,
+                    key: None,
+                    routes: Vec::new(),
+                };
                 for &p in self.pipeline {
                     if self.process(p, now, &mut ctx) == Flow::Stop {
                         break;
@@ -255,7 +294,10 @@ impl Engine {
             Some(resp) => {
                 self.stats.malformed_answered += 1;
                 tracing::debug!(event = "sip.malformed", remote = %source.remote, reason = %err, "answered");
-                self.out.push_back(Output { target: response_target(None, &source), bytes: resp });
+                self.out.push_back(Output {
+                    target: response_target(None, &source),
+                    bytes: resp,
+                });
             }
             None => {
                 self.stats.malformed_dropped += 1;
@@ -297,7 +339,9 @@ impl Engine {
     }
 
     fn transaction(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
-        let Ok(key) = server_key(&ctx.msg, None) else { return Flow::Stop };
+        let Ok(key) = server_key(&ctx.msg, None) else {
+            return Flow::Stop;
+        };
         match ctx.msg.method() {
             Method::Ack => {
                 if let Some(s) = self.server_tx.get_mut(&key) {
@@ -316,7 +360,10 @@ impl Engine {
                 }
                 self.create_server_tx(now, ctx, key);
                 let invite_key = server_key(&ctx.msg, Some("INVITE")).ok();
-                let target = invite_key.as_ref().and_then(|k| self.server_tx.get(k)).map(|s| (s.proxy, s.tx.is_final()));
+                let target = invite_key
+                    .as_ref()
+                    .and_then(|k| self.server_tx.get(k))
+                    .map(|s| (s.proxy, s.tx.is_final()));
                 match target {
                     Some((proxy, is_final)) => {
                         self.respond(now, ctx, 200, "OK", &[]);
@@ -349,9 +396,18 @@ impl Engine {
         if ctx.msg.count(HeaderName::Route) == 0 {
             return Flow::Continue;
         }
-        let mut routes: Vec<String> = ctx.msg.values(HeaderName::Route).filter_map(Result::ok).map(str::to_owned).collect();
+        let mut routes: Vec<String> = ctx
+            .msg
+            .values(HeaderName::Route)
+            .filter_map(Result::ok)
+            .map(str::to_owned)
+            .collect();
         while let Some(first) = routes.first() {
-            let ours = NameAddr::parse(first, "Route").ok().is_some_and(|na| na.uri.as_sip().is_some_and(|u| is_our_address(&self.cfg, u)));
+            let ours = NameAddr::parse(first, "Route").ok().is_some_and(|na| {
+                na.uri
+                    .as_sip()
+                    .is_some_and(|u| is_our_address(&self.cfg, u))
+            });
             if !ours {
                 break;
             }
@@ -372,13 +428,19 @@ impl Engine {
     }
 
     fn loop_detection(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
-        let prefix = format!("{}{}-", sip_proto::header::MAGIC_COOKIE, loop_hash(&ctx.msg));
+        let prefix = format!(
+            "{}{}-",
+            sip_proto::header::MAGIC_COOKIE,
+            loop_hash(&ctx.msg)
+        );
         let looped = ctx
             .msg
             .values(HeaderName::Via)
             .filter_map(Result::ok)
             .filter_map(|v| Via::parse(v).ok())
-            .any(|v| is_our_via(&self.cfg, &v) && v.branch().is_some_and(|b| b.starts_with(&prefix)));
+            .any(|v| {
+                is_our_via(&self.cfg, &v) && v.branch().is_some_and(|b| b.starts_with(&prefix))
+            });
         if looped {
             if ctx.msg.method() != Method::Ack {
                 self.respond(now, ctx, 482, "Loop Detected", &[]);
@@ -392,43 +454,78 @@ impl Engine {
         if matches!(ctx.msg.method(), Method::Ack | Method::Cancel) {
             return Flow::Continue;
         }
-        let mut unknown: Vec<String> = ctx.msg.values(HeaderName::ProxyRequire).filter_map(Result::ok).map(str::to_owned).collect();
+        let mut unknown: Vec<String> = ctx
+            .msg
+            .values(HeaderName::ProxyRequire)
+            .filter_map(Result::ok)
+            .map(str::to_owned)
+            .collect();
         if self.addressed_to_server(ctx) || ctx.msg.method() == Method::Register {
             unknown.extend(
                 ctx.msg
                     .values(HeaderName::Require)
                     .filter_map(Result::ok)
-                    .filter(|t| !["path", "outbound"].iter().any(|s| s.eq_ignore_ascii_case(t)))
+                    .filter(|t| {
+                        !["path", "outbound"]
+                            .iter()
+                            .any(|s| s.eq_ignore_ascii_case(t))
+                    })
                     .map(str::to_owned),
             );
         }
         if unknown.is_empty() {
             return Flow::Continue;
         }
-        self.respond(now, ctx, 420, "Bad Extension", &[("Unsupported", unknown.join(", "))]);
+        self.respond(
+            now,
+            ctx,
+            420,
+            "Bad Extension",
+            &[("Unsupported", unknown.join(", "))],
+        );
         Flow::Stop
     }
 
     fn authenticate(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
         let method = ctx.msg.method();
         let in_dialog = ctx.msg.to().ok().and_then(|t| t.tag()).is_some();
-        if in_dialog || matches!(method, Method::Ack | Method::Cancel) || (method == Method::Options && self.addressed_to_server(ctx)) {
+        if in_dialog
+            || matches!(method, Method::Ack | Method::Cancel)
+            || (method == Method::Options && self.addressed_to_server(ctx))
+        {
             return Flow::Continue;
         }
         let register = method == Method::Register;
-        let identity = if register { ctx.msg.to() } else { ctx.msg.from() };
+        let identity = if register {
+            ctx.msg.to()
+        } else {
+            ctx.msg.from()
+        };
         let Some((user, host)) = identity.ok().and_then(|na| match na.uri {
-            Uri::Sip(u) => u.user.map(|us| (sip_proto::unescape(us).into_owned(), u.host.to_ascii_lowercase())),
+            Uri::Sip(u) => u.user.map(|us| {
+                (
+                    sip_proto::unescape(us).into_owned(),
+                    u.host.to_ascii_lowercase(),
+                )
+            }),
             _ => None,
         }) else {
-            self.respond(now, ctx, 403, "Forbidden (identity is not a SIP URI with a user)", &[]);
+            self.respond(
+                now,
+                ctx,
+                403,
+                "Forbidden (identity is not a SIP URI with a user)",
+                &[],
+            );
             return Flow::Stop;
         };
         if !self.cfg.serves_domain(&host) {
             let reason = if register {
                 format!("Forbidden (domain {host} is not served here)")
             } else {
-                format!("Forbidden (federation is not enabled: requests from {host} are not accepted)")
+                format!(
+                    "Forbidden (federation is not enabled: requests from {host} are not accepted)"
+                )
             };
             self.respond(now, ctx, 403, &reason, &[]);
             return Flow::Stop;
@@ -436,12 +533,23 @@ impl Engine {
         let aor = format!("{user}@{host}");
         let user_key = format!("user:{aor}");
         let ip_key = format!("ip:{}", ctx.source.remote.ip());
-        if let Some(left) = self.lockout.locked(&user_key, now.mono).or_else(|| self.lockout.locked(&ip_key, now.mono)) {
-            let reason = format!("Forbidden (too many failed authentications; retry in {} s)", left.as_secs().max(1));
+        if let Some(left) = self
+            .lockout
+            .locked(&user_key, now.mono)
+            .or_else(|| self.lockout.locked(&ip_key, now.mono))
+        {
+            let reason = format!(
+                "Forbidden (too many failed authentications; retry in {} s)",
+                left.as_secs().max(1)
+            );
             self.respond(now, ctx, 403, &reason, &[]);
             return Flow::Stop;
         }
-        let header = if register { HeaderName::Authorization } else { HeaderName::ProxyAuthorization };
+        let header = if register {
+            HeaderName::Authorization
+        } else {
+            HeaderName::ProxyAuthorization
+        };
         let creds = ctx
             .msg
             .values(header)
@@ -453,24 +561,44 @@ impl Engine {
             return Flow::Stop;
         };
         if creds.username != user {
-            self.respond(now, ctx, 403, "Forbidden (authentication user does not match the identity)", &[]);
+            self.respond(
+                now,
+                ctx,
+                403,
+                "Forbidden (authentication user does not match the identity)",
+                &[],
+            );
             return Flow::Stop;
         }
         let stored = match self.store.user(&aor) {
             Ok(u) => u,
             Err(e) => {
                 tracing::error!(event = "store.error", error = %e, "user lookup failed");
-                self.respond(now, ctx, 500, "Server Internal Error (user store unavailable)", &[]);
+                self.respond(
+                    now,
+                    ctx,
+                    500,
+                    "Server Internal Error (user store unavailable)",
+                    &[],
+                );
                 return Flow::Stop;
             }
         };
-        let Some(digest) = self.digest.get_mut(&host) else { return Flow::Stop };
+        let Some(digest) = self.digest.get_mut(&host) else {
+            return Flow::Stop;
+        };
         let enabled = &self.cfg.digest_algorithms;
         let verdict = digest.verify(now.mono, ctx.msg.method_str(), &creds, |alg| {
             if !enabled.contains(&alg) {
                 return None;
             }
-            stored.as_ref().map(|u| if alg == sip_auth::Algorithm::Md5 { u.ha1_md5.clone() } else { u.ha1_sha256.clone() })
+            stored.as_ref().map(|u| {
+                if alg == sip_auth::Algorithm::Md5 {
+                    u.ha1_md5.clone()
+                } else {
+                    u.ha1_sha256.clone()
+                }
+            })
         });
         match verdict {
             sip_auth::Verdict::Ok => {
@@ -497,7 +625,10 @@ impl Engine {
                         seconds = self.cfg.lockout_duration.as_secs(),
                         "too many failed authentications; further attempts refused for a while (see --lockout-* options)"
                     );
-                    let reason = format!("Forbidden (too many failed authentications; retry in {} s)", self.cfg.lockout_duration.as_secs());
+                    let reason = format!(
+                        "Forbidden (too many failed authentications; retry in {} s)",
+                        self.cfg.lockout_duration.as_secs()
+                    );
                     self.respond(now, ctx, 403, &reason, &[]);
                 } else {
                     self.challenge(now, ctx, &host, false);
@@ -512,13 +643,29 @@ impl Engine {
         let in_dialog = ctx.msg.to().ok().and_then(|t| t.tag()).is_some();
         if let Some(next) = ctx.routes.first() {
             if !in_dialog && method != Method::Ack {
-                self.respond(now, ctx, 403, "Forbidden (relaying denied: Route to a host this server does not serve)", &[]);
+                self.respond(
+                    now,
+                    ctx,
+                    403,
+                    "Forbidden (relaying denied: Route to a host this server does not serve)",
+                    &[],
+                );
                 return Flow::Stop;
             }
-            let target = NameAddr::parse(next, "Route").ok().and_then(|na| na.uri.as_sip().and_then(|u| uri_target(u, ctx.source.transport)));
+            let target = NameAddr::parse(next, "Route").ok().and_then(|na| {
+                na.uri
+                    .as_sip()
+                    .and_then(|u| uri_target(u, ctx.source.transport))
+            });
             match target {
                 Some(t) => self.forward_single(now, ctx, t),
-                None => self.respond(now, ctx, 503, "Service Unavailable (next hop in Route cannot be resolved)", &[]),
+                None => self.respond(
+                    now,
+                    ctx,
+                    503,
+                    "Service Unavailable (next hop in Route cannot be resolved)",
+                    &[],
+                ),
             }
             return Flow::Stop;
         }
@@ -531,15 +678,26 @@ impl Engine {
         };
         let ours = is_our_address(&self.cfg, &uri) || self.cfg.serves_domain(uri.host);
         if in_dialog || method == Method::Ack {
-            match uri_target(&uri, ctx.source.transport).filter(|_| !is_our_address(&self.cfg, &uri)) {
+            match uri_target(&uri, ctx.source.transport)
+                .filter(|_| !is_our_address(&self.cfg, &uri))
+            {
                 Some(t) => self.forward_single(now, ctx, t),
                 None if method == Method::Ack => {}
-                None => self.respond(now, ctx, 481, "Call/Transaction Does Not Exist (request does not follow a known route)", &[]),
+                None => self.respond(
+                    now,
+                    ctx,
+                    481,
+                    "Call/Transaction Does Not Exist (request does not follow a known route)",
+                    &[],
+                ),
             }
             return Flow::Stop;
         }
         if !ours {
-            let reason = format!("Forbidden (federation is not enabled: domain {} is not served here)", uri.host);
+            let reason = format!(
+                "Forbidden (federation is not enabled: domain {} is not served here)",
+                uri.host
+            );
             self.respond(now, ctx, 403, &reason, &[]);
             return Flow::Stop;
         }
@@ -550,14 +708,28 @@ impl Engine {
         let Some(user) = uri.user else {
             match method {
                 Method::Options => {
-                    let allow = [("Allow", ALLOW.to_owned()), ("Accept", "application/sdp".to_owned()), ("Supported", "path, outbound".to_owned())];
+                    let allow = [
+                        ("Allow", ALLOW.to_owned()),
+                        ("Accept", "application/sdp".to_owned()),
+                        ("Supported", "path, outbound".to_owned()),
+                    ];
                     self.respond(now, ctx, 200, "OK", &allow);
                 }
-                _ => self.respond(now, ctx, 405, "Method Not Allowed", &[("Allow", "REGISTER, OPTIONS".to_owned())]),
+                _ => self.respond(
+                    now,
+                    ctx,
+                    405,
+                    "Method Not Allowed",
+                    &[("Allow", "REGISTER, OPTIONS".to_owned())],
+                ),
             }
             return Flow::Stop;
         };
-        let domain = if self.cfg.serves_domain(uri.host) { uri.host.to_ascii_lowercase() } else { self.cfg.realm().to_owned() };
+        let domain = if self.cfg.serves_domain(uri.host) {
+            uri.host.to_ascii_lowercase()
+        } else {
+            self.cfg.realm().to_owned()
+        };
         let aor = format!("{}@{domain}", sip_proto::unescape(user));
         match self.store.user(&aor) {
             Ok(Some(_)) => {}
@@ -567,13 +739,31 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(event = "store.error", error = %e);
-                self.respond(now, ctx, 500, "Server Internal Error (user store unavailable)", &[]);
+                self.respond(
+                    now,
+                    ctx,
+                    500,
+                    "Server Internal Error (user store unavailable)",
+                    &[],
+                );
                 return Flow::Stop;
             }
         }
-        let bindings: Vec<LiveBinding> = self.location.lookup(&aor).iter().filter(|b| b.rec.expires_at > now.unix).cloned().collect();
+        let bindings: Vec<LiveBinding> = self
+            .location
+            .lookup(&aor)
+            .iter()
+            .filter(|b| b.rec.expires_at > now.unix)
+            .cloned()
+            .collect();
         if bindings.is_empty() {
-            self.respond(now, ctx, 480, "Temporarily Unavailable (no device registered)", &[]);
+            self.respond(
+                now,
+                ctx,
+                480,
+                "Temporarily Unavailable (no device registered)",
+                &[],
+            );
             return Flow::Stop;
         }
         let mut targets = Vec::new();
@@ -583,7 +773,13 @@ impl Engine {
             }
         }
         if targets.is_empty() {
-            self.respond(now, ctx, 480, "Temporarily Unavailable (no reachable device)", &[]);
+            self.respond(
+                now,
+                ctx,
+                480,
+                "Temporarily Unavailable (no reachable device)",
+                &[],
+            );
             return Flow::Stop;
         }
         self.fork(now, ctx, targets);
@@ -599,10 +795,18 @@ impl Engine {
             return;
         };
         let aor = u.aor();
-        let result = self.location.register(&self.cfg, self.store.as_ref(), &ctx.msg, &aor, &ctx.source, now.unix);
+        let result = self.location.register(
+            &self.cfg,
+            self.store.as_ref(),
+            &ctx.msg,
+            &aor,
+            &ctx.source,
+            now.unix,
+        );
         match result {
             Ok(contacts) => {
-                let mut extra: Vec<(&str, String)> = contacts.into_iter().map(|c| ("Contact", c)).collect();
+                let mut extra: Vec<(&str, String)> =
+                    contacts.into_iter().map(|c| ("Contact", c)).collect();
                 for p in ctx.msg.values(HeaderName::Path).filter_map(Result::ok) {
                     extra.push(("Path", p.to_owned()));
                 }
@@ -631,12 +835,24 @@ impl Engine {
             return uri_target(na.uri.as_sip()?, transport);
         }
         if transport.is_reliable() {
-            if let (Some(flow), Some(addr)) = (b.flow.filter(|f| self.open_flows.contains(f)), b.source()) {
-                return Some(Target { transport, addr, flow: Some(flow) });
+            if let (Some(flow), Some(addr)) =
+                (b.flow.filter(|f| self.open_flows.contains(f)), b.source())
+            {
+                return Some(Target {
+                    transport,
+                    addr,
+                    flow: Some(flow),
+                });
             }
         }
         let uri = Uri::parse(&b.rec.contact).ok()?;
-        uri_target(uri.as_sip()?, transport).or_else(|| b.source().map(|addr| Target { transport, addr, flow: None }))
+        uri_target(uri.as_sip()?, transport).or_else(|| {
+            b.source().map(|addr| Target {
+                transport,
+                addr,
+                flow: None,
+            })
+        })
     }
 
     // ---- proxying ----
@@ -645,7 +861,11 @@ impl Engine {
         let uri = ctx.msg.uri_str().to_owned();
         if ctx.msg.method() == Method::Ack {
             // stateless: a deterministic branch so that ACK retransmissions look the same
-            let branch = format!("{}{}-ack", sip_proto::header::MAGIC_COOKIE, loop_hash(&ctx.msg));
+            let branch = format!(
+                "{}{}-ack",
+                sip_proto::header::MAGIC_COOKIE,
+                loop_hash(&ctx.msg)
+            );
             let bytes = self.build_forward(ctx, &uri, &[], &branch, target, false);
             self.out.push_back(Output { target, bytes });
             return;
@@ -655,46 +875,113 @@ impl Engine {
 
     /// Forwards the request statefully to every target in parallel (RFC 3261 §16.6).
     fn fork(&mut self, now: Now, ctx: &mut Ctx, targets: Vec<(String, Vec<String>, Target)>) {
-        let Some(server_key) = ctx.key.clone() else { return };
+        let Some(server_key) = ctx.key.clone() else {
+            return;
+        };
         let id = self.next_id();
         let invite = ctx.msg.method() == Method::Invite;
         let in_dialog = ctx.msg.to().ok().and_then(|t| t.tag()).is_some();
-        let record_route = !in_dialog && matches!(ctx.msg.method(), Method::Invite | Method::Subscribe | Method::Refer);
+        let record_route = !in_dialog
+            && matches!(
+                ctx.msg.method(),
+                Method::Invite | Method::Subscribe | Method::Refer
+            );
         let lh = loop_hash(&ctx.msg);
         let mut branches = Vec::new();
         let mut starts = Vec::new();
         for (uri, path, target) in targets {
-            let branch = format!("{}{lh}-{:x}", sip_proto::header::MAGIC_COOKIE, self.next_id());
+            let branch = format!(
+                "{}{lh}-{:x}",
+                sip_proto::header::MAGIC_COOKIE,
+                self.next_id()
+            );
             let bytes = self.build_forward(ctx, &uri, &path, &branch, target, record_route);
-            let Ok(req) = Message::parse(bytes, &self.cfg.limits) else { continue };
+            let Ok(req) = Message::parse(bytes, &self.cfg.limits) else {
+                continue;
+            };
             let key = client_key(&branch, ctx.msg.method_str());
             let index = branches.len();
-            branches.push(Branch { key: key.clone(), provisional: false, finished: false, cancel_pending: false });
+            branches.push(Branch {
+                key: key.clone(),
+                provisional: false,
+                finished: false,
+                cancel_pending: false,
+            });
             starts.push((key, req, target, index));
         }
         if branches.is_empty() {
-            self.respond(now, ctx, 500, "Server Internal Error (could not build the forwarded request)", &[]);
+            self.respond(
+                now,
+                ctx,
+                500,
+                "Server Internal Error (could not build the forwarded request)",
+                &[],
+            );
             return;
         }
         if let Some(s) = self.server_tx.get_mut(&server_key) {
             s.proxy = Some(id);
         }
-        self.proxies.insert(id, ProxyCtx { server_key, invite, request: ctx.msg.clone(), branches, best: None, answered: false });
+        self.proxies.insert(
+            id,
+            ProxyCtx {
+                server_key,
+                invite,
+                request: ctx.msg.clone(),
+                branches,
+                best: None,
+                answered: false,
+            },
+        );
         for (key, req, target, index) in starts {
-            let tx = ClientTransaction::new(now.mono, req, target.transport.is_reliable(), self.cfg.timers);
-            self.client_tx.insert(key.clone(), ClientEntry { tx, target, role: ClientRole::Branch { proxy: id, index } });
+            let tx = ClientTransaction::new(
+                now.mono,
+                req,
+                target.transport.is_reliable(),
+                self.cfg.timers,
+            );
+            self.client_tx.insert(
+                key.clone(),
+                ClientEntry {
+                    tx,
+                    target,
+                    role: ClientRole::Branch { proxy: id, index },
+                },
+            );
             self.flush_client(now, &key);
         }
     }
 
     /// The request as sent to one target: our Via on top, Record-Route when asked, the Path or
     /// remaining Route set, Max-Forwards decremented, the rest as received.
-    fn build_forward(&self, ctx: &Ctx, uri: &str, path: &[String], branch: &str, target: Target, record_route: bool) -> Vec<u8> {
+    fn build_forward(
+        &self,
+        ctx: &Ctx,
+        uri: &str,
+        path: &[String],
+        branch: &str,
+        target: Target,
+        record_route: bool,
+    ) -> Vec<u8> {
         let host = &self.cfg.advertised_host;
         let mut w = Writer::request(ctx.msg.method_str(), uri);
-        w.header("Via", format_via(target.transport.via_name(), host, our_port(&self.cfg, target.transport), branch));
+        w.header(
+            "Via",
+            format_via(
+                target.transport.via_name(),
+                host,
+                our_port(&self.cfg, target.transport),
+                branch,
+            ),
+        );
         if record_route {
-            let rr = |t: Transport| format!("<sip:{host}:{};transport={};lr>", our_port(&self.cfg, t), t.param());
+            let rr = |t: Transport| {
+                format!(
+                    "<sip:{host}:{};transport={};lr>",
+                    our_port(&self.cfg, t),
+                    t.param()
+                )
+            };
             w.header("Record-Route", rr(target.transport));
             if ctx.source.transport != target.transport {
                 // RFC 5658 double record-routing: each side sees the address on its transport
@@ -704,10 +991,18 @@ impl Engine {
         for r in path.iter().chain(&ctx.routes) {
             w.header("Route", r);
         }
-        let mf = ctx.msg.max_forwards().ok().flatten().map_or(70, |m| m.saturating_sub(1));
+        let mf = ctx
+            .msg
+            .max_forwards()
+            .ok()
+            .flatten()
+            .map_or(70, |m| m.saturating_sub(1));
         w.header("Max-Forwards", mf.to_string());
         for (name, n, v) in ctx.msg.fields() {
-            if !matches!(name, HeaderName::Route | HeaderName::MaxForwards | HeaderName::ContentLength) {
+            if !matches!(
+                name,
+                HeaderName::Route | HeaderName::MaxForwards | HeaderName::ContentLength
+            ) {
                 w.raw(n, v);
             }
         }
@@ -728,7 +1023,12 @@ impl Engine {
         if !is_our_via(&self.cfg, &via) {
             return;
         }
-        let next = resp.values(HeaderName::Via).nth(1).and_then(Result::ok).and_then(|v| Via::parse(v).ok()).and_then(|v| via_target(&v));
+        let next = resp
+            .values(HeaderName::Via)
+            .nth(1)
+            .and_then(Result::ok)
+            .and_then(|v| Via::parse(v).ok())
+            .and_then(|v| via_target(&v));
         if let Some(target) = next {
             let bytes = strip_top_via(&resp, false);
             self.out.push_back(Output { target, bytes });
@@ -736,13 +1036,17 @@ impl Engine {
     }
 
     fn on_branch_event(&mut self, now: Now, proxy_id: u64, index: usize, ev: ClientEvent) {
-        let Some(p) = self.proxies.get_mut(&proxy_id) else { return };
+        let Some(p) = self.proxies.get_mut(&proxy_id) else {
+            return;
+        };
         let server_key = p.server_key.clone();
         let (code, resp) = match ev {
             ClientEvent::Response(r) => (r.status(), Some(r)),
             ClientEvent::Timeout => (408, None),
         };
-        let Some(branch) = p.branches.get_mut(index) else { return };
+        let Some(branch) = p.branches.get_mut(index) else {
+            return;
+        };
         let mut send_cancel = false;
         match code {
             100 => return,
@@ -787,26 +1091,39 @@ impl Engine {
 
     /// When every branch has finished: send the best response if nothing final went up yet.
     fn maybe_finish(&mut self, now: Now, proxy_id: u64) {
-        let Some(p) = self.proxies.get(&proxy_id) else { return };
+        let Some(p) = self.proxies.get(&proxy_id) else {
+            return;
+        };
         if !p.all_finished() {
             return;
         }
-        let Some(p) = self.proxies.remove(&proxy_id) else { return };
+        let Some(p) = self.proxies.remove(&proxy_id) else {
+            return;
+        };
         if p.answered {
             return;
         }
         match p.best {
-            Some((_, r)) => self.send_upstream(now, &p.server_key, r.status(), strip_top_via(&r, true)),
+            Some((_, r)) => {
+                self.send_upstream(now, &p.server_key, r.status(), strip_top_via(&r, true))
+            }
             None => {
                 // every branch timed out
-                let bytes = self.response_bytes(&p.request, 408, "Request Timeout (no device answered)", &[]);
+                let bytes = self.response_bytes(
+                    &p.request,
+                    408,
+                    "Request Timeout (no device answered)",
+                    &[],
+                );
                 self.send_upstream(now, &p.server_key, 408, bytes);
             }
         }
     }
 
     fn cancel_branches(&mut self, now: Now, proxy_id: u64, except: Option<usize>) {
-        let Some(p) = self.proxies.get_mut(&proxy_id) else { return };
+        let Some(p) = self.proxies.get_mut(&proxy_id) else {
+            return;
+        };
         if !p.invite {
             return;
         }
@@ -829,8 +1146,17 @@ impl Engine {
     /// CANCEL for one branch (RFC 3261 §9.1): same Request-URI, top Via, Call-ID, From, To,
     /// Route and CSeq number as the INVITE, method CANCEL.
     fn send_cancel(&mut self, now: Now, proxy_id: u64, index: usize) {
-        let Some(key) = self.proxies.get(&proxy_id).and_then(|p| p.branches.get(index)).map(|b| b.key.clone()) else { return };
-        let Some(entry) = self.client_tx.get(&key) else { return };
+        let Some(key) = self
+            .proxies
+            .get(&proxy_id)
+            .and_then(|p| p.branches.get(index))
+            .map(|b| b.key.clone())
+        else {
+            return;
+        };
+        let Some(entry) = self.client_tx.get(&key) else {
+            return;
+        };
         let inv = entry.tx.request();
         let target = entry.target;
         let mut w = Writer::request("CANCEL", inv.uri_str());
@@ -838,17 +1164,42 @@ impl Engine {
             w.header("Via", v);
         }
         for (name, n, v) in inv.fields() {
-            if matches!(name, HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::Route | HeaderName::MaxForwards) {
+            if matches!(
+                name,
+                HeaderName::From
+                    | HeaderName::To
+                    | HeaderName::CallId
+                    | HeaderName::Route
+                    | HeaderName::MaxForwards
+            ) {
                 w.raw(n, v);
             }
         }
         let seq = inv.cseq().map(|c| c.seq).unwrap_or(0);
         w.header("CSeq", format!("{seq} CANCEL"));
-        let Ok(req) = Message::parse(w.finish(b""), &self.cfg.limits) else { return };
-        let branch = req.top_via().ok().and_then(|v| v.branch().map(str::to_owned)).unwrap_or_default();
+        let Ok(req) = Message::parse(w.finish(b""), &self.cfg.limits) else {
+            return;
+        };
+        let branch = req
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_owned))
+            .unwrap_or_default();
         let ckey = client_key(&branch, "CANCEL");
-        let tx = ClientTransaction::new(now.mono, req, target.transport.is_reliable(), self.cfg.timers);
-        self.client_tx.insert(ckey.clone(), ClientEntry { tx, target, role: ClientRole::Cancel });
+        let tx = ClientTransaction::new(
+            now.mono,
+            req,
+            target.transport.is_reliable(),
+            self.cfg.timers,
+        );
+        self.client_tx.insert(
+            ckey.clone(),
+            ClientEntry {
+                tx,
+                target,
+                role: ClientRole::Cancel,
+            },
+        );
         self.flush_client(now, &ckey);
     }
 
@@ -864,8 +1215,19 @@ impl Engine {
     fn create_server_tx(&mut self, _now: Now, ctx: &mut Ctx, key: String) {
         let via = ctx.msg.top_via().ok();
         let target = response_target(via.as_ref(), &ctx.source);
-        let tx = ServerTransaction::new(ctx.msg.method() == Method::Invite, ctx.source.transport.is_reliable(), self.cfg.timers);
-        self.server_tx.insert(key.clone(), ServerEntry { tx, target, proxy: None });
+        let tx = ServerTransaction::new(
+            ctx.msg.method() == Method::Invite,
+            ctx.source.transport.is_reliable(),
+            self.cfg.timers,
+        );
+        self.server_tx.insert(
+            key.clone(),
+            ServerEntry {
+                tx,
+                target,
+                proxy: None,
+            },
+        );
         ctx.key = Some(key);
     }
 
@@ -876,26 +1238,54 @@ impl Engine {
             Some(k) if self.server_tx.contains_key(k) => self.send_upstream(now, k, code, bytes),
             _ => {
                 let via = ctx.msg.top_via().ok();
-                self.out.push_back(Output { target: response_target(via.as_ref(), &ctx.source), bytes });
+                self.out.push_back(Output {
+                    target: response_target(via.as_ref(), &ctx.source),
+                    bytes,
+                });
             }
         }
     }
 
     fn challenge(&mut self, now: Now, ctx: &Ctx, realm: &str, stale: bool) {
-        let Some(d) = self.digest.get(realm) else { return };
+        let Some(d) = self.digest.get(realm) else {
+            return;
+        };
         let (code, reason, header) = if ctx.msg.method() == Method::Register {
             (401, "Unauthorized", "WWW-Authenticate")
         } else {
             (407, "Proxy Authentication Required", "Proxy-Authenticate")
         };
-        let ua = ctx.msg.header_str(HeaderName::UserAgent).ok().flatten().unwrap_or("");
-        let md5_only = md5_only_client(ua) && self.cfg.digest_algorithms.contains(&sip_auth::Algorithm::Md5);
-        let algorithms = if md5_only { &[sip_auth::Algorithm::Md5][..] } else { &self.cfg.digest_algorithms };
-        let extra: Vec<(&str, String)> = d.challenges(now.mono, stale, algorithms).into_iter().map(|c| (header, c)).collect();
+        let ua = ctx
+            .msg
+            .header_str(HeaderName::UserAgent)
+            .ok()
+            .flatten()
+            .unwrap_or("");
+        let md5_only = md5_only_client(ua)
+            && self
+                .cfg
+                .digest_algorithms
+                .contains(&sip_auth::Algorithm::Md5);
+        let algorithms = if md5_only {
+            &[sip_auth::Algorithm::Md5][..]
+        } else {
+            &self.cfg.digest_algorithms
+        };
+        let extra: Vec<(&str, String)> = d
+            .challenges(now.mono, stale, algorithms)
+            .into_iter()
+            .map(|c| (header, c))
+            .collect();
         self.respond(now, ctx, code, reason, &extra);
     }
 
-    fn response_bytes(&self, req: &Message, code: u16, reason: &str, extra: &[(&str, String)]) -> Vec<u8> {
+    fn response_bytes(
+        &self,
+        req: &Message,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, String)],
+    ) -> Vec<u8> {
         let mut w = Writer::response_to(req, code, reason, &self.to_tag(req));
         for (n, v) in extra {
             w.header(n, v);
@@ -907,7 +1297,12 @@ impl Engine {
     /// A To tag for our own responses, the same for every retransmission of a request.
     fn to_tag(&self, req: &Message) -> String {
         let mut h = self.tag_seed;
-        for b in req.call_id().unwrap_or("").bytes().chain(req.raw_header(HeaderName::From).unwrap_or(b"").iter().copied()) {
+        for b in req.call_id().unwrap_or("").bytes().chain(
+            req.raw_header(HeaderName::From)
+                .unwrap_or(b"")
+                .iter()
+                .copied(),
+        ) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
         format!("{h:x}")
@@ -919,9 +1314,14 @@ impl Engine {
     }
 
     fn flush_server(&mut self, now: Now, key: &str) {
-        let Some(s) = self.server_tx.get_mut(key) else { return };
+        let Some(s) = self.server_tx.get_mut(key) else {
+            return;
+        };
         while let Some(bytes) = s.tx.poll_transmit() {
-            self.out.push_back(Output { target: s.target, bytes });
+            self.out.push_back(Output {
+                target: s.target,
+                bytes,
+            });
         }
         while s.tx.poll_event().is_some() {
             tracing::debug!(event = "transaction.no_ack", "no ACK for a final response");
@@ -929,14 +1329,22 @@ impl Engine {
         if s.tx.is_terminated() {
             self.server_tx.remove(key);
         } else if let Some(t) = s.tx.poll_timeout() {
-            self.timers.push(Reverse((t.max(now.mono), TimerOwner::Server(key.to_owned()))));
+            self.timers.push(Reverse((
+                t.max(now.mono),
+                TimerOwner::Server(key.to_owned()),
+            )));
         }
     }
 
     fn flush_client(&mut self, now: Now, key: &str) {
-        let Some(c) = self.client_tx.get_mut(key) else { return };
+        let Some(c) = self.client_tx.get_mut(key) else {
+            return;
+        };
         while let Some(bytes) = c.tx.poll_transmit() {
-            self.out.push_back(Output { target: c.target, bytes });
+            self.out.push_back(Output {
+                target: c.target,
+                bytes,
+            });
         }
         let mut events = Vec::new();
         while let Some(ev) = c.tx.poll_event() {
@@ -949,7 +1357,10 @@ impl Engine {
         if c.tx.is_terminated() {
             self.client_tx.remove(key);
         } else if let Some(t) = c.tx.poll_timeout() {
-            self.timers.push(Reverse((t.max(now.mono), TimerOwner::Client(key.to_owned()))));
+            self.timers.push(Reverse((
+                t.max(now.mono),
+                TimerOwner::Client(key.to_owned()),
+            )));
         }
         if let Some((proxy, index)) = role {
             for ev in events {
@@ -975,7 +1386,8 @@ fn md5_only_client(user_agent: &str) -> bool {
         .is_some_and(|major| major < 3)
 }
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, REFER, SUBSCRIBE, NOTIFY, REGISTER";
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, REFER, SUBSCRIBE, NOTIFY, REGISTER";
 
 #[cfg(test)]
 mod tests {

@@ -39,7 +39,10 @@ impl Location {
     pub(crate) fn load(bindings: Vec<Binding>) -> Self {
         let mut loc = Self::default();
         for rec in bindings {
-            loc.by_aor.entry(rec.aor.clone()).or_default().push(LiveBinding { rec, flow: None });
+            loc.by_aor
+                .entry(rec.aor.clone())
+                .or_default()
+                .push(LiveBinding { rec, flow: None });
         }
         loc
     }
@@ -103,7 +106,11 @@ impl Location {
             .values(HeaderName::Supported)
             .chain(req.values(HeaderName::Require))
             .any(|v| v.is_ok_and(|v| v.eq_ignore_ascii_case("outbound")));
-        let path: Vec<String> = req.values(HeaderName::Path).filter_map(Result::ok).map(str::to_owned).collect();
+        let path: Vec<String> = req
+            .values(HeaderName::Path)
+            .filter_map(Result::ok)
+            .map(str::to_owned)
+            .collect();
 
         if contacts.iter().any(|c| matches!(c, ContactValue::Star)) {
             // RFC 3261 §10.3 step 6: `*` only alone and with Expires: 0
@@ -111,9 +118,13 @@ impl Location {
                 return Err(bad("Contact * requires Expires: 0 and no other Contact"));
             }
             let existing = self.by_aor.remove(aor).unwrap_or_default();
-            let (keep, drop): (Vec<_>, Vec<_>) = existing.into_iter().partition(|b| b.rec.call_id == call_id && b.rec.cseq >= cseq);
+            let (keep, drop): (Vec<_>, Vec<_>) = existing
+                .into_iter()
+                .partition(|b| b.rec.call_id == call_id && b.rec.cseq >= cseq);
             for b in &drop {
-                store.remove_binding(aor, &b.rec.key).map_err(storage_error)?;
+                store
+                    .remove_binding(aor, &b.rec.key)
+                    .map_err(storage_error)?;
             }
             if !keep.is_empty() {
                 self.by_aor.insert(aor.to_owned(), keep);
@@ -124,25 +135,43 @@ impl Location {
         // validate everything before changing anything
         let mut updates = Vec::with_capacity(contacts.len());
         for c in &contacts {
-            let ContactValue::Addr(na) = c else { unreachable!("star handled above") };
+            let ContactValue::Addr(na) = c else {
+                unreachable!("star handled above")
+            };
             let expires = match na.param("expires") {
-                Some(v) => sip_proto::header::parse_delta_seconds(v.unwrap_or(""), "Contact").map_err(|e| bad(&e.to_string()))?,
+                Some(v) => sip_proto::header::parse_delta_seconds(v.unwrap_or(""), "Contact")
+                    .map_err(|e| bad(&e.to_string()))?,
                 None => header_expires.unwrap_or(cfg.default_expires),
             };
             if expires != 0 && expires < cfg.min_expires {
-                return Err((423, "Interval Too Brief".into(), Some(("Min-Expires", cfg.min_expires.to_string()))));
+                return Err((
+                    423,
+                    "Interval Too Brief".into(),
+                    Some(("Min-Expires", cfg.min_expires.to_string())),
+                ));
             }
             if let Some(q) = na.param("q") {
-                if !q.and_then(|q| q.parse::<f32>().ok()).is_some_and(|q| (0.0..=1.0).contains(&q)) {
+                if !q
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| (0.0..=1.0).contains(&q))
+                {
                     return Err(bad("Invalid q-value in Contact"));
                 }
             }
-            updates.push((binding_key(na, outbound_ok), na, expires.min(cfg.max_expires)));
+            updates.push((
+                binding_key(na, outbound_ok),
+                na,
+                expires.min(cfg.max_expires),
+            ));
         }
         for (key, _, _) in &updates {
             if let Some(old) = self.lookup(aor).iter().find(|b| &b.rec.key == key) {
                 if old.rec.call_id == call_id && old.rec.cseq >= cseq {
-                    return Err((500, "Out-of-order REGISTER (CSeq not above the last one)".into(), None));
+                    return Err((
+                        500,
+                        "Out-of-order REGISTER (CSeq not above the last one)".into(),
+                        None,
+                    ));
                 }
             }
         }
@@ -158,7 +187,7 @@ impl Location {
                 outbound: key.starts_with("outbound|"),
                 key,
                 contact: na.uri_text.to_owned(),
-                params: echo_params(&na),
+                params: echo_params(na),
                 expires_at: now + i64::from(expires),
                 call_id: call_id.clone(),
                 cseq,
@@ -167,7 +196,10 @@ impl Location {
                 source: source.remote.to_string(),
             };
             store.save_binding(&rec).map_err(storage_error)?;
-            list.push(LiveBinding { rec, flow: source.flow });
+            list.push(LiveBinding {
+                rec,
+                flow: source.flow,
+            });
         }
         if self.by_aor.get(aor).is_some_and(Vec::is_empty) {
             self.by_aor.remove(aor);
@@ -178,14 +210,24 @@ impl Location {
     fn contact_values(&self, aor: &str, now: i64) -> Vec<String> {
         self.lookup(aor)
             .iter()
-            .map(|b| format!("<{}>{};expires={}", b.rec.contact, b.rec.params, (b.rec.expires_at - now).max(0)))
+            .map(|b| {
+                format!(
+                    "<{}>{};expires={}",
+                    b.rec.contact,
+                    b.rec.params,
+                    (b.rec.expires_at - now).max(0)
+                )
+            })
             .collect()
     }
 }
 
 /// RFC 5626 §6: with outbound, a binding is identified by instance and reg-id; else by URI.
 fn binding_key(na: &NameAddr<'_>, outbound_ok: bool) -> String {
-    match (na.param("+sip.instance").flatten(), na.param("reg-id").flatten()) {
+    match (
+        na.param("+sip.instance").flatten(),
+        na.param("reg-id").flatten(),
+    ) {
         (Some(inst), Some(reg)) if outbound_ok => format!("outbound|{inst}|{reg}"),
         _ => na.uri_text.to_owned(),
     }
@@ -223,20 +265,52 @@ mod tests {
     }
 
     fn src() -> Source {
-        Source { transport: Transport::Udp, remote: "127.0.0.1:5070".parse().unwrap(), local: "127.0.0.1:5060".parse().unwrap(), flow: None }
+        Source {
+            transport: Transport::Udp,
+            remote: "127.0.0.1:5070".parse().unwrap(),
+            local: "127.0.0.1:5060".parse().unwrap(),
+            flow: None,
+        }
     }
 
     fn setup() -> (Location, SqliteStore, EngineConfig) {
-        (Location::default(), SqliteStore::in_memory().unwrap(), EngineConfig::default())
+        (
+            Location::default(),
+            SqliteStore::in_memory().unwrap(),
+            EngineConfig::default(),
+        )
     }
 
     #[test]
     fn several_devices_register_and_refresh_independently() {
         let (mut loc, store, cfg) = setup();
         let aor = "alice@example.com";
-        loc.register(&cfg, &store, &req("<sip:alice@10.0.0.1>;q=0.5", "", 1), aor, &src(), 1000).unwrap();
-        let c = loc.register(&cfg, &store, &req("<sip:alice@10.0.0.2>", "Expires: 120\r\n", 2), aor, &src(), 1000).unwrap();
-        assert_eq!(c, vec!["<sip:alice@10.0.0.1>;q=0.5;expires=3600", "<sip:alice@10.0.0.2>;expires=120"]);
+        loc.register(
+            &cfg,
+            &store,
+            &req("<sip:alice@10.0.0.1>;q=0.5", "", 1),
+            aor,
+            &src(),
+            1000,
+        )
+        .unwrap();
+        let c = loc
+            .register(
+                &cfg,
+                &store,
+                &req("<sip:alice@10.0.0.2>", "Expires: 120\r\n", 2),
+                aor,
+                &src(),
+                1000,
+            )
+            .unwrap();
+        assert_eq!(
+            c,
+            vec![
+                "<sip:alice@10.0.0.1>;q=0.5;expires=3600",
+                "<sip:alice@10.0.0.2>;expires=120"
+            ]
+        );
         assert_eq!(store.bindings(1000).unwrap().len(), 2);
         loc.expire(1121);
         assert_eq!(loc.lookup(aor).len(), 1);
@@ -245,17 +319,49 @@ mod tests {
     #[test]
     fn too_brief_interval_is_423_with_min_expires() {
         let (mut loc, store, cfg) = setup();
-        let err = loc.register(&cfg, &store, &req("<sip:a@h>;expires=10", "", 1), "alice@example.com", &src(), 0).unwrap_err();
-        assert_eq!(err, (423, "Interval Too Brief".into(), Some(("Min-Expires", "60".into()))));
+        let err = loc
+            .register(
+                &cfg,
+                &store,
+                &req("<sip:a@h>;expires=10", "", 1),
+                "alice@example.com",
+                &src(),
+                0,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            (
+                423,
+                "Interval Too Brief".into(),
+                Some(("Min-Expires", "60".into()))
+            )
+        );
     }
 
     #[test]
     fn star_unregisters_everything_and_needs_expires_zero() {
         let (mut loc, store, cfg) = setup();
         let aor = "alice@example.com";
-        loc.register(&cfg, &store, &req("<sip:a@h1>, <sip:a@h2>", "", 1), aor, &src(), 0).unwrap();
-        assert_eq!(loc.register(&cfg, &store, &req("*", "", 2), aor, &src(), 0).unwrap_err().0, 400);
-        assert!(loc.register(&cfg, &store, &req("*", "Expires: 0\r\n", 3), aor, &src(), 0).unwrap().is_empty());
+        loc.register(
+            &cfg,
+            &store,
+            &req("<sip:a@h1>, <sip:a@h2>", "", 1),
+            aor,
+            &src(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            loc.register(&cfg, &store, &req("*", "", 2), aor, &src(), 0)
+                .unwrap_err()
+                .0,
+            400
+        );
+        assert!(loc
+            .register(&cfg, &store, &req("*", "Expires: 0\r\n", 3), aor, &src(), 0)
+            .unwrap()
+            .is_empty());
         assert!(store.bindings(0).unwrap().is_empty());
     }
 
@@ -263,8 +369,25 @@ mod tests {
     fn expires_zero_removes_one_binding() {
         let (mut loc, store, cfg) = setup();
         let aor = "alice@example.com";
-        loc.register(&cfg, &store, &req("<sip:a@h1>, <sip:a@h2>", "", 1), aor, &src(), 0).unwrap();
-        let c = loc.register(&cfg, &store, &req("<sip:a@h1>;expires=0", "", 2), aor, &src(), 0).unwrap();
+        loc.register(
+            &cfg,
+            &store,
+            &req("<sip:a@h1>, <sip:a@h2>", "", 1),
+            aor,
+            &src(),
+            0,
+        )
+        .unwrap();
+        let c = loc
+            .register(
+                &cfg,
+                &store,
+                &req("<sip:a@h1>;expires=0", "", 2),
+                aor,
+                &src(),
+                0,
+            )
+            .unwrap();
         assert_eq!(c, vec!["<sip:a@h2>;expires=3600"]);
     }
 
@@ -272,8 +395,14 @@ mod tests {
     fn out_of_order_cseq_is_refused() {
         let (mut loc, store, cfg) = setup();
         let aor = "alice@example.com";
-        loc.register(&cfg, &store, &req("<sip:a@h1>", "", 5), aor, &src(), 0).unwrap();
-        assert_eq!(loc.register(&cfg, &store, &req("<sip:a@h1>", "", 4), aor, &src(), 0).unwrap_err().0, 500);
+        loc.register(&cfg, &store, &req("<sip:a@h1>", "", 5), aor, &src(), 0)
+            .unwrap();
+        assert_eq!(
+            loc.register(&cfg, &store, &req("<sip:a@h1>", "", 4), aor, &src(), 0)
+                .unwrap_err()
+                .0,
+            500
+        );
     }
 
     #[test]
@@ -283,10 +412,30 @@ mod tests {
         let mut s = src();
         s.flow = Some(7);
         let c = r#"<sip:a@h1;transport=tcp>;+sip.instance="<urn:uuid:1>";reg-id=1"#;
-        loc.register(&cfg, &store, &req(c, "Supported: outbound, path\r\nPath: <sip:edge;lr>\r\n", 1), aor, &s, 0).unwrap();
+        loc.register(
+            &cfg,
+            &store,
+            &req(c, "Supported: outbound, path\r\nPath: <sip:edge;lr>\r\n", 1),
+            aor,
+            &s,
+            0,
+        )
+        .unwrap();
         let c2 = r#"<sip:a@h9;transport=tcp>;+sip.instance="<urn:uuid:1>";reg-id=1"#;
-        loc.register(&cfg, &store, &req(c2, "Supported: outbound\r\n", 2), aor, &s, 0).unwrap();
-        assert_eq!(loc.lookup(aor).len(), 1, "same instance and reg-id replaces the binding");
+        loc.register(
+            &cfg,
+            &store,
+            &req(c2, "Supported: outbound\r\n", 2),
+            aor,
+            &s,
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            loc.lookup(aor).len(),
+            1,
+            "same instance and reg-id replaces the binding"
+        );
         assert_eq!(loc.lookup(aor)[0].rec.contact, "sip:a@h9;transport=tcp");
         assert_eq!(loc.flow_closed(7).len(), 1);
         assert!(loc.lookup(aor).is_empty());
@@ -295,8 +444,19 @@ mod tests {
     #[test]
     fn path_is_kept_and_bindings_reload_after_restart() {
         let (mut loc, store, cfg) = setup();
-        loc.register(&cfg, &store, &req("<sip:a@h1>", "Path: <sip:p1;lr>, <sip:p2;lr>\r\n", 1), "alice@example.com", &src(), 0).unwrap();
+        loc.register(
+            &cfg,
+            &store,
+            &req("<sip:a@h1>", "Path: <sip:p1;lr>, <sip:p2;lr>\r\n", 1),
+            "alice@example.com",
+            &src(),
+            0,
+        )
+        .unwrap();
         let restored = Location::load(store.bindings(0).unwrap());
-        assert_eq!(restored.lookup("alice@example.com")[0].rec.path, vec!["<sip:p1;lr>", "<sip:p2;lr>"]);
+        assert_eq!(
+            restored.lookup("alice@example.com")[0].rec.path,
+            vec!["<sip:p1;lr>", "<sip:p2;lr>"]
+        );
     }
 }

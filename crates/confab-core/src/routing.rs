@@ -13,18 +13,38 @@ use crate::config::EngineConfig;
 /// source address, at the source port when the client asked for rport, else at the Via port.
 pub(crate) fn response_target(via: Option<&Via<'_>>, source: &Source) -> Target {
     let port = match via {
-        Some(v) if source.transport == Transport::Udp && v.rport().is_none() => v.port.unwrap_or(5060),
+        Some(v) if source.transport == Transport::Udp && v.rport().is_none() => {
+            v.port.unwrap_or(5060)
+        }
         _ => source.remote.port(),
     };
-    Target { transport: source.transport, addr: SocketAddr::new(source.remote.ip(), port), flow: source.flow }
+    Target {
+        transport: source.transport,
+        addr: SocketAddr::new(source.remote.ip(), port),
+        flow: source.flow,
+    }
 }
 
 /// Where a response goes when forwarded statelessly by its (new) top Via.
 pub(crate) fn via_target(via: &Via<'_>) -> Option<Target> {
     let transport = Transport::from_name(via.transport)?;
-    let ip: IpAddr = via.received().unwrap_or(via.host).trim_matches(['[', ']']).parse().ok()?;
-    let port = via.rport().flatten().and_then(|p| p.parse().ok()).or(via.port).unwrap_or(default_port(transport));
-    Some(Target { transport, addr: SocketAddr::new(ip, port), flow: None })
+    let ip: IpAddr = via
+        .received()
+        .unwrap_or(via.host)
+        .trim_matches(['[', ']'])
+        .parse()
+        .ok()?;
+    let port = via
+        .rport()
+        .flatten()
+        .and_then(|p| p.parse().ok())
+        .or(via.port)
+        .unwrap_or(default_port(transport));
+    Some(Target {
+        transport,
+        addr: SocketAddr::new(ip, port),
+        flow: None,
+    })
 }
 
 /// The next hop for a URI whose host is an IP address (DNS resolution arrives with the
@@ -37,7 +57,11 @@ pub(crate) fn uri_target(uri: &SipUri<'_>, fallback: Transport) -> Option<Target
         None => fallback,
     };
     let port = uri.port.unwrap_or(default_port(transport));
-    Some(Target { transport, addr: SocketAddr::new(ip, port), flow: None })
+    Some(Target {
+        transport,
+        addr: SocketAddr::new(ip, port),
+        flow: None,
+    })
 }
 
 pub(crate) fn default_port(t: Transport) -> u16 {
@@ -63,7 +87,10 @@ pub(crate) fn our_port(cfg: &EngineConfig, t: Transport) -> u16 {
 /// Whether a URI addresses this server itself (a Route we put in, or the server's address).
 pub(crate) fn is_our_address(cfg: &EngineConfig, uri: &SipUri<'_>) -> bool {
     let host_ok = uri.host.eq_ignore_ascii_case(&cfg.advertised_host)
-        || uri.host.trim_matches(['[', ']']).eq_ignore_ascii_case(cfg.advertised_host.trim_matches(['[', ']']));
+        || uri
+            .host
+            .trim_matches(['[', ']'])
+            .eq_ignore_ascii_case(cfg.advertised_host.trim_matches(['[', ']']));
     let port = uri.port.unwrap_or(if uri.secure { 5061 } else { 5060 });
     host_ok && [cfg.udp_port, cfg.tcp_port, cfg.tls_port].contains(&Some(port))
 }
@@ -84,7 +111,14 @@ pub(crate) fn loop_hash(req: &Message) -> String {
         }
     };
     feed(req.uri_str().as_bytes());
-    for name in [HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq, HeaderName::ProxyRequire, HeaderName::Route] {
+    for name in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::ProxyRequire,
+        HeaderName::Route,
+    ] {
         for v in req.raw_headers(name) {
             feed(v);
         }
@@ -124,16 +158,30 @@ mod tests {
     use sip_proto::{Limits, Uri};
 
     fn src(t: Transport) -> Source {
-        Source { transport: t, remote: "10.0.0.9:40000".parse().unwrap(), local: "127.0.0.1:5060".parse().unwrap(), flow: Some(3) }
+        Source {
+            transport: t,
+            remote: "10.0.0.9:40000".parse().unwrap(),
+            local: "127.0.0.1:5060".parse().unwrap(),
+            flow: Some(3),
+        }
     }
 
     #[test]
     fn udp_responses_honour_rport() {
         let with = Via::parse("SIP/2.0/UDP h:5070;branch=z9hG4bK1;rport").unwrap();
         let without = Via::parse("SIP/2.0/UDP h:5070;branch=z9hG4bK1").unwrap();
-        assert_eq!(response_target(Some(&with), &src(Transport::Udp)).addr, "10.0.0.9:40000".parse().unwrap());
-        assert_eq!(response_target(Some(&without), &src(Transport::Udp)).addr, "10.0.0.9:5070".parse().unwrap());
-        assert_eq!(response_target(Some(&without), &src(Transport::Tcp)).flow, Some(3));
+        assert_eq!(
+            response_target(Some(&with), &src(Transport::Udp)).addr,
+            "10.0.0.9:40000".parse().unwrap()
+        );
+        assert_eq!(
+            response_target(Some(&without), &src(Transport::Udp)).addr,
+            "10.0.0.9:5070".parse().unwrap()
+        );
+        assert_eq!(
+            response_target(Some(&without), &src(Transport::Tcp)).flow,
+            Some(3)
+        );
     }
 
     #[test]
@@ -142,8 +190,17 @@ mod tests {
         let t = uri_target(u.as_sip().unwrap(), Transport::Udp).unwrap();
         assert_eq!((t.transport, t.addr.port()), (Transport::Tcp, 5070));
         let s = Uri::parse("sips:a@[::1]").unwrap();
-        assert_eq!(uri_target(s.as_sip().unwrap(), Transport::Udp).unwrap().addr, "[::1]:5061".parse().unwrap());
-        assert!(uri_target(Uri::parse("sip:a@example.com").unwrap().as_sip().unwrap(), Transport::Udp).is_none());
+        assert_eq!(
+            uri_target(s.as_sip().unwrap(), Transport::Udp)
+                .unwrap()
+                .addr,
+            "[::1]:5061".parse().unwrap()
+        );
+        assert!(uri_target(
+            Uri::parse("sip:a@example.com").unwrap().as_sip().unwrap(),
+            Transport::Udp
+        )
+        .is_none());
     }
 
     #[test]
@@ -155,7 +212,10 @@ mod tests {
         .unwrap();
         let s = Message::parse(strip_top_via(&r, false), &Limits::default()).unwrap();
         let vias: Vec<_> = s.values(HeaderName::Via).map(Result::unwrap).collect();
-        assert_eq!(vias, vec!["SIP/2.0/UDP them;branch=z9hG4bKb", "SIP/2.0/UDP x"]);
+        assert_eq!(
+            vias,
+            vec!["SIP/2.0/UDP them;branch=z9hG4bKb", "SIP/2.0/UDP x"]
+        );
         assert_eq!(s.body(), b"hi");
     }
 }

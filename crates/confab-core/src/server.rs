@@ -24,7 +24,12 @@ pub enum StartError {
 }
 
 fn now() -> Now {
-    Now { mono: Instant::now(), unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64) }
+    Now {
+        mono: Instant::now(),
+        unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    }
 }
 
 /// Serves until `shutdown` resolves.
@@ -66,12 +71,17 @@ pub async fn run(
     let t = transports.stats();
     tracing::info!(
         event = "server.stopped",
-        requests = s.requests, responses = s.responses,
-        malformed_answered = s.malformed_answered, malformed_dropped = s.malformed_dropped,
-        auth_failures = s.auth_failures, lockouts = s.lockouts,
+        requests = s.requests,
+        responses = s.responses,
+        malformed_answered = s.malformed_answered,
+        malformed_dropped = s.malformed_dropped,
+        auth_failures = s.auth_failures,
+        lockouts = s.lockouts,
         oversized = t.oversized.load(std::sync::atomic::Ordering::Relaxed),
         header_timeouts = t.header_timeouts.load(std::sync::atomic::Ordering::Relaxed),
-        connections_refused = t.connections_refused.load(std::sync::atomic::Ordering::Relaxed),
+        connections_refused = t
+            .connections_refused
+            .load(std::sync::atomic::Ordering::Relaxed),
         "server stopped"
     );
     Ok(())

@@ -88,7 +88,8 @@ pub fn normalize_aor(aor: &str) -> Result<String> {
             if !u.is_empty()
                 && !d.is_empty()
                 && !u.contains(|c: char| c.is_whitespace() || c == ':' || c == '@')
-                && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') =>
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') =>
         {
             Ok(format!("{u}@{}", d.to_ascii_lowercase()))
         }

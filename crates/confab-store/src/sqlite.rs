@@ -9,8 +9,7 @@ use sip_auth::{ha1, Algorithm};
 
 use crate::{normalize_aor, Binding, Result, Store, StoreError, User};
 
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE users (
+const MIGRATIONS: &[&str] = &["CREATE TABLE users (
         aor TEXT PRIMARY KEY,
         realm TEXT NOT NULL,
         ha1_md5 TEXT NOT NULL,
@@ -30,8 +29,7 @@ const MIGRATIONS: &[&str] = &[
         outbound INTEGER NOT NULL,
         PRIMARY KEY (aor, key)
     );
-    CREATE INDEX bindings_expiry ON bindings (expires_at);",
-];
+    CREATE INDEX bindings_expiry ON bindings (expires_at);"];
 
 /// SQLite-backed [`Store`].
 #[derive(Debug)]
@@ -57,7 +55,10 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
-            conn.execute_batch(&format!("BEGIN; {m}; PRAGMA user_version = {}; COMMIT;", i + 1))?;
+            conn.execute_batch(&format!(
+                "BEGIN; {m}; PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))?;
         }
         Ok(Self { conn })
     }
@@ -90,7 +91,10 @@ impl Store for SqliteStore {
     fn set_password(&self, aor: &str, password: &str) -> Result<()> {
         let norm = normalize_aor(aor)?;
         let (_, md5, sha) = Self::hashes(&norm, password)?;
-        let n = self.conn.execute("UPDATE users SET ha1_md5 = ?2, ha1_sha256 = ?3 WHERE aor = ?1", params![norm, md5, sha])?;
+        let n = self.conn.execute(
+            "UPDATE users SET ha1_md5 = ?2, ha1_sha256 = ?3 WHERE aor = ?1",
+            params![norm, md5, sha],
+        )?;
         if n == 0 {
             return Err(StoreError::NoSuchUser(norm));
         }
@@ -110,9 +114,18 @@ impl Store for SqliteStore {
     }
 
     fn user(&self, aor: &str) -> Result<Option<User>> {
-        let mut st = self.conn.prepare_cached("SELECT aor, realm, ha1_md5, ha1_sha256 FROM users WHERE aor = ?1")?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT aor, realm, ha1_md5, ha1_sha256 FROM users WHERE aor = ?1")?;
         Ok(st
-            .query_row(params![aor], |r| Ok(User { aor: r.get(0)?, realm: r.get(1)?, ha1_md5: r.get(2)?, ha1_sha256: r.get(3)? }))
+            .query_row(params![aor], |r| {
+                Ok(User {
+                    aor: r.get(0)?,
+                    realm: r.get(1)?,
+                    ha1_md5: r.get(2)?,
+                    ha1_sha256: r.get(3)?,
+                })
+            })
             .optional()?)
     }
 
@@ -128,13 +141,25 @@ impl Store for SqliteStore {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         st.execute(params![
-            b.aor, b.key, b.contact, b.params, b.expires_at, b.call_id, b.cseq, b.path.join("\n"), b.transport, b.source, b.outbound
+            b.aor,
+            b.key,
+            b.contact,
+            b.params,
+            b.expires_at,
+            b.call_id,
+            b.cseq,
+            b.path.join("\n"),
+            b.transport,
+            b.source,
+            b.outbound
         ])?;
         Ok(())
     }
 
     fn remove_binding(&self, aor: &str, key: &str) -> Result<()> {
-        self.conn.prepare_cached("DELETE FROM bindings WHERE aor = ?1 AND key = ?2")?.execute(params![aor, key])?;
+        self.conn
+            .prepare_cached("DELETE FROM bindings WHERE aor = ?1 AND key = ?2")?
+            .execute(params![aor, key])?;
         Ok(())
     }
 
@@ -153,7 +178,11 @@ impl Store for SqliteStore {
                 expires_at: r.get(4)?,
                 call_id: r.get(5)?,
                 cseq: r.get(6)?,
-                path: if path.is_empty() { Vec::new() } else { path.split('\n').map(str::to_owned).collect() },
+                path: if path.is_empty() {
+                    Vec::new()
+                } else {
+                    path.split('\n').map(str::to_owned).collect()
+                },
                 transport: r.get(8)?,
                 source: r.get(9)?,
                 outbound: r.get(10)?,
@@ -163,7 +192,9 @@ impl Store for SqliteStore {
     }
 
     fn purge_expired(&self, now: i64) -> Result<usize> {
-        Ok(self.conn.execute("DELETE FROM bindings WHERE expires_at <= ?1", params![now])?)
+        Ok(self
+            .conn
+            .execute("DELETE FROM bindings WHERE expires_at <= ?1", params![now])?)
     }
 }
 
@@ -193,16 +224,31 @@ mod tests {
         s.add_user("alice@Example.COM", "s3cret").unwrap();
         let u = s.user("alice@example.com").unwrap().unwrap();
         assert_eq!(u.realm, "example.com");
-        assert_eq!(u.ha1_md5, ha1(Algorithm::Md5, "alice", "example.com", "s3cret"));
+        assert_eq!(
+            u.ha1_md5,
+            ha1(Algorithm::Md5, "alice", "example.com", "s3cret")
+        );
         assert!(!u.ha1_md5.contains("s3cret") && !u.ha1_sha256.contains("s3cret"));
-        assert!(matches!(s.add_user("alice@example.com", "x"), Err(StoreError::UserExists(_))));
+        assert!(matches!(
+            s.add_user("alice@example.com", "x"),
+            Err(StoreError::UserExists(_))
+        ));
         s.set_password("alice@example.com", "new").unwrap();
-        assert_ne!(s.user("alice@example.com").unwrap().unwrap().ha1_md5, u.ha1_md5);
+        assert_ne!(
+            s.user("alice@example.com").unwrap().unwrap().ha1_md5,
+            u.ha1_md5
+        );
         assert_eq!(s.list_users().unwrap(), vec!["alice@example.com"]);
         s.remove_user("alice@example.com").unwrap();
         assert!(s.user("alice@example.com").unwrap().is_none());
-        assert!(matches!(s.remove_user("alice@example.com"), Err(StoreError::NoSuchUser(_))));
-        assert!(matches!(s.add_user("nodomain", "x"), Err(StoreError::BadAddress(_))));
+        assert!(matches!(
+            s.remove_user("alice@example.com"),
+            Err(StoreError::NoSuchUser(_))
+        ));
+        assert!(matches!(
+            s.add_user("nodomain", "x"),
+            Err(StoreError::BadAddress(_))
+        ));
     }
 
     #[test]

@@ -126,7 +126,9 @@ fn parse_algorithm(s: &str) -> Result<sip_auth::Algorithm, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "md5" => Ok(sip_auth::Algorithm::Md5),
         "sha256" | "sha-256" => Ok(sip_auth::Algorithm::Sha256),
-        other => Err(format!("unknown digest algorithm '{other}' (use md5, sha256)")),
+        other => Err(format!(
+            "unknown digest algorithm '{other}' (use md5, sha256)"
+        )),
     }
 }
 

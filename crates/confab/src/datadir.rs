@@ -15,7 +15,8 @@ pub(crate) fn resolve(arg: &DataDirArg) -> anyhow::Result<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
         return Ok(PathBuf::from(x).join("confab"));
     }
-    let home = std::env::var_os("HOME").context("cannot find a data directory: set --data-dir or HOME")?;
+    let home =
+        std::env::var_os("HOME").context("cannot find a data directory: set --data-dir or HOME")?;
     Ok(PathBuf::from(home).join(".local/share/confab"))
 }
 

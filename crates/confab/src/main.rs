@@ -24,7 +24,11 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("confab: error: {e:#}");
             // 64 (EX_USAGE) for anything the user can fix in what they asked for
-            ExitCode::from(if e.downcast_ref::<cli::UsageError>().is_some() { 64 } else { 1 })
+            ExitCode::from(if e.downcast_ref::<cli::UsageError>().is_some() {
+                64
+            } else {
+                1
+            })
         }
     }
 }

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    SanType,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -18,23 +21,38 @@ pub(crate) struct Pki {
 
 /// Makes the CA and server certificate unless they exist.
 pub(crate) fn ensure(dir: &Path, bind: IpAddr, domain: &str) -> anyhow::Result<Pki> {
-    let pki = Pki { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server.key") };
+    let pki = Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    };
     if pki.ca.exists() && pki.cert.exists() && pki.key.exists() {
         return Ok(pki);
     }
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, format!("Confab private CA for {domain}"));
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        format!("Confab private CA for {domain}"),
+    );
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
-    let mut names = vec!["localhost".to_owned(), domain.to_owned(), format!("sip.{domain}")];
+    let mut names = vec![
+        "localhost".to_owned(),
+        domain.to_owned(),
+        format!("sip.{domain}"),
+    ];
     names.dedup();
     let mut params = CertificateParams::new(names)?;
-    params.distinguished_name.push(DnType::CommonName, format!("sip.{domain}"));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("sip.{domain}"));
     params.subject_alt_names.push(SanType::IpAddress(bind));
     if !bind.is_loopback() {
-        params.subject_alt_names.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
     }
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca)?;
@@ -48,7 +66,12 @@ pub(crate) fn ensure(dir: &Path, bind: IpAddr, domain: &str) -> anyhow::Result<P
 pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents.as_bytes())?;
     Ok(())
 }
@@ -62,7 +85,8 @@ pub(crate) fn server_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfi
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.cert)
         .with_context(|| format!("cannot read {}", pki.cert.display()))?
         .collect::<Result<_, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(&pki.key).with_context(|| format!("cannot read {}", pki.key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&pki.key)
+        .with_context(|| format!("cannot read {}", pki.key.display()))?;
     let cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()

@@ -17,30 +17,61 @@ const DEMO_USERS: [&str; 3] = ["alice", "bob", "carol"];
 
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.sip_port == u16::MAX {
-        return Err(UsageError("--sip-port must leave room for TLS on the next port".into()).into());
+        return Err(
+            UsageError("--sip-port must leave room for TLS on the next port".into()).into(),
+        );
     }
-    if args.domain.is_empty() || !args.domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+    if args.domain.is_empty()
+        || !args
+            .domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
         return Err(UsageError(format!("--domain '{}' is not a domain name", args.domain)).into());
     }
     let dir = datadir::resolve(&args.data)?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     let db = datadir::db_path(&dir);
-    let store = SqliteStore::open(&db).with_context(|| format!("cannot open the database {}", db.display()))?;
-    let pki = pki::ensure(&dir, args.bind, &args.domain).context("cannot create the CA and server certificate")?;
-    let demo = if args.no_demo_users { Vec::new() } else { ensure_demo_users(&store, &dir, &args.domain)? };
+    let store = SqliteStore::open(&db)
+        .with_context(|| format!("cannot open the database {}", db.display()))?;
+    let pki = pki::ensure(&dir, args.bind, &args.domain)
+        .context("cannot create the CA and server certificate")?;
+    let demo = if args.no_demo_users {
+        Vec::new()
+    } else {
+        ensure_demo_users(&store, &dir, &args.domain)?
+    };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(args, store, pki, demo, &dir))
 }
 
-async fn serve(args: UpArgs, store: SqliteStore, pki: pki::Pki, demo: Vec<(String, String)>, dir: &Path) -> anyhow::Result<()> {
+async fn serve(
+    args: UpArgs,
+    store: SqliteStore,
+    pki: pki::Pki,
+    demo: Vec<(String, String)>,
+    dir: &Path,
+) -> anyhow::Result<()> {
     let sip = SocketAddr::new(args.bind, args.sip_port);
     let tls = SocketAddr::new(args.bind, args.sip_port + 1);
-    let busy = |what: &str, addr: SocketAddr| format!("cannot listen on {what} {addr} — is another SIP server running? Pick other ports with --sip-port");
+    let busy = |what: &str, addr: SocketAddr| {
+        format!("cannot listen on {what} {addr} — is another SIP server running? Pick other ports with --sip-port")
+    };
     let listeners = Listeners {
-        udp: vec![tokio::net::UdpSocket::bind(sip).await.with_context(|| busy("UDP", sip))?],
-        tcp: vec![tokio::net::TcpListener::bind(sip).await.with_context(|| busy("TCP", sip))?],
-        tls: vec![tokio::net::TcpListener::bind(tls).await.with_context(|| busy("TLS", tls))?],
+        udp: vec![tokio::net::UdpSocket::bind(sip)
+            .await
+            .with_context(|| busy("UDP", sip))?],
+        tcp: vec![tokio::net::TcpListener::bind(sip)
+            .await
+            .with_context(|| busy("TCP", sip))?],
+        tls: vec![tokio::net::TcpListener::bind(tls)
+            .await
+            .with_context(|| busy("TLS", tls))?],
         tls_server: Some(pki::server_config(&pki)?),
         tls_client: Some(pki::client_config(&pki)?),
     };
@@ -50,7 +81,10 @@ async fn serve(args: UpArgs, store: SqliteStore, pki: pki::Pki, demo: Vec<(Strin
         udp_port: Some(args.sip_port),
         tcp_port: Some(args.sip_port),
         tls_port: Some(args.sip_port + 1),
-        limits: sip_proto::Limits { max_message_size: args.max_message_size, ..Default::default() },
+        limits: sip_proto::Limits {
+            max_message_size: args.max_message_size,
+            ..Default::default()
+        },
         min_expires: args.min_expires,
         digest_algorithms: args.digest_algorithms.clone(),
         lockout_failures: args.lockout_failures,
@@ -70,7 +104,15 @@ async fn serve(args: UpArgs, store: SqliteStore, pki: pki::Pki, demo: Vec<(Strin
 
     print_banner(&args, &pki, &demo, dir, sip, tls);
     tracing::info!(event = "server.ready", udp = %sip, tcp = %sip, tls = %tls, domain = %args.domain, "Confab is ready");
-    confab_core::server::run(cfg, Box::new(store), listeners, transport_cfg, secret, shutdown_signal()).await?;
+    confab_core::server::run(
+        cfg,
+        Box::new(store),
+        listeners,
+        transport_cfg,
+        secret,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -92,7 +134,11 @@ async fn shutdown_signal() {
 
 /// On first start (no users yet) creates alice, bob and carol with random passwords and keeps
 /// them in demo-users.txt (mode 0600) so that they can be read again.
-fn ensure_demo_users(store: &SqliteStore, dir: &Path, domain: &str) -> anyhow::Result<Vec<(String, String)>> {
+fn ensure_demo_users(
+    store: &SqliteStore,
+    dir: &Path,
+    domain: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
     let file = dir.join("demo-users.txt");
     if store.list_users()?.is_empty() {
         let mut lines = String::new();
@@ -105,20 +151,37 @@ fn ensure_demo_users(store: &SqliteStore, dir: &Path, domain: &str) -> anyhow::R
         pki::write_private(&file, &lines)?;
     }
     let text = std::fs::read_to_string(&file).unwrap_or_default();
-    Ok(text.lines().filter_map(|l| l.split_once(' ')).map(|(a, p)| (a.to_owned(), p.to_owned())).collect())
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(a, p)| (a.to_owned(), p.to_owned()))
+        .collect())
 }
 
 fn random_password() -> anyhow::Result<String> {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut raw = [0u8; 14];
     getrandom::getrandom(&mut raw).context("no randomness for passwords")?;
-    Ok(raw.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
+    Ok(raw
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
 }
 
-fn print_banner(args: &UpArgs, pki: &pki::Pki, demo: &[(String, String)], dir: &Path, sip: SocketAddr, tls: SocketAddr) {
+fn print_banner(
+    args: &UpArgs,
+    pki: &pki::Pki,
+    demo: &[(String, String)],
+    dir: &Path,
+    sip: SocketAddr,
+    tls: SocketAddr,
+) {
     println!("Confab is running for domain {}", args.domain);
     println!("  SIP       {sip} (UDP and TCP), {tls} (TLS)");
-    println!("  TLS CA    {}   (make TLS clients trust this file)", pki.ca.display());
+    println!(
+        "  TLS CA    {}   (make TLS clients trust this file)",
+        pki.ca.display()
+    );
     println!("  Data      {}", dir.display());
     if !demo.is_empty() {
         println!("  Demo users (address, password):");
@@ -127,6 +190,10 @@ fn print_banner(args: &UpArgs, pki: &pki::Pki, demo: &[(String, String)], dir: &
         }
     }
     println!("Sign in with any SIP client: user name and password above, domain {}, outbound proxy {sip}.", args.domain);
-    println!("Add users with: confab user add name@{} --password ... --data-dir {}", args.domain, dir.display());
+    println!(
+        "Add users with: confab user add name@{} --password ... --data-dir {}",
+        args.domain,
+        dir.display()
+    );
     println!("Press Ctrl-C to stop.");
 }

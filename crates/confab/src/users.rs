@@ -8,7 +8,11 @@ use crate::datadir;
 
 pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
-        UserCommand::Add { address, password, data } => {
+        UserCommand::Add {
+            address,
+            password,
+            data,
+        } => {
             check_password(&password)?;
             let store = datadir::open_existing(&data)?;
             store.add_user(&address, &password).map_err(usage)?;
@@ -20,12 +24,20 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::Remove { address, data } => {
-            datadir::open_existing(&data)?.remove_user(&address).map_err(usage)?;
+            datadir::open_existing(&data)?
+                .remove_user(&address)
+                .map_err(usage)?;
             println!("removed {address}");
         }
-        UserCommand::SetPassword { address, password, data } => {
+        UserCommand::SetPassword {
+            address,
+            password,
+            data,
+        } => {
             check_password(&password)?;
-            datadir::open_existing(&data)?.set_password(&address, &password).map_err(usage)?;
+            datadir::open_existing(&data)?
+                .set_password(&address, &password)
+                .map_err(usage)?;
             println!("password changed for {address}");
         }
     }

@@ -19,7 +19,11 @@ impl Baresip {
     fn sign_in(server: &Server, user: &str, transport: &str) -> Self {
         require("baresip");
         let dir = TempDir::new("baresip");
-        let port = if transport == "tls" { server.port + 1 } else { server.port };
+        let port = if transport == "tls" {
+            server.port + 1
+        } else {
+            server.port
+        };
         let config = format!(
             "sip_listen 127.0.0.1:{}\nsip_cafile {}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule_app account.so\nmodule_app menu.so\n",
             free_port(),
@@ -42,17 +46,25 @@ impl Baresip {
             .spawn()
             .expect("start baresip");
         let b = Self { child, dir };
-        let want = format!("{user}@example.com: {{0/{}/v4}} 200 OK (Confab", transport.to_ascii_uppercase());
+        let want = format!(
+            "{user}@example.com: {{0/{}/v4}} 200 OK (Confab",
+            transport.to_ascii_uppercase()
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         while !b.log().contains(&want) {
-            assert!(Instant::now() < deadline, "baresip did not register over {transport}:\n{}", b.log());
+            assert!(
+                Instant::now() < deadline,
+                "baresip did not register over {transport}:\n{}",
+                b.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         b
     }
 
     fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(self.dir.0.join("baresip.log")).unwrap_or_default()).into_owned()
+        String::from_utf8_lossy(&std::fs::read(self.dir.0.join("baresip.log")).unwrap_or_default())
+            .into_owned()
     }
 }
 
@@ -76,7 +88,10 @@ fn baresip_receives_a_message_over(transport: &str) {
     r.assert_success("MESSAGE bob -> alice (baresip)");
     let trace = r.trace();
     // the 200 OK was written by baresip itself and came back through the proxy
-    assert!(trace.contains("SIP/2.0 200 OK") && trace.contains("Server: baresip"), "{trace}");
+    assert!(
+        trace.contains("SIP/2.0 200 OK") && trace.contains("Server: baresip"),
+        "{trace}"
+    );
     drop(alice);
 }
 

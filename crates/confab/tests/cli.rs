@@ -7,16 +7,29 @@ use std::process::Command;
 use common::TempDir;
 
 fn confab(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_confab")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn text(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["up", "--help"], &["user", "--help"], &["user", "add", "--help"], &["user", "set-password", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["up", "--help"],
+        &["user", "--help"],
+        &["user", "add", "--help"],
+        &["user", "set-password", "--help"],
+    ] {
         let o = confab(args);
         assert!(o.status.success(), "{args:?}: {}", text(&o));
         assert!(text(&o).contains("Usage:"), "{args:?}");
@@ -27,7 +40,12 @@ fn every_command_has_help() {
 #[test]
 fn user_commands_before_first_start_say_what_to_do() {
     let dir = TempDir::new("cli");
-    let o = confab(&["user", "list", "--data-dir", dir.0.join("nothing").to_str().unwrap()]);
+    let o = confab(&[
+        "user",
+        "list",
+        "--data-dir",
+        dir.0.join("nothing").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(64));
     assert!(text(&o).contains("run `confab up` first"), "{}", text(&o));
 }
@@ -42,7 +60,13 @@ fn users_are_added_listed_changed_and_removed() {
     };
     ok(&["user", "add", "Erin@Example.com", "--password", "pw1"]);
     assert!(ok(&["user", "list"]).contains("Erin@example.com"));
-    ok(&["user", "set-password", "Erin@example.com", "--password", "pw2"]);
+    ok(&[
+        "user",
+        "set-password",
+        "Erin@example.com",
+        "--password",
+        "pw2",
+    ]);
     let dup = server.cli(&["user", "add", "Erin@example.com", "--password", "x"]);
     assert_eq!(dup.status.code(), Some(64));
     assert!(text(&dup).contains("already exists"));
@@ -59,7 +83,13 @@ fn users_are_added_listed_changed_and_removed() {
 fn a_port_in_use_is_reported_with_a_remedy() {
     let server = common::Server::start();
     let dir = TempDir::new("cli-busy");
-    let o = confab(&["up", "--data-dir", dir.0.to_str().unwrap(), "--sip-port", &server.port.to_string()]);
+    let o = confab(&[
+        "up",
+        "--data-dir",
+        dir.0.to_str().unwrap(),
+        "--sip-port",
+        &server.port.to_string(),
+    ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("--sip-port"), "{}", text(&o));
 }

@@ -23,22 +23,52 @@ fn malformed_datagrams_get_a_400_naming_the_problem_or_are_dropped() {
     let server = Server::start();
     let s = udp_client();
     let r = udp_exchange(&s, &server, DOUBLE_SPACE).expect("an answer to a malformed request line");
-    assert!(r.starts_with("SIP/2.0 400 Malformed Request-URI\r\n"), "{r}");
-    let r = udp_exchange(&s, &server, options_with("CSeq: 2 OPTIONS\r\n", 2).as_bytes()).unwrap();
+    assert!(
+        r.starts_with("SIP/2.0 400 Malformed Request-URI\r\n"),
+        "{r}"
+    );
+    let r = udp_exchange(
+        &s,
+        &server,
+        options_with("CSeq: 2 OPTIONS\r\n", 2).as_bytes(),
+    )
+    .unwrap();
     assert!(r.starts_with("SIP/2.0 400 Multiple CSeq headers"), "{r}");
-    let r = udp_exchange(&s, &server, options_with("Max-Forwards: 300\r\n", 3).replace("Max-Forwards: 70\r\n", "").as_bytes()).unwrap();
-    assert!(r.starts_with("SIP/2.0 400 Malformed Max-Forwards header"), "{r}");
+    let r = udp_exchange(
+        &s,
+        &server,
+        options_with("Max-Forwards: 300\r\n", 3)
+            .replace("Max-Forwards: 70\r\n", "")
+            .as_bytes(),
+    )
+    .unwrap();
+    assert!(
+        r.starts_with("SIP/2.0 400 Malformed Max-Forwards header"),
+        "{r}"
+    );
     let r = udp_exchange(&s, &server, b"INVITE sip:x@example.com SIP/7.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKv\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@example.com>\r\nCall-ID: v\r\nCSeq: 1 INVITE\r\n\r\n").unwrap();
     assert!(r.starts_with("SIP/2.0 505 Version Not Supported"), "{r}");
     // garbage and binary noise: nothing to answer, dropped
-    for junk in [&b"\x00\x01\x02garbage"[..], b"SIP/2.0 999\r\n\r\n", &[0xffu8; 700][..], b"INVITE\r\n\r\n"] {
+    for junk in [
+        &b"\x00\x01\x02garbage"[..],
+        b"SIP/2.0 999\r\n\r\n",
+        &[0xffu8; 700][..],
+        b"INVITE\r\n\r\n",
+    ] {
         assert_eq!(udp_exchange(&s, &server, junk), None);
     }
     assert!(answers_options(&server), "still serving after bad input");
     let dir = server.stop();
-    let log = std::fs::read_dir(&dir.0).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("server-")).unwrap();
+    let log = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("server-"))
+        .unwrap();
     let log = std::fs::read_to_string(log.path()).unwrap();
-    assert!(log.contains("malformed_dropped=4"), "drops are counted:\n{log}");
+    assert!(
+        log.contains("malformed_dropped=4"),
+        "drops are counted:\n{log}"
+    );
 }
 
 #[test]
@@ -49,7 +79,11 @@ fn oversized_and_header_flooded_messages_are_refused() {
     let server = Server::start_with(&["--max-message-size", "4096"]);
     let s = udp_client();
     let big = options_with(&format!("X-Pad: {}\r\n", "a".repeat(8000)), 1);
-    assert_eq!(udp_exchange(&s, &server, big.as_bytes()), None, "an oversized datagram is dropped");
+    assert_eq!(
+        udp_exchange(&s, &server, big.as_bytes()),
+        None,
+        "an oversized datagram is dropped"
+    );
     let many: String = (0..300).map(|i| format!("X-H{i}: v\r\n")).collect();
     let r = udp_exchange(&s, &server, options_with(&many, 2).as_bytes()).expect("answered");
     assert!(r.starts_with("SIP/2.0 400 Too many header fields"), "{r}");
@@ -58,7 +92,10 @@ fn oversized_and_header_flooded_messages_are_refused() {
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let _ = tcp.write_all(big.as_bytes());
     let mut buf = [0u8; 1024];
-    assert!(matches!(tcp.read(&mut buf), Ok(0) | Err(_)), "connection closed");
+    assert!(
+        matches!(tcp.read(&mut buf), Ok(0) | Err(_)),
+        "connection closed"
+    );
     assert!(answers_options(&server));
 }
 
@@ -69,7 +106,8 @@ fn a_tcp_peer_that_trickles_headers_is_disconnected() {
     }
     let server = Server::start_with(&["--header-timeout", "2"]);
     let mut tcp = TcpStream::connect(server.addr()).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let start = Instant::now();
     let msg = options_with("", 1);
     let mut closed = false;
@@ -85,7 +123,10 @@ fn a_tcp_peer_that_trickles_headers_is_disconnected() {
         }
     }
     assert!(closed, "the server closed the slow connection");
-    assert!(start.elapsed() < Duration::from_secs(11), "closed by the header timeout, not by chance");
+    assert!(
+        start.elapsed() < Duration::from_secs(11),
+        "closed by the header timeout, not by chance"
+    );
     assert!(answers_options(&server), "the worker was not stalled");
 }
 
@@ -96,12 +137,26 @@ fn repeated_wrong_passwords_lock_the_user_out_for_a_while() {
     }
     let server = Server::start_with(&["--lockout-failures", "3", "--lockout-seconds", "30"]);
     for _ in 0..3 {
-        let r = Sipp::new(&server, "register_wrong_password.xml").args(["-s", "bob"]).auth("bob", "wrong").run();
+        let r = Sipp::new(&server, "register_wrong_password.xml")
+            .args(["-s", "bob"])
+            .auth("bob", "wrong")
+            .run();
         r.assert_success("refused");
     }
     // now even the right password is refused, with a reason that says why and for how long
-    let r = Sipp::new(&server, "register_wrong_password.xml").args(["-s", "bob"]).auth("bob", &server.password("bob")).run();
+    let r = Sipp::new(&server, "register_wrong_password.xml")
+        .args(["-s", "bob"])
+        .auth("bob", &server.password("bob"))
+        .run();
     r.assert_success("locked out");
-    assert!(r.trace().contains("403 Forbidden (too many failed authentications; retry in"), "{}", r.trace());
-    assert!(server.log_text().contains("auth.lockout"), "the lockout is logged");
+    assert!(
+        r.trace()
+            .contains("403 Forbidden (too many failed authentications; retry in"),
+        "{}",
+        r.trace()
+    );
+    assert!(
+        server.log_text().contains("auth.lockout"),
+        "the lockout is logged"
+    );
 }

@@ -8,7 +8,15 @@ use common::{free_port, Server, Sipp, SippChild};
 /// Registers `user` with a Contact on `contact_port` (where a SIPp UAS will listen).
 fn register(server: &Server, user: &str, contact_port: u16, transport: &str) {
     Sipp::new(server, "register.xml")
-        .args(["-s", user, "-key", "contact_port", &contact_port.to_string(), "-t", transport])
+        .args([
+            "-s",
+            user,
+            "-key",
+            "contact_port",
+            &contact_port.to_string(),
+            "-t",
+            transport,
+        ])
         .auth(user, &server.password(user))
         .run()
         .assert_success(&format!("REGISTER {user} over {transport}"));
@@ -17,7 +25,9 @@ fn register(server: &Server, user: &str, contact_port: u16, transport: &str) {
 /// Starts a SIPp device for `user` on its own port and registers it.
 fn device(server: &Server, user: &str, scenario: &str) -> SippChild {
     let port = free_port();
-    let uas = Sipp::new(server, scenario).args(["-s", user, "-p", &port.to_string()]).spawn();
+    let uas = Sipp::new(server, scenario)
+        .args(["-s", user, "-p", &port.to_string()])
+        .spawn();
     register(server, user, port, "u1");
     uas
 }
@@ -32,19 +42,35 @@ fn register_with_digest_challenge_succeeds_over_udp_and_tcp() {
             .run();
         r.assert_success(t);
         let trace = r.trace();
-        assert!(trace.contains("SIP/2.0 401 Unauthorized"), "challenged first");
-        assert!(trace.contains("algorithm=MD5") && trace.contains("algorithm=SHA-256"), "both algorithms offered");
+        assert!(
+            trace.contains("SIP/2.0 401 Unauthorized"),
+            "challenged first"
+        );
+        assert!(
+            trace.contains("algorithm=MD5") && trace.contains("algorithm=SHA-256"),
+            "both algorithms offered"
+        );
         assert!(trace.contains("SIP/2.0 200 OK"));
-        assert!(trace.contains(";expires=3600"), "binding echoed with its lifetime");
+        assert!(
+            trace.contains(";expires=3600"),
+            "binding echoed with its lifetime"
+        );
     }
 }
 
 #[test]
 fn a_wrong_password_never_gets_200() {
     let server = Server::start();
-    let r = Sipp::new(&server, "register_wrong_password.xml").args(["-s", "bob"]).auth("bob", "not-the-password").run();
+    let r = Sipp::new(&server, "register_wrong_password.xml")
+        .args(["-s", "bob"])
+        .auth("bob", "not-the-password")
+        .run();
     r.assert_success("wrong password refused");
-    assert!(!r.trace().contains("SIP/2.0 200"), "a wrong password must never be accepted:\n{}", r.trace());
+    assert!(
+        !r.trace().contains("SIP/2.0 200"),
+        "a wrong password must never be accepted:\n{}",
+        r.trace()
+    );
 }
 
 #[test]
@@ -56,8 +82,15 @@ fn message_reaches_a_registered_device() {
         .auth("alice", &server.password("alice"))
         .run();
     r.assert_success("MESSAGE alice -> bob");
-    assert!(r.trace().contains("SIP/2.0 407"), "the sender was challenged");
-    assert!(r.trace().contains("SIP/2.0 200 OK"), "bob's 200 came back:\n{}", r.trace());
+    assert!(
+        r.trace().contains("SIP/2.0 407"),
+        "the sender was challenged"
+    );
+    assert!(
+        r.trace().contains("SIP/2.0 200 OK"),
+        "bob's 200 came back:\n{}",
+        r.trace()
+    );
     bob.assert_success("bob received the MESSAGE");
 }
 
@@ -73,9 +106,15 @@ fn message_to_unknown_user_is_404_and_to_user_without_device_is_480() {
         r.trace()
     };
     let unknown = to("nobody");
-    assert!(unknown.contains("SIP/2.0 404 Not Found (no such user)"), "{unknown}");
+    assert!(
+        unknown.contains("SIP/2.0 404 Not Found (no such user)"),
+        "{unknown}"
+    );
     let offline = to("carol");
-    assert!(offline.contains("SIP/2.0 480 Temporarily Unavailable (no device registered)"), "{offline}");
+    assert!(
+        offline.contains("SIP/2.0 480 Temporarily Unavailable (no device registered)"),
+        "{offline}"
+    );
 }
 
 #[test]
@@ -89,14 +128,19 @@ fn call_rings_is_answered_acked_and_hung_up_through_the_proxy() {
     r.assert_success("call alice -> bob");
     let trace = r.trace();
     assert!(trace.contains("SIP/2.0 180 Ringing"));
-    assert!(trace.contains("Record-Route: <sip:127.0.0.1:"), "the proxy stays on the dialog path");
+    assert!(
+        trace.contains("Record-Route: <sip:127.0.0.1:"),
+        "the proxy stays on the dialog path"
+    );
     bob.assert_success("bob answered, got ACK and BYE");
     let uas = bob_trace_has_route(&trace);
     assert!(uas, "ACK and BYE were sent with the recorded Route");
 }
 
 fn bob_trace_has_route(uac_trace: &str) -> bool {
-    uac_trace.lines().any(|l| l.starts_with("Route: <sip:127.0.0.1:"))
+    uac_trace
+        .lines()
+        .any(|l| l.starts_with("Route: <sip:127.0.0.1:"))
 }
 
 #[test]
@@ -116,7 +160,11 @@ fn cancel_of_a_ringing_call_reaches_the_device_and_ends_with_487() {
 fn a_user_added_while_the_server_runs_can_sign_in_at_once() {
     let server = Server::start();
     let out = server.cli(&["user", "add", "dave@example.com", "--password", "d4ve-pass"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Sipp::new(&server, "register.xml")
         .args(["-s", "dave", "-key", "contact_port", "5999"])
         .auth("dave", "d4ve-pass")
@@ -131,9 +179,15 @@ fn registrations_survive_a_restart() {
     register(&server, "bob", port, "u1");
     let dir = server.stop();
     let server = Server::start_in(dir, &[]);
-    assert!(server.log_text().contains("bindings=1"), "the binding was restored:\n{}", server.log_text());
+    assert!(
+        server.log_text().contains("bindings=1"),
+        "the binding was restored:\n{}",
+        server.log_text()
+    );
     // and the restored binding is used: a MESSAGE to bob reaches the device on that port
-    let bob = Sipp::new(&server, "uas_message.xml").args(["-s", "bob", "-p", &port.to_string()]).spawn();
+    let bob = Sipp::new(&server, "uas_message.xml")
+        .args(["-s", "bob", "-p", &port.to_string()])
+        .spawn();
     std::thread::sleep(std::time::Duration::from_millis(300)); // SIPp UAS binds its socket; it has no readiness signal
     Sipp::new(&server, "uac_message.xml")
         .args(["-s", "bob", "-key", "caller", "alice"])

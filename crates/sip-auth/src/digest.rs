@@ -60,7 +60,15 @@ pub fn ha1(alg: Algorithm, username: &str, realm: &str, password: &str) -> Strin
 
 /// The response a client computes for qop=auth.
 #[allow(clippy::too_many_arguments)]
-pub fn client_response(alg: Algorithm, ha1: &str, method: &str, uri: &str, nonce: &str, nc: &str, cnonce: &str) -> String {
+pub fn client_response(
+    alg: Algorithm,
+    ha1: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    nc: &str,
+    cnonce: &str,
+) -> String {
     let ha2 = alg.hex(format!("{method}:{uri}").as_bytes());
     alg.hex(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}").as_bytes())
 }
@@ -96,7 +104,14 @@ pub struct DigestServer {
 impl DigestServer {
     /// `secret` seals nonces (random per process); `ttl` is how long a nonce stays fresh.
     pub fn new(realm: &str, secret: [u8; 32], epoch: Instant, ttl: Duration) -> Self {
-        Self { realm: realm.to_owned(), secret, epoch, ttl, seen: HashMap::new(), counter: AtomicU64::new(0) }
+        Self {
+            realm: realm.to_owned(),
+            secret,
+            epoch,
+            ttl,
+            seen: HashMap::new(),
+            counter: AtomicU64::new(0),
+        }
     }
 
     pub fn realm(&self) -> &str {
@@ -111,25 +126,50 @@ impl DigestServer {
         let stale = if stale { ", stale=true" } else { "" };
         algorithms
             .iter()
-            .map(|a| format!(r#"Digest realm="{}", nonce="{nonce}", algorithm={}, qop="auth"{stale}"#, self.realm, a.name()))
+            .map(|a| {
+                format!(
+                    r#"Digest realm="{}", nonce="{nonce}", algorithm={}, qop="auth"{stale}"#,
+                    self.realm,
+                    a.name()
+                )
+            })
             .collect()
     }
 
     /// Checks `creds` for `method` against the stored HA1 for its algorithm (`ha1_for`).
-    pub fn verify(&mut self, now: Instant, method: &str, creds: &Credentials, ha1_for: impl Fn(Algorithm) -> Option<String>) -> Verdict {
-        let Some(alg) = Algorithm::from_name(creds.algorithm.as_deref()) else { return Verdict::BadNonce };
-        let Some(issued) = self.check_nonce(&creds.nonce) else { return Verdict::BadNonce };
+    pub fn verify(
+        &mut self,
+        now: Instant,
+        method: &str,
+        creds: &Credentials,
+        ha1_for: impl Fn(Algorithm) -> Option<String>,
+    ) -> Verdict {
+        let Some(alg) = Algorithm::from_name(creds.algorithm.as_deref()) else {
+            return Verdict::BadNonce;
+        };
+        let Some(issued) = self.check_nonce(&creds.nonce) else {
+            return Verdict::BadNonce;
+        };
         if !creds.realm.eq_ignore_ascii_case(&self.realm) {
             return Verdict::BadNonce;
         }
-        let (Some(qop), Some(nc), Some(cnonce)) = (&creds.qop, &creds.nc, &creds.cnonce) else { return Verdict::BadNonce };
+        let (Some(qop), Some(nc), Some(cnonce)) = (&creds.qop, &creds.nc, &creds.cnonce) else {
+            return Verdict::BadNonce;
+        };
         if !qop.eq_ignore_ascii_case("auth") {
             return Verdict::BadNonce;
         }
-        let Ok(nc_val) = u32::from_str_radix(nc, 16) else { return Verdict::BadNonce };
-        let Some(ha1) = ha1_for(alg) else { return Verdict::BadResponse };
+        let Ok(nc_val) = u32::from_str_radix(nc, 16) else {
+            return Verdict::BadNonce;
+        };
+        let Some(ha1) = ha1_for(alg) else {
+            return Verdict::BadResponse;
+        };
         let expected = client_response(alg, &ha1, method, &creds.uri, &creds.nonce, nc, cnonce);
-        if !constant_time_eq(expected.as_bytes(), creds.response.to_ascii_lowercase().as_bytes()) {
+        if !constant_time_eq(
+            expected.as_bytes(),
+            creds.response.to_ascii_lowercase().as_bytes(),
+        ) {
             return Verdict::BadResponse;
         }
         let age = self.secs(now).saturating_sub(issued);
@@ -182,7 +222,8 @@ impl DigestServer {
         }
         let mac = to_hex(&self.mac(&head)[..16]);
         let issued = u64::from_be_bytes(head[..8].try_into().ok()?);
-        constant_time_eq(mac.as_bytes(), nonce[32..].to_ascii_lowercase().as_bytes()).then_some(issued)
+        constant_time_eq(mac.as_bytes(), nonce[32..].to_ascii_lowercase().as_bytes())
+            .then_some(issued)
     }
 
     fn mac(&self, ts: &[u8]) -> [u8; 32] {
@@ -197,8 +238,15 @@ fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
         ipad[i] ^= k;
         opad[i] ^= k;
     }
-    let inner = Sha256::new().chain_update(ipad).chain_update(data).finalize();
-    Sha256::new().chain_update(opad).chain_update(inner).finalize().into()
+    let inner = Sha256::new()
+        .chain_update(ipad)
+        .chain_update(data)
+        .finalize();
+    Sha256::new()
+        .chain_update(opad)
+        .chain_update(inner)
+        .finalize()
+        .into()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -209,10 +257,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn creds_for(server: &DigestServer, now: Instant, alg: Algorithm, password: &str, nc: &str) -> Credentials {
+    fn creds_for(
+        server: &DigestServer,
+        now: Instant,
+        alg: Algorithm,
+        password: &str,
+        nc: &str,
+    ) -> Credentials {
         let ch = &server.challenges(now, false, &[alg])[0];
         assert!(ch.contains(alg.name()));
-        let nonce = ch.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let nonce = ch
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
         let h = ha1(alg, "alice", "example.com", password);
         Credentials {
             username: "alice".into(),
@@ -242,7 +303,11 @@ mod tests {
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
             let mut s = server(now);
             let c = creds_for(&s, now, alg, "secret", "00000001");
-            assert_eq!(s.verify(now, "REGISTER", &c, stored), Verdict::Ok, "{alg:?}");
+            assert_eq!(
+                s.verify(now, "REGISTER", &c, stored),
+                Verdict::Ok,
+                "{alg:?}"
+            );
         }
     }
 
@@ -263,7 +328,15 @@ mod tests {
         assert_eq!(s.verify(now, "REGISTER", &c1, stored), Verdict::Replay);
         let mut c2 = c1.clone();
         c2.nc = Some("00000002".into());
-        c2.response = client_response(Algorithm::Md5, &stored(Algorithm::Md5).unwrap(), "REGISTER", &c2.uri, &c2.nonce, "00000002", "c0ffee");
+        c2.response = client_response(
+            Algorithm::Md5,
+            &stored(Algorithm::Md5).unwrap(),
+            "REGISTER",
+            &c2.uri,
+            &c2.nonce,
+            "00000002",
+            "c0ffee",
+        );
         assert_eq!(s.verify(now, "REGISTER", &c2, stored), Verdict::Ok);
     }
 
@@ -272,19 +345,29 @@ mod tests {
         let t0 = Instant::now();
         let mut s = server(t0);
         let c = creds_for(&s, t0, Algorithm::Sha256, "secret", "00000001");
-        assert_eq!(s.verify(t0 + Duration::from_secs(301), "REGISTER", &c, stored), Verdict::Stale);
+        assert_eq!(
+            s.verify(t0 + Duration::from_secs(301), "REGISTER", &c, stored),
+            Verdict::Stale
+        );
         let mut forged = c.clone();
         forged.nonce.replace_range(0..2, "ff");
         assert_eq!(s.verify(t0, "REGISTER", &forged, stored), Verdict::BadNonce);
         let both = s.challenges(t0, true, &[Algorithm::Md5, Algorithm::Sha256]);
-        assert!(both[0].contains("MD5") && both[1].contains("SHA-256") && both[1].ends_with("stale=true"));
+        assert!(
+            both[0].contains("MD5")
+                && both[1].contains("SHA-256")
+                && both[1].ends_with("stale=true")
+        );
     }
 
     #[test]
     fn every_challenge_has_its_own_nonce() {
         let now = Instant::now();
         let s = server(now);
-        assert_ne!(s.challenges(now, false, &[Algorithm::Md5]), s.challenges(now, false, &[Algorithm::Md5]));
+        assert_ne!(
+            s.challenges(now, false, &[Algorithm::Md5]),
+            s.challenges(now, false, &[Algorithm::Md5])
+        );
     }
 
     #[test]

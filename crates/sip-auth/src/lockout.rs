@@ -25,7 +25,13 @@ impl Lockout {
     /// Locks a key for `lock_for` after `max_failures` failures within `window`. At most
     /// `capacity` keys are tracked: a flood of distinct keys cannot grow memory without bound.
     pub fn new(max_failures: u32, window: Duration, lock_for: Duration, capacity: usize) -> Self {
-        Self { max_failures, window, lock_for, capacity, entries: HashMap::new() }
+        Self {
+            max_failures,
+            window,
+            lock_for,
+            capacity,
+            entries: HashMap::new(),
+        }
     }
 
     /// How much longer `key` stays locked, if it is.
@@ -45,9 +51,17 @@ impl Lockout {
                 return false;
             }
         }
-        let e = self.entries.entry(key.to_owned()).or_insert(Entry { failures: 0, window_start: now, locked_until: None });
+        let e = self.entries.entry(key.to_owned()).or_insert(Entry {
+            failures: 0,
+            window_start: now,
+            locked_until: None,
+        });
         if now - e.window_start > self.window {
-            *e = Entry { failures: 0, window_start: now, locked_until: None };
+            *e = Entry {
+                failures: 0,
+                window_start: now,
+                locked_until: None,
+            };
         }
         e.failures += 1;
         if e.failures >= self.max_failures && e.locked_until.is_none_or(|u| u <= now) {
@@ -65,7 +79,9 @@ impl Lockout {
     /// Drops entries whose window and lock are both over.
     pub fn purge(&mut self, now: Instant) {
         let window = self.window;
-        self.entries.retain(|_, e| e.locked_until.is_some_and(|u| u > now) || now - e.window_start <= window);
+        self.entries.retain(|_, e| {
+            e.locked_until.is_some_and(|u| u > now) || now - e.window_start <= window
+        });
     }
 }
 

@@ -30,14 +30,21 @@ pub fn next_frame(buf: &[u8], max: usize) -> Result<Frame> {
         });
     }
     let Some(head_end) = find(buf, b"\r\n\r\n").map(|i| i + 4) else {
-        return if buf.len() > max { Err(ParseError::TooLarge) } else { Ok(Frame::Incomplete) };
+        return if buf.len() > max {
+            Err(ParseError::TooLarge)
+        } else {
+            Ok(Frame::Incomplete)
+        };
     };
     let mut length: Option<usize> = None;
     for line in buf[..head_end].split(|&b| b == b'\n').skip(1) {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
         let name = line[..colon].trim_ascii_end();
         if HeaderName::from_bytes(name) == HeaderName::ContentLength {
-            let v = std::str::from_utf8(&line[colon + 1..]).map_err(|_| ParseError::ContentLength)?;
+            let v =
+                std::str::from_utf8(&line[colon + 1..]).map_err(|_| ParseError::ContentLength)?;
             let n = parse_content_length(v)?;
             if length.is_some_and(|l| l != n) {
                 return Err(ParseError::ContentLength);
@@ -50,7 +57,11 @@ pub fn next_frame(buf: &[u8], max: usize) -> Result<Frame> {
     if total > max {
         return Err(ParseError::TooLarge);
     }
-    Ok(if buf.len() >= total { Frame::Message(total) } else { Frame::Incomplete })
+    Ok(if buf.len() >= total {
+        Frame::Message(total)
+    } else {
+        Frame::Incomplete
+    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -73,7 +84,10 @@ mod tests {
         let m = b"MESSAGE sip:a@b SIP/2.0\r\nl: 5\r\n\r\nhelloNEXT";
         assert_eq!(next_frame(m, 1000).unwrap(), Frame::Message(m.len() - 4));
         assert_eq!(next_frame(&m[..20], 1000).unwrap(), Frame::Incomplete);
-        assert_eq!(next_frame(&m[..m.len() - 6], 1000).unwrap(), Frame::Incomplete);
+        assert_eq!(
+            next_frame(&m[..m.len() - 6], 1000).unwrap(),
+            Frame::Incomplete
+        );
     }
 
     #[test]
@@ -81,6 +95,9 @@ mod tests {
         assert_eq!(next_frame(&[b'A'; 200], 100), Err(ParseError::TooLarge));
         assert!(next_frame(b"X sip:a SIP/2.0\r\nContent-Length: -1\r\n\r\n", 100).is_err());
         assert!(next_frame(b"X sip:a SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\n", 100).is_err());
-        assert_eq!(next_frame(b"X sip:a SIP/2.0\r\nl: 500\r\n\r\n", 100), Err(ParseError::TooLarge));
+        assert_eq!(
+            next_frame(b"X sip:a SIP/2.0\r\nl: 500\r\n\r\n", 100),
+            Err(ParseError::TooLarge)
+        );
     }
 }

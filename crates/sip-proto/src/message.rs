@@ -7,8 +7,9 @@ use std::ops::Range;
 
 use crate::error::{ParseError, Result};
 use crate::header::{
-    parse_content_length, parse_delta_seconds, parse_max_forwards, parse_media_type, parse_retry_after,
-    split_list, validate_date, validate_option_tag, CSeq, ContactValue, HeaderName, NameAddr, Via,
+    parse_content_length, parse_delta_seconds, parse_max_forwards, parse_media_type,
+    parse_retry_after, split_list, validate_date, validate_option_tag, CSeq, ContactValue,
+    HeaderName, NameAddr, Via,
 };
 use crate::method::Method;
 use crate::scan::is_token;
@@ -25,7 +26,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_message_size: 64 * 1024, max_headers: 256 }
+        Self {
+            max_message_size: 64 * 1024,
+            max_headers: 256,
+        }
     }
 }
 
@@ -44,8 +48,15 @@ struct Field {
 
 #[derive(Debug, Clone, Copy)]
 enum StartLine {
-    Request { method: Method, method_span: Span, uri_span: Span },
-    Response { code: u16, reason_span: Span },
+    Request {
+        method: Method,
+        method_span: Span,
+        uri_span: Span,
+    },
+    Response {
+        code: u16,
+        reason_span: Span,
+    },
 }
 
 /// A parsed SIP request or response.
@@ -67,9 +78,17 @@ impl Message {
 
     /// Like [`Message::parse`], but hands the bytes back on failure so that an error response
     /// can still be salvaged from them.
-    pub fn try_parse(buf: Vec<u8>, limits: &Limits) -> std::result::Result<Self, (ParseError, Vec<u8>)> {
+    pub fn try_parse(
+        buf: Vec<u8>,
+        limits: &Limits,
+    ) -> std::result::Result<Self, (ParseError, Vec<u8>)> {
         match parse_parts(&buf, limits) {
-            Ok((start, fields, body)) => Ok(Self { buf, start, fields, body }),
+            Ok((start, fields, body)) => Ok(Self {
+                buf,
+                start,
+                fields,
+                body,
+            }),
             Err(e) => Err((e, buf)),
         }
     }
@@ -137,12 +156,17 @@ impl Message {
 
     /// Every header field in order: (name as written, value as written).
     pub fn fields(&self) -> impl Iterator<Item = (HeaderName, &[u8], &[u8])> {
-        self.fields.iter().map(|f| (f.name, self.at(f.name_span), self.at(f.value_span)))
+        self.fields
+            .iter()
+            .map(|f| (f.name, self.at(f.name_span), self.at(f.value_span)))
     }
 
     /// The raw values of every field named `name` (one per header line).
     pub fn raw_headers(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> {
-        self.fields.iter().filter(move |f| f.name == name).map(|f| self.at(f.value_span))
+        self.fields
+            .iter()
+            .filter(move |f| f.name == name)
+            .map(|f| self.at(f.value_span))
     }
 
     /// The first raw value of `name`.
@@ -177,44 +201,67 @@ impl Message {
 
     /// The topmost Via.
     pub fn top_via(&self) -> Result<Via<'_>> {
-        let v = self.values(HeaderName::Via).next().ok_or(ParseError::Header("Via"))??;
+        let v = self
+            .values(HeaderName::Via)
+            .next()
+            .ok_or(ParseError::Header("Via"))??;
         Via::parse(v)
     }
 
     pub fn cseq(&self) -> Result<CSeq<'_>> {
-        CSeq::parse(self.header_str(HeaderName::CSeq)?.ok_or(ParseError::Header("CSeq"))?)
+        CSeq::parse(
+            self.header_str(HeaderName::CSeq)?
+                .ok_or(ParseError::Header("CSeq"))?,
+        )
     }
 
     pub fn from(&self) -> Result<NameAddr<'_>> {
-        NameAddr::parse(self.header_str(HeaderName::From)?.ok_or(ParseError::Header("From"))?, "From")
+        NameAddr::parse(
+            self.header_str(HeaderName::From)?
+                .ok_or(ParseError::Header("From"))?,
+            "From",
+        )
     }
 
     pub fn to(&self) -> Result<NameAddr<'_>> {
-        NameAddr::parse(self.header_str(HeaderName::To)?.ok_or(ParseError::Header("To"))?, "To")
+        NameAddr::parse(
+            self.header_str(HeaderName::To)?
+                .ok_or(ParseError::Header("To"))?,
+            "To",
+        )
     }
 
     pub fn call_id(&self) -> Result<&str> {
-        self.header_str(HeaderName::CallId)?.ok_or(ParseError::Header("Call-ID"))
+        self.header_str(HeaderName::CallId)?
+            .ok_or(ParseError::Header("Call-ID"))
     }
 
     /// Max-Forwards, if present.
     pub fn max_forwards(&self) -> Result<Option<u8>> {
-        self.header_str(HeaderName::MaxForwards)?.map(parse_max_forwards).transpose()
+        self.header_str(HeaderName::MaxForwards)?
+            .map(parse_max_forwards)
+            .transpose()
     }
 
     /// Expires header, if present.
     pub fn expires(&self) -> Result<Option<u32>> {
-        self.header_str(HeaderName::Expires)?.map(|v| parse_delta_seconds(v, "Expires")).transpose()
+        self.header_str(HeaderName::Expires)?
+            .map(|v| parse_delta_seconds(v, "Expires"))
+            .transpose()
     }
 
     /// Every Contact value.
     pub fn contacts(&self) -> Result<Vec<ContactValue<'_>>> {
-        self.values(HeaderName::Contact).map(|v| ContactValue::parse(v?)).collect()
+        self.values(HeaderName::Contact)
+            .map(|v| ContactValue::parse(v?))
+            .collect()
     }
 
     /// Every value of a route-like header (Route, Record-Route, Path).
     pub fn name_addrs(&self, name: HeaderName) -> Result<Vec<NameAddr<'_>>> {
-        self.values(name).map(|v| NameAddr::parse(v?, name.as_str())).collect()
+        self.values(name)
+            .map(|v| NameAddr::parse(v?, name.as_str()))
+            .collect()
     }
 
     /// Decodes every header Confab knows and checks the CSeq method; an error names the header.
@@ -238,8 +285,11 @@ impl Message {
                 continue;
             }
             let raw = self.at(f.value_span);
-            let items: Box<dyn Iterator<Item = &[u8]>> =
-                if name.is_list() { Box::new(split_list(raw)) } else { Box::new(std::iter::once(raw)) };
+            let items: Box<dyn Iterator<Item = &[u8]>> = if name.is_list() {
+                Box::new(split_list(raw))
+            } else {
+                Box::new(std::iter::once(raw))
+            };
             for v in items {
                 let v = std::str::from_utf8(v).map_err(|_| ParseError::NotUtf8)?;
                 validate_value(name, v)?;
@@ -322,11 +372,10 @@ impl Message {
     }
 }
 
-
 type Parts = (StartLine, Vec<Field>, Span);
 
 fn parse_parts(buf: &[u8], limits: &Limits) -> Result<Parts> {
-if buf.len() > limits.max_message_size {
+    if buf.len() > limits.max_message_size {
         return Err(ParseError::TooLarge);
     }
     let mut pos = 0;
@@ -347,7 +396,10 @@ if buf.len() > limits.max_message_size {
             let last = fields.last_mut().ok_or(ParseError::HeaderLine)?;
             let l = &buf[line.clone()];
             let is_ws = |b: &u8| matches!(b, b' ' | b'\t');
-            if let (Some(first), Some(lastc)) = (l.iter().position(|b| !is_ws(b)), l.iter().rposition(|b| !is_ws(b))) {
+            if let (Some(first), Some(lastc)) = (
+                l.iter().position(|b| !is_ws(b)),
+                l.iter().rposition(|b| !is_ws(b)),
+            ) {
                 if last.value_span.0 == last.value_span.1 {
                     last.value_span.0 = (line.start + first) as u32;
                 }
@@ -357,14 +409,28 @@ if buf.len() > limits.max_message_size {
             continue;
         }
         let l = &buf[line.clone()];
-        let colon = l.iter().position(|&b| b == b':').ok_or(ParseError::HeaderLine)?;
-        let name_end = l[..colon].iter().rposition(|&b| !matches!(b, b' ' | b'\t')).map_or(0, |e| e + 1);
+        let colon = l
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(ParseError::HeaderLine)?;
+        let name_end = l[..colon]
+            .iter()
+            .rposition(|&b| !matches!(b, b' ' | b'\t'))
+            .map_or(0, |e| e + 1);
         let name = &l[..name_end];
         if name.is_empty() || !name.iter().all(|&b| is_token(b)) {
             return Err(ParseError::HeaderLine);
         }
-        let vstart = colon + 1 + l[colon + 1..].iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(l.len() - colon - 1);
-        let vend = l.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(vstart, |e| (e + 1).max(vstart));
+        let vstart = colon
+            + 1
+            + l[colon + 1..]
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t'))
+                .unwrap_or(l.len() - colon - 1);
+        let vend = l
+            .iter()
+            .rposition(|b| !matches!(b, b' ' | b'\t'))
+            .map_or(vstart, |e| (e + 1).max(vstart));
         if fields.len() >= limits.max_headers {
             return Err(ParseError::TooManyHeaders);
         }
@@ -375,7 +441,9 @@ if buf.len() > limits.max_message_size {
         });
         pos = next;
     };
-    let mut lengths = fields.iter().filter(|f| f.name == HeaderName::ContentLength);
+    let mut lengths = fields
+        .iter()
+        .filter(|f| f.name == HeaderName::ContentLength);
     let body_end = match (lengths.next(), lengths.next()) {
         (Some(f), None) => {
             let v = std::str::from_utf8(&buf[f.value_span.0 as usize..f.value_span.1 as usize])
@@ -411,7 +479,9 @@ fn validate_value(name: HeaderName, v: &str) -> Result<()> {
     match name {
         HeaderName::Via => Via::parse(v).map(drop),
         HeaderName::From | HeaderName::To => NameAddr::parse(v, name.as_str()).map(drop),
-        HeaderName::Route | HeaderName::RecordRoute | HeaderName::Path => NameAddr::parse(v, name.as_str()).map(drop),
+        HeaderName::Route | HeaderName::RecordRoute | HeaderName::Path => {
+            NameAddr::parse(v, name.as_str()).map(drop)
+        }
         HeaderName::Contact => match ContactValue::parse(v)? {
             ContactValue::Addr(a) => {
                 if let Some(e) = a.param("expires") {
@@ -431,11 +501,16 @@ fn validate_value(name: HeaderName, v: &str) -> Result<()> {
         }
         HeaderName::MaxForwards => parse_max_forwards(v).map(drop),
         HeaderName::ContentLength => parse_content_length(v).map(drop),
-        HeaderName::Expires | HeaderName::MinExpires => parse_delta_seconds(v, name.as_str()).map(drop),
+        HeaderName::Expires | HeaderName::MinExpires => {
+            parse_delta_seconds(v, name.as_str()).map(drop)
+        }
         HeaderName::Date => validate_date(v),
         HeaderName::RetryAfter => parse_retry_after(v).map(drop),
         HeaderName::ContentType => parse_media_type(v).map(drop),
-        HeaderName::Require | HeaderName::ProxyRequire | HeaderName::Supported | HeaderName::Unsupported => {
+        HeaderName::Require
+        | HeaderName::ProxyRequire
+        | HeaderName::Supported
+        | HeaderName::Unsupported => {
             if v.is_empty() && name == HeaderName::Supported {
                 Ok(())
             } else {
@@ -443,7 +518,10 @@ fn validate_value(name: HeaderName, v: &str) -> Result<()> {
             }
         }
         HeaderName::Authorization | HeaderName::ProxyAuthorization => {
-            let scheme = v.split(|c: char| c.is_ascii_whitespace()).next().unwrap_or("");
+            let scheme = v
+                .split(|c: char| c.is_ascii_whitespace())
+                .next()
+                .unwrap_or("");
             validate_option_tag(scheme, name.as_str())
         }
         _ => Ok(()),
@@ -454,7 +532,11 @@ fn validate_value(name: HeaderName, v: &str) -> Result<()> {
 /// starts. `None` when no line ending remains.
 fn next_line(buf: &[u8], pos: usize) -> Option<(Range<usize>, usize)> {
     let nl = pos + buf.get(pos..)?.iter().position(|&b| b == b'\n')?;
-    let end = if nl > pos && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+    let end = if nl > pos && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
     Some((pos..end, nl + 1))
 }
 
@@ -463,7 +545,10 @@ fn parse_start_line(buf: &[u8], line: Range<usize>) -> Result<StartLine> {
     let off = line.start;
     if l.starts_with(b"SIP/") {
         // SIP-Version SP Status-Code SP Reason-Phrase
-        let sp = l.iter().position(|&b| b == b' ').ok_or(ParseError::StartLine)?;
+        let sp = l
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or(ParseError::StartLine)?;
         if !l[..sp].eq_ignore_ascii_case(b"SIP/2.0") {
             return Err(ParseError::Version);
         }
@@ -471,7 +556,9 @@ fn parse_start_line(buf: &[u8], line: Range<usize>) -> Result<StartLine> {
         if rest.len() < 4 || !rest[..3].iter().all(u8::is_ascii_digit) || rest[3] != b' ' {
             return Err(ParseError::StatusCode);
         }
-        let code = u16::from(rest[0] - b'0') * 100 + u16::from(rest[1] - b'0') * 10 + u16::from(rest[2] - b'0');
+        let code = u16::from(rest[0] - b'0') * 100
+            + u16::from(rest[1] - b'0') * 10
+            + u16::from(rest[2] - b'0');
         if !(100..=699).contains(&code) {
             return Err(ParseError::StatusCode);
         }
@@ -479,22 +566,33 @@ fn parse_start_line(buf: &[u8], line: Range<usize>) -> Result<StartLine> {
         if std::str::from_utf8(&buf[reason.clone()]).is_err() {
             return Err(ParseError::NotUtf8);
         }
-        return Ok(StartLine::Response { code, reason_span: span(reason) });
+        return Ok(StartLine::Response {
+            code,
+            reason_span: span(reason),
+        });
     }
     // Method SP Request-URI SP SIP-Version
-    let first = l.iter().position(|&b| b == b' ').ok_or(ParseError::StartLine)?;
-    let last = l.iter().rposition(|&b| b == b' ').ok_or(ParseError::StartLine)?;
+    let first = l
+        .iter()
+        .position(|&b| b == b' ')
+        .ok_or(ParseError::StartLine)?;
+    let last = l
+        .iter()
+        .rposition(|&b| b == b' ')
+        .ok_or(ParseError::StartLine)?;
     let method = &l[..first];
     let version = &l[last + 1..];
     if first == last || method.is_empty() || !method.iter().all(|&b| is_token(b)) {
         return Err(ParseError::StartLine);
     }
     if !version.eq_ignore_ascii_case(b"SIP/2.0") {
-        return Err(if version.len() > 4 && version[..4].eq_ignore_ascii_case(b"SIP/") {
-            ParseError::Version
-        } else {
-            ParseError::StartLine
-        });
+        return Err(
+            if version.len() > 4 && version[..4].eq_ignore_ascii_case(b"SIP/") {
+                ParseError::Version
+            } else {
+                ParseError::StartLine
+            },
+        );
     }
     let uri = &l[first + 1..last];
     if uri.is_empty() || uri.iter().any(|&b| b <= b' ' || b >= 0x7f) || uri[0] == b'<' {

@@ -129,7 +129,13 @@ pub(crate) fn parse_u32(s: &str, max: u32, what: &'static str) -> Result<u32> {
     let v: u64 = s
         .trim_start_matches('0')
         .parse()
-        .or_else(|_| if s.trim_start_matches('0').is_empty() { Ok(0) } else { Err(()) })
+        .or_else(|_| {
+            if s.trim_start_matches('0').is_empty() {
+                Ok(0)
+            } else {
+                Err(())
+            }
+        })
         .map_err(|()| ParseError::Header(what))?;
     if v > u64::from(max) {
         return Err(ParseError::Header(what));

@@ -47,9 +47,13 @@ impl<'a> Uri<'a> {
         let rest = &s[colon + 1..];
         if scheme.is_empty()
             || !scheme.as_bytes()[0].is_ascii_alphabetic()
-            || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
             || rest.is_empty()
-            || rest.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"')
+            || rest
+                .bytes()
+                .any(|b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"')
         {
             return Err(err);
         }
@@ -61,13 +65,18 @@ impl<'a> Uri<'a> {
                 None => (rest, Vec::new()),
             };
             if number.is_empty()
-                || !number.bytes().all(|b| b.is_ascii_hexdigit() || b"+-.()*#".contains(&b))
+                || !number
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b"+-.()*#".contains(&b))
             {
                 return Err(err);
             }
             Ok(Uri::Tel(TelUri { number, params }))
         } else {
-            Ok(Uri::Other { scheme, opaque: rest })
+            Ok(Uri::Other {
+                scheme,
+                opaque: rest,
+            })
         }
     }
 
@@ -93,7 +102,10 @@ impl<'a> Uri<'a> {
 impl<'a> SipUri<'a> {
     fn parse_parts(secure: bool, rest: &'a str) -> Result<Self> {
         let err = ParseError::Header("URI");
-        let mut uri = SipUri { secure, ..Default::default() };
+        let mut uri = SipUri {
+            secure,
+            ..Default::default()
+        };
         // '@' may not appear unescaped in host, params or headers, so the first one ends userinfo.
         let hostpart = match rest.find('@') {
             Some(at) => {
@@ -142,7 +154,10 @@ impl<'a> SipUri<'a> {
 
     /// The value of a URI parameter (`Some(None)` when present without a value).
     pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
     }
 
     /// `user@host` with the user %-decoded and the host lower-cased: the key of an address of
@@ -162,7 +177,11 @@ pub(crate) fn split_hostport(s: &str) -> Option<(&str, Option<u16>)> {
         let end = s.find(']')?;
         let host = &s[..=end];
         let inner = &host[1..host.len() - 1];
-        if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if inner.is_empty()
+            || !inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return None;
         }
         match &s[end + 1..] {
@@ -177,7 +196,9 @@ pub(crate) fn split_hostport(s: &str) -> Option<(&str, Option<u16>)> {
     };
     if !host.starts_with('[')
         && (host.is_empty()
-            || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
             || host.starts_with(['-', '.']))
     {
         return None;
@@ -204,7 +225,10 @@ fn parse_uri_params(s: &str) -> Result<Vec<(&str, Option<&str>)>> {
             Some((n, v)) => (n, Some(v)),
             None => (p, None),
         };
-        if n.is_empty() || !valid_escaped(n, b"[]/:&+$") || !v.map_or(true, |v| valid_escaped(v, b"[]/:&+$")) {
+        if n.is_empty()
+            || !valid_escaped(n, b"[]/:&+$")
+            || !v.is_none_or(|v| valid_escaped(v, b"[]/:&+$"))
+        {
             return Err(ParseError::Header("URI"));
         }
         out.push((n, v));
@@ -307,16 +331,30 @@ mod tests {
 
     #[test]
     fn tel_and_unknown_schemes_are_kept() {
-        assert!(matches!(Uri::parse("tel:+1-201-555-0123;phone-context=x").unwrap(), Uri::Tel(_)));
+        assert!(matches!(
+            Uri::parse("tel:+1-201-555-0123;phone-context=x").unwrap(),
+            Uri::Tel(_)
+        ));
         assert_eq!(
             Uri::parse("soap.beep://192.0.2.103:3002").unwrap(),
-            Uri::Other { scheme: "soap.beep", opaque: "//192.0.2.103:3002" }
+            Uri::Other {
+                scheme: "soap.beep",
+                opaque: "//192.0.2.103:3002"
+            }
         );
     }
 
     #[test]
     fn malformed_uris_are_rejected() {
-        for bad in ["sip:", "sip:host:port", "sip:a b@host", "sip:user@host;", "sip:%zz@host", "nocolon", "sip:[::1"] {
+        for bad in [
+            "sip:",
+            "sip:host:port",
+            "sip:a b@host",
+            "sip:user@host;",
+            "sip:%zz@host",
+            "nocolon",
+            "sip:[::1",
+        ] {
             assert!(Uri::parse(bad).is_err(), "{bad} should not parse");
         }
     }

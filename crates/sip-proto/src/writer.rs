@@ -34,7 +34,9 @@ impl Writer {
         let mut w = Self::response(code, reason);
         for (name, n, v) in req.fields() {
             match name {
-                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => w.raw(n, v),
+                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                    w.raw(n, v)
+                }
                 HeaderName::To => {
                     let has_tag = req.to().map(|t| t.tag().is_some()).unwrap_or(true);
                     if has_tag || code == 100 || to_tag.is_empty() {
@@ -70,7 +72,8 @@ impl Writer {
 
     /// Ends the header section with Content-Length and appends the body.
     pub fn finish(mut self, body: &[u8]) -> Vec<u8> {
-        self.buf.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        self.buf
+            .extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
         self.buf.extend_from_slice(body);
         self.buf
     }
@@ -80,16 +83,29 @@ impl Writer {
 /// Call-ID and CSeq lines can still be found (RFC 4475 §3.1.2 asks for a 400 where one can be
 /// built). Returns `None` for responses, ACKs and hopeless input: those are dropped.
 pub fn salvage_response(bytes: &[u8], code: u16, reason: &str) -> Option<Vec<u8>> {
-    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(bytes.len());
-    let mut lines = bytes[..head_end].split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let head_end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(bytes.len());
+    let mut lines = bytes[..head_end]
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let first = lines.next()?;
     if first.starts_with(b"SIP/") || first.starts_with(b"ACK ") {
         return None;
     }
-    let wanted = [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq];
+    let wanted = [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ];
     let mut found: Vec<(HeaderName, &[u8])> = Vec::new();
     for line in lines {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
         let name = HeaderName::from_bytes(line[..colon].trim_ascii());
         if wanted.contains(&name) {
             found.push((name, line[colon + 1..].trim_ascii()));
@@ -115,7 +131,11 @@ mod tests {
     #[test]
     fn unparseable_request_with_dialog_headers_gets_a_response() {
         let bad = b"INVITE  sip:user@example.com  SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n";
-        let r = Message::parse(salvage_response(bad, 400, "Malformed Request-URI").unwrap(), &Limits::default()).unwrap();
+        let r = Message::parse(
+            salvage_response(bad, 400, "Malformed Request-URI").unwrap(),
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!((r.status(), r.reason()), (400, "Malformed Request-URI"));
         assert_eq!(r.call_id().unwrap(), "x");
         assert!(salvage_response(b"SIP/2.0 200 OK\r\n\r\n", 400, "x").is_none());

@@ -28,10 +28,16 @@ fn every_torture_message_gets_the_expected_parser_verdict() {
         if got_word == expected {
             agree += 1;
         } else {
-            disagreements.push(format!("{file}: expected {expected}, parser said {got_word} ({:?})", got.err()));
+            disagreements.push(format!(
+                "{file}: expected {expected}, parser said {got_word} ({:?})",
+                got.err()
+            ));
         }
     }
-    println!("RFC 4475 parser classification: {agree}/{} agree with EXPECTED.tsv", rows.len());
+    println!(
+        "RFC 4475 parser classification: {agree}/{} agree with EXPECTED.tsv",
+        rows.len()
+    );
     assert_eq!(rows.len(), 50, "EXPECTED.tsv lists 50 messages");
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }
@@ -44,7 +50,10 @@ fn invalid_messages_name_what_is_wrong() {
     assert_eq!(err("TC_CLERR_I.dat"), "Content-Length larger than message");
     assert_eq!(err("TC_BADVERS_V.dat"), "Version Not Supported");
     assert_eq!(err("TC_BADDATE_V.dat"), "Malformed Date header");
-    assert_eq!(err("TC_MISMATCH01_V.dat"), "CSeq method does not match request method");
+    assert_eq!(
+        err("TC_MISMATCH01_V.dat"),
+        "CSeq method does not match request method"
+    );
     assert_eq!(err("TC_LTGTRURI_I.dat"), "Malformed Request-URI");
     assert_eq!(err("TC_BIGCODE_V.dat"), "Malformed status code");
 }
@@ -62,7 +71,14 @@ fn valid_messages_decode_to_what_they_say() {
     assert_eq!(m.body().len(), 150);
     let d = ok("TC_DBLREQ.dat");
     assert_eq!(d.method_str(), "REGISTER");
-    assert!(d.body().is_empty(), "octets after Content-Length are not the body");
+    assert!(
+        d.body().is_empty(),
+        "octets after Content-Length are not the body"
+    );
     let e = ok("TC_ESC02_V.dat");
-    assert_eq!(e.contacts().unwrap().len(), 2, "C%6Fntact is an extension header, not Contact");
+    assert_eq!(
+        e.contacts().unwrap().len(),
+        2,
+        "C%6Fntact is an extension header, not Contact"
+    );
 }

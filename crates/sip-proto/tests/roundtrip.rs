@@ -77,8 +77,11 @@ fn valid_torture_messages_round_trip() {
         if p.extension().is_none_or(|x| x != "dat") {
             continue;
         }
-        let Ok(m) = Message::parse(std::fs::read(&p).unwrap(), &Limits::default()) else { continue };
-        let again = Message::parse(m.to_bytes(), &Limits::default()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let Ok(m) = Message::parse(std::fs::read(&p).unwrap(), &Limits::default()) else {
+            continue;
+        };
+        let again = Message::parse(m.to_bytes(), &Limits::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         assert_eq!(again, m, "{}", p.display());
         n += 1;
     }

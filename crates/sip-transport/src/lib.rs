@@ -85,9 +85,17 @@ pub enum Event {
     Message { bytes: Vec<u8>, source: Source },
     /// A stream could not be framed; the connection is being closed. `bytes` holds what had
     /// arrived, so that a 400 may still be attempted.
-    Unframeable { bytes: Vec<u8>, source: Source, reason: sip_proto::ParseError },
+    Unframeable {
+        bytes: Vec<u8>,
+        source: Source,
+        reason: sip_proto::ParseError,
+    },
     /// A connection closed.
-    FlowClosed { flow: FlowId, transport: Transport, remote: SocketAddr },
+    FlowClosed {
+        flow: FlowId,
+        transport: Transport,
+        remote: SocketAddr,
+    },
     /// An outbound connection could not be made.
     ConnectFailed { target: Target },
 }

@@ -13,8 +13,15 @@ use crate::transports::Inner;
 use crate::{Event, FlowId, Source, Stats, Transport};
 
 /// Runs a connection until it ends, then removes it from the flow table.
-pub(crate) async fn run<S>(inner: Arc<Inner>, stream: S, flow: FlowId, transport: Transport, remote: SocketAddr, local: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>)
-where
+pub(crate) async fn run<S>(
+    inner: Arc<Inner>,
+    stream: S,
+    flow: FlowId,
+    transport: Transport,
+    remote: SocketAddr,
+    local: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -26,11 +33,23 @@ where
         }
         let _ = wr.shutdown().await;
     });
-    let source = Source { transport, remote, local, flow: Some(flow) };
+    let source = Source {
+        transport,
+        remote,
+        local,
+        flow: Some(flow),
+    };
     read_loop(&inner, &mut rd, source).await;
     writer.abort();
     inner.remove_flow(flow, transport, remote);
-    let _ = inner.events.send(Event::FlowClosed { flow, transport, remote }).await;
+    let _ = inner
+        .events
+        .send(Event::FlowClosed {
+            flow,
+            transport,
+            remote,
+        })
+        .await;
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Source) {
@@ -52,7 +71,11 @@ async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Sour
                 }
                 Ok(Frame::Message(n)) => {
                     let bytes: Vec<u8> = buf.drain(..n).collect();
-                    if inner.events.try_send(Event::Message { bytes, source }).is_err() {
+                    if inner
+                        .events
+                        .try_send(Event::Message { bytes, source })
+                        .is_err()
+                    {
                         Stats::bump(&inner.stats.queue_full);
                     }
                 }
@@ -65,12 +88,20 @@ async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Sour
                     }
                     tracing::warn!(event = "stream.unframeable", remote = %source.remote, %reason, "closing connection: message cannot be framed");
                     let bytes = std::mem::take(&mut buf);
-                    let _ = inner.events.try_send(Event::Unframeable { bytes, source, reason });
+                    let _ = inner.events.try_send(Event::Unframeable {
+                        bytes,
+                        source,
+                        reason,
+                    });
                     return;
                 }
             }
         }
-        started = if buf.is_empty() { None } else { started.or(Some(Instant::now())) };
+        started = if buf.is_empty() {
+            None
+        } else {
+            started.or(Some(Instant::now()))
+        };
         let limit = match started {
             Some(t0) => (t0 + cfg.header_timeout).saturating_duration_since(Instant::now()),
             None => cfg.idle_timeout,

@@ -50,7 +50,11 @@ pub struct Transports {
 
 impl Transports {
     /// Starts receiving on every listener; events go to `events`.
-    pub fn start(listeners: Listeners, config: Config, events: mpsc::Sender<Event>) -> std::io::Result<Self> {
+    pub fn start(
+        listeners: Listeners,
+        config: Config,
+        events: mpsc::Sender<Event>,
+    ) -> std::io::Result<Self> {
         let udp: Vec<Arc<UdpSocket>> = listeners.udp.into_iter().map(Arc::new).collect();
         let local_tcp = listeners.tcp.first().map(|l| l.local_addr()).transpose()?;
         let local_tls = listeners.tls.first().map(|l| l.local_addr()).transpose()?;
@@ -75,7 +79,10 @@ impl Transports {
         }
         if !listeners.tls.is_empty() {
             let acceptor = TlsAcceptor::from(listeners.tls_server.ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "a TLS listener needs a server certificate")
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a TLS listener needs a server certificate",
+                )
             })?);
             for l in listeners.tls {
                 tokio::spawn(accept_loop(inner.clone(), l, Some(acceptor.clone())));
@@ -94,7 +101,10 @@ impl Transports {
         }
         match target.transport {
             Transport::Udp => {
-                let sock = self.inner.udp.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == target.addr.is_ipv4()));
+                let sock = self.inner.udp.iter().find(|s| {
+                    s.local_addr()
+                        .is_ok_and(|a| a.is_ipv4() == target.addr.is_ipv4())
+                });
                 match sock {
                     Some(s) if s.try_send_to(&bytes, target.addr).is_ok() => {}
                     _ => Stats::bump(&self.inner.stats.send_dropped),
@@ -103,8 +113,21 @@ impl Transports {
             transport => {
                 let flow = target
                     .flow
-                    .filter(|f| self.inner.flows.lock().unwrap_or_else(|e| e.into_inner()).contains_key(f))
-                    .or_else(|| self.inner.by_remote.lock().unwrap_or_else(|e| e.into_inner()).get(&(transport, target.addr)).copied());
+                    .filter(|f| {
+                        self.inner
+                            .flows
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .contains_key(f)
+                    })
+                    .or_else(|| {
+                        self.inner
+                            .by_remote
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get(&(transport, target.addr))
+                            .copied()
+                    });
                 match flow {
                     Some(f) if self.inner.send_on_flow(f, bytes.clone()) => {}
                     _ => {
@@ -117,7 +140,11 @@ impl Transports {
 
     /// Whether the flow is still open.
     pub fn flow_is_open(&self, flow: FlowId) -> bool {
-        self.inner.flows.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&flow)
+        self.inner
+            .flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&flow)
     }
 
     /// Open connections.
@@ -145,17 +172,30 @@ impl Inner {
         }
     }
 
-    fn add_flow(&self, transport: Transport, remote: SocketAddr) -> (FlowId, mpsc::Receiver<Vec<u8>>) {
+    fn add_flow(
+        &self,
+        transport: Transport,
+        remote: SocketAddr,
+    ) -> (FlowId, mpsc::Receiver<Vec<u8>>) {
         let id = self.next_flow.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(256);
-        self.flows.lock().unwrap_or_else(|e| e.into_inner()).insert(id, FlowHandle { tx });
-        self.by_remote.lock().unwrap_or_else(|e| e.into_inner()).insert((transport, remote), id);
+        self.flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, FlowHandle { tx });
+        self.by_remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((transport, remote), id);
         self.open.fetch_add(1, Ordering::Relaxed);
         (id, rx)
     }
 
     pub(crate) fn remove_flow(&self, flow: FlowId, transport: Transport, remote: SocketAddr) {
-        self.flows.lock().unwrap_or_else(|e| e.into_inner()).remove(&flow);
+        self.flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&flow);
         let mut by = self.by_remote.lock().unwrap_or_else(|e| e.into_inner());
         if by.get(&(transport, remote)) == Some(&flow) {
             by.remove(&(transport, remote));
@@ -188,15 +228,31 @@ async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>) {
             tracing::warn!(event = "udp.oversized", %remote, size = n, "dropping datagram over the message size limit");
             continue;
         }
-        let source = Source { transport: Transport::Udp, remote, local, flow: None };
-        if inner.events.try_send(Event::Message { bytes: data.to_vec(), source }).is_err() {
+        let source = Source {
+            transport: Transport::Udp,
+            remote,
+            local,
+            flow: None,
+        };
+        if inner
+            .events
+            .try_send(Event::Message {
+                bytes: data.to_vec(),
+                source,
+            })
+            .is_err()
+        {
             Stats::bump(&inner.stats.queue_full);
         }
     }
 }
 
 async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<TlsAcceptor>) {
-    let transport = if tls.is_some() { Transport::Tls } else { Transport::Tcp };
+    let transport = if tls.is_some() {
+        Transport::Tls
+    } else {
+        Transport::Tcp
+    };
     let local = match listener.local_addr() {
         Ok(a) => a,
         Err(_) => return,
@@ -223,14 +279,20 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<TlsAc
             let (flow, rx) = inner.add_flow(transport, remote);
             match tls {
                 None => stream::run(inner, tcp, flow, transport, remote, local, rx).await,
-                Some(acc) => match tokio::time::timeout(inner.config.handshake_timeout, acc.accept(tcp)).await {
-                    Ok(Ok(s)) => stream::run(inner, s, flow, transport, remote, local, rx).await,
-                    _ => {
-                        Stats::bump(&inner.stats.handshake_failures);
-                        tracing::info!(event = "tls.handshake_failed", %remote);
-                        inner.remove_flow(flow, transport, remote);
+                Some(acc) => {
+                    match tokio::time::timeout(inner.config.handshake_timeout, acc.accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(s)) => {
+                            stream::run(inner, s, flow, transport, remote, local, rx).await
+                        }
+                        _ => {
+                            Stats::bump(&inner.stats.handshake_failures);
+                            tracing::info!(event = "tls.handshake_failed", %remote);
+                            inner.remove_flow(flow, transport, remote);
+                        }
                     }
-                },
+                }
             }
         });
     }
@@ -240,7 +302,12 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
     let fail = |inner: &Inner| {
         let _ = inner.events.try_send(Event::ConnectFailed { target });
     };
-    let tcp = match tokio::time::timeout(inner.config.handshake_timeout, TcpStream::connect(target.addr)).await {
+    let tcp = match tokio::time::timeout(
+        inner.config.handshake_timeout,
+        TcpStream::connect(target.addr),
+    )
+    .await
+    {
         Ok(Ok(s)) => s,
         _ => return fail(&inner),
     };
@@ -250,7 +317,9 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
         _ => inner.local_tcp,
     }
     .or_else(|| tcp.local_addr().ok());
-    let Some(local) = local else { return fail(&inner) };
+    let Some(local) = local else {
+        return fail(&inner);
+    };
     let (flow, rx) = inner.add_flow(target.transport, target.addr);
     inner.send_on_flow(flow, first);
     if target.transport == Transport::Tls {
@@ -260,7 +329,9 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
         };
         let name = ServerName::IpAddress(target.addr.ip().into());
         match tokio::time::timeout(inner.config.handshake_timeout, conn.connect(name, tcp)).await {
-            Ok(Ok(s)) => stream::run(inner, s, flow, target.transport, target.addr, local, rx).await,
+            Ok(Ok(s)) => {
+                stream::run(inner, s, flow, target.transport, target.addr, local, rx).await
+            }
             _ => {
                 inner.remove_flow(flow, target.transport, target.addr);
                 fail(&inner)

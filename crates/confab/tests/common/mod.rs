@@ -9,10 +9,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    pub fn new(tag: &str) -> Self {
+    pub(crate) fn new(tag: &str) -> Self {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = std::env::temp_dir().join(format!("confab-test-{tag}-{}-{n}", std::process::id()));
@@ -31,14 +31,16 @@ impl Drop for TempDir {
 }
 
 /// A loopback port free for UDP and TCP, with the next port free for TCP (TLS).
-pub fn free_sip_port() -> u16 {
+pub(crate) fn free_sip_port() -> u16 {
     for _ in 0..200 {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let p = udp.local_addr().unwrap().port();
         if p >= 65_000 {
             continue;
         }
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+        if TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        {
             return p;
         }
     }
@@ -46,7 +48,7 @@ pub fn free_sip_port() -> u16 {
 }
 
 /// A free UDP+TCP port for a peer.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     loop {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let p = udp.local_addr().unwrap().port();
@@ -56,35 +58,38 @@ pub fn free_port() -> u16 {
     }
 }
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// A running server.
-pub struct Server {
-    pub port: u16,
-    pub dir: TempDir,
+pub(crate) struct Server {
+    pub(crate) port: u16,
+    pub(crate) dir: TempDir,
     child: Option<Child>,
-    pub log: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 impl Server {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with(&[])
     }
 
-    pub fn start_with(extra: &[&str]) -> Self {
+    pub(crate) fn start_with(extra: &[&str]) -> Self {
         let dir = TempDir::new("server");
         Self::start_in(dir, extra)
     }
 
     /// Starts (or restarts) a server on an existing data dir.
-    pub fn start_in(dir: TempDir, extra: &[&str]) -> Self {
+    pub(crate) fn start_in(dir: TempDir, extra: &[&str]) -> Self {
         let port = free_sip_port();
         Self::start_on(dir, port, extra)
     }
 
-    pub fn start_on(dir: TempDir, port: u16, extra: &[&str]) -> Self {
+    pub(crate) fn start_on(dir: TempDir, port: u16, extra: &[&str]) -> Self {
         let log = dir.0.join(format!("server-{port}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_confab"))
@@ -97,20 +102,29 @@ impl Server {
             .stderr(out)
             .spawn()
             .expect("start confab");
-        let mut s = Self { port, dir, child: Some(child), log };
+        let mut s = Self {
+            port,
+            dir,
+            child: Some(child),
+            log,
+        };
         s.wait_ready();
         s
     }
 
     fn wait_ready(&mut self) {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut buf = [0u8; 2048];
         let mut n = 0;
         while Instant::now() < deadline {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("confab exited during start-up ({status}):\n{}", self.log_text());
+                panic!(
+                    "confab exited during start-up ({status}):\n{}",
+                    self.log_text()
+                );
             }
             n += 1;
             let probe = options_probe(self.port, sock.local_addr().unwrap().port(), n);
@@ -121,15 +135,18 @@ impl Server {
                 }
             }
         }
-        panic!("confab did not answer OPTIONS within 30 s:\n{}", self.log_text());
+        panic!(
+            "confab did not answer OPTIONS within 30 s:\n{}",
+            self.log_text()
+        );
     }
 
-    pub fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// The demo users' passwords, from the data dir.
-    pub fn password(&self, user: &str) -> String {
+    pub(crate) fn password(&self, user: &str) -> String {
         let text = std::fs::read_to_string(self.dir.0.join("demo-users.txt")).unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{user}@example.com ")))
@@ -137,17 +154,22 @@ impl Server {
             .to_owned()
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Runs `confab` with the server's data dir.
-    pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_confab")).args(args).arg("--data-dir").arg(&self.dir.0).output().unwrap()
+    pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_confab"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.dir.0)
+            .output()
+            .unwrap()
     }
 
     /// Stops with SIGTERM and waits; returns the data dir for a restart.
-    pub fn stop(mut self) -> TempDir {
+    pub(crate) fn stop(mut self) -> TempDir {
         self.terminate();
         let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
         std::mem::forget(self);
@@ -156,7 +178,9 @@ impl Server {
 
     fn terminate(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -186,20 +210,24 @@ fn options_probe(server_port: u16, local_port: u16, n: u32) -> String {
 }
 
 /// Fails loudly when a peer program is missing: the test command installs them.
-pub fn require(program: &str) {
-    let ok = Command::new("sh").args(["-c", &format!("command -v {program}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+pub(crate) fn require(program: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     assert!(ok, "{program} is not installed: run ./scripts/test (it installs the SIP peers), or apt-get install it");
 }
 
 /// One SIPp run.
-pub struct Sipp {
-    pub dir: TempDir,
+pub(crate) struct Sipp {
+    pub(crate) dir: TempDir,
     args: Vec<String>,
 }
 
 impl Sipp {
     /// SIPp with `scenario` (a file in tests/sipp) against `server`, one call.
-    pub fn new(server: &Server, scenario: &str) -> Self {
+    pub(crate) fn new(server: &Server, scenario: &str) -> Self {
         require("sipp");
         let dir = TempDir::new("sipp");
         let sf = repo_root().join("tests/sipp").join(scenario);
@@ -224,54 +252,68 @@ impl Sipp {
         Self { dir, args }
     }
 
-    pub fn arg(mut self, a: impl Into<String>) -> Self {
+    pub(crate) fn arg(mut self, a: impl Into<String>) -> Self {
         self.args.push(a.into());
         self
     }
 
-    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, a: I) -> Self {
+    pub(crate) fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, a: I) -> Self {
         self.args.extend(a.into_iter().map(Into::into));
         self
     }
 
     /// Credentials for digest challenges.
-    pub fn auth(self, user: &str, password: &str) -> Self {
+    pub(crate) fn auth(self, user: &str, password: &str) -> Self {
         self.args(["-au", user, "-ap", password])
     }
 
     fn command(&self) -> Command {
         let mut c = Command::new("sipp");
-        c.args(&self.args).current_dir(&self.dir.0).stdout(Stdio::null()).stderr(Stdio::null());
+        c.args(&self.args)
+            .current_dir(&self.dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         c
     }
 
     /// Runs to completion.
-    pub fn run(self) -> SippResult {
+    pub(crate) fn run(self) -> SippResult {
         let status = self.command().status().expect("run sipp");
-        SippResult { status, dir: self.dir }
+        SippResult {
+            status,
+            dir: self.dir,
+        }
     }
 
     /// Starts in the background (a UAS).
-    pub fn spawn(self) -> SippChild {
+    pub(crate) fn spawn(self) -> SippChild {
         let child = self.command().spawn().expect("run sipp");
-        SippChild { child: Some(child), dir: self.dir }
+        SippChild {
+            child: Some(child),
+            dir: self.dir,
+        }
     }
 }
 
-pub struct SippResult {
-    pub status: ExitStatus,
-    pub dir: TempDir,
+pub(crate) struct SippResult {
+    pub(crate) status: ExitStatus,
+    pub(crate) dir: TempDir,
 }
 
 impl SippResult {
     /// Every message SIPp logged.
-    pub fn trace(&self) -> String {
+    pub(crate) fn trace(&self) -> String {
         trace_of(&self.dir.0)
     }
 
     /// Asserts SIPp succeeded, printing its trace otherwise.
-    pub fn assert_success(&self, what: &str) {
-        assert!(self.status.success(), "{what}: sipp failed ({})\n{}", self.status, self.trace());
+    pub(crate) fn assert_success(&self, what: &str) {
+        assert!(
+            self.status.success(),
+            "{what}: sipp failed ({})\n{}",
+            self.status,
+            self.trace()
+        );
     }
 }
 
@@ -281,7 +323,10 @@ fn trace_of(dir: &Path) -> String {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.ends_with("_messages.log") || name.ends_with("_errors.log") {
-                out.push_str(&format!("==== {name}\n{}\n", std::fs::read_to_string(e.path()).unwrap_or_default()));
+                out.push_str(&format!(
+                    "==== {name}\n{}\n",
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                ));
             }
         }
     }
@@ -289,34 +334,44 @@ fn trace_of(dir: &Path) -> String {
 }
 
 /// A SIPp running in the background.
-pub struct SippChild {
+pub(crate) struct SippChild {
     child: Option<Child>,
-    pub dir: TempDir,
+    pub(crate) dir: TempDir,
 }
 
 impl SippChild {
     /// Waits until the trace shows `needle` (e.g. the 200 to its REGISTER).
-    pub fn wait_for(&mut self, needle: &str, what: &str) {
+    pub(crate) fn wait_for(&mut self, needle: &str, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if trace_of(&self.dir.0).contains(needle) {
                 return;
             }
             if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("{what}: sipp exited early ({st})\n{}", trace_of(&self.dir.0));
+                panic!(
+                    "{what}: sipp exited early ({st})\n{}",
+                    trace_of(&self.dir.0)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("{what}: '{needle}' never appeared\n{}", trace_of(&self.dir.0));
+        panic!(
+            "{what}: '{needle}' never appeared\n{}",
+            trace_of(&self.dir.0)
+        );
     }
 
     /// Waits for SIPp to finish and asserts success.
-    pub fn assert_success(mut self, what: &str) {
+    pub(crate) fn assert_success(mut self, what: &str) {
         let mut c = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Ok(Some(st)) = c.try_wait() {
-                assert!(st.success(), "{what}: sipp failed ({st})\n{}", trace_of(&self.dir.0));
+                assert!(
+                    st.success(),
+                    "{what}: sipp failed ({st})\n{}",
+                    trace_of(&self.dir.0)
+                );
                 return;
             }
             if Instant::now() > deadline {
@@ -327,7 +382,7 @@ impl SippChild {
         }
     }
 
-    pub fn trace(&self) -> String {
+    pub(crate) fn trace(&self) -> String {
         trace_of(&self.dir.0)
     }
 }
@@ -344,41 +399,60 @@ impl Drop for SippChild {
 /// Runs the calling test again inside a private network namespace with only loopback up
 /// (`unshare -n`), so that crafted SIP and anything a confused server sends cannot leave the
 /// machine. Returns true in the outer process (the test body must then return), false inside.
-pub fn reexec_in_netns(test_name: &str) -> bool {
+pub(crate) fn reexec_in_netns(test_name: &str) -> bool {
     if std::env::var_os("CONFAB_IN_NETNS").is_some() {
         return false;
     }
     require("unshare");
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("unshare")
-        .args(["-n", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .args([
+            "-n",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
         .arg(&exe)
         .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
         .env("CONFAB_IN_NETNS", "1")
         .output()
         .expect("run unshare");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{test_name} inside a private network namespace failed (unshare needs root):\n{text}");
-    assert!(text.contains("1 passed"), "{test_name} did not run inside the namespace:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{test_name} inside a private network namespace failed (unshare needs root):\n{text}"
+    );
+    assert!(
+        text.contains("1 passed"),
+        "{test_name} did not run inside the namespace:\n{text}"
+    );
     true
 }
 
 /// A UDP socket for sending crafted messages, with a receive timeout.
-pub fn udp_client() -> UdpSocket {
+pub(crate) fn udp_client() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
     s
 }
 
 /// Sends `msg` and returns the first answer, if any.
-pub fn udp_exchange(sock: &UdpSocket, server: &Server, msg: &[u8]) -> Option<String> {
+pub(crate) fn udp_exchange(sock: &UdpSocket, server: &Server, msg: &[u8]) -> Option<String> {
     sock.send_to(msg, server.addr()).unwrap();
     let mut buf = vec![0u8; 65_536];
-    sock.recv_from(&mut buf).ok().map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())
+    sock.recv_from(&mut buf)
+        .ok()
+        .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 /// True when the server still answers an OPTIONS health probe.
-pub fn answers_options(server: &Server) -> bool {
+pub(crate) fn answers_options(server: &Server) -> bool {
     let s = udp_client();
     let p = options_probe(server.port, s.local_addr().unwrap().port(), 9999);
     udp_exchange(&s, server, p.as_bytes()).is_some_and(|r| r.starts_with("SIP/2.0 200"))

@@ -10,7 +10,7 @@ pub use name::HeaderName;
 pub use name_addr::{ContactValue, NameAddr};
 pub use params::{param, split_list, Params};
 pub use simple::{
-    parse_content_length, parse_delta_seconds, parse_max_forwards, parse_media_type, parse_retry_after,
-    validate_date, validate_option_tag, CSeq, MAX_CSEQ,
+    parse_content_length, parse_delta_seconds, parse_max_forwards, parse_media_type,
+    parse_retry_after, validate_date, validate_option_tag, CSeq, MAX_CSEQ,
 };
 pub use via::{format_via, Via, MAGIC_COOKIE};

@@ -73,7 +73,12 @@ impl<'a> NameAddr<'a> {
         }
         let uri = Uri::parse(uri_text).map_err(|_| ParseError::Header(what))?;
         let params = parse_params(&mut cur)?;
-        Ok(NameAddr { display, uri_text, uri, params })
+        Ok(NameAddr {
+            display,
+            uri_text,
+            uri,
+            params,
+        })
     }
 
     /// The `tag` parameter.
@@ -110,7 +115,11 @@ mod tests {
 
     #[test]
     fn quoted_display_name_with_escapes() {
-        let n = NameAddr::parse(r#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#, "From").unwrap();
+        let n = NameAddr::parse(
+            r#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#,
+            "From",
+        )
+        .unwrap();
         assert_eq!(n.display, Some(r#""J Rosenberg \\\"""#));
         assert_eq!(n.tag(), Some("98asjd8"));
     }
@@ -124,7 +133,8 @@ mod tests {
 
     #[test]
     fn addr_spec_params_belong_to_the_header() {
-        let n = NameAddr::parse("sip:+19725552222@gw1.example.net;unknownparam", "Contact").unwrap();
+        let n =
+            NameAddr::parse("sip:+19725552222@gw1.example.net;unknownparam", "Contact").unwrap();
         assert_eq!(n.uri_text, "sip:+19725552222@gw1.example.net");
         assert_eq!(n.param("unknownparam"), Some(None));
     }

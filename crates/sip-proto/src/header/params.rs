@@ -8,7 +8,10 @@ pub type Params<'a> = Vec<(&'a str, Option<&'a str>)>;
 
 /// The value of parameter `name` (`Some(None)` when present without a value).
 pub fn param<'a>(params: &Params<'a>, name: &str) -> Option<Option<&'a str>> {
-    params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+    params
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
 }
 
 /// Parses `*( SEMI generic-param )` up to the end of the cursor; LWS is allowed around `;` and `=`.
@@ -85,9 +88,19 @@ mod tests {
 
     #[test]
     fn params_allow_lws_around_separators() {
-        let mut c = Cursor::new(" ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33", "Contact");
+        let mut c = Cursor::new(
+            " ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33",
+            "Contact",
+        );
         let p = parse_params(&mut c).unwrap();
-        assert_eq!(p, vec![("newparam", Some("newvalue")), ("secondparam", None), ("q", Some("0.33"))]);
+        assert_eq!(
+            p,
+            vec![
+                ("newparam", Some("newvalue")),
+                ("secondparam", None),
+                ("q", Some("0.33"))
+            ]
+        );
     }
 
     #[test]
@@ -100,6 +113,9 @@ mod tests {
     fn lists_split_outside_quotes_and_brackets() {
         let v = br#""a, b" <sip:x@y;p=1,2>;q=1 , <sip:z@w>"#;
         let items: Vec<_> = split_list(v).collect();
-        assert_eq!(items, vec![&br#""a, b" <sip:x@y;p=1,2>;q=1"#[..], b"<sip:z@w>"]);
+        assert_eq!(
+            items,
+            vec![&br#""a, b" <sip:x@y;p=1,2>;q=1"#[..], b"<sip:z@w>"]
+        );
     }
 }

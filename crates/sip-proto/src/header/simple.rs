@@ -53,7 +53,8 @@ pub fn parse_delta_seconds(s: &str, what: &'static str) -> Result<u32> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ParseError::Header(what));
     }
-    Ok(s.parse::<u64>().map_or(u32::MAX, |v| v.min(u64::from(u32::MAX)) as u32))
+    Ok(s.parse::<u64>()
+        .map_or(u32::MAX, |v| v.min(u64::from(u32::MAX)) as u32))
 }
 
 /// Retry-After: delta-seconds with optional comment and parameters; no saturation, an overlarge
@@ -65,7 +66,9 @@ pub fn parse_retry_after(s: &str) -> Result<u32> {
 }
 
 const WKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// Date: `wkday "," SP 2DIGIT SP month SP 4DIGIT SP 2DIGIT ":" 2DIGIT ":" 2DIGIT SP "GMT"` (RFC 3261
 /// §20.17 allows only GMT).
@@ -80,7 +83,13 @@ pub fn validate_date(s: &str) -> Result<()> {
         && f[3].len() == 4
         && f[3].bytes().all(|b| b.is_ascii_digit())
         && f[4].len() == 8
-        && f[4].bytes().enumerate().all(|(i, b)| if i == 2 || i == 5 { b == b':' } else { b.is_ascii_digit() })
+        && f[4].bytes().enumerate().all(|(i, b)| {
+            if i == 2 || i == 5 {
+                b == b':'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
         && f[5] == "GMT";
     if ok {
         Ok(())
@@ -97,7 +106,11 @@ pub fn parse_media_type(s: &str) -> Result<String> {
     c.expect_sep(b'/')?;
     let st = c.token()?;
     super::params::parse_params(&mut c)?;
-    Ok(format!("{}/{}", t.to_ascii_lowercase(), st.to_ascii_lowercase()))
+    Ok(format!(
+        "{}/{}",
+        t.to_ascii_lowercase(),
+        st.to_ascii_lowercase()
+    ))
 }
 
 /// An option tag (Require, Proxy-Require, Supported, Unsupported values).
@@ -115,7 +128,13 @@ mod tests {
 
     #[test]
     fn cseq_with_fold_and_leading_zeros() {
-        assert_eq!(CSeq::parse("0009\r\n  INVITE").unwrap(), CSeq { seq: 9, method: "INVITE" });
+        assert_eq!(
+            CSeq::parse("0009\r\n  INVITE").unwrap(),
+            CSeq {
+                seq: 9,
+                method: "INVITE"
+            }
+        );
     }
 
     #[test]
@@ -142,7 +161,10 @@ mod tests {
 
     #[test]
     fn expires_saturates() {
-        assert_eq!(parse_delta_seconds("10000000000000000000000", "Expires").unwrap(), u32::MAX);
+        assert_eq!(
+            parse_delta_seconds("10000000000000000000000", "Expires").unwrap(),
+            u32::MAX
+        );
         assert!(parse_delta_seconds("soon", "Expires").is_err());
     }
 
@@ -154,7 +176,10 @@ mod tests {
 
     #[test]
     fn media_types_are_lowercased() {
-        assert_eq!(parse_media_type("Multipart/Mixed;boundary=7a9c").unwrap(), "multipart/mixed");
+        assert_eq!(
+            parse_media_type("Multipart/Mixed;boundary=7a9c").unwrap(),
+            "multipart/mixed"
+        );
         assert!(parse_media_type("text").is_err());
     }
 }

@@ -36,8 +36,16 @@ impl<'a> Via<'a> {
         let sent_by = c.take_while(|b| !is_lws(b) && b != b';');
         let (host, port) = split_hostport(sent_by).ok_or(c.err())?;
         let params = parse_params(&mut c)?;
-        let via = Via { transport, host, port, params };
-        if via.branch().is_some_and(|b| b.is_empty() || !b.bytes().all(is_token)) {
+        let via = Via {
+            transport,
+            host,
+            port,
+            params,
+        };
+        if via
+            .branch()
+            .is_some_and(|b| b.is_empty() || !b.bytes().all(is_token))
+        {
             return Err(c.err());
         }
         Ok(via)
@@ -88,7 +96,8 @@ mod tests {
 
     #[test]
     fn via_rport_and_received() {
-        let v = Via::parse("SIP/2.0/TCP [::1]:5070;branch=z9hG4bK1;rport;received=127.0.0.1").unwrap();
+        let v =
+            Via::parse("SIP/2.0/TCP [::1]:5070;branch=z9hG4bK1;rport;received=127.0.0.1").unwrap();
         assert_eq!(v.port, Some(5070));
         assert_eq!(v.rport(), Some(None));
         assert_eq!(v.received(), Some("127.0.0.1"));
@@ -97,7 +106,13 @@ mod tests {
 
     #[test]
     fn bad_vias_are_rejected() {
-        for bad in ["SIP/2.0/UDP 192.0.2.15;;,;,,", "SIP/7.0/UDP host", "SIP/2.0 host", "SIP/2.0/UDP", "SIP/2.0/UDP host;branch="] {
+        for bad in [
+            "SIP/2.0/UDP 192.0.2.15;;,;,,",
+            "SIP/7.0/UDP host",
+            "SIP/2.0 host",
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDP host;branch=",
+        ] {
             assert!(Via::parse(bad).is_err(), "{bad}");
         }
     }
@@ -106,7 +121,10 @@ mod tests {
     fn formatted_via_parses_back() {
         let s = format_via("TCP", "127.0.0.1", 5060, "z9hG4bKabc");
         let v = Via::parse(&s).unwrap();
-        assert_eq!((v.transport, v.host, v.port, v.branch()), ("TCP", "127.0.0.1", Some(5060), Some("z9hG4bKabc")));
+        assert_eq!(
+            (v.transport, v.host, v.port, v.branch()),
+            ("TCP", "127.0.0.1", Some(5060), Some("z9hG4bKabc"))
+        );
         assert_eq!(v.rport(), Some(None));
     }
 }

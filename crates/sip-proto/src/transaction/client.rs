@@ -55,7 +55,11 @@ impl ClientTransaction {
             invite,
             reliable,
             cfg,
-            state: if invite { ClientState::Calling } else { ClientState::Trying },
+            state: if invite {
+                ClientState::Calling
+            } else {
+                ClientState::Trying
+            },
             interval: cfg.t1,
             ack: None,
             timers: Timers::default(),
@@ -63,7 +67,11 @@ impl ClientTransaction {
             events: VecDeque::new(),
             request,
         };
-        let (retransmit, timeout) = if invite { (Timer::A, Timer::B) } else { (Timer::E, Timer::F) };
+        let (retransmit, timeout) = if invite {
+            (Timer::A, Timer::B)
+        } else {
+            (Timer::E, Timer::F)
+        };
         if !reliable {
             t.timers.set(retransmit, now + cfg.t1);
         }
@@ -109,13 +117,27 @@ impl ClientTransaction {
                 self.ack = Some(ack);
                 self.state = ClientState::Completed;
                 self.timers.clear_all();
-                self.timers.set(Timer::D, now + if self.reliable { Duration::ZERO } else { Duration::from_secs(32) });
+                self.timers.set(
+                    Timer::D,
+                    now + if self.reliable {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_secs(32)
+                    },
+                );
                 self.events.push_back(ClientEvent::Response(resp));
             }
             (ClientState::Trying | ClientState::Proceeding, _) => {
                 self.state = ClientState::Completed;
                 self.timers.clear_all();
-                self.timers.set(Timer::K, now + if self.reliable { Duration::ZERO } else { self.cfg.t4 });
+                self.timers.set(
+                    Timer::K,
+                    now + if self.reliable {
+                        Duration::ZERO
+                    } else {
+                        self.cfg.t4
+                    },
+                );
                 self.events.push_back(ClientEvent::Response(resp));
             }
             (ClientState::Completed, 300..) if self.invite => {
@@ -133,11 +155,18 @@ impl ClientTransaction {
             match t {
                 Timer::A | Timer::E => {
                     self.transmits.push_back(self.request.as_bytes().to_vec());
-                    self.interval = if t == Timer::A { self.interval * 2 } else { (self.interval * 2).min(self.cfg.t2) };
+                    self.interval = if t == Timer::A {
+                        self.interval * 2
+                    } else {
+                        (self.interval * 2).min(self.cfg.t2)
+                    };
                     self.timers.set(t, now + self.interval);
                 }
                 Timer::B | Timer::F => {
-                    if matches!(self.state, ClientState::Calling | ClientState::Trying | ClientState::Proceeding) {
+                    if matches!(
+                        self.state,
+                        ClientState::Calling | ClientState::Trying | ClientState::Proceeding
+                    ) {
                         self.events.push_back(ClientEvent::Timeout);
                     }
                     self.terminate();
@@ -183,7 +212,10 @@ impl ClientTransaction {
         }
         w.header("Max-Forwards", "70");
         for (name, n, v) in req.fields() {
-            if matches!(name, HeaderName::From | HeaderName::CallId | HeaderName::Route) {
+            if matches!(
+                name,
+                HeaderName::From | HeaderName::CallId | HeaderName::Route
+            ) {
                 w.raw(n, v);
             }
         }
@@ -247,7 +279,10 @@ mod tests {
         assert_eq!(ack.count(HeaderName::Route), 1);
         assert!(matches!(t.poll_event(), Some(ClientEvent::Response(r)) if r.status() == 486));
         t.handle_response(now, resp(486, "INVITE"));
-        assert!(t.poll_transmit().is_some(), "retransmitted final is re-ACKed");
+        assert!(
+            t.poll_transmit().is_some(),
+            "retransmitted final is re-ACKed"
+        );
         assert!(t.poll_event().is_none(), "and not passed up again");
         t.handle_timeout(now + Duration::from_secs(32));
         assert!(t.is_terminated());

@@ -16,14 +16,26 @@ pub fn server_key(req: &Message, as_method: Option<&str>) -> Result<String> {
         (None, _) => req.method_str(),
     };
     if via.is_rfc3261() {
-        return Ok(format!("{}|{}|{}", via.branch().unwrap_or(""), via.sent_by(), method));
+        return Ok(format!(
+            "{}|{}|{}",
+            via.branch().unwrap_or(""),
+            via.sent_by(),
+            method
+        ));
     }
     // RFC 2543: From tag, Call-ID, CSeq number and top Via identify the transaction. The To tag
     // is left out so that the ACK, which carries it, still matches its INVITE; so is the
     // Request-URI, which a CANCEL or ACK repeats anyway.
     let from_tag = req.from()?.tag().unwrap_or("").to_owned();
-    let top_via = req.raw_header(HeaderName::Via).map(String::from_utf8_lossy).unwrap_or_default();
-    Ok(format!("2543|{from_tag}|{}|{}|{top_via}|{method}", req.call_id()?, req.cseq()?.seq))
+    let top_via = req
+        .raw_header(HeaderName::Via)
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    Ok(format!(
+        "2543|{from_tag}|{}|{}|{top_via}|{method}",
+        req.call_id()?,
+        req.cseq()?.seq
+    ))
 }
 
 /// The key of the client transaction a response belongs to: our branch and the CSeq method.

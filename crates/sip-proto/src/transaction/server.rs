@@ -50,7 +50,11 @@ impl ServerTransaction {
             invite,
             reliable,
             cfg,
-            state: if invite { ServerState::Proceeding } else { ServerState::Trying },
+            state: if invite {
+                ServerState::Proceeding
+            } else {
+                ServerState::Trying
+            },
             interval: cfg.t1,
             last_response: None,
             timers: Timers::default(),
@@ -98,7 +102,14 @@ impl ServerTransaction {
             }
             _ => {
                 self.state = ServerState::Completed;
-                self.timers.set(Timer::J, now + if self.reliable { Duration::ZERO } else { self.cfg.t1 * 64 });
+                self.timers.set(
+                    Timer::J,
+                    now + if self.reliable {
+                        Duration::ZERO
+                    } else {
+                        self.cfg.t1 * 64
+                    },
+                );
             }
         }
     }
@@ -117,7 +128,14 @@ impl ServerTransaction {
         if self.invite && self.state == ServerState::Completed {
             self.state = ServerState::Confirmed;
             self.timers.clear_all();
-            self.timers.set(Timer::I, now + if self.reliable { Duration::ZERO } else { self.cfg.t4 });
+            self.timers.set(
+                Timer::I,
+                now + if self.reliable {
+                    Duration::ZERO
+                } else {
+                    self.cfg.t4
+                },
+            );
         }
     }
 
@@ -170,7 +188,11 @@ mod tests {
         t.send_response(t0, 100, b"100".to_vec());
         t.handle_retransmission();
         assert_eq!(t.poll_transmit().unwrap(), b"100");
-        assert_eq!(t.poll_transmit().unwrap(), b"100", "retransmitted INVITE gets the 100 again");
+        assert_eq!(
+            t.poll_transmit().unwrap(),
+            b"100",
+            "retransmitted INVITE gets the 100 again"
+        );
         t.send_response(t0, 486, b"486".to_vec());
         assert_eq!(t.poll_transmit().unwrap(), b"486");
         let g = t.poll_timeout().unwrap();
@@ -188,7 +210,11 @@ mod tests {
         let t0 = Instant::now();
         let mut t = ServerTransaction::new(true, true, TimerConfig::default());
         t.send_response(t0, 404, b"404".to_vec());
-        assert_eq!(t.poll_timeout(), Some(t0 + Duration::from_secs(32)), "no Timer G over TCP");
+        assert_eq!(
+            t.poll_timeout(),
+            Some(t0 + Duration::from_secs(32)),
+            "no Timer G over TCP"
+        );
         t.handle_timeout(t0 + Duration::from_secs(32));
         assert_eq!(t.poll_event(), Some(ServerEvent::NoAck));
         assert!(t.is_terminated());

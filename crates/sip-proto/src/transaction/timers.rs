@@ -32,7 +32,18 @@ pub enum Timer {
 }
 
 const ALL: [Timer; 12] = [
-    Timer::A, Timer::B, Timer::C, Timer::D, Timer::E, Timer::F, Timer::G, Timer::H, Timer::I, Timer::J, Timer::K, Timer::L,
+    Timer::A,
+    Timer::B,
+    Timer::C,
+    Timer::D,
+    Timer::E,
+    Timer::F,
+    Timer::G,
+    Timer::H,
+    Timer::I,
+    Timer::J,
+    Timer::K,
+    Timer::L,
 ];
 
 /// T1, T2 and T4 (RFC 3261 §17.1.1.1 defaults 500 ms, 4 s, 5 s).
@@ -45,7 +56,11 @@ pub struct TimerConfig {
 
 impl Default for TimerConfig {
     fn default() -> Self {
-        Self { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
+        Self {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
     }
 }
 
@@ -70,7 +85,13 @@ impl Timers {
     }
     /// The earliest timer due at `now`, disarmed.
     pub(crate) fn take_expired(&mut self, now: Instant) -> Option<Timer> {
-        let (i, _) = self.at.iter().enumerate().filter_map(|(i, a)| a.map(|a| (i, a))).filter(|(_, a)| *a <= now).min_by_key(|(_, a)| *a)?;
+        let (i, _) = self
+            .at
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.map(|a| (i, a)))
+            .filter(|(_, a)| *a <= now)
+            .min_by_key(|(_, a)| *a)?;
         self.at[i] = None;
         Some(ALL[i])
     }
