@@ -101,6 +101,7 @@ pub struct Engine {
     out: VecDeque<Output>,
     next_id: u64,
     tag_seed: u64,
+    secret: [u8; 32],
     stats: EngineStats,
 }
 
@@ -150,6 +151,7 @@ impl Engine {
             out: VecDeque::new(),
             next_id: 1,
             tag_seed: u64::from_le_bytes(secret[..8].try_into().unwrap_or_default()),
+            secret,
             stats: EngineStats::default(),
             cfg,
         };
@@ -493,6 +495,10 @@ impl Engine {
             || matches!(method, Method::Ack | Method::Cancel)
             || (method == Method::Options && self.addressed_to_server(ctx))
         {
+            return Flow::Continue;
+        }
+        if self.is_own_spiral(&ctx.msg) {
+            // we authenticated this request before forwarding it, and it came back to us
             return Flow::Continue;
         }
         let register = method == Method::Register;
@@ -890,8 +896,9 @@ impl Engine {
         let mut branches = Vec::new();
         let mut starts = Vec::new();
         for (uri, path, target) in targets {
+            let seal = self.spiral_seal(&ctx.msg);
             let branch = format!(
-                "{}{lh}-{:x}",
+                "{}{lh}-{:x}-{seal}",
                 sip_proto::header::MAGIC_COOKIE,
                 self.next_id()
             );
@@ -1247,6 +1254,7 @@ impl Engine {
     }
 
     fn challenge(&mut self, now: Now, ctx: &Ctx, realm: &str, stale: bool) {
+        tracing::debug!(event = "auth.challenge", remote = %ctx.source.remote, top_via = ?ctx.msg.values(HeaderName::Via).next(), stale);
         let Some(d) = self.digest.get(realm) else {
             return;
         };
@@ -1306,6 +1314,35 @@ impl Engine {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
         format!("{h:x}")
+    }
+
+    /// The seal in our branches: proves a request passed through here (and was authenticated)
+    /// without keeping state. It covers what a spiral does not change.
+    fn spiral_seal(&self, msg: &Message) -> String {
+        let from_tag = msg
+            .from()
+            .ok()
+            .and_then(|f| f.tag().map(str::to_owned))
+            .unwrap_or_default();
+        let cseq = msg.raw_header(HeaderName::CSeq).unwrap_or(b"");
+        let data = [
+            msg.call_id().unwrap_or("").as_bytes(),
+            b"|",
+            from_tag.as_bytes(),
+            b"|",
+            cseq,
+        ]
+        .concat();
+        sip_auth::seal(&self.secret, &data)
+    }
+
+    /// Whether the top Via is one we added to this very request (a spiral back to us).
+    fn is_own_spiral(&self, msg: &Message) -> bool {
+        let Ok(via) = msg.top_via() else { return false };
+        is_our_via(&self.cfg, &via)
+            && via
+                .branch()
+                .is_some_and(|b| b.ends_with(&format!("-{}", self.spiral_seal(msg))))
     }
 
     fn addressed_to_server(&self, ctx: &Ctx) -> bool {

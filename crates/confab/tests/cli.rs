@@ -93,3 +93,15 @@ fn a_port_in_use_is_reported_with_a_remedy() {
     assert!(!o.status.success());
     assert!(text(&o).contains("--sip-port"), "{}", text(&o));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let server = common::Server::start_with(&["--log-format", "json"]);
+    let log = server.log_text();
+    let ready = log
+        .lines()
+        .find(|l| l.contains("server.ready"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(ready.starts_with('{') && ready.ends_with('}'), "{ready}");
+    assert!(ready.contains("\"event\":\"server.ready\""), "{ready}");
+}

@@ -12,5 +12,5 @@ mod digest;
 mod lockout;
 
 pub use credentials::Credentials;
-pub use digest::{client_response, ha1, Algorithm, DigestServer, Verdict};
+pub use digest::{client_response, ha1, seal, Algorithm, DigestServer, Verdict};
 pub use lockout::Lockout;

@@ -223,6 +223,7 @@ pub(crate) fn require(program: &str) {
 pub(crate) struct Sipp {
     pub(crate) dir: TempDir,
     args: Vec<String>,
+    domain: String,
 }
 
 impl Sipp {
@@ -249,7 +250,11 @@ impl Sipp {
             "30s".into(),
             "-timeout_error".into(),
         ];
-        Self { dir, args }
+        Self {
+            dir,
+            args,
+            domain: "example.com".into(),
+        }
     }
 
     pub(crate) fn arg(mut self, a: impl Into<String>) -> Self {
@@ -262,6 +267,12 @@ impl Sipp {
         self
     }
 
+    /// The domain the scenario's `[domain]` keyword names (default example.com).
+    pub(crate) fn domain(mut self, d: &str) -> Self {
+        self.domain = d.into();
+        self
+    }
+
     /// Credentials for digest challenges.
     pub(crate) fn auth(self, user: &str, password: &str) -> Self {
         self.args(["-au", user, "-ap", password])
@@ -270,6 +281,7 @@ impl Sipp {
     fn command(&self) -> Command {
         let mut c = Command::new("sipp");
         c.args(&self.args)
+            .args(["-key", "domain", &self.domain])
             .current_dir(&self.dir.0)
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -1,0 +1,157 @@
+//! Proxy behaviour seen from outside: parallel forking with CANCEL of the losing branches,
+//! loop detection, Max-Forwards, other domains, keep-alive pongs and TLS 1.2.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{free_port, udp_client, udp_exchange, Server, Sipp, SippChild};
+
+fn register_device(server: &Server, user: &str, scenario: &str) -> SippChild {
+    let port = free_port();
+    let uas = Sipp::new(server, scenario)
+        .args(["-s", user, "-p", &port.to_string()])
+        .spawn();
+    register_contact(server, user, port);
+    uas
+}
+
+fn register_contact(server: &Server, user: &str, port: u16) {
+    Sipp::new(server, "register.xml")
+        .args(["-s", user, "-key", "contact_port", &port.to_string()])
+        .auth(user, &server.password(user))
+        .run()
+        .assert_success("REGISTER");
+}
+
+fn message(server: &Server, from: &str, to: &str) -> String {
+    let r = Sipp::new(server, "uac_message.xml")
+        .args(["-s", to, "-key", "caller", from])
+        .auth(from, &server.password(from))
+        .run();
+    r.assert_success("MESSAGE");
+    r.trace()
+}
+
+#[test]
+fn a_message_forks_to_every_device_of_the_user() {
+    let server = Server::start();
+    let phone = register_device(&server, "bob", "uas_message.xml");
+    let laptop = register_device(&server, "bob", "uas_message.xml");
+    let trace = message(&server, "alice", "bob");
+    assert!(trace.contains("SIP/2.0 200 OK"));
+    phone.assert_success("first device got the MESSAGE");
+    laptop.assert_success("second device got the MESSAGE");
+}
+
+#[test]
+fn an_answered_call_cancels_the_other_ringing_device() {
+    let server = Server::start();
+    let desk = register_device(&server, "bob", "uas_call.xml");
+    let mobile = register_device(&server, "bob", "uas_ring.xml");
+    Sipp::new(&server, "uac_call.xml")
+        .args(["-s", "bob", "-key", "caller", "alice"])
+        .auth("alice", &server.password("alice"))
+        .run()
+        .assert_success("call answered by one device");
+    desk.assert_success("desk phone answered and hung up");
+    mobile.assert_success("mobile got CANCEL, answered 487 and got the ACK");
+}
+
+#[test]
+fn a_request_that_comes_back_unchanged_is_a_loop() {
+    let server = Server::start();
+    // bob's "device" is the server itself: the MESSAGE spirals once, then loops
+    register_contact(&server, "bob", server.port);
+    let trace = message(&server, "alice", "bob");
+    assert!(trace.contains("SIP/2.0 482 Loop Detected"), "{trace}");
+}
+
+#[test]
+fn exhausted_max_forwards_is_483_and_other_domains_are_refused() {
+    let server = Server::start();
+    let s = udp_client();
+    let req = |uri: &str, id: &str| {
+        format!("OPTIONS {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{id};rport\r\nFrom: <sip:alice@example.com>;tag=1\r\nTo: <{uri}>\r\nCall-ID: {id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 0\r\nContent-Length: 0\r\n\r\n")
+    };
+    let r = udp_exchange(
+        &s,
+        &server,
+        req("sip:bob@example.com", "mf-user").as_bytes(),
+    )
+    .unwrap();
+    assert!(r.starts_with("SIP/2.0 483 Too Many Hops"), "{r}");
+    let r = udp_exchange(
+        &s,
+        &server,
+        req(&format!("sip:{}", server.addr()), "mf-server").as_bytes(),
+    )
+    .unwrap();
+    assert!(
+        r.starts_with("SIP/2.0 200 OK"),
+        "the server itself still answers OPTIONS: {r}"
+    );
+    let r = Sipp::new(&server, "uac_message.xml")
+        .args(["-s", "bob", "-key", "caller", "alice"])
+        .domain("elsewhere.org")
+        .auth("alice", &server.password("alice"))
+        .run();
+    r.assert_success("MESSAGE to another domain");
+    assert!(r.trace().contains("SIP/2.0 403 Forbidden (federation is not enabled: domain elsewhere.org is not served here)"), "{}", r.trace());
+    let foreign = "MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKfed;rport\r\nFrom: <sip:mallory@elsewhere.org>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: fed\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let r = udp_exchange(&s, &server, foreign.as_bytes()).unwrap();
+    assert!(r.starts_with("SIP/2.0 403 Forbidden (federation is not enabled: requests from elsewhere.org are not accepted)"), "{r}");
+}
+
+#[test]
+fn a_crlf_ping_on_tcp_gets_a_pong() {
+    let server = Server::start();
+    let mut tcp = TcpStream::connect(server.addr()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(b"\r\n\r\n").unwrap();
+    let mut buf = [0u8; 8];
+    let n = tcp.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"\r\n");
+}
+
+#[test]
+fn tls_1_2_and_1_3_both_serve_sip() {
+    common::require("openssl");
+    let server = Server::start();
+    for version in ["-tls1_2", "-tls1_3"] {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_client",
+                "-quiet",
+                "-verify_return_error",
+                version,
+                "-connect",
+                &format!("127.0.0.1:{}", server.port + 1),
+            ])
+            .arg("-CAfile")
+            .arg(server.dir.0.join("ca.pem"))
+            .args(["-verify_ip", "127.0.0.1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let probe = format!("OPTIONS sip:{} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKtls{version}\r\nFrom: <sip:p@example.com>;tag=1\r\nTo: <sip:{}>\r\nCall-ID: tls{version}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", server.addr(), server.addr());
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(probe.as_bytes())
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = out.read(&mut buf).unwrap_or(0);
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(text.starts_with("SIP/2.0 200 OK"), "{version}: {text}");
+    }
+}
