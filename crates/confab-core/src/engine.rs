@@ -398,12 +398,7 @@ impl Engine {
         if ctx.msg.count(HeaderName::Route) == 0 {
             return Flow::Continue;
         }
-        let mut routes: Vec<String> = ctx
-            .msg
-            .values(HeaderName::Route)
-            .filter_map(Result::ok)
-            .map(str::to_owned)
-            .collect();
+        let mut routes: Vec<String> = owned_values(&ctx.msg, HeaderName::Route);
         while let Some(first) = routes.first() {
             let ours = NameAddr::parse(first, "Route").ok().is_some_and(|na| {
                 na.uri
@@ -456,12 +451,7 @@ impl Engine {
         if matches!(ctx.msg.method(), Method::Ack | Method::Cancel) {
             return Flow::Continue;
         }
-        let mut unknown: Vec<String> = ctx
-            .msg
-            .values(HeaderName::ProxyRequire)
-            .filter_map(Result::ok)
-            .map(str::to_owned)
-            .collect();
+        let mut unknown: Vec<String> = owned_values(&ctx.msg, HeaderName::ProxyRequire);
         if self.addressed_to_server(ctx) || ctx.msg.method() == Method::Register {
             unknown.extend(
                 ctx.msg
@@ -1410,6 +1400,14 @@ impl Engine {
         self.next_id += 1;
         self.next_id
     }
+}
+
+/// Every value of a header as owned strings (undecodable values skipped).
+fn owned_values(msg: &Message, name: HeaderName) -> Vec<String> {
+    msg.values(name)
+        .filter_map(Result::ok)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Clients known to abort on any non-MD5 digest challenge even when an MD5 one is offered too:
