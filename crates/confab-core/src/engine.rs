@@ -566,19 +566,8 @@ impl Engine {
             );
             return Flow::Stop;
         }
-        let stored = match self.store.user(&aor) {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::error!(event = "store.error", error = %e, "user lookup failed");
-                self.respond(
-                    now,
-                    ctx,
-                    500,
-                    "Server Internal Error (user store unavailable)",
-                    &[],
-                );
-                return Flow::Stop;
-            }
+        let Some(stored) = self.lookup_user(now, ctx, &aor) else {
+            return Flow::Stop;
         };
         let Some(digest) = self.digest.get_mut(&host) else {
             return Flow::Stop;
@@ -727,23 +716,13 @@ impl Engine {
             self.cfg.realm().to_owned()
         };
         let aor = format!("{}@{domain}", sip_proto::unescape(user));
-        match self.store.user(&aor) {
-            Ok(Some(_)) => {}
-            Ok(None) => {
+        match self.lookup_user(now, ctx, &aor) {
+            Some(Some(_)) => {}
+            Some(None) => {
                 self.respond(now, ctx, 404, "Not Found (no such user)", &[]);
                 return Flow::Stop;
             }
-            Err(e) => {
-                tracing::error!(event = "store.error", error = %e);
-                self.respond(
-                    now,
-                    ctx,
-                    500,
-                    "Server Internal Error (user store unavailable)",
-                    &[],
-                );
-                return Flow::Stop;
-            }
+            None => return Flow::Stop,
         }
         let bindings: Vec<LiveBinding> = self
             .location
@@ -780,6 +759,29 @@ impl Engine {
         }
         self.fork(now, ctx, targets);
         Flow::Stop
+    }
+
+    /// Looks a user up; a store failure is answered 500 and gives `None`.
+    fn lookup_user(
+        &mut self,
+        now: Now,
+        ctx: &Ctx,
+        aor: &str,
+    ) -> Option<Option<confab_store::User>> {
+        match self.store.user(aor) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::error!(event = "store.error", error = %e, user = %aor, "user lookup failed");
+                self.respond(
+                    now,
+                    ctx,
+                    500,
+                    "Server Internal Error (user store unavailable)",
+                    &[],
+                );
+                None
+            }
+        }
     }
 
     // ---- services ----
