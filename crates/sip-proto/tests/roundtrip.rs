@@ -20,7 +20,10 @@ fn header_name() -> impl Strategy<Value = String> {
         Just("Contact".to_owned()),
         Just("Route".to_owned()),
         Just("Subject".to_owned()),
-        token(),
+        // any token but a Content-Length name (`l` is its compact form): the writer adds that
+        token().prop_filter("not Content-Length", |t| HeaderName::from_bytes(
+            t.as_bytes()
+        ) != HeaderName::ContentLength),
     ]
 }
 
