@@ -15,6 +15,7 @@ fn register_device(server: &Server, user: &str, scenario: &str) -> SippChild {
     let uas = Sipp::new(server, scenario)
         .args(["-s", user, "-p", &port.to_string()])
         .spawn();
+    common::wait_udp_bound(port);
     register_contact(server, user, port);
     uas
 }

@@ -28,6 +28,7 @@ fn device(server: &Server, user: &str, scenario: &str) -> SippChild {
     let uas = Sipp::new(server, scenario)
         .args(["-s", user, "-p", &port.to_string()])
         .spawn();
+    common::wait_udp_bound(port);
     register(server, user, port, "u1");
     uas
 }
@@ -188,7 +189,7 @@ fn registrations_survive_a_restart() {
     let bob = Sipp::new(&server, "uas_message.xml")
         .args(["-s", "bob", "-p", &port.to_string()])
         .spawn();
-    std::thread::sleep(std::time::Duration::from_millis(300)); // SIPp UAS binds its socket; it has no readiness signal
+    common::wait_udp_bound(port);
     Sipp::new(&server, "uac_message.xml")
         .args(["-s", "bob", "-key", "caller", "alice"])
         .auth("alice", &server.password("alice"))

@@ -47,6 +47,19 @@ pub(crate) fn free_sip_port() -> u16 {
     panic!("no free port pair on 127.0.0.1");
 }
 
+/// Waits until something (a SIPp UAS) has bound UDP `port` on loopback: a readiness probe, since
+/// SIPp prints nothing when it starts listening.
+pub(crate) fn wait_udp_bound(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing bound UDP port {port} within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A free UDP+TCP port for a peer.
 pub(crate) fn free_port() -> u16 {
     loop {
