@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -32,6 +32,128 @@ pub(crate) enum Command {
     /// Manage users (works while the server runs).
     #[command(subcommand)]
     User(UserCommand),
+    /// Read and check a topology file (the deployment described as code).
+    #[command(subcommand)]
+    Topology(TopologyCommand),
+    /// DNS records the topology implies: zone files, or serve them.
+    #[command(subcommand)]
+    Dns(DnsCommand),
+    /// Certificates the topology needs: which names, and issuing them.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Walk the DNS lookups a client does to find where USER@DOMAIN signs in, and say where
+    /// that is — or which record is missing and what that breaks.
+    Discover(DiscoverArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopologyCommand {
+    /// Print the deployment as Confab understands it: domains, pools, Edges, DNS names.
+    Show {
+        /// The topology file (TOML).
+        file: PathBuf,
+    },
+    /// Check the topology for the mistakes that break sign-in, federation or pools.
+    /// Exits 1 when a finding of severity error is reported, 64 when the file is malformed.
+    Validate {
+        /// The topology file (TOML).
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TopologyArg {
+    /// The topology file [default: topology.toml in the data dir, as `confab up` writes it].
+    #[arg(long)]
+    pub(crate) topology: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) data: DataDirArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ViewArg {
+    Internal,
+    External,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DnsCommand {
+    /// Print BIND zone files, one per zone, for one view of the DNS.
+    Zone {
+        #[command(flatten)]
+        topology: TopologyArg,
+        /// Which view: what clients inside the network resolve, or what the internet resolves.
+        #[arg(long, value_enum, default_value_t = ViewArg::Internal)]
+        view: ViewArg,
+        /// Only the zone of this domain.
+        #[arg(long)]
+        zone: Option<String>,
+        /// Write one file per zone (<zone>.<view>.zone) into this directory instead of printing.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Serve the topology's records with the built-in authoritative DNS server until Ctrl-C.
+    Serve {
+        #[command(flatten)]
+        topology: TopologyArg,
+        #[arg(long, value_enum, default_value_t = ViewArg::Internal)]
+        view: ViewArg,
+        /// Address and port to answer on (UDP and TCP).
+        #[arg(long, default_value = "127.0.0.1:5353")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertsCommand {
+    /// List, per server, the certificate subject and SAN names it needs.
+    Plan {
+        #[command(flatten)]
+        topology: TopologyArg,
+    },
+    /// Issue the planned certificates from a private CA (made in OUT unless there), or write
+    /// certificate signing requests for an enterprise CA with --csr.
+    Issue {
+        #[command(flatten)]
+        topology: TopologyArg,
+        /// Directory for ca.pem, <server>.pem, <server>.key (and <server>.csr).
+        #[arg(long)]
+        out: PathBuf,
+        /// Write CSRs and keys instead of signing.
+        #[arg(long)]
+        csr: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ClientArg {
+    /// SRV-only clients (Communicator 2007 R2, Lync 2010).
+    Legacy,
+    /// Autodiscover clients (Lync 2013 and later, mobile).
+    Modern,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiscoverArgs {
+    /// The user's SIP address, user@domain (sip: prefix allowed).
+    pub(crate) address: String,
+    #[arg(long, value_enum, default_value_t = ClientArg::Modern)]
+    pub(crate) client: ClientArg,
+    /// Where the client is: inside the network or on the internet.
+    #[arg(long, value_enum, default_value_t = ViewArg::Internal)]
+    pub(crate) network: ViewArg,
+    /// The DNS server to ask, ADDR:PORT [default: 127.0.0.1:5353, the one `confab up` runs].
+    #[arg(long, default_value = "127.0.0.1:5353")]
+    pub(crate) dns: SocketAddr,
+    /// Port of the autodiscover web service behind lyncdiscover names (plain HTTP).
+    #[arg(long, default_value_t = 8080)]
+    pub(crate) web_port: u16,
+    /// The client may sign in over plain TCP (queries _sipinternal._tcp).
+    #[arg(long)]
+    pub(crate) allow_tcp: bool,
+    /// Seconds to wait for each answer.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +177,10 @@ pub(crate) struct UpArgs {
     /// The SIP domain users' addresses live in (also the digest realm).
     #[arg(long, default_value = "example.com")]
     pub(crate) domain: String,
+    /// This server's FQDN: the pool name DNS gives clients, and the certificate subject.
+    /// [default: pool01.<domain>]
+    #[arg(long, default_value = "")]
+    pub(crate) fqdn: String,
     /// Do not create the demo users on first start.
     #[arg(long)]
     pub(crate) no_demo_users: bool,
@@ -77,6 +203,16 @@ pub(crate) struct UpArgs {
     /// Largest SIP message accepted, in bytes.
     #[arg(long, default_value_t = 65536)]
     pub(crate) max_message_size: usize,
+    /// Address and port of the built-in DNS server (UDP and TCP); `off` runs none.
+    #[arg(long, default_value = "127.0.0.1:5353", value_parser = parse_optional_addr)]
+    pub(crate) dns: OptionalAddr,
+    /// Port of the web front-end (autodiscover, health) on the bind address; 0 runs none.
+    #[arg(long, default_value_t = 8080)]
+    pub(crate) web_port: u16,
+    /// Use this topology file instead of the single-server one `confab up` writes into the
+    /// data dir.
+    #[arg(long)]
+    pub(crate) topology: Option<PathBuf>,
     /// Most simultaneous TCP/TLS connections.
     #[arg(long, default_value_t = 10000)]
     pub(crate) max_connections: usize,
@@ -130,6 +266,19 @@ fn parse_algorithm(s: &str) -> Result<sip_auth::Algorithm, String> {
             "unknown digest algorithm '{other}' (use md5, sha256)"
         )),
     }
+}
+
+/// An address, or none (`off`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OptionalAddr(pub(crate) Option<SocketAddr>);
+
+fn parse_optional_addr(s: &str) -> Result<OptionalAddr, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(OptionalAddr(None));
+    }
+    s.parse()
+        .map(|a| OptionalAddr(Some(a)))
+        .map_err(|_| format!("'{s}' is not ADDR:PORT (e.g. 127.0.0.1:5353) or `off`"))
 }
 
 /// An error the user can fix by asking differently (exit code 64).

@@ -1,9 +1,12 @@
-//! `confab`: run a Front End (`confab up`) and manage its users.
+//! `confab`: run a Front End (`confab up`), manage its users, and plan, check and serve the
+//! deployment described by its topology file.
 
 #![forbid(unsafe_code)]
 
 mod cli;
 mod datadir;
+mod deployment;
+mod discover;
 mod pki;
 mod up;
 mod users;
@@ -18,6 +21,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Up(args) => up::run(args),
         cli::Command::User(cmd) => users::run(cmd),
+        cli::Command::Topology(cmd) => deployment::topology(cmd),
+        cli::Command::Dns(cmd) => deployment::dns(cmd),
+        cli::Command::Certs(cmd) => deployment::certs(cmd),
+        cli::Command::Discover(args) => discover::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
-//! The deployment's private CA and the server certificate, made on first start. The server
-//! certificate names what clients connect to: the listen address, localhost and the domain.
+//! Certificates: the deployment's private CA, the server certificate `confab up` makes on
+//! first start, the ones `confab certs issue` makes for a topology, and the TLS configuration
+//! that picks a certificate by SNI.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -7,59 +8,154 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    SanType,
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 pub(crate) struct Pki {
     pub(crate) ca: PathBuf,
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
+    /// Further certificates (`<name>.pem` with `<name>.key`) offered by SNI.
+    pub(crate) sni_dir: PathBuf,
 }
 
-/// Makes the CA and server certificate unless they exist.
-pub(crate) fn ensure(dir: &Path, bind: IpAddr, domain: &str) -> anyhow::Result<Pki> {
+/// A private CA kept as `ca.pem`, `ca.key` (0600) and `ca.subject` in a directory. rcgen can
+/// sign only with an issuer described by parameters, so the subject is kept beside the key
+/// and the issuer rebuilt from the two; certificates chain to `ca.pem` by that name and key.
+pub(crate) struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+impl Authority {
+    pub(crate) fn open_or_create(dir: &Path, common_name: &str) -> anyhow::Result<Self> {
+        let (pem_path, key_path, subject_path) = (
+            dir.join("ca.pem"),
+            dir.join("ca.key"),
+            dir.join("ca.subject"),
+        );
+        if pem_path.exists() && key_path.exists() && subject_path.exists() {
+            let pem = std::fs::read_to_string(&pem_path)?;
+            let key = KeyPair::from_pem(&std::fs::read_to_string(&key_path)?)
+                .with_context(|| format!("cannot read the CA key {}", key_path.display()))?;
+            let subject = std::fs::read_to_string(&subject_path)?;
+            return Ok(Self {
+                issuer: Issuer::new(ca_params(subject.trim())?, key),
+                pem,
+            });
+        }
+        let key = KeyPair::generate()?;
+        let cert = ca_params(common_name)?.self_signed(&key)?;
+        let pem = cert.pem();
+        std::fs::write(&pem_path, &pem)?;
+        write_private(&key_path, &key.serialize_pem())?;
+        std::fs::write(&subject_path, format!("{common_name}\n"))?;
+        Ok(Self {
+            issuer: Issuer::new(ca_params(common_name)?, key),
+            pem,
+        })
+    }
+
+    /// Signs a server certificate for `sans` (DNS names; IP addresses in `ips`) and writes
+    /// `<file>.pem` (with the CA appended) and `<file>.key`. Returns the files written.
+    pub(crate) fn issue_to(
+        &self,
+        pem_path: &Path,
+        key_path: &Path,
+        subject: &str,
+        sans: &[String],
+        ips: &[IpAddr],
+    ) -> anyhow::Result<()> {
+        let mut params = CertificateParams::new(sans.to_vec())?;
+        params.distinguished_name.push(DnType::CommonName, subject);
+        params
+            .subject_alt_names
+            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        std::fs::write(pem_path, cert.pem() + &self.pem)?;
+        write_private(key_path, &key.serialize_pem())?;
+        Ok(())
+    }
+
+    pub(crate) fn issue(
+        &self,
+        dir: &Path,
+        server: &str,
+        subject: &str,
+        sans: &[String],
+    ) -> anyhow::Result<String> {
+        let (pem, key) = (
+            dir.join(format!("{server}.pem")),
+            dir.join(format!("{server}.key")),
+        );
+        self.issue_to(&pem, &key, subject, sans, &[])?;
+        Ok(format!("{} {}", pem.display(), key.display()))
+    }
+}
+
+fn ca_params(common_name: &str) -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
+}
+
+/// Writes `<server>.csr` and its `<server>.key` for an enterprise CA to sign.
+pub(crate) fn write_csr(
+    dir: &Path,
+    server: &str,
+    subject: &str,
+    sans: &[String],
+) -> anyhow::Result<String> {
+    let mut params = CertificateParams::new(sans.to_vec())?;
+    params.distinguished_name.push(DnType::CommonName, subject);
+    let key = KeyPair::generate()?;
+    let csr = params.serialize_request(&key)?;
+    let (csr_path, key_path) = (
+        dir.join(format!("{server}.csr")),
+        dir.join(format!("{server}.key")),
+    );
+    std::fs::write(&csr_path, csr.pem()?)?;
+    write_private(&key_path, &key.serialize_pem())?;
+    Ok(format!("{} {}", csr_path.display(), key_path.display()))
+}
+
+/// Makes the CA and server certificate unless they exist. The server certificate names
+/// `names` (what DNS points at this server, from the topology), localhost and the listen
+/// address.
+pub(crate) fn ensure(
+    dir: &Path,
+    bind: IpAddr,
+    domain: &str,
+    names: &[String],
+) -> anyhow::Result<Pki> {
     let pki = Pki {
         ca: dir.join("ca.pem"),
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
+        sni_dir: dir.join("certs"),
     };
     if pki.ca.exists() && pki.cert.exists() && pki.key.exists() {
         return Ok(pki);
     }
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(
-        DnType::CommonName,
-        format!("Confab private CA for {domain}"),
-    );
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-
-    let mut names = vec![
-        "localhost".to_owned(),
-        domain.to_owned(),
-        format!("sip.{domain}"),
-    ];
-    names.dedup();
-    let mut params = CertificateParams::new(names)?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("sip.{domain}"));
-    params.subject_alt_names.push(SanType::IpAddress(bind));
+    let ca = Authority::open_or_create(dir, &format!("Confab private CA for {domain}"))?;
+    let mut sans = names.to_vec();
+    sans.push("localhost".to_owned());
+    sans.dedup();
+    let mut ips = vec![bind];
     if !bind.is_loopback() {
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+        ips.push(IpAddr::from([127, 0, 0, 1]));
     }
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &ca)?;
-
-    std::fs::write(&pki.ca, ca.pem())?;
-    std::fs::write(&pki.cert, cert.pem() + &ca.pem())?;
-    write_private(&pki.key, &key.serialize_pem())?;
+    let subject = names.first().map_or("localhost", String::as_str);
+    ca.issue_to(&pki.cert, &pki.key, subject, &sans, &ips)?;
     Ok(pki)
 }
 
@@ -71,7 +167,8 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)?;
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(contents.as_bytes())?;
     Ok(())
 }
@@ -80,17 +177,103 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// TLS 1.2 and 1.3 server configuration from the data dir's certificate.
+fn certified_key(cert: &Path, key: &Path) -> anyhow::Result<Arc<CertifiedKey>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read the private key {}", key.display()))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .with_context(|| format!("unusable private key for {}", cert.display()))?;
+    Ok(Arc::new(CertifiedKey::new(certs, signing)))
+}
+
+/// Whether the leaf of `key` is valid for `name` (a DNS name or an IP address).
+fn covers(key: &CertifiedKey, name: &ServerName<'_>) -> bool {
+    let Some(leaf) = key.cert.first() else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(leaf)
+        .map(|ee| ee.verify_is_valid_for_subject_name(name).is_ok())
+        .unwrap_or(false)
+}
+
+/// The names among `names` that the server certificate does not cover.
+pub(crate) fn uncovered(pki: &Pki, names: &[String]) -> anyhow::Result<Vec<String>> {
+    let key = certified_key(&pki.cert, &pki.key)?;
+    Ok(names
+        .iter()
+        .filter(|n| {
+            ServerName::try_from(n.as_str())
+                .map(|sn| !covers(&key, &sn))
+                .unwrap_or(true)
+        })
+        .cloned()
+        .collect())
+}
+
+/// Chooses the certificate by the name the client asked for (SNI): the default one when it
+/// covers the name or the client sent none, else the first SNI certificate that covers it,
+/// else the default (the client then reports the mismatch itself).
+#[derive(Debug)]
+struct BySni {
+    default: Arc<CertifiedKey>,
+    others: Vec<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = hello
+            .server_name()
+            .and_then(|n| ServerName::try_from(n.to_owned()).ok())
+        else {
+            return Some(self.default.clone());
+        };
+        if covers(&self.default, &name) {
+            return Some(self.default.clone());
+        }
+        let chosen = self.others.iter().find(|k| covers(k, &name));
+        Some(chosen.unwrap_or(&self.default).clone())
+    }
+}
+
+/// The SNI certificates in `dir`: every `<name>.pem` with a `<name>.key` beside it, but the
+/// CA's own (`ca.pem`), which `confab certs issue` may have written there too.
+fn sni_certificates(dir: &Path) -> anyhow::Result<Vec<Arc<CertifiedKey>>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "pem")
+                && p.file_stem().is_some_and(|s| s != "ca")
+                && p.with_extension("key").exists()
+        })
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| certified_key(p, &p.with_extension("key")))
+        .collect()
+}
+
+/// TLS 1.2 and 1.3 server configuration: the data dir's certificate by default, others by SNI.
 pub(crate) fn server_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.cert)
-        .with_context(|| format!("cannot read {}", pki.cert.display()))?
-        .collect::<Result<_, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(&pki.key)
-        .with_context(|| format!("cannot read {}", pki.key.display()))?;
+    let resolver = BySni {
+        default: certified_key(&pki.cert, &pki.key)?,
+        others: sni_certificates(&pki.sni_dir)?,
+    };
+    if !resolver.others.is_empty() {
+        tracing::info!(count = resolver.others.len(), dir = %pki.sni_dir.display(), "TLS certificates chosen by SNI loaded");
+    }
     let cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_cert_resolver(Arc::new(resolver));
     Ok(Arc::new(cfg))
 }
 

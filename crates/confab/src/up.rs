@@ -15,7 +15,7 @@ use crate::{datadir, pki};
 
 const DEMO_USERS: [&str; 3] = ["alice", "bob", "carol"];
 
-pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
+pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
     if args.sip_port == u16::MAX {
         return Err(
             UsageError("--sip-port must leave room for TLS on the next port".into()).into(),
@@ -29,14 +29,36 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     {
         return Err(UsageError(format!("--domain '{}' is not a domain name", args.domain)).into());
     }
+    args.domain = args.domain.to_ascii_lowercase();
+    if args.fqdn.is_empty() {
+        args.fqdn = format!("pool01.{}", args.domain);
+    }
+    args.fqdn = args.fqdn.to_ascii_lowercase();
     let dir = datadir::resolve(&args.data)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     let db = datadir::db_path(&dir);
     let store = SqliteStore::open(&db)
         .with_context(|| format!("cannot open the database {}", db.display()))?;
-    let pki = pki::ensure(&dir, args.bind, &args.domain)
+    let (topology, topology_file) = topology_for(&args, &dir)?;
+    // The certificate carries the planned names; what must verify is what DNS points here.
+    let server_names = confab_topology::names_pointing_at(&topology, &args.fqdn);
+    let planned = confab_topology::cert_plan(&topology)
+        .into_iter()
+        .find(|p| p.server == args.fqdn)
+        .map_or_else(|| server_names.clone(), |p| p.sans);
+    let pki = pki::ensure(&dir, args.bind, &args.domain, &planned)
         .context("cannot create the CA and server certificate")?;
+    let uncovered = pki::uncovered(&pki, &server_names)?;
+    if !uncovered.is_empty() {
+        tracing::warn!(
+            event = "tls.name_not_covered",
+            names = %uncovered.join(", "),
+            certificate = %pki.cert.display(),
+            "DNS points these names at this server but its certificate does not cover them: TLS clients that use them will refuse to connect; issue a certificate with `confab certs issue` or put one under {}",
+            pki.sni_dir.display()
+        );
+    }
     let demo = if args.no_demo_users {
         Vec::new()
     } else {
@@ -47,16 +69,48 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(args, store, pki, demo, &dir))
+    let site = Site {
+        topology: std::sync::Arc::new(topology),
+        topology_file,
+        pki,
+        demo,
+    };
+    runtime.block_on(serve(args, store, site, &dir))
 }
 
-async fn serve(
-    args: UpArgs,
-    store: SqliteStore,
+/// What `confab up` serves besides SIP, decided before the runtime starts.
+struct Site {
+    topology: std::sync::Arc<confab_topology::Topology>,
+    topology_file: std::path::PathBuf,
     pki: pki::Pki,
     demo: Vec<(String, String)>,
+}
+
+/// The topology given with --topology, or the single-server one, written anew into the data
+/// dir on every start so that it always matches the flags.
+fn topology_for(
+    args: &UpArgs,
     dir: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(confab_topology::Topology, std::path::PathBuf)> {
+    if let Some(file) = &args.topology {
+        return Ok((crate::deployment::load(file)?, file.clone()));
+    }
+    let text = confab_topology::single_server_toml(
+        &args.domain,
+        &args.fqdn,
+        args.bind,
+        args.sip_port,
+        args.sip_port + 1,
+    );
+    let file = dir.join("topology.toml");
+    std::fs::write(&file, &text).with_context(|| format!("cannot write {}", file.display()))?;
+    let topology = confab_topology::load(&text, &file.display().to_string())
+        .map_err(|e| anyhow::anyhow!("the generated topology does not load (a bug): {e}"))?;
+    Ok((topology, file))
+}
+
+async fn serve(args: UpArgs, store: SqliteStore, site: Site, dir: &Path) -> anyhow::Result<()> {
+    let pki = &site.pki;
     let sip = SocketAddr::new(args.bind, args.sip_port);
     let tls = SocketAddr::new(args.bind, args.sip_port + 1);
     let busy = |what: &str, addr: SocketAddr| {
@@ -72,8 +126,8 @@ async fn serve(
         tls: vec![tokio::net::TcpListener::bind(tls)
             .await
             .with_context(|| busy("TLS", tls))?],
-        tls_server: Some(pki::server_config(&pki)?),
-        tls_client: Some(pki::client_config(&pki)?),
+        tls_server: Some(pki::server_config(pki)?),
+        tls_client: Some(pki::client_config(pki)?),
     };
     let cfg = EngineConfig {
         domains: vec![args.domain.to_ascii_lowercase()],
@@ -102,7 +156,47 @@ async fn serve(
     let mut secret = [0u8; 32];
     getrandom::getrandom(&mut secret).context("no randomness for nonces")?;
 
-    print_banner(&args, &pki, &demo, dir, sip, tls);
+    let dns = match args.dns.0 {
+        Some(addr) => {
+            let zones = site.topology.zones(confab_topology::View::Internal);
+            let server = confab_dns::server::start(&zones, addr, Default::default())
+                .await
+                .with_context(|| format!("cannot start the DNS server on {addr} — pick another with --dns ADDR:PORT, or --dns off"))?;
+            Some(server)
+        }
+        None => None,
+    };
+    let web = if args.web_port == 0 {
+        None
+    } else {
+        let addr = SocketAddr::new(args.bind, args.web_port);
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen for the web front-end on {addr} — pick another port with --web-port, or 0 for none")
+        })?;
+        let db = datadir::db_path(dir);
+        let web_store = SqliteStore::open(&db)
+            .with_context(|| format!("cannot open the database {}", db.display()))?;
+        let state = std::sync::Arc::new(confab_web::WebState {
+            topology: site.topology.clone(),
+            store: std::sync::Mutex::new(Box::new(web_store)),
+        });
+        tokio::spawn(async move {
+            if let Err(e) = confab_web::serve(listener, state, std::future::pending()).await {
+                tracing::error!(error = %e, "web front-end stopped");
+            }
+        });
+        Some(addr)
+    };
+
+    print_banner(
+        &args,
+        &site,
+        dir,
+        sip,
+        tls,
+        dns.as_ref().map(|d| d.local_addr),
+        web,
+    );
     tracing::info!(event = "server.ready", udp = %sip, tcp = %sip, tls = %tls, domain = %args.domain, "Confab is ready");
     confab_core::server::run(
         cfg,
@@ -170,14 +264,31 @@ fn random_password() -> anyhow::Result<String> {
 
 fn print_banner(
     args: &UpArgs,
-    pki: &pki::Pki,
-    demo: &[(String, String)],
+    site: &Site,
     dir: &Path,
     sip: SocketAddr,
     tls: SocketAddr,
+    dns: Option<SocketAddr>,
+    web: Option<SocketAddr>,
 ) {
-    println!("Confab is running for domain {}", args.domain);
+    let (pki, demo) = (&site.pki, &site.demo);
+    println!(
+        "Confab is running for domain {} as {}",
+        args.domain, args.fqdn
+    );
     println!("  SIP       {sip} (UDP and TCP), {tls} (TLS)");
+    if let Some(dns) = dns {
+        println!(
+            "  DNS       {dns} (try: dig @{} -p {} _sipinternaltls._tcp.{} SRV)",
+            dns.ip(),
+            dns.port(),
+            args.domain
+        );
+    }
+    if let Some(web) = web {
+        println!("  Web       http://{web}/autodiscover/autodiscoverservice.svc/root?sipuri=sip:alice@{}", args.domain);
+    }
+    println!("  Topology  {}", site.topology_file.display());
     println!(
         "  TLS CA    {}   (make TLS clients trust this file)",
         pki.ca.display()

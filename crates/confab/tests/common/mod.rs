@@ -81,6 +81,10 @@ pub(crate) fn repo_root() -> PathBuf {
 /// A running server.
 pub(crate) struct Server {
     pub(crate) port: u16,
+    /// The built-in DNS server's port (UDP and TCP), unless the test passed its own --dns.
+    pub(crate) dns_port: u16,
+    /// The web front-end's port, unless the test passed its own --web-port.
+    pub(crate) web_port: u16,
     pub(crate) dir: TempDir,
     child: Option<Child>,
     pub(crate) log: PathBuf,
@@ -105,10 +109,20 @@ impl Server {
     pub(crate) fn start_on(dir: TempDir, port: u16, extra: &[&str]) -> Self {
         let log = dir.0.join(format!("server-{port}.log"));
         let out = std::fs::File::create(&log).unwrap();
+        // Every server gets its own DNS and web ports so that tests run side by side.
+        let (dns_port, web_port) = (free_port(), free_port());
+        let mut own = Vec::new();
+        if !extra.contains(&"--dns") {
+            own.extend(["--dns".to_owned(), format!("127.0.0.1:{dns_port}")]);
+        }
+        if !extra.contains(&"--web-port") {
+            own.extend(["--web-port".to_owned(), web_port.to_string()]);
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_confab"))
             .args(["up", "--data-dir"])
             .arg(&dir.0)
             .args(["--sip-port", &port.to_string()])
+            .args(&own)
             .args(extra)
             .env("RUST_LOG", "debug")
             .stdout(out.try_clone().unwrap())
@@ -117,6 +131,8 @@ impl Server {
             .expect("start confab");
         let mut s = Self {
             port,
+            dns_port,
+            web_port,
             dir,
             child: Some(child),
             log,

@@ -1,0 +1,111 @@
+//! The web front-end a server runs beside SIP: autodiscover (what the `lyncdiscover` and
+//! `lyncdiscoverinternal` names point at) and a health probe.
+//!
+//! The answers are computed by [`autodiscover::answer`], which knows nothing of HTTP, and
+//! rendered as JSON or XML by the Accept header.
+
+pub mod autodiscover;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use confab_store::Store;
+use confab_topology::Topology;
+
+use crate::autodiscover::{AccessLocation, Answer, Format};
+
+pub struct WebState {
+    pub topology: Arc<Topology>,
+    /// Users are looked up to answer 404 for unknown ones. A separate store handle from the SIP
+    /// engine's; SQLite serialises the two.
+    pub store: Mutex<Box<dyn Store>>,
+}
+
+pub fn router(state: Arc<WebState>) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<WebState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Params {
+    sipuri: Option<String>,
+}
+
+/// Paths are matched case-insensitively: clients send `/Autodiscover/AutodiscoverService.svc`.
+async fn dispatch(
+    State(state): State<Arc<WebState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Response {
+    let path = uri.path().to_ascii_lowercase();
+    match path.trim_end_matches('/') {
+        "/health" => (StatusCode::OK, "ok\n").into_response(),
+        "/autodiscover/autodiscoverservice.svc/root" => {
+            autodiscover_response(&state, &headers, params.sipuri.as_deref())
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            format!(
+                "no such page: {}; autodiscover is at /autodiscover/autodiscoverservice.svc/root?sipuri=sip:user@domain\n",
+                uri.path()
+            ),
+        )
+            .into_response(),
+    }
+}
+
+fn autodiscover_response(state: &WebState, headers: &HeaderMap, sipuri: Option<&str>) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let location = AccessLocation::from_host(host);
+    let format = Format::from_accept(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default(),
+    );
+    let user_exists = |aor: &str| -> Result<bool, String> {
+        let store = state
+            .store
+            .lock()
+            .map_err(|_| "store lock poisoned".to_owned())?;
+        store
+            .user(aor)
+            .map(|u| u.is_some())
+            .map_err(|e| e.to_string())
+    };
+    let answer = autodiscover::answer(&state.topology, sipuri, location, user_exists);
+    let (status, body) = match &answer {
+        Answer::BadRequest(reason) => (StatusCode::BAD_REQUEST, format!("{reason}\n")),
+        Answer::NotFound(reason) => (StatusCode::NOT_FOUND, format!("{reason}\n")),
+        Answer::Unavailable(reason) => {
+            tracing::error!(%reason, "autodiscover cannot read the user store");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"))
+        }
+        Answer::Document(doc) => (StatusCode::OK, doc.render(format)),
+    };
+    let content_type = match (&answer, format) {
+        (Answer::Document(_), Format::Json) => "application/json",
+        (Answer::Document(_), Format::Xml) => "application/xml; charset=utf-8",
+        _ => "text/plain; charset=utf-8",
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}

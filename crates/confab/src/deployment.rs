@@ -1,0 +1,223 @@
+//! `confab topology`, `confab dns` and `confab certs`: the deployment described by the
+//! topology file, checked, rendered as DNS zones and certificate plans, and served.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use confab_topology::{Severity, Topology, View};
+
+use crate::cli::{CertsCommand, DnsCommand, TopologyArg, TopologyCommand, UsageError, ViewArg};
+use crate::{datadir, pki};
+
+/// Reads and strictly parses a topology file. A malformed file is a usage error (exit 64)
+/// whose message names file, line and key.
+pub(crate) fn load(path: &Path) -> anyhow::Result<Topology> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read topology file {}: {e}", path.display())))?;
+    confab_topology::load(&text, &path.display().to_string())
+        .map_err(|e| UsageError(format!("invalid topology: {e}")).into())
+}
+
+fn topology_path(arg: &TopologyArg) -> anyhow::Result<PathBuf> {
+    match &arg.topology {
+        Some(p) => Ok(p.clone()),
+        None => {
+            let path = datadir::resolve(&arg.data)?.join("topology.toml");
+            if !path.exists() {
+                return Err(UsageError(format!(
+                    "no topology at {} — pass --topology FILE, or run `confab up` once to write the single-server one",
+                    path.display()
+                ))
+                .into());
+            }
+            Ok(path)
+        }
+    }
+}
+
+fn view(v: ViewArg) -> View {
+    match v {
+        ViewArg::Internal => View::Internal,
+        ViewArg::External => View::External,
+    }
+}
+
+pub(crate) fn topology(cmd: TopologyCommand) -> anyhow::Result<()> {
+    match cmd {
+        TopologyCommand::Show { file } => {
+            let t = load(&file)?;
+            print!("{}", show(&t));
+            Ok(())
+        }
+        TopologyCommand::Validate { file } => {
+            let t = load(&file)?;
+            let findings = confab_topology::validate(&t);
+            let errors = findings
+                .iter()
+                .filter(|f| matches!(f.severity, Severity::Error))
+                .count();
+            for f in &findings {
+                let severity = match f.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                };
+                println!("{severity}[{}] {}: {}", f.rule, f.subject, f.what);
+                println!("    breaks: {}", f.breaks);
+                println!("    fix:    {}", f.fix);
+            }
+            let warnings = findings.len() - errors;
+            println!(
+                "{}: {errors} error(s), {warnings} warning(s)",
+                file.display()
+            );
+            if errors > 0 {
+                anyhow::bail!("{} does not validate: {errors} error(s)", file.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A readable summary: what is deployed and which names DNS gives it.
+fn show(t: &Topology) -> String {
+    let mut out = String::new();
+    for domain in t.domains() {
+        let _ = writeln!(out, "SIP domain {domain}");
+        if let Some(a) = t.domain_access(domain) {
+            let _ = writeln!(
+                out,
+                "  sign-in pool {} (internal clients: {}:{})",
+                a.pool, a.internal.fqdn, a.internal.port
+            );
+            match &a.external {
+                Some(e) => {
+                    let _ = writeln!(out, "  external clients: {}:{}", e.fqdn, e.port);
+                }
+                None => {
+                    let _ = writeln!(out, "  external clients: none (no Edge)");
+                }
+            }
+        }
+    }
+    for plan in confab_topology::cert_plan(t) {
+        let _ = writeln!(out, "{} {} (pool {})", plan.role, plan.server, plan.pool);
+    }
+    for (label, v) in [("internal", View::Internal), ("external", View::External)] {
+        let _ = writeln!(out, "DNS, {label} view:");
+        for r in t.records(v) {
+            let _ = writeln!(out, "  {r}");
+        }
+    }
+    out
+}
+
+pub(crate) fn dns(cmd: DnsCommand) -> anyhow::Result<()> {
+    match cmd {
+        DnsCommand::Zone {
+            topology,
+            view: v,
+            zone,
+            out,
+        } => {
+            let t = load(&topology_path(&topology)?)?;
+            let serial = 1;
+            let zones: Vec<_> = t
+                .zones(view(v))
+                .into_iter()
+                .filter(|z| {
+                    zone.as_deref()
+                        .is_none_or(|want| z.origin.eq_ignore_ascii_case(want))
+                })
+                .collect();
+            if zones.is_empty() {
+                return Err(UsageError(match zone {
+                    Some(z) => format!("the topology has no zone {z}"),
+                    None => "the topology implies no DNS records".into(),
+                })
+                .into());
+            }
+            let label = match v {
+                ViewArg::Internal => "internal",
+                ViewArg::External => "external",
+            };
+            for z in zones {
+                let text = z.to_bind(serial);
+                match &out {
+                    Some(dir) => {
+                        std::fs::create_dir_all(dir)
+                            .with_context(|| format!("cannot create {}", dir.display()))?;
+                        let path = dir.join(format!("{}.{label}.zone", z.origin));
+                        std::fs::write(&path, text)
+                            .with_context(|| format!("cannot write {}", path.display()))?;
+                        println!("wrote {}", path.display());
+                    }
+                    None => print!("{text}"),
+                }
+            }
+            Ok(())
+        }
+        DnsCommand::Serve {
+            topology,
+            view: v,
+            listen,
+        } => {
+            let t = load(&topology_path(&topology)?)?;
+            let zones = t.zones(view(v));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let server = confab_dns::server::start(&zones, listen, Default::default()).await?;
+                println!(
+                    "DNS for {} zone(s) on {} (UDP and TCP); Ctrl-C stops it",
+                    zones.len(),
+                    server.local_addr
+                );
+                tokio::signal::ctrl_c().await?;
+                drop(server);
+                Ok(())
+            })
+        }
+    }
+}
+
+pub(crate) fn certs(cmd: CertsCommand) -> anyhow::Result<()> {
+    match cmd {
+        CertsCommand::Plan { topology } => {
+            let t = load(&topology_path(&topology)?)?;
+            for plan in confab_topology::cert_plan(&t) {
+                println!("{} ({}, pool {})", plan.server, plan.role, plan.pool);
+                println!("  subject CN={}", plan.subject);
+                for san in &plan.sans {
+                    println!("  SAN DNS:{san}");
+                }
+            }
+            Ok(())
+        }
+        CertsCommand::Issue { topology, out, csr } => {
+            let t = load(&topology_path(&topology)?)?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let plans = confab_topology::cert_plan(&t);
+            if csr {
+                for plan in &plans {
+                    let files = pki::write_csr(&out, &plan.server, &plan.subject, &plan.sans)?;
+                    println!("{}: {files}", plan.server);
+                }
+                println!("send the .csr files to your CA; keep the .key files on their servers");
+            } else {
+                let ca = pki::Authority::open_or_create(&out, "Confab private CA")?;
+                for plan in &plans {
+                    let files = ca.issue(&out, &plan.server, &plan.subject, &plan.sans)?;
+                    println!("{}: {files}", plan.server);
+                }
+                println!(
+                    "clients and servers must trust {}",
+                    out.join("ca.pem").display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
