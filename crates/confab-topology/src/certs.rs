@@ -122,6 +122,7 @@ pub fn cert_plan(t: &Topology) -> Vec<CertPlan> {
                 .filter(|d| t.edge_for(d).is_some_and(|e| e.fqdn == edge.fqdn))
             {
                 push(&mut sans, &format!("sip.{}", d.name));
+                push(&mut sans, &format!("sipexternal.{}", d.name));
             }
             if let Some(w) = &edge.webconf {
                 push(&mut sans, &w.fqdn);

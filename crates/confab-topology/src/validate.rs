@@ -269,21 +269,31 @@ fn certificate_behind<'a>(t: &'a Topology, host: &str) -> Option<(String, &'a Ve
     })
 }
 
+/// The names SIP clients and servers connect to over TLS and so check against the
+/// certificate: SRV targets and the sip / sipinternal / sipexternal fallbacks.
 fn certificates(t: &Topology, f: &mut Findings) {
     let mut seen = BTreeSet::new();
     for view in [View::Internal, View::External] {
         for r in t.records(view) {
-            let RecordData::Srv { target, .. } = &r.data else {
-                continue;
+            let (pointer, target) = match &r.data {
+                RecordData::Srv { target, .. } => (r.name.clone(), target.clone()),
+                _ if ["sip.", "sipinternal.", "sipexternal."]
+                    .iter()
+                    .any(|p| r.name.starts_with(p)) =>
+                {
+                    (format!("the A-record fallback {}", r.name), r.name.clone())
+                }
+                _ => continue,
             };
-            if !seen.insert((r.name.clone(), target.clone())) {
+            let (pointer, target) = (&pointer, &target);
+            if !seen.insert((pointer.clone(), target.clone())) {
                 continue;
             }
             let Some((who, names)) = certificate_behind(t, target) else {
                 continue;
             };
             if !covers(names, target) {
-                f.error("cert-missing-name", target.clone(), format!("{} points at {target}, but the certificate of {who} names only {}", r.name, names.join(", ")), "TLS clients and federated servers that follow the SRV record reject the certificate: sign-in or federation fails with a certificate name mismatch", format!("reissue the certificate of {who} with {target} as a subject alternative name (`confab certs plan` lists every name it needs)"));
+                f.error("cert-missing-name", target.clone(), format!("{pointer} leads clients to {target}, but the certificate of {who} names only {}", names.join(", ")), "TLS clients and federated servers that connect by that name reject the certificate: sign-in or federation fails with a certificate name mismatch", format!("reissue the certificate of {who} with {target} as a subject alternative name (`confab certs plan` lists every name it needs)"));
             }
         }
     }
