@@ -329,6 +329,16 @@ impl Engine {
             (Ok(()), Err(m)) => Some((400, m.to_string())),
             (Ok(()), Ok(())) => None,
         };
+        // RFC 3261 §16.3 step 2: a Request-URI scheme the proxy does not understand is refused
+        // before any policy (authentication, domains) is applied.
+        let problem = problem.or_else(|| {
+            let scheme = ctx.msg.uri_str().split(':').next().unwrap_or_default();
+            let known = ["sip", "sips", "tel"]
+                .iter()
+                .any(|k| scheme.eq_ignore_ascii_case(k));
+            (ctx.msg.is_request() && !known)
+                .then(|| (416, format!("Unsupported URI Scheme ({scheme})")))
+        });
         match problem {
             Some(_) if ctx.msg.method() == Method::Ack => Flow::Stop,
             Some((code, reason)) => {

@@ -39,9 +39,19 @@ pub(crate) async fn run<S>(
         local,
         flow: Some(flow),
     };
-    read_loop(&inner, &mut rd, source).await;
-    writer.abort();
-    inner.remove_flow(flow, transport, remote);
+    let ended = read_loop(&inner, &mut rd, source).await;
+    if ended == Ending::Unframeable {
+        // The engine answers an unframeable message (400 naming the problem) on this flow:
+        // stop reading, give the answer a moment to be queued, then let the writer drain the
+        // queue and close. The flow table holds the queue's only sender, so removing the flow
+        // ends the writer once it has written what was queued.
+        tokio::time::sleep(UNFRAMEABLE_GRACE).await;
+        inner.remove_flow(flow, transport, remote);
+        let _ = timeout(UNFRAMEABLE_GRACE, writer).await;
+    } else {
+        writer.abort();
+        inner.remove_flow(flow, transport, remote);
+    }
     let _ = inner
         .events
         .send(Event::FlowClosed {
@@ -52,7 +62,18 @@ pub(crate) async fn run<S>(
         .await;
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Source) {
+/// How long a connection that sent an unframeable message stays open for the answer.
+const UNFRAMEABLE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    /// The peer closed, a timeout hit, or reading failed.
+    Closed,
+    /// The peer sent bytes that cannot be cut into a message; it may get a 400 before closing.
+    Unframeable,
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Source) -> Ending {
     let cfg = inner.config;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
@@ -93,7 +114,7 @@ async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Sour
                         source,
                         reason,
                     });
-                    return;
+                    return Ending::Unframeable;
                 }
             }
         }
@@ -107,7 +128,7 @@ async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Sour
             None => cfg.idle_timeout,
         };
         match timeout(limit, rd.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(0)) | Ok(Err(_)) => return Ending::Closed,
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
             Err(_) => {
                 if started.is_some() {
@@ -117,7 +138,7 @@ async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Sour
                     Stats::bump(&inner.stats.idle_closed);
                     tracing::debug!(event = "stream.idle", remote = %source.remote, "closing idle connection");
                 }
-                return;
+                return Ending::Closed;
             }
         }
     }
