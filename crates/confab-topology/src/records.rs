@@ -158,13 +158,12 @@ pub struct DomainAccess {
     pub web_external: Option<String>,
 }
 
-struct Out<'a> {
+struct Out {
     records: Vec<Record>,
     ttl: u32,
-    _t: &'a Topology,
 }
 
-impl Out<'_> {
+impl Out {
     fn address(&mut self, name: &str, ip: IpAddr, owner: &Owner) {
         let data = match ip {
             IpAddr::V4(v4) => RecordData::A(v4),
@@ -241,7 +240,6 @@ impl Topology {
         let mut out = Out {
             records: Vec::new(),
             ttl: self.dns.ttl,
-            _t: self,
         };
         if self.deployment.split_dns {
             self.add(view, &mut out);
@@ -255,7 +253,7 @@ impl Topology {
         records
     }
 
-    fn add(&self, view: View, out: &mut Out<'_>) {
+    fn add(&self, view: View, out: &mut Out) {
         for d in &self.domains {
             let name = &d.name;
             let sign_in = d.sign_in.first().and_then(|s| self.pool(&s.target));
