@@ -22,6 +22,9 @@ pub enum StoreError {
     /// No such user.
     #[error("no user {0}")]
     NoSuchUser(String),
+    /// A value was refused; the text says why.
+    #[error("{0}")]
+    Invalid(String),
     /// The address is not `user@domain`.
     #[error("'{0}' is not an address of the form user@domain")]
     BadAddress(String),
@@ -76,8 +79,74 @@ pub trait Store: Send {
     fn remove_binding(&self, aor: &str, key: &str) -> Result<()>;
     /// Every binding not expired at `now` (unix seconds).
     fn bindings(&self, now: i64) -> Result<Vec<Binding>>;
-    /// Deletes bindings expired at `now`; returns how many.
+    /// Deletes bindings and soft state expired at `now`; returns how many bindings.
     fn purge_expired(&self, now: i64) -> Result<usize>;
+
+    // ---- contact lists and privacy (durable; every change is logged, see `changes_since`) ----
+
+    /// The owner's contacts in the order added, each with its groups.
+    fn contacts(&self, owner: &str) -> Result<Vec<ContactEntry>>;
+    /// Adds `contact` to the owner's list (in `group` when given; the group is created).
+    fn add_contact(&self, owner: &str, contact: &str, group: Option<&str>) -> Result<()>;
+    /// Removes `contact` from the list (every group); false when it was not there.
+    fn remove_contact(&self, owner: &str, contact: &str) -> Result<bool>;
+    /// The owner's groups, sorted.
+    fn groups(&self, owner: &str) -> Result<Vec<String>>;
+    fn add_group(&self, owner: &str, group: &str) -> Result<()>;
+    /// Removes a group; its contacts stay on the list. False when there was no such group.
+    fn remove_group(&self, owner: &str, group: &str) -> Result<bool>;
+    fn privacy(&self, owner: &str) -> Result<Privacy>;
+    fn set_visibility(&self, owner: &str, visibility: Visibility) -> Result<()>;
+    /// Blocks (`true`) or unblocks a watcher.
+    fn set_blocked(&self, owner: &str, watcher: &str, blocked: bool) -> Result<()>;
+    /// Users whose list, privacy or existence changed after revision `rev`, and the newest
+    /// revision. Lets a running server pick up changes made by another process.
+    fn changes_since(&self, rev: i64) -> Result<(i64, Vec<String>)>;
+
+    // ---- soft state: publications and subscriptions, kept so a restart loses none ----
+
+    /// Inserts or replaces soft state `(kind, key)` about `aor`, valid until `expires_at`.
+    fn save_state(&self, kind: &str, key: &str, aor: &str, expires_at: i64, data: &str)
+        -> Result<()>;
+    fn remove_state(&self, kind: &str, key: &str) -> Result<()>;
+    /// `(key, data)` of every unexpired entry of `kind`.
+    fn states(&self, kind: &str, now: i64) -> Result<Vec<(String, String)>>;
+}
+
+/// One entry of a contact list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactEntry {
+    /// `user@domain`.
+    pub aor: String,
+    /// Groups it is in, sorted; empty when ungrouped.
+    pub groups: Vec<String>,
+}
+
+/// Who may see a user's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Visibility {
+    /// Everyone in the organisation (every user of the served domains). The default.
+    #[default]
+    Everyone,
+    /// Only users on the owner's contact list.
+    Contacts,
+}
+
+impl Visibility {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Everyone => "everyone",
+            Self::Contacts => "contacts",
+        }
+    }
+}
+
+/// A user's presence privacy: visibility and the blocked watchers (who see Offline).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Privacy {
+    pub visibility: Visibility,
+    /// Sorted `user@domain` of blocked watchers.
+    pub blocked: Vec<String>,
 }
 
 /// Checks and normalises `user@domain` (lower-case domain).

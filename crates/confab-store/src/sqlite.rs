@@ -7,7 +7,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use sip_auth::{ha1, Algorithm};
 
-use crate::{normalize_aor, Binding, Result, Store, StoreError, User};
+use crate::{
+    normalize_aor, Binding, ContactEntry, Privacy, Result, Store, StoreError, User, Visibility,
+};
 
 const MIGRATIONS: &[&str] = &["CREATE TABLE users (
         aor TEXT PRIMARY KEY,
@@ -29,7 +31,43 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE users (
         outbound INTEGER NOT NULL,
         PRIMARY KEY (aor, key)
     );
-    CREATE INDEX bindings_expiry ON bindings (expires_at);"];
+    CREATE INDEX bindings_expiry ON bindings (expires_at);",
+    "CREATE TABLE contacts (
+        owner TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        PRIMARY KEY (owner, contact, grp)
+    );
+    CREATE TABLE contact_groups (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (owner, name)
+    );
+    CREATE TABLE privacy (
+        owner TEXT PRIMARY KEY,
+        visibility TEXT NOT NULL
+    );
+    CREATE TABLE blocked (
+        owner TEXT NOT NULL,
+        watcher TEXT NOT NULL,
+        PRIMARY KEY (owner, watcher)
+    );
+    CREATE TABLE soft_state (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        aor TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    CREATE INDEX soft_state_expiry ON soft_state (expires_at);
+    CREATE TABLE changes (
+        rev INTEGER PRIMARY KEY AUTOINCREMENT,
+        aor TEXT NOT NULL
+    );"];
+
+/// How many change-log entries are kept (a server polls every few seconds).
+const CHANGES_KEPT: i64 = 10_000;
 
 /// SQLite-backed [`Store`].
 #[derive(Debug)]
@@ -63,6 +101,30 @@ impl SqliteStore {
         Ok(Self { conn })
     }
 
+    /// Records that `aor`'s user, list or privacy changed, trimming old entries.
+    fn log_change(&self, conn: &Connection, aor: &str) -> Result<()> {
+        conn.prepare_cached("INSERT INTO changes (aor) VALUES (?1)")?
+            .execute(params![aor])?;
+        let rev = conn.last_insert_rowid();
+        if rev % 100 == 0 {
+            conn.execute(
+                "DELETE FROM changes WHERE rev <= ?1",
+                params![rev - CHANGES_KEPT],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in a transaction and logs a change of `owner`.
+    fn change<T>(&self, owner: &str, f: impl FnOnce(&Connection, &str) -> Result<T>) -> Result<T> {
+        let owner = normalize_aor(owner)?;
+        let tx = self.conn.unchecked_transaction()?;
+        let out = f(&tx, &owner)?;
+        self.log_change(&tx, &owner)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     fn hashes(aor: &str, password: &str) -> Result<(String, String, String)> {
         let aor = normalize_aor(aor)?;
         let (user, realm) = aor.split_once('@').expect("normalized");
@@ -85,7 +147,7 @@ impl Store for SqliteStore {
         if n == 0 {
             return Err(StoreError::UserExists(norm));
         }
-        Ok(())
+        self.log_change(&self.conn, &norm)
     }
 
     fn set_password(&self, aor: &str, password: &str) -> Result<()> {
@@ -105,7 +167,13 @@ impl Store for SqliteStore {
         let norm = normalize_aor(aor)?;
         let tx = self.conn.unchecked_transaction()?;
         let n = tx.execute("DELETE FROM users WHERE aor = ?1", params![norm])?;
-        tx.execute("DELETE FROM bindings WHERE aor = ?1", params![norm])?;
+        for table in ["bindings", "soft_state"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE aor = ?1"), params![norm])?;
+        }
+        for table in ["contacts", "contact_groups", "privacy", "blocked"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE owner = ?1"), params![norm])?;
+        }
+        self.log_change(&tx, &norm)?;
         tx.commit()?;
         if n == 0 {
             return Err(StoreError::NoSuchUser(norm));
@@ -192,10 +260,238 @@ impl Store for SqliteStore {
     }
 
     fn purge_expired(&self, now: i64) -> Result<usize> {
+        self.conn
+            .prepare_cached("DELETE FROM soft_state WHERE expires_at <= ?1")?
+            .execute(params![now])?;
         Ok(self
             .conn
-            .execute("DELETE FROM bindings WHERE expires_at <= ?1", params![now])?)
+            .prepare_cached("DELETE FROM bindings WHERE expires_at <= ?1")?
+            .execute(params![now])?)
     }
+
+    fn contacts(&self, owner: &str) -> Result<Vec<ContactEntry>> {
+        let owner = normalize_aor(owner)?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT contact, grp FROM contacts WHERE owner = ?1 ORDER BY rowid",
+        )?;
+        let rows = st.query_map(params![owner], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out: Vec<ContactEntry> = Vec::new();
+        for row in rows {
+            let (aor, grp) = row?;
+            let i = match out.iter().position(|c| c.aor == aor) {
+                Some(i) => i,
+                None => {
+                    out.push(ContactEntry {
+                        aor,
+                        groups: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            if !grp.is_empty() {
+                out[i].groups.push(grp);
+                out[i].groups.sort();
+            }
+        }
+        Ok(out)
+    }
+
+    fn add_contact(&self, owner: &str, contact: &str, group: Option<&str>) -> Result<()> {
+        let contact = normalize_aor(contact)?;
+        self.change(owner, |tx, owner| {
+            if contact == owner {
+                return Err(StoreError::Invalid(
+                    "a user cannot be on its own contact list".into(),
+                ));
+            }
+            match group {
+                Some(g) => {
+                    let g = check_group(g)?;
+                    tx.execute(
+                        "INSERT OR IGNORE INTO contact_groups (owner, name) VALUES (?1, ?2)",
+                        params![owner, g],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM contacts WHERE owner = ?1 AND contact = ?2 AND grp = ''",
+                        params![owner, contact],
+                    )?;
+                    tx.execute(
+                        "INSERT OR IGNORE INTO contacts (owner, contact, grp) VALUES (?1, ?2, ?3)",
+                        params![owner, contact, g],
+                    )?;
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO contacts (owner, contact, grp)
+                         SELECT ?1, ?2, '' WHERE NOT EXISTS
+                           (SELECT 1 FROM contacts WHERE owner = ?1 AND contact = ?2)",
+                        params![owner, contact],
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_contact(&self, owner: &str, contact: &str) -> Result<bool> {
+        let contact = normalize_aor(contact)?;
+        self.change(owner, |tx, owner| {
+            Ok(tx.execute(
+                "DELETE FROM contacts WHERE owner = ?1 AND contact = ?2",
+                params![owner, contact],
+            )? > 0)
+        })
+    }
+
+    fn groups(&self, owner: &str) -> Result<Vec<String>> {
+        let owner = normalize_aor(owner)?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT name FROM contact_groups WHERE owner = ?1 ORDER BY name")?;
+        let rows = st.query_map(params![owner], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn add_group(&self, owner: &str, group: &str) -> Result<()> {
+        let g = check_group(group)?;
+        self.change(owner, |tx, owner| {
+            tx.execute(
+                "INSERT OR IGNORE INTO contact_groups (owner, name) VALUES (?1, ?2)",
+                params![owner, g],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn remove_group(&self, owner: &str, group: &str) -> Result<bool> {
+        self.change(owner, |tx, owner| {
+            let n = tx.execute(
+                "DELETE FROM contact_groups WHERE owner = ?1 AND name = ?2",
+                params![owner, group],
+            )?;
+            // members of only this group stay on the list, ungrouped
+            tx.execute(
+                "UPDATE contacts SET grp = '' WHERE owner = ?1 AND grp = ?2 AND NOT EXISTS
+                   (SELECT 1 FROM contacts c WHERE c.owner = ?1 AND c.contact = contacts.contact
+                    AND c.grp <> ?2)",
+                params![owner, group],
+            )?;
+            tx.execute(
+                "DELETE FROM contacts WHERE owner = ?1 AND grp = ?2",
+                params![owner, group],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn privacy(&self, owner: &str) -> Result<Privacy> {
+        let owner = normalize_aor(owner)?;
+        let visibility: Option<String> = self
+            .conn
+            .prepare_cached("SELECT visibility FROM privacy WHERE owner = ?1")?
+            .query_row(params![owner], |r| r.get(0))
+            .optional()?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT watcher FROM blocked WHERE owner = ?1 ORDER BY watcher")?;
+        let blocked = st
+            .query_map(params![owner], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Privacy {
+            visibility: if visibility.as_deref() == Some("contacts") {
+                Visibility::Contacts
+            } else {
+                Visibility::Everyone
+            },
+            blocked,
+        })
+    }
+
+    fn set_visibility(&self, owner: &str, visibility: Visibility) -> Result<()> {
+        self.change(owner, |tx, owner| {
+            tx.execute(
+                "INSERT OR REPLACE INTO privacy (owner, visibility) VALUES (?1, ?2)",
+                params![owner, visibility.name()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn set_blocked(&self, owner: &str, watcher: &str, blocked: bool) -> Result<()> {
+        let watcher = normalize_aor(watcher)?;
+        self.change(owner, |tx, owner| {
+            let sql = if blocked {
+                "INSERT OR IGNORE INTO blocked (owner, watcher) VALUES (?1, ?2)"
+            } else {
+                "DELETE FROM blocked WHERE owner = ?1 AND watcher = ?2"
+            };
+            tx.execute(sql, params![owner, watcher])?;
+            Ok(())
+        })
+    }
+
+    fn changes_since(&self, rev: i64) -> Result<(i64, Vec<String>)> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT rev, aor FROM changes WHERE rev > ?1 ORDER BY rev")?;
+        let mut newest = rev;
+        let mut aors: Vec<String> = Vec::new();
+        for row in st.query_map(params![rev], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })? {
+            let (r, aor) = row?;
+            newest = newest.max(r);
+            if !aors.contains(&aor) {
+                aors.push(aor);
+            }
+        }
+        Ok((newest, aors))
+    }
+
+    fn save_state(
+        &self,
+        kind: &str,
+        key: &str,
+        aor: &str,
+        expires_at: i64,
+        data: &str,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO soft_state (kind, key, aor, expires_at, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![kind, key, aor, expires_at, data])?;
+        Ok(())
+    }
+
+    fn remove_state(&self, kind: &str, key: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM soft_state WHERE kind = ?1 AND key = ?2")?
+            .execute(params![kind, key])?;
+        Ok(())
+    }
+
+    fn states(&self, kind: &str, now: i64) -> Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT key, data FROM soft_state WHERE kind = ?1 AND expires_at > ?2 ORDER BY rowid",
+        )?;
+        let rows = st.query_map(params![kind, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// A group name: printable, at most 64 characters.
+fn check_group(g: &str) -> Result<&str> {
+    let g = g.trim();
+    if g.is_empty() || g.chars().count() > 64 || g.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "'{g}' is not a group name (1 to 64 printable characters)"
+        )));
+    }
+    Ok(g)
 }
 
 #[cfg(test)]
@@ -261,6 +557,92 @@ mod tests {
         assert_eq!(s.purge_expired(150).unwrap(), 1);
         s.remove_binding("alice@example.com", "h2").unwrap();
         assert!(s.bindings(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn contact_lists_groups_and_privacy_are_kept_and_logged() {
+        let s = SqliteStore::in_memory().unwrap();
+        let (rev0, _) = s.changes_since(0).unwrap();
+        s.add_contact("alice@example.com", "bob@example.com", None)
+            .unwrap();
+        s.add_contact("alice@example.com", "carol@example.com", Some("Team"))
+            .unwrap();
+        s.add_contact("alice@example.com", "bob@example.com", Some("Friends"))
+            .unwrap();
+        s.add_contact("alice@example.com", "bob@example.com", Some("Team"))
+            .unwrap();
+        let list = s.contacts("alice@example.com").unwrap();
+        assert_eq!(
+            list,
+            vec![
+                ContactEntry {
+                    aor: "carol@example.com".into(),
+                    groups: vec!["Team".into()]
+                },
+                ContactEntry {
+                    aor: "bob@example.com".into(),
+                    groups: vec!["Friends".into(), "Team".into()]
+                },
+            ]
+        );
+        assert_eq!(s.groups("alice@example.com").unwrap(), ["Friends", "Team"]);
+        assert!(s.remove_group("alice@example.com", "Team").unwrap());
+        let list = s.contacts("alice@example.com").unwrap();
+        assert_eq!(list.len(), 2, "{list:?}");
+        assert!(list.iter().any(|c| c.aor == "carol@example.com" && c.groups.is_empty()));
+        assert!(s
+            .add_contact("alice@example.com", "alice@example.com", None)
+            .is_err());
+        assert!(s.remove_contact("alice@example.com", "bob@example.com").unwrap());
+        assert!(!s.remove_contact("alice@example.com", "bob@example.com").unwrap());
+
+        assert_eq!(s.privacy("bob@example.com").unwrap(), Privacy::default());
+        s.set_visibility("bob@example.com", Visibility::Contacts)
+            .unwrap();
+        s.set_blocked("bob@example.com", "mallory@example.com", true)
+            .unwrap();
+        let p = s.privacy("bob@example.com").unwrap();
+        assert_eq!(p.visibility, Visibility::Contacts);
+        assert_eq!(p.blocked, ["mallory@example.com"]);
+        s.set_blocked("bob@example.com", "mallory@example.com", false)
+            .unwrap();
+        assert!(s.privacy("bob@example.com").unwrap().blocked.is_empty());
+
+        let (rev, changed) = s.changes_since(rev0).unwrap();
+        assert!(rev > rev0);
+        assert_eq!(changed, ["alice@example.com", "bob@example.com"]);
+        assert_eq!(s.changes_since(rev).unwrap(), (rev, Vec::new()));
+    }
+
+    #[test]
+    fn removing_a_user_removes_everything_of_it() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.add_user("alice@example.com", "pw").unwrap();
+        s.add_contact("alice@example.com", "bob@example.com", Some("G"))
+            .unwrap();
+        s.set_blocked("alice@example.com", "eve@example.com", true)
+            .unwrap();
+        s.save_state("pub", "e1", "alice@example.com", i64::MAX, "{}")
+            .unwrap();
+        s.remove_user("alice@example.com").unwrap();
+        assert!(s.contacts("alice@example.com").unwrap().is_empty());
+        assert!(s.groups("alice@example.com").unwrap().is_empty());
+        assert_eq!(s.privacy("alice@example.com").unwrap(), Privacy::default());
+        assert!(s.states("pub", 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn soft_state_expires() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.save_state("sub", "1", "a@example.com", 100, "one").unwrap();
+        s.save_state("sub", "2", "a@example.com", 200, "two").unwrap();
+        s.save_state("pub", "x", "a@example.com", 200, "p").unwrap();
+        assert_eq!(s.states("sub", 150).unwrap(), [("2".into(), "two".into())]);
+        s.purge_expired(150).unwrap();
+        assert_eq!(s.states("sub", 0).unwrap().len(), 1);
+        s.remove_state("sub", "2").unwrap();
+        assert!(s.states("sub", 0).unwrap().is_empty());
+        assert_eq!(s.states("pub", 0).unwrap().len(), 1);
     }
 
     #[test]
