@@ -32,6 +32,8 @@ pub struct EngineConfig {
     pub lockout_duration: Duration,
     /// Value of the Server / User-Agent header.
     pub server_name: String,
+    /// Presence limits and lifetimes.
+    pub presence: crate::presence::PresenceConfig,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +55,7 @@ impl Default for EngineConfig {
             lockout_window: Duration::from_secs(60),
             lockout_duration: Duration::from_secs(60),
             server_name: concat!("Confab/", env!("CARGO_PKG_VERSION")).into(),
+            presence: crate::presence::PresenceConfig::default(),
         }
     }
 }

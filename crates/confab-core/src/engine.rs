@@ -14,8 +14,11 @@ use sip_proto::transaction::{
 use sip_proto::{salvage_response, HeaderName, Message, Method, ParseError, Uri, Writer};
 use sip_transport::{Event, FlowId, Source, Target, Transport};
 
+mod presence_io;
+
 use crate::config::EngineConfig;
 use crate::pipeline::{Flow, Processor, FRONT_END};
+use crate::presence::{Presence, PresenceStats};
 use crate::proxy::{Branch, ProxyCtx};
 use crate::registrar::{LiveBinding, Location};
 use crate::routing::{
@@ -63,8 +66,15 @@ struct ServerEntry {
 }
 
 enum ClientRole {
-    Branch { proxy: u64, index: usize },
+    Branch {
+        proxy: u64,
+        index: usize,
+    },
     Cancel,
+    /// A NOTIFY of a subscription (`None` for the final one: its outcome changes nothing).
+    Notify {
+        sub: Option<u64>,
+    },
 }
 
 struct ClientEntry {
@@ -93,6 +103,7 @@ pub struct Engine {
     digest: HashMap<String, DigestServer>,
     lockout: Lockout,
     location: Location,
+    presence: Presence,
     server_tx: HashMap<String, ServerEntry>,
     client_tx: HashMap<String, ClientEntry>,
     proxies: HashMap<u64, ProxyCtx>,
@@ -137,12 +148,19 @@ impl Engine {
             cfg.lockout_duration,
             100_000,
         );
+        let location = Location::load(bindings);
+        let mut presence = Presence::new(
+            cfg.presence.clone(),
+            u64::from_le_bytes(secret[8..16].try_into().unwrap_or_default()),
+        );
+        presence.restore(store.as_ref(), now.unix, location.device_keys());
         let mut e = Self {
             store,
             pipeline: FRONT_END,
             digest,
             lockout,
-            location: Location::load(bindings),
+            location,
+            presence,
             server_tx: HashMap::new(),
             client_tx: HashMap::new(),
             proxies: HashMap::new(),
@@ -169,6 +187,11 @@ impl Engine {
         self.location.count()
     }
 
+    /// Publications, subscriptions and NOTIFYs sent.
+    pub fn presence_stats(&self) -> PresenceStats {
+        self.presence.stats()
+    }
+
     /// Feeds one transport event.
     pub fn handle_event(&mut self, now: Now, ev: Event) {
         match ev {
@@ -185,6 +208,7 @@ impl Engine {
                     if let Err(e) = self.store.remove_binding(&aor, &key) {
                         tracing::error!(event = "store.error", error = %e);
                     }
+                    self.devices_changed(now, &aor);
                 }
             }
             Event::ConnectFailed { target } => {
@@ -254,6 +278,11 @@ impl Engine {
         if !gone.is_empty() {
             tracing::debug!(event = "registrar.expired", count = gone.len());
         }
+        for (aor, _) in gone {
+            self.devices_changed(now, &aor);
+        }
+        self.presence.housekeeping(self.store.as_ref(), now.unix);
+        self.flush_presence(now);
         if let Err(e) = self.store.purge_expired(now.unix) {
             tracing::error!(event = "store.error", error = %e, "could not purge expired registrations");
         }
@@ -672,6 +701,15 @@ impl Engine {
             return Flow::Stop;
         };
         let ours = is_our_address(&self.cfg, &uri) || self.cfg.serves_domain(uri.host);
+        if in_dialog && method == Method::Subscribe && self.presence_resubscribe(now, ctx) {
+            return Flow::Stop;
+        }
+        if in_dialog && method == Method::Bye {
+            if let Ok(call_id) = ctx.msg.call_id() {
+                let call_id = call_id.to_owned();
+                self.call_over(now, &call_id);
+            }
+        }
         if in_dialog || method == Method::Ack {
             match uri_target(&uri, ctx.source.transport)
                 .filter(|_| !is_our_address(&self.cfg, &uri))
@@ -698,6 +736,10 @@ impl Engine {
         }
         if method == Method::Register {
             self.register(now, ctx);
+            return Flow::Stop;
+        }
+        if matches!(method, Method::Publish | Method::Subscribe) {
+            self.presence_request(now, ctx, &uri);
             return Flow::Stop;
         }
         let Some(user) = uri.user else {
@@ -827,6 +869,7 @@ impl Engine {
                 extra.push(("Supported", "path, outbound".into()));
                 tracing::info!(event = "registrar.registered", user = %aor, remote = %ctx.source.remote, devices = self.location.lookup(&aor).len());
                 self.respond(now, ctx, 200, "OK", &extra);
+                self.devices_changed(now, &aor);
             }
             Err((code, reason, header)) => {
                 let extra: Vec<(&str, String)> = header.into_iter().collect();
@@ -1075,11 +1118,13 @@ impl Engine {
                 branch.finished = true;
                 p.answered = true;
                 let invite = p.invite;
+                let request = invite.then(|| p.request.clone());
                 if let Some(r) = &resp {
                     self.send_upstream(now, &server_key, code, strip_top_via(r, false));
                 }
-                if invite {
+                if let Some(req) = request {
                     self.cancel_branches(now, proxy_id, Some(index));
+                    self.call_answered(now, &req);
                 }
             }
             _ => {
@@ -1391,7 +1436,18 @@ impl Engine {
         }
         let role = match c.role {
             ClientRole::Branch { proxy, index } => Some((proxy, index)),
-            ClientRole::Cancel => None,
+            ClientRole::Cancel | ClientRole::Notify { .. } => None,
+        };
+        // a NOTIFY answered 481 (or never answered) means the watcher is gone (RFC 6665)
+        let failed_sub = match c.role {
+            ClientRole::Notify { sub: Some(sub) } => events
+                .iter()
+                .any(|ev| match ev {
+                    ClientEvent::Timeout => true,
+                    ClientEvent::Response(r) => matches!(r.status(), 404 | 408 | 410 | 481),
+                })
+                .then_some(sub),
+            _ => None,
         };
         if c.tx.is_terminated() {
             self.client_tx.remove(key);
@@ -1405,6 +1461,11 @@ impl Engine {
             for ev in events {
                 self.on_branch_event(now, proxy, index, ev);
             }
+        }
+        if let Some(sub) = failed_sub {
+            self.presence
+                .notify_failed(self.store.as_ref(), now.unix, sub);
+            self.flush_presence(now);
         }
     }
 

@@ -11,6 +11,7 @@
 pub mod config;
 mod engine;
 pub mod pipeline;
+pub mod presence;
 mod proxy;
 mod registrar;
 mod routing;
@@ -18,3 +19,4 @@ pub mod server;
 
 pub use config::EngineConfig;
 pub use engine::{Engine, Now, Output};
+pub use presence::{Availability, PresenceConfig};

@@ -51,6 +51,14 @@ impl Location {
         self.by_aor.get(aor).map_or(&[], Vec::as_slice)
     }
 
+    /// Every user's binding keys (its devices).
+    pub(crate) fn device_keys(&self) -> HashMap<String, Vec<String>> {
+        self.by_aor
+            .iter()
+            .map(|(aor, v)| (aor.clone(), v.iter().map(|b| b.rec.key.clone()).collect()))
+            .collect()
+    }
+
     pub(crate) fn count(&self) -> usize {
         self.by_aor.values().map(Vec::len).sum()
     }

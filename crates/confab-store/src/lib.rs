@@ -106,8 +106,14 @@ pub trait Store: Send {
     // ---- soft state: publications and subscriptions, kept so a restart loses none ----
 
     /// Inserts or replaces soft state `(kind, key)` about `aor`, valid until `expires_at`.
-    fn save_state(&self, kind: &str, key: &str, aor: &str, expires_at: i64, data: &str)
-        -> Result<()>;
+    fn save_state(
+        &self,
+        kind: &str,
+        key: &str,
+        aor: &str,
+        expires_at: i64,
+        data: &str,
+    ) -> Result<()>;
     fn remove_state(&self, kind: &str, key: &str) -> Result<()>;
     /// `(key, data)` of every unexpired entry of `kind`.
     fn states(&self, kind: &str, now: i64) -> Result<Vec<(String, String)>>;

@@ -11,7 +11,8 @@ use crate::{
     normalize_aor, Binding, ContactEntry, Privacy, Result, Store, StoreError, User, Visibility,
 };
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE users (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE users (
         aor TEXT PRIMARY KEY,
         realm TEXT NOT NULL,
         ha1_md5 TEXT NOT NULL,
@@ -64,7 +65,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE users (
     CREATE TABLE changes (
         rev INTEGER PRIMARY KEY AUTOINCREMENT,
         aor TEXT NOT NULL
-    );"];
+    );",
+];
 
 /// How many change-log entries are kept (a server polls every few seconds).
 const CHANGES_KEPT: i64 = 10_000;
@@ -168,10 +170,16 @@ impl Store for SqliteStore {
         let tx = self.conn.unchecked_transaction()?;
         let n = tx.execute("DELETE FROM users WHERE aor = ?1", params![norm])?;
         for table in ["bindings", "soft_state"] {
-            tx.execute(&format!("DELETE FROM {table} WHERE aor = ?1"), params![norm])?;
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE aor = ?1"),
+                params![norm],
+            )?;
         }
         for table in ["contacts", "contact_groups", "privacy", "blocked"] {
-            tx.execute(&format!("DELETE FROM {table} WHERE owner = ?1"), params![norm])?;
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE owner = ?1"),
+                params![norm],
+            )?;
         }
         self.log_change(&tx, &norm)?;
         tx.commit()?;
@@ -271,9 +279,9 @@ impl Store for SqliteStore {
 
     fn contacts(&self, owner: &str) -> Result<Vec<ContactEntry>> {
         let owner = normalize_aor(owner)?;
-        let mut st = self.conn.prepare_cached(
-            "SELECT contact, grp FROM contacts WHERE owner = ?1 ORDER BY rowid",
-        )?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT contact, grp FROM contacts WHERE owner = ?1 ORDER BY rowid")?;
         let rows = st.query_map(params![owner], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
@@ -589,12 +597,18 @@ mod tests {
         assert!(s.remove_group("alice@example.com", "Team").unwrap());
         let list = s.contacts("alice@example.com").unwrap();
         assert_eq!(list.len(), 2, "{list:?}");
-        assert!(list.iter().any(|c| c.aor == "carol@example.com" && c.groups.is_empty()));
+        assert!(list
+            .iter()
+            .any(|c| c.aor == "carol@example.com" && c.groups.is_empty()));
         assert!(s
             .add_contact("alice@example.com", "alice@example.com", None)
             .is_err());
-        assert!(s.remove_contact("alice@example.com", "bob@example.com").unwrap());
-        assert!(!s.remove_contact("alice@example.com", "bob@example.com").unwrap());
+        assert!(s
+            .remove_contact("alice@example.com", "bob@example.com")
+            .unwrap());
+        assert!(!s
+            .remove_contact("alice@example.com", "bob@example.com")
+            .unwrap());
 
         assert_eq!(s.privacy("bob@example.com").unwrap(), Privacy::default());
         s.set_visibility("bob@example.com", Visibility::Contacts)
@@ -634,8 +648,10 @@ mod tests {
     #[test]
     fn soft_state_expires() {
         let s = SqliteStore::in_memory().unwrap();
-        s.save_state("sub", "1", "a@example.com", 100, "one").unwrap();
-        s.save_state("sub", "2", "a@example.com", 200, "two").unwrap();
+        s.save_state("sub", "1", "a@example.com", 100, "one")
+            .unwrap();
+        s.save_state("sub", "2", "a@example.com", 200, "two")
+            .unwrap();
         s.save_state("pub", "x", "a@example.com", 200, "p").unwrap();
         assert_eq!(s.states("sub", 150).unwrap(), [("2".into(), "two".into())]);
         s.purge_expired(150).unwrap();

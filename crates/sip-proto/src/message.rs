@@ -194,6 +194,16 @@ impl Message {
             .map(|v| std::str::from_utf8(v).map_err(|_| ParseError::NotUtf8))
     }
 
+    /// The first value of a header Confab has no name for (`SIP-If-Match`, `SIP-ETag`, ...),
+    /// found by its written name ignoring case; `None` when absent or not UTF-8.
+    pub fn header_named(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .filter(|f| f.name == HeaderName::Other)
+            .find(|f| self.at(f.name_span).eq_ignore_ascii_case(name.as_bytes()))
+            .and_then(|f| std::str::from_utf8(self.at(f.value_span)).ok())
+    }
+
     /// How many header lines carry `name`.
     pub fn count(&self, name: HeaderName) -> usize {
         self.fields.iter().filter(|f| f.name == name).count()
