@@ -41,6 +41,14 @@ pub(crate) enum Command {
     /// Certificates the topology needs: which names, and issuing them.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Manage users' contact lists and groups (works while the server runs: subscribed
+    /// devices get the new list within seconds).
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+    /// Who may see a user's presence: everyone or contacts only, and blocked watchers
+    /// (who see the user as Offline).
+    #[command(subcommand)]
+    Privacy(PrivacyCommand),
     /// Walk the DNS lookups a client does to find where USER@DOMAIN signs in, and say where
     /// that is — or which record is missing and what that breaks.
     Discover(DiscoverArgs),
@@ -203,6 +211,19 @@ pub(crate) struct UpArgs {
     /// Largest SIP message accepted, in bytes.
     #[arg(long, default_value_t = 65536)]
     pub(crate) max_message_size: usize,
+    /// Largest presence document accepted in a PUBLISH, in bytes (larger: 413).
+    #[arg(long, default_value_t = 65536)]
+    pub(crate) presence_max_body: usize,
+    /// Shortest presence publication or subscription accepted, in seconds (shorter: 423).
+    #[arg(long, default_value_t = 60)]
+    pub(crate) presence_min_expires: u32,
+    /// Most presence subscriptions one user may hold at once (more: 403).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) presence_max_subscriptions: usize,
+    /// New presence subscriptions per second one user may start, after a burst of 10 times
+    /// this (more: 503 with Retry-After).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) presence_subscribe_rate: u32,
     /// Address and port of the built-in DNS server (UDP and TCP); `off` runs none.
     #[arg(long, default_value = "127.0.0.1:5353", value_parser = parse_optional_addr)]
     pub(crate) dns: OptionalAddr,
@@ -253,6 +274,100 @@ pub(crate) enum UserCommand {
         address: String,
         #[arg(long)]
         password: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContactsCommand {
+    /// Add CONTACT to OWNER's list (in GROUP when given; the group is created).
+    Add {
+        owner: String,
+        contact: String,
+        #[arg(long)]
+        group: Option<String>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Print OWNER's list: one contact per line with its groups.
+    List {
+        owner: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Remove CONTACT from OWNER's list (from every group).
+    Remove {
+        owner: String,
+        contact: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Manage OWNER's groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCommand {
+    /// Create a group.
+    Add {
+        owner: String,
+        group: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// List the groups.
+    List {
+        owner: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Delete a group; its contacts stay on the list.
+    Remove {
+        owner: String,
+        group: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum VisibilityArg {
+    /// Every user of the organisation.
+    Everyone,
+    /// Only users on the owner's contact list.
+    Contacts,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PrivacyCommand {
+    /// Print who may see USER's presence and who is blocked.
+    Show {
+        user: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Set who may see USER's presence. Watchers no longer permitted get their subscription
+    /// ended (reason "rejected").
+    Set {
+        user: String,
+        #[arg(value_enum)]
+        visibility: VisibilityArg,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Block WATCHER: it sees USER as Offline, never an error.
+    Block {
+        user: String,
+        watcher: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Unblock WATCHER.
+    Unblock {
+        user: String,
+        watcher: String,
         #[command(flatten)]
         data: DataDirArg,
     },

@@ -21,6 +21,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Up(args) => up::run(args),
         cli::Command::User(cmd) => users::run(cmd),
+        cli::Command::Contacts(cmd) => users::contacts(cmd),
+        cli::Command::Privacy(cmd) => users::privacy(cmd),
         cli::Command::Topology(cmd) => deployment::topology(cmd),
         cli::Command::Dns(cmd) => deployment::dns(cmd),
         cli::Command::Certs(cmd) => deployment::certs(cmd),

@@ -144,6 +144,14 @@ async fn serve(args: UpArgs, store: SqliteStore, site: Site, dir: &Path) -> anyh
         lockout_failures: args.lockout_failures,
         lockout_window: Duration::from_secs(args.lockout_window),
         lockout_duration: Duration::from_secs(args.lockout_seconds),
+        presence: confab_core::PresenceConfig {
+            max_body: args.presence_max_body,
+            min_expires: args.presence_min_expires,
+            max_subscriptions: args.presence_max_subscriptions,
+            subscribe_rate: args.presence_subscribe_rate,
+            subscribe_burst: args.presence_subscribe_rate.saturating_mul(10),
+            ..Default::default()
+        },
         ..EngineConfig::default()
     };
     let transport_cfg = sip_transport::Config {

@@ -3,7 +3,11 @@
 
 use confab_store::Store;
 
-use crate::cli::UserCommand;
+use confab_store::Visibility;
+
+use crate::cli::{
+    ContactsCommand, GroupCommand, PrivacyCommand, UsageError, UserCommand, VisibilityArg,
+};
 use crate::datadir;
 
 pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
@@ -44,9 +48,135 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `confab contacts ...`
+pub(crate) fn contacts(cmd: ContactsCommand) -> anyhow::Result<()> {
+    match cmd {
+        ContactsCommand::Add {
+            owner,
+            contact,
+            group,
+            data,
+        } => {
+            let (store, owner) = open_for(&data, &owner)?;
+            store
+                .add_contact(&owner, &contact, group.as_deref())
+                .map_err(usage)?;
+            match group {
+                Some(g) => println!("{owner}: added {contact} to group {g}"),
+                None => println!("{owner}: added {contact}"),
+            }
+        }
+        ContactsCommand::List { owner, data } => {
+            let (store, owner) = open_for(&data, &owner)?;
+            for c in store.contacts(&owner)? {
+                if c.groups.is_empty() {
+                    println!("{}", c.aor);
+                } else {
+                    println!("{}\t{}", c.aor, c.groups.join(", "));
+                }
+            }
+        }
+        ContactsCommand::Remove {
+            owner,
+            contact,
+            data,
+        } => {
+            let (store, owner) = open_for(&data, &owner)?;
+            if !store.remove_contact(&owner, &contact).map_err(usage)? {
+                return Err(UsageError(format!("{contact} is not on {owner}'s list")).into());
+            }
+            println!("{owner}: removed {contact}");
+        }
+        ContactsCommand::Group(GroupCommand::Add { owner, group, data }) => {
+            let (store, owner) = open_for(&data, &owner)?;
+            store.add_group(&owner, &group).map_err(usage)?;
+            println!("{owner}: group {group} created");
+        }
+        ContactsCommand::Group(GroupCommand::List { owner, data }) => {
+            let (store, owner) = open_for(&data, &owner)?;
+            for g in store.groups(&owner)? {
+                println!("{g}");
+            }
+        }
+        ContactsCommand::Group(GroupCommand::Remove { owner, group, data }) => {
+            let (store, owner) = open_for(&data, &owner)?;
+            if !store.remove_group(&owner, &group).map_err(usage)? {
+                return Err(UsageError(format!("{owner} has no group {group}")).into());
+            }
+            println!("{owner}: group {group} removed (its contacts stay on the list)");
+        }
+    }
+    Ok(())
+}
+
+/// `confab privacy ...`
+pub(crate) fn privacy(cmd: PrivacyCommand) -> anyhow::Result<()> {
+    match cmd {
+        PrivacyCommand::Show { user, data } => {
+            let (store, user) = open_for(&data, &user)?;
+            let p = store.privacy(&user)?;
+            println!("visible to: {}", p.visibility.name());
+            if p.blocked.is_empty() {
+                println!("blocked: none");
+            } else {
+                println!("blocked: {}", p.blocked.join(", "));
+            }
+        }
+        PrivacyCommand::Set {
+            user,
+            visibility,
+            data,
+        } => {
+            let (store, user) = open_for(&data, &user)?;
+            let v = match visibility {
+                VisibilityArg::Everyone => Visibility::Everyone,
+                VisibilityArg::Contacts => Visibility::Contacts,
+            };
+            store.set_visibility(&user, v).map_err(usage)?;
+            println!("{user}: presence visible to {}", v.name());
+        }
+        PrivacyCommand::Block {
+            user,
+            watcher,
+            data,
+        } => {
+            let (store, user) = open_for(&data, &user)?;
+            store.set_blocked(&user, &watcher, true).map_err(usage)?;
+            println!("{user}: {watcher} blocked (sees {user} as Offline)");
+        }
+        PrivacyCommand::Unblock {
+            user,
+            watcher,
+            data,
+        } => {
+            let (store, user) = open_for(&data, &user)?;
+            store.set_blocked(&user, &watcher, false).map_err(usage)?;
+            println!("{user}: {watcher} unblocked");
+        }
+    }
+    Ok(())
+}
+
+/// The store, and the normalised address of an existing user (or a usage error saying how to
+/// add it).
+fn open_for(
+    data: &crate::cli::DataDirArg,
+    address: &str,
+) -> anyhow::Result<(confab_store::SqliteStore, String)> {
+    let store = datadir::open_existing(data)?;
+    let aor = confab_store::normalize_aor(address).map_err(usage)?;
+    if store.user(&aor)?.is_none() {
+        return Err(UsageError(format!(
+            "no user {aor} (add it with: confab user add {aor} --password ...)"
+        ))
+        .into());
+    }
+    Ok((store, aor))
+}
+
 fn check_password(p: &str) -> anyhow::Result<()> {
     if p.is_empty() {
-        return Err(crate::cli::UsageError("the password must not be empty".into()).into());
+        return Err(UsageError("the password must not be empty".into()).into());
     }
     Ok(())
 }
@@ -55,6 +185,6 @@ fn check_password(p: &str) -> anyhow::Result<()> {
 fn usage(e: confab_store::StoreError) -> anyhow::Error {
     match e {
         confab_store::StoreError::Database(_) => e.into(),
-        other => crate::cli::UsageError(other.to_string()).into(),
+        other => UsageError(other.to_string()).into(),
     }
 }
