@@ -108,6 +108,8 @@ pub struct Engine {
     client_tx: HashMap<String, ClientEntry>,
     proxies: HashMap<u64, ProxyCtx>,
     open_flows: HashSet<FlowId>,
+    /// Sources known to be clients that stop at a non-MD5 challenge (see `md5_only_client`).
+    md5_only_sources: HashSet<std::net::SocketAddr>,
     timers: BinaryHeap<Reverse<(Instant, TimerOwner)>>,
     out: VecDeque<Output>,
     next_id: u64,
@@ -165,6 +167,7 @@ impl Engine {
             client_tx: HashMap::new(),
             proxies: HashMap::new(),
             open_flows: HashSet::new(),
+            md5_only_sources: HashSet::new(),
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
             next_id: 1,
@@ -1316,7 +1319,15 @@ impl Engine {
             .ok()
             .flatten()
             .unwrap_or("");
-        let md5_only = md5_only_client(ua)
+        // libre's event client (SUBSCRIBE) sends no User-Agent: remember the addresses that
+        // identified themselves as such a client (bounded), so their other requests get MD5 too
+        if md5_only_client(ua) && !self.md5_only_sources.contains(&ctx.source.remote) {
+            if self.md5_only_sources.len() >= 10_000 {
+                self.md5_only_sources.clear();
+            }
+            self.md5_only_sources.insert(ctx.source.remote);
+        }
+        let md5_only = (md5_only_client(ua) || self.md5_only_sources.contains(&ctx.source.remote))
             && self
                 .cfg
                 .digest_algorithms

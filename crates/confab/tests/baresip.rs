@@ -1,8 +1,10 @@
 //! baresip (Debian's baresip-core, an unmodified SIP client) signs in over UDP, TCP and TLS
-//! (trusting the demo CA) and receives a MESSAGE sent through the server.
+//! (trusting the demo CA) and receives a MESSAGE sent through the server; two baresips with
+//! each other as contacts see each other's presence change (baresip's presence module).
 
 mod common;
 
+use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,16 @@ struct Baresip {
 impl Baresip {
     /// Starts baresip for `user` over `transport` and waits until it is registered.
     fn sign_in(server: &Server, user: &str, transport: &str) -> Self {
+        Self::start(server, user, transport, None)
+    }
+
+    /// Starts baresip for `user` with its presence module: it publishes its own state, watches
+    /// `contact`, and takes commands on a UDP console (`cons_port`).
+    fn with_presence(server: &Server, user: &str, contact: &str, cons_port: u16) -> Self {
+        Self::start(server, user, "udp", Some((contact, cons_port)))
+    }
+
+    fn start(server: &Server, user: &str, transport: &str, presence: Option<(&str, u16)>) -> Self {
         require("baresip");
         let dir = TempDir::new("baresip");
         let port = if transport == "tls" {
@@ -29,9 +41,22 @@ impl Baresip {
             free_port(),
             server.dir.0.join("ca.pem").display()
         );
+        let mut config = config;
+        let mut pubint = String::new();
+        if let Some((contact, cons_port)) = presence {
+            config.push_str(&format!(
+                "module cons.so\ncons_listen 127.0.0.1:{cons_port}\nmodule_app contact.so\nmodule_app presence.so\n"
+            ));
+            std::fs::write(
+                dir.0.join("contacts"),
+                format!("\"{contact}\" <sip:{contact}@example.com>;presence=p2p\n"),
+            )
+            .unwrap();
+            pubint = ";pubint=60".into();
+        }
         std::fs::write(dir.0.join("config"), config).unwrap();
         let account = format!(
-            "<sip:{user}@example.com;transport={transport}>;auth_pass={};outbound=\"sip:127.0.0.1:{port};transport={transport}\";regint=600\n",
+            "<sip:{user}@example.com;transport={transport}>;auth_pass={};outbound=\"sip:127.0.0.1:{port};transport={transport}\";regint=600{pubint}\n",
             server.password(user)
         );
         std::fs::write(dir.0.join("accounts"), account).unwrap();
@@ -62,9 +87,32 @@ impl Baresip {
         b
     }
 
+    /// Waits until the log shows `needle`.
+    fn wait_for(&self, needle: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: '{needle}' never appeared:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// baresip's output without its colour escapes.
     fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(self.dir.0.join("baresip.log")).unwrap_or_default())
-            .into_owned()
+        let raw = std::fs::read(self.dir.0.join("baresip.log")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&raw);
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_ref();
+        while let Some(i) = rest.find("\x1b[") {
+            out.push_str(&rest[..i]);
+            rest = &rest[i..];
+            rest = rest.find('m').map_or("", |m| &rest[m + 1..]);
+        }
+        out.push_str(rest);
+        out
     }
 }
 
@@ -108,4 +156,46 @@ fn baresip_signs_in_over_tcp_and_receives_a_message() {
 #[test]
 fn baresip_signs_in_over_tls_trusting_the_demo_ca_and_receives_a_message() {
     baresip_receives_a_message_over("tls");
+}
+
+/// Sends a command to a baresip UDP console.
+fn command(cons_port: u16, cmd: &str) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(format!("/{cmd}\n").as_bytes(), ("127.0.0.1", cons_port))
+        .unwrap();
+}
+
+#[test]
+fn two_baresips_see_each_others_presence_change() {
+    let server = Server::start();
+    let (alice_cons, bob_cons) = (free_port(), free_port());
+    let alice = Baresip::with_presence(&server, "alice", "bob", alice_cons);
+    let bob = Baresip::with_presence(&server, "bob", "alice", bob_cons);
+    // each subscribes to the other through the server (both already published "open", so
+    // baresip's first status is open and it logs nothing until a change)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.log_text().matches("presence.subscribed").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "baresips did not subscribe:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // bob goes offline: his device publishes "closed", and the server tells alice
+    command(bob_cons, "presence_offline");
+    alice.wait_for(
+        "<sip:bob@example.com> changed status from Online to Offline",
+        "alice sees bob offline",
+    );
+    command(bob_cons, "presence_online");
+    alice.wait_for(
+        "<sip:bob@example.com> changed status from Offline to Online",
+        "alice sees bob back",
+    );
+    command(alice_cons, "presence_offline");
+    bob.wait_for(
+        "<sip:alice@example.com> changed status from Online to Offline",
+        "bob sees alice offline",
+    );
 }

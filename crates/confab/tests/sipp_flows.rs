@@ -197,3 +197,38 @@ fn registrations_survive_a_restart() {
         .assert_success("MESSAGE after restart");
     bob.assert_success("bob reached through the restored registration");
 }
+
+#[test]
+fn an_answered_call_shows_in_a_call_to_watchers_until_bye() {
+    let server = Server::start();
+    let bob = device(&server, "bob", "uas_call.xml");
+    let mut carol = Sipp::new(&server, "subscribe.xml")
+        .args(["-s", "bob", "-key", "caller", "carol"])
+        .args(["-key", "event", "presence", "-key", "expires", "600"])
+        .auth("carol", &server.password("carol"))
+        .spawn();
+    carol.wait_for(
+        "<note>Available</note>",
+        "bob's registered device: Available",
+    );
+    let r = Sipp::new(&server, "uac_call.xml")
+        .args(["-s", "bob", "-key", "caller", "alice"])
+        .auth("alice", &server.password("alice"))
+        .run();
+    r.assert_success("call alice -> bob");
+    bob.assert_success("bob answered");
+    carol.wait_for("<rpid:on-the-phone/>", "In a call while the call is up");
+    let after_call = |t: &str| {
+        t.rfind("<rpid:on-the-phone/>")
+            .is_some_and(|i| t[i..].contains("<note>Available</note>"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !after_call(&carol.trace()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "BYE did not clear In a call:\n{}",
+            carol.trace()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

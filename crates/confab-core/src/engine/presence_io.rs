@@ -204,6 +204,7 @@ impl Engine {
             flow: ctx.source.flow,
         };
         let list = matches!(resource, Resource::List(_));
+        let what = format!("{resource:?}");
         let (_, granted) = self.presence.subscribe(
             self.store.as_ref(),
             now.unix,
@@ -212,6 +213,7 @@ impl Engine {
             dialog,
             expires,
         )?;
+        tracing::info!(event = "presence.subscribed", watcher = %watcher, resource = %what, expires = granted);
         let mut extra = vec![
             ("Expires", granted.to_string()),
             ("Contact", self.own_contact(ctx.source.transport)),
