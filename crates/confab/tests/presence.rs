@@ -58,8 +58,7 @@ fn subscribe(
 fn final_status(trace: &str) -> String {
     trace
         .lines()
-        .filter(|l| l.starts_with("SIP/2.0 ") && !l.starts_with("SIP/2.0 407"))
-        .last()
+        .rfind(|l| l.starts_with("SIP/2.0 ") && !l.starts_with("SIP/2.0 407"))
         .unwrap_or_default()
         .to_owned()
 }

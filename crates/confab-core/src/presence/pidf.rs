@@ -295,11 +295,7 @@ fn text_of(doc: &mut Document, node: Option<Node>, value: &str) -> Result<(), St
         Some(Node::PresenceNote) => {
             doc.note.get_or_insert_with(note);
         }
-        Some(Node::Other) => {
-            if doc.other.len() < 4 {
-                doc.other.push(note());
-            }
-        }
+        Some(Node::Other) if doc.other.len() < 4 => doc.other.push(note()),
         _ => {}
     }
     Ok(())

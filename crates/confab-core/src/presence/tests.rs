@@ -74,7 +74,7 @@ fn shown(body: &str) -> Availability {
         .find("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<presence")
         .unwrap();
     let end = body[start..].find("</presence>").unwrap() + start + "</presence>".len();
-    pidf::parse(body[start..end].as_bytes())
+    pidf::parse(&body.as_bytes()[start..end])
         .unwrap()
         .availability()
 }
@@ -237,7 +237,9 @@ fn bad_publications_get_precise_refusals() {
     );
     let bob = "bob@example.com";
     let big = "x".repeat(301);
-    let cases: Vec<(Option<&str>, Option<u32>, &[u8], u16, &str)> = vec![
+    /// Content-Type, Expires, body, expected status, words in the reason.
+    type Case<'a> = (Option<&'a str>, Option<u32>, &'a [u8], u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             Some("application/pidf+xml"),
             Some(600),
