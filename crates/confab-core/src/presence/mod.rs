@@ -22,6 +22,12 @@ pub use pidf::Availability;
 use pidf::Document;
 use render::{ListEntry, View, Watcher, PIDF_TYPE, WINFO_TYPE};
 
+/// Reads a published PIDF document: the availability it states, or why it is refused (the
+/// text of the 400 reason phrase).
+pub fn read_pidf(body: &[u8]) -> Result<Availability, String> {
+    pidf::parse(body).map(|d| d.availability())
+}
+
 /// Presence policy numbers.
 #[derive(Debug, Clone)]
 pub struct PresenceConfig {
