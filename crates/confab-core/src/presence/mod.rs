@@ -466,18 +466,9 @@ impl Presence {
         let st = active(&s, now);
         self.full_notice(store, now, &mut s, st);
         save(store, "sub", &id.to_string(), watcher, s.expires_at, &s);
-        let winfo_of = match &s.resource {
-            Resource::User(aor) => vec![aor.clone()],
-            Resource::List(owner) => self
-                .policy(store, owner)
-                .list
-                .iter()
-                .map(|c| c.aor.clone())
-                .collect(),
-            Resource::Winfo(_) => Vec::new(),
-        };
+        let watched = self.watched(store, &s.resource);
         self.subs.insert(id, s);
-        for aor in winfo_of {
+        for aor in watched {
             self.winfo_changed(store, now, &aor);
         }
         Ok((id, expires))
@@ -722,24 +713,11 @@ impl Presence {
     fn index(&mut self, store: &dyn Store, s: &Subscription) {
         self.by_dialog.insert(s.dialog.key(), s.id);
         *self.per_watcher.entry(s.watcher.clone()).or_default() += 1;
-        match &s.resource {
-            Resource::User(aor) => {
-                self.watching.entry(aor.clone()).or_default().insert(s.id);
-            }
-            Resource::List(owner) => {
-                let members: Vec<String> = self
-                    .policy(store, owner)
-                    .list
-                    .iter()
-                    .map(|c| c.aor.clone())
-                    .collect();
-                for m in members {
-                    self.watching.entry(m).or_default().insert(s.id);
-                }
-            }
-            Resource::Winfo(aor) => {
-                self.winfo.entry(aor.clone()).or_default().insert(s.id);
-            }
+        if let Resource::Winfo(aor) = &s.resource {
+            self.winfo.entry(aor.clone()).or_default().insert(s.id);
+        }
+        for aor in self.watched(store, &s.resource) {
+            self.watching.entry(aor).or_default().insert(s.id);
         }
     }
 
@@ -773,9 +751,9 @@ impl Presence {
         self.after_removal(store, now, &s);
     }
 
-    /// Watcher information of the users `s` watched changed.
-    fn after_removal(&mut self, store: &dyn Store, now: i64, s: &Subscription) {
-        let watched: Vec<String> = match &s.resource {
+    /// The users whose presence a subscription to `resource` shows.
+    fn watched(&mut self, store: &dyn Store, resource: &Resource) -> Vec<String> {
+        match resource {
             Resource::User(aor) => vec![aor.clone()],
             Resource::List(owner) => self
                 .policy(store, owner)
@@ -784,8 +762,12 @@ impl Presence {
                 .map(|c| c.aor.clone())
                 .collect(),
             Resource::Winfo(_) => Vec::new(),
-        };
-        for aor in watched {
+        }
+    }
+
+    /// Watcher information of the users `s` watched changed.
+    fn after_removal(&mut self, store: &dyn Store, now: i64, s: &Subscription) {
+        for aor in self.watched(store, &s.resource) {
             self.winfo_changed(store, now, &aor);
         }
     }
