@@ -1019,16 +1019,7 @@ impl Engine {
         record_route: bool,
     ) -> Vec<u8> {
         let host = &self.cfg.advertised_host;
-        let mut w = Writer::request(ctx.msg.method_str(), uri);
-        w.header(
-            "Via",
-            format_via(
-                target.transport.via_name(),
-                host,
-                our_port(&self.cfg, target.transport),
-                branch,
-            ),
-        );
+        let mut w = self.request_from_us(ctx.msg.method_str(), uri, target, branch);
         if record_route {
             let rr = |t: Transport| {
                 format!(
@@ -1062,6 +1053,21 @@ impl Engine {
             }
         }
         w.finish(ctx.msg.body())
+    }
+
+    /// A request line and our Via for `target`: how every request we send starts.
+    fn request_from_us(&self, method: &str, uri: &str, target: Target, branch: &str) -> Writer {
+        let mut w = Writer::request(method, uri);
+        w.header(
+            "Via",
+            format_via(
+                target.transport.via_name(),
+                &self.cfg.advertised_host,
+                our_port(&self.cfg, target.transport),
+                branch,
+            ),
+        );
+        w
     }
 
     fn handle_response(&mut self, now: Now, resp: Message) {

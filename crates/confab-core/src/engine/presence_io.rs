@@ -1,9 +1,9 @@
 //! The engine's side of presence: takes PUBLISH and SUBSCRIBE apart for the presence agent,
 //! answers them, and turns the agent's notices into NOTIFY client transactions.
 
-use sip_proto::header::{format_via, NameAddr};
+use sip_proto::header::NameAddr;
 use sip_proto::transaction::ClientTransaction;
-use sip_proto::{HeaderName, Message, Method, SipUri, Uri, Writer};
+use sip_proto::{HeaderName, Message, Method, SipUri, Uri};
 use sip_transport::{Target, Transport};
 
 use super::{ClientEntry, ClientRole, Ctx, Engine, Now};
@@ -285,17 +285,7 @@ impl Engine {
             return;
         };
         let branch = format!("{}n{:x}", sip_proto::header::MAGIC_COOKIE, self.next_id());
-        let host = &self.cfg.advertised_host;
-        let mut w = Writer::request("NOTIFY", &d.remote_target);
-        w.header(
-            "Via",
-            format_via(
-                target.transport.via_name(),
-                host,
-                our_port(&self.cfg, target.transport),
-                &branch,
-            ),
-        );
+        let mut w = self.request_from_us("NOTIFY", &d.remote_target, target, &branch);
         w.header("Max-Forwards", "70");
         for r in &d.route_set {
             w.header("Route", r);
