@@ -70,6 +70,9 @@ pub struct Binding {
 pub trait Store: Send {
     /// Adds a user; its realm is its domain.
     fn add_user(&self, aor: &str, password: &str) -> Result<()>;
+    /// Adds every (address, password) not already a user, all or none; returns how many were
+    /// added. Existing users keep their password.
+    fn import_users(&self, users: &[(String, String)]) -> Result<usize>;
     fn set_password(&self, aor: &str, password: &str) -> Result<()>;
     fn remove_user(&self, aor: &str) -> Result<()>;
     fn user(&self, aor: &str) -> Result<Option<User>>;

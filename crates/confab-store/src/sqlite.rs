@@ -152,6 +152,20 @@ impl Store for SqliteStore {
         self.log_change(&self.conn, &norm)
     }
 
+    fn import_users(&self, users: &[(String, String)]) -> Result<usize> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut added = 0;
+        for (aor, password) in users {
+            match self.add_user(aor, password) {
+                Ok(()) => added += 1,
+                Err(StoreError::UserExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
     fn set_password(&self, aor: &str, password: &str) -> Result<()> {
         let norm = normalize_aor(aor)?;
         let (_, md5, sha) = Self::hashes(&norm, password)?;
@@ -553,6 +567,29 @@ mod tests {
             s.add_user("nodomain", "x"),
             Err(StoreError::BadAddress(_))
         ));
+    }
+
+    #[test]
+    fn importing_users_is_all_or_nothing_and_keeps_existing_passwords() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.add_user("alice@example.com", "s3cret").unwrap();
+        let u = s.user("alice@example.com").unwrap().unwrap();
+        let batch = [("alice@example.com", "other"), ("bob@example.com", "b0b")]
+            .map(|(a, p)| (a.to_owned(), p.to_owned()));
+        assert_eq!(s.import_users(&batch).unwrap(), 1, "alice existed already");
+        let alice = s.user("alice@example.com").unwrap().unwrap();
+        assert_eq!(
+            alice.ha1_md5, u.ha1_md5,
+            "import keeps an existing password"
+        );
+        assert!(s.user("bob@example.com").unwrap().is_some());
+        let bad = [("carol@example.com", "c"), ("no-domain", "x")]
+            .map(|(a, p)| (a.to_owned(), p.to_owned()));
+        assert!(s.import_users(&bad).is_err());
+        assert!(
+            s.user("carol@example.com").unwrap().is_none(),
+            "all or none"
+        );
     }
 
     #[test]

@@ -258,6 +258,14 @@ pub(crate) enum UserCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Add many users at once from FILE (`-` reads standard input): one `ADDRESS PASSWORD` per
+    /// line, blank lines and `#` comments ignored. All are added or none; users that already
+    /// exist are left as they are.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// List users.
     List {
         #[command(flatten)]

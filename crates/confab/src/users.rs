@@ -22,6 +22,15 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             store.add_user(&address, &password).map_err(usage)?;
             println!("added {}", confab_store::normalize_aor(&address)?);
         }
+        UserCommand::Import { file, data } => {
+            let users = read_import(&file)?;
+            let store = datadir::open_existing(&data)?;
+            let added = store.import_users(&users).map_err(usage)?;
+            println!(
+                "imported {added} users ({} already existed)",
+                users.len() - added
+            );
+        }
         UserCommand::List { data } => {
             for u in datadir::open_existing(&data)?.list_users()? {
                 println!("{u}");
@@ -172,6 +181,38 @@ fn open_for(
         .into());
     }
     Ok((store, aor))
+}
+
+/// Reads `ADDRESS PASSWORD` lines; a malformed line is an error naming the file and line.
+fn read_import(file: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?
+    };
+    let mut users = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        match (fields.next(), fields.next(), fields.next()) {
+            (Some(address), Some(password), None) => {
+                users.push((address.to_owned(), password.to_owned()));
+            }
+            _ => {
+                return Err(UsageError(format!(
+                    "{}:{}: expected `ADDRESS PASSWORD` (two fields separated by spaces)",
+                    file.display(),
+                    n + 1
+                ))
+                .into())
+            }
+        }
+    }
+    Ok(users)
 }
 
 fn check_password(p: &str) -> anyhow::Result<()> {

@@ -77,6 +77,30 @@ fn users_are_added_listed_changed_and_removed() {
     assert!(!ok(&["user", "list"]).contains("Erin@"));
     let gone = server.cli(&["user", "remove", "Erin@example.com"]);
     assert_eq!(gone.status.code(), Some(64));
+
+    let file = server.dir.0.join("import.txt");
+    std::fs::write(
+        &file,
+        "# migrated\nfay@example.com  f4y\n\ngus@example.com g\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    assert!(ok(&["user", "import", f]).contains("imported 2 users (0 already existed)"));
+    assert!(ok(&["user", "import", f]).contains("imported 0 users (2 already existed)"));
+    let users = ok(&["user", "list"]);
+    assert!(users.contains("fay@example.com") && users.contains("gus@example.com"));
+    std::fs::write(&file, "hal@example.com h\nivy@example.com\n").unwrap();
+    let bad = server.cli(&["user", "import", f]);
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(
+        text(&bad).contains("import.txt:2: expected `ADDRESS PASSWORD`"),
+        "{}",
+        text(&bad)
+    );
+    assert!(
+        !ok(&["user", "list"]).contains("hal@"),
+        "a bad file adds nobody"
+    );
 }
 
 #[test]
