@@ -62,6 +62,9 @@ pub(crate) async fn run<S>(
         .await;
 }
 
+/// Read buffer of a connection between messages; grows (doubling) for a message that needs more.
+const IDLE_BUFFER: usize = 2048;
+
 /// How long a connection that sent an unframeable message stays open for the answer.
 const UNFRAMEABLE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -75,8 +78,9 @@ enum Ending {
 
 async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Source) -> Ending {
     let cfg = inner.config;
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 16 * 1024];
+    // Read straight into `buf`; an idle connection keeps only a small buffer (memory per
+    // connection is what bounds how many users one Front End holds).
+    let mut buf: Vec<u8> = Vec::new();
     // when the first byte of the message now being read arrived
     let mut started: Option<Instant> = None;
     loop {
@@ -127,9 +131,19 @@ async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Sour
             Some(t0) => (t0 + cfg.header_timeout).saturating_duration_since(Instant::now()),
             None => cfg.idle_timeout,
         };
-        match timeout(limit, rd.read(&mut chunk)).await {
+        if buf.is_empty() && buf.capacity() > IDLE_BUFFER {
+            buf = Vec::new(); // a large message has gone: give its room back
+        }
+        if buf.capacity() - buf.len() < IDLE_BUFFER / 4 {
+            buf.reserve(if buf.is_empty() {
+                IDLE_BUFFER
+            } else {
+                buf.len()
+            });
+        }
+        match timeout(limit, rd.read_buf(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Ending::Closed,
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Ok(_)) => {}
             Err(_) => {
                 if started.is_some() {
                     Stats::bump(&inner.stats.header_timeouts);
