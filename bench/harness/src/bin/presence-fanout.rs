@@ -9,15 +9,12 @@
 //! Usage: presence_fanout [USERS] [CONTACTS]   (defaults 10000 and 50)
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use confab_core::{Engine, EngineConfig, Now};
+use confab_bench::{authorization, nonce_of, request, Bench};
 use confab_store::{SqliteStore, Store};
-use sip_auth::{client_response, ha1, Algorithm};
-use sip_proto::{Limits, Message, Writer};
-use sip_transport::{Event, Source, Transport};
+use sip_auth::{ha1, Algorithm};
 
 /// The system allocator, counting live bytes.
 struct Counting;
@@ -59,93 +56,12 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-struct Bench {
-    engine: Engine,
-    start: Instant,
-    unix0: i64,
-    sent: u64,
-    /// Simulated time added to the clock, to let transaction timers run out.
-    skew: Duration,
-}
-
-impl Bench {
-    fn now(&self) -> Now {
-        let mono = Instant::now() + self.skew;
-        Now {
-            mono,
-            unix: self.unix0 + (mono - self.start).as_secs() as i64,
-        }
-    }
-
-    /// Jumps the clock past every transaction timer (Timer J, K: 32 s) and fires them.
-    fn settle(&mut self) {
-        self.skew += Duration::from_secs(40);
-        let now = self.now();
-        self.engine.handle_timeout(now);
-        while self.engine.poll_transmit().is_some() {}
-    }
-
-    /// Feeds one request and returns the responses and NOTIFYs it caused.
-    fn feed(&mut self, bytes: String, port: u16) -> Vec<Vec<u8>> {
-        let now = self.now();
-        let source = Source {
-            transport: Transport::Udp,
-            remote: SocketAddr::from(([127, 0, 0, 2], port)),
-            local: SocketAddr::from(([127, 0, 0, 1], 5060)),
-            flow: None,
-        };
-        self.engine.handle_event(
-            now,
-            Event::Message {
-                bytes: bytes.into_bytes(),
-                source,
-            },
-        );
-        let mut out = Vec::new();
-        while let Some(o) = self.engine.poll_transmit() {
-            out.push(o.bytes);
-        }
-        self.sent += out.len() as u64;
-        // the watchers answer their NOTIFYs, as real ones do
-        for n in out.iter().filter(|m| m.starts_with(b"NOTIFY ")) {
-            let Ok(req) = Message::parse(n.clone(), &Limits::default()) else {
-                continue;
-            };
-            let ok = Writer::response_to(&req, 200, "OK", "").finish(b"");
-            let source = Source {
-                transport: Transport::Udp,
-                remote: SocketAddr::from(([127, 0, 0, 2], 5070)),
-                local: SocketAddr::from(([127, 0, 0, 1], 5060)),
-                flow: None,
-            };
-            self.engine
-                .handle_event(now, Event::Message { bytes: ok, source });
-            while self.engine.poll_transmit().is_some() {}
-        }
-        out
-    }
-}
-
 fn user(i: usize) -> String {
     format!("u{i}")
 }
 
 fn port(i: usize) -> u16 {
     10_000 + (i % 50_000) as u16
-}
-
-fn request(method: &str, uri: &str, from: &str, seq: u32, extra: &str, body: &str) -> String {
-    format!(
-        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{p};branch=z9hG4bK{from}x{seq}{method}\r\nFrom: <sip:{from}@example.com>;tag=t{from}{seq}\r\nTo: <{uri}>\r\nCall-ID: {method}-{from}-{seq}\r\nCSeq: {seq} {method}\r\nMax-Forwards: 70\r\nContact: <sip:{from}@127.0.0.2:{p}>\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-        body.len(),
-        p = 5070
-    )
-}
-
-fn nonce_of(resp: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(resp).ok()?;
-    let i = text.find("nonce=\"")? + 7;
-    Some(text[i..].split('"').next()?.to_owned())
 }
 
 fn main() {
@@ -160,29 +76,7 @@ fn main() {
             .add_user(&format!("{}@example.com", user(i)), "pw")
             .expect("add user");
     }
-    let cfg = EngineConfig {
-        domains: vec!["example.com".into()],
-        ..EngineConfig::default()
-    };
-    let unix0 = 1_800_000_000;
-    let start = Instant::now();
-    let engine = Engine::new(
-        cfg,
-        Box::new(store),
-        [7; 32],
-        Now {
-            mono: start,
-            unix: unix0,
-        },
-    )
-    .expect("engine");
-    let mut b = Bench {
-        engine,
-        start,
-        unix0,
-        sent: 0,
-        skew: Duration::ZERO,
-    };
+    let mut b = Bench::new(Box::new(store));
 
     // every user publishes Available
     b.settle();
@@ -204,7 +98,16 @@ fn main() {
         let extra = "Event: presence\r\nExpires: 3600\r\nContent-Type: application/pidf+xml\r\n";
         let first = b.feed(request("PUBLISH", &uri, &u, 1, extra, &body), port(i));
         let nonce = first.first().and_then(|r| nonce_of(r)).expect("challenge");
-        let auth = authorization(ha1, &u, "PUBLISH", &uri, &nonce, 1);
+        let auth = authorization(
+            Algorithm::Md5,
+            "Proxy-Authorization",
+            ha1,
+            &u,
+            "PUBLISH",
+            &uri,
+            &nonce,
+            1,
+        );
         let out = b.feed(
             request("PUBLISH", &uri, &u, 2, &format!("{extra}{auth}"), &body),
             port(i),
@@ -228,7 +131,16 @@ fn main() {
             let target = user((i + k * 7) % users);
             let uri = format!("sip:{target}@example.com");
             let nc = 1 + k as u32;
-            let auth = authorization(&ha1s[i], &u, "SUBSCRIBE", &uri, &nonces[i], nc);
+            let auth = authorization(
+                Algorithm::Md5,
+                "Proxy-Authorization",
+                &ha1s[i],
+                &u,
+                "SUBSCRIBE",
+                &uri,
+                &nonces[i],
+                nc,
+            );
             let extra = format!("Event: presence\r\nExpires: 3600\r\n{auth}");
             let out = b.feed(request("SUBSCRIBE", &uri, &u, 10 + nc, &extra, ""), port(i));
             assert!(
@@ -251,6 +163,8 @@ fn main() {
         let uri = format!("sip:{u}@example.com");
         let body = doc(&u, "<rpid:busy/>");
         let auth = authorization(
+            Algorithm::Md5,
+            "Proxy-Authorization",
             &ha1s[i],
             &u,
             "PUBLISH",
@@ -300,12 +214,4 @@ fn main() {
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64().max(1e-9)
-}
-
-fn authorization(ha1: &str, user: &str, method: &str, uri: &str, nonce: &str, nc: u32) -> String {
-    let nc = format!("{nc:08x}");
-    let resp = client_response(Algorithm::Md5, ha1, method, uri, nonce, &nc, "bench");
-    format!(
-        "Proxy-Authorization: Digest username=\"{user}\", realm=\"example.com\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, cnonce=\"bench\", qop=auth, nc={nc}\r\n"
-    )
 }

@@ -1,0 +1,384 @@
+//! Sign-in storm (run by `bench/signin`): our own load generator, for what SIPp cannot do —
+//! thousands of users over TCP, each on its own connection, with MD5 or SHA-256 digest, each
+//! then subscribed to a colleague's presence and kept connected, as a Front End sees a Monday
+//! morning. Reports the sign-in rate and, with --pid, the server's resident memory per
+//! signed-in user.
+//!
+//!   signin --server ADDR:PORT --users N [--digest md5|sha256] [--concurrency C]
+//!          [--sources S] [--pid PID] [--hold SECONDS] [--prefix u] [--password PW]
+//!
+//! Users are PREFIX0 .. PREFIX(N-1)@example.com; user i watches user i+1. Connections come
+//! from S loopback addresses (127.0.0.2 ...), since one source address has only ~28,000
+//! ephemeral ports towards one server port.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use confab_bench::authorization;
+use sip_auth::{ha1, Algorithm};
+use sip_proto::framing::{next_frame, Frame};
+use sip_proto::{Limits, Message, Writer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Mutex, Semaphore};
+
+struct Args {
+    server: SocketAddr,
+    users: usize,
+    digest: Algorithm,
+    concurrency: usize,
+    sources: u8,
+    pid: Option<u32>,
+    hold: u64,
+    prefix: String,
+    password: String,
+}
+
+const USAGE: &str = "usage: signin --server ADDR:PORT --users N [--digest md5|sha256] \
+[--concurrency C] [--sources S] [--pid PID] [--hold SECONDS] [--prefix u] [--password PW]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        server: "127.0.0.1:5060".parse().expect("literal"),
+        users: 1000,
+        digest: Algorithm::Md5,
+        concurrency: 200,
+        sources: 8,
+        pid: None,
+        hold: 0,
+        prefix: "u".into(),
+        password: "bench-secret".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        let bad = |v: &str| format!("{flag}: cannot use {v:?}");
+        match flag.as_str() {
+            "--server" => {
+                let v = value()?;
+                a.server = v.parse().map_err(|_| bad(&v))?;
+            }
+            "--users" => {
+                let v = value()?;
+                a.users = v.parse().map_err(|_| bad(&v))?;
+            }
+            "--digest" => {
+                let v = value()?;
+                a.digest = match v.as_str() {
+                    "md5" => Algorithm::Md5,
+                    "sha256" => Algorithm::Sha256,
+                    _ => return Err(bad(&v)),
+                };
+            }
+            "--concurrency" => {
+                let v = value()?;
+                a.concurrency = v.parse().map_err(|_| bad(&v))?;
+            }
+            "--sources" => {
+                let v = value()?;
+                a.sources = v.parse().ok().filter(|&s| s > 0).ok_or(bad(&v))?;
+            }
+            "--pid" => {
+                let v = value()?;
+                a.pid = Some(v.parse().map_err(|_| bad(&v))?);
+            }
+            "--hold" => {
+                let v = value()?;
+                a.hold = v.parse().map_err(|_| bad(&v))?;
+            }
+            "--prefix" => a.prefix = value()?,
+            "--password" => a.password = value()?,
+            "--help" | "-h" => return Err(String::new()),
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("signin: {e}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(64);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    std::process::exit(rt.block_on(run(args)));
+}
+
+/// Why one user's sign-in failed, counted by kind.
+type Failures = Arc<Mutex<BTreeMap<String, usize>>>;
+
+async fn run(args: Args) -> i32 {
+    let args = Arc::new(args);
+    let rss0 = args.pid.map(rss_kib);
+    let gate = Arc::new(Semaphore::new(args.concurrency));
+    let failures: Failures = Arc::default();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    let start = Instant::now();
+    let hold_until = Arc::new(tokio::sync::Notify::new());
+    for i in 0..args.users {
+        let permit = gate.clone().acquire_owned().await.expect("semaphore");
+        let (args, failures, done, hold) = (
+            args.clone(),
+            failures.clone(),
+            done_tx.clone(),
+            hold_until.clone(),
+        );
+        tokio::spawn(async move {
+            let conn = match sign_in(&args, i).await {
+                Ok(c) => Some(c),
+                Err(why) => {
+                    *failures.lock().await.entry(why).or_default() += 1;
+                    None
+                }
+            };
+            drop(permit);
+            let _ = done.send(conn.is_some());
+            if let Some(mut c) = conn {
+                // stay signed in, answering NOTIFYs, until told to leave
+                tokio::select! {
+                    () = hold.notified() => {}
+                    () = c.serve() => {}
+                }
+            }
+        });
+    }
+    drop(done_tx);
+    let mut ok = 0usize;
+    for _ in 0..args.users {
+        if done_rx.recv().await == Some(true) {
+            ok += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await; // let NOTIFYs settle
+    let rss1 = args.pid.map(rss_kib);
+    println!("sign-in storm over TCP, one connection per user");
+    println!("users                      {}", args.users);
+    println!("digest                     {}", args.digest.name());
+    println!("signed in and subscribed   {ok}");
+    println!("failed                     {}", args.users - ok);
+    for (why, n) in failures.lock().await.iter() {
+        println!("  {n:>8}  {why}");
+    }
+    println!("time                       {:.2} s", elapsed.as_secs_f64());
+    println!(
+        "sign-ins per second        {:.0}",
+        ok as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    if let (Some(a), Some(b)) = (rss0, rss1) {
+        println!("server RSS before          {a} KiB");
+        println!("server RSS after           {b} KiB");
+        println!(
+            "server memory per user     {:.0} bytes (RSS growth / users signed in)",
+            (b.saturating_sub(a) * 1024) as f64 / ok.max(1) as f64
+        );
+    }
+    if args.hold > 0 {
+        println!("holding the connections for {} s", args.hold);
+        tokio::time::sleep(Duration::from_secs(args.hold)).await;
+    }
+    hold_until.notify_waiters();
+    i32::from(ok != args.users)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    local: SocketAddr,
+}
+
+impl Conn {
+    /// The next message on the connection.
+    async fn next(&mut self) -> Result<Message, String> {
+        loop {
+            match next_frame(&self.buf, 65_536) {
+                Ok(Frame::Message(n)) => {
+                    let bytes: Vec<u8> = self.buf.drain(..n).collect();
+                    return Message::parse(bytes, &Limits::default())
+                        .map_err(|e| format!("unparsable message from the server: {e}"));
+                }
+                Ok(Frame::Ping) => drop(self.buf.drain(..4)),
+                Ok(Frame::Skip) => drop(self.buf.drain(..2)),
+                Ok(Frame::Incomplete) => {
+                    let mut chunk = [0u8; 8192];
+                    match self.stream.read(&mut chunk).await {
+                        Ok(0) => return Err("connection closed by the server".into()),
+                        Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                        Err(e) => return Err(format!("read: {}", e.kind())),
+                    }
+                }
+                Err(e) => return Err(format!("unframeable stream: {e}")),
+            }
+        }
+    }
+
+    /// Answers a request from the server (NOTIFY) with 200 OK.
+    async fn answer(&mut self, req: &Message) -> Result<(), String> {
+        let ok = Writer::response_to(req, 200, "OK", "").finish(b"");
+        self.stream
+            .write_all(&ok)
+            .await
+            .map_err(|e| format!("write: {}", e.kind()))
+    }
+
+    /// Sends `req` and returns the final response to it, answering NOTIFYs meanwhile.
+    async fn transact(&mut self, req: &str) -> Result<Message, String> {
+        self.stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("write: {}", e.kind()))?;
+        loop {
+            let m = self.next().await?;
+            if m.is_request() {
+                self.answer(&m).await?;
+            } else if m.status() >= 200 {
+                return Ok(m);
+            }
+        }
+    }
+
+    /// Answers whatever the server sends until the connection closes.
+    async fn serve(&mut self) {
+        while let Ok(m) = self.next().await {
+            if m.is_request() && self.answer(&m).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn connect(args: &Args, i: usize) -> Result<Conn, String> {
+    let source = IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        0,
+        2 + (i % args.sources as usize) as u8,
+    ));
+    let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {}", e.kind()))?;
+    sock.bind(SocketAddr::new(source, 0))
+        .map_err(|e| format!("bind: {}", e.kind()))?;
+    let stream = sock
+        .connect(args.server)
+        .await
+        .map_err(|e| format!("connect: {}", e.kind()))?;
+    let local = stream
+        .local_addr()
+        .map_err(|e| format!("local address: {}", e.kind()))?;
+    Ok(Conn {
+        stream,
+        buf: Vec::with_capacity(4096),
+        local,
+    })
+}
+
+/// The nonce of the challenge for `alg` in `resp`'s WWW-/Proxy-Authenticate headers.
+fn nonce_for(resp: &Message, alg: Algorithm) -> Option<String> {
+    let text = String::from_utf8_lossy(&resp.to_bytes()).into_owned();
+    text.lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("www-authenticate:") || l.starts_with("proxy-authenticate:")
+        })
+        .find(|l| match alg {
+            Algorithm::Sha256 => l.contains("SHA-256"),
+            _ => !l.contains("SHA-256"),
+        })
+        .and_then(|l| {
+            let i = l.find("nonce=\"")? + 7;
+            Some(l[i..].split('"').next()?.to_owned())
+        })
+}
+
+/// One user: connect, REGISTER with digest, SUBSCRIBE to the next user's presence.
+async fn sign_in(args: &Args, i: usize) -> Result<Conn, String> {
+    let mut c = connect(args, i).await?;
+    let user = format!("{}{i}", args.prefix);
+    let watched = format!("sip:{}{}@example.com", args.prefix, (i + 1) % args.users);
+    let local = c.local;
+    let h = ha1(args.digest, &user, "example.com", &args.password);
+    let request = |method: &str, uri: &str, to: &str, seq: u32, extra: &str| {
+        format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bK{user}s{seq};rport\r\nFrom: <sip:{user}@example.com>;tag=f{user}\r\nTo: <{to}>\r\nCall-ID: {method}-{user}@bench\r\nCSeq: {seq} {method}\r\nMax-Forwards: 70\r\nContact: <sip:{user}@{local};transport=tcp>\r\nExpires: 3600\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let aor = format!("sip:{user}@example.com");
+    let expect = |m: &Message, code: u16, what: &str| {
+        if m.status() == code {
+            Ok(())
+        } else {
+            Err(format!("{what}: {} {}", m.status(), m.reason()))
+        }
+    };
+
+    let r = c
+        .transact(&request("REGISTER", "sip:example.com", &aor, 1, ""))
+        .await?;
+    expect(&r, 401, "first REGISTER")?;
+    let nonce = nonce_for(&r, args.digest).ok_or("401 without a usable challenge")?;
+    let auth = authorization(
+        args.digest,
+        "Authorization",
+        &h,
+        &user,
+        "REGISTER",
+        "sip:example.com",
+        &nonce,
+        1,
+    );
+    let r = c
+        .transact(&request("REGISTER", "sip:example.com", &aor, 2, &auth))
+        .await?;
+    expect(&r, 200, "REGISTER with credentials")?;
+
+    let sub = "Event: presence\r\nAccept: application/pidf+xml\r\n";
+    let r = c
+        .transact(&request("SUBSCRIBE", &watched, &watched, 1, sub))
+        .await?;
+    expect(&r, 407, "first SUBSCRIBE")?;
+    let nonce = nonce_for(&r, args.digest).ok_or("407 without a usable challenge")?;
+    let auth = authorization(
+        args.digest,
+        "Proxy-Authorization",
+        &h,
+        &user,
+        "SUBSCRIBE",
+        &watched,
+        &nonce,
+        1,
+    );
+    let r = c
+        .transact(&request(
+            "SUBSCRIBE",
+            &watched,
+            &watched,
+            2,
+            &format!("{sub}{auth}"),
+        ))
+        .await?;
+    expect(&r, 200, "SUBSCRIBE with credentials")?;
+    Ok(c)
+}

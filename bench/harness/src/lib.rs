@@ -1,0 +1,138 @@
+//! What Confab's in-process benchmarks share: the real engine driven without sockets, with a
+//! clock that can jump past transaction timers, and the client side of digest authentication.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use confab_core::{Engine, EngineConfig, Now};
+use confab_store::Store;
+use sip_auth::{client_response, Algorithm};
+use sip_proto::{Limits, Message, Writer};
+use sip_transport::{Event, Source, Transport};
+
+/// The engine for domain example.com on a store, and the clock it is fed.
+pub struct Bench {
+    pub engine: Engine,
+    start: Instant,
+    unix0: i64,
+    /// Messages the engine sent.
+    pub sent: u64,
+    /// Simulated time added to the clock, to let transaction timers run out.
+    skew: Duration,
+}
+
+impl Bench {
+    pub fn new(store: Box<dyn Store>) -> Self {
+        let cfg = EngineConfig {
+            domains: vec!["example.com".into()],
+            ..EngineConfig::default()
+        };
+        let unix0 = 1_800_000_000;
+        let start = Instant::now();
+        let now = Now {
+            mono: start,
+            unix: unix0,
+        };
+        let engine = Engine::new(cfg, store, [7; 32], now).expect("engine");
+        Self {
+            engine,
+            start,
+            unix0,
+            sent: 0,
+            skew: Duration::ZERO,
+        }
+    }
+
+    fn now(&self) -> Now {
+        let mono = Instant::now() + self.skew;
+        Now {
+            mono,
+            unix: self.unix0 + (mono - self.start).as_secs() as i64,
+        }
+    }
+
+    /// Jumps the clock past every transaction timer (Timer J, K: 32 s) and fires them.
+    pub fn settle(&mut self) {
+        self.skew += Duration::from_secs(40);
+        let now = self.now();
+        self.engine.handle_timeout(now);
+        while self.engine.poll_transmit().is_some() {}
+    }
+
+    /// Feeds one request from 127.0.0.2:`port` and returns what the engine sent because of it.
+    /// NOTIFYs it sent are answered 200 OK, as real watchers do.
+    pub fn feed(&mut self, bytes: String, port: u16) -> Vec<Vec<u8>> {
+        let now = self.now();
+        self.engine.handle_event(
+            now,
+            Event::Message {
+                bytes: bytes.into_bytes(),
+                source: source(port),
+            },
+        );
+        let mut out = Vec::new();
+        while let Some(o) = self.engine.poll_transmit() {
+            out.push(o.bytes);
+        }
+        self.sent += out.len() as u64;
+        for n in out.iter().filter(|m| m.starts_with(b"NOTIFY ")) {
+            let Ok(req) = Message::parse(n.clone(), &Limits::default()) else {
+                continue;
+            };
+            let ok = Writer::response_to(&req, 200, "OK", "").finish(b"");
+            self.engine.handle_event(
+                now,
+                Event::Message {
+                    bytes: ok,
+                    source: source(5070),
+                },
+            );
+            while self.engine.poll_transmit().is_some() {}
+        }
+        out
+    }
+}
+
+fn source(port: u16) -> Source {
+    Source {
+        transport: Transport::Udp,
+        remote: SocketAddr::from(([127, 0, 0, 2], port)),
+        local: SocketAddr::from(([127, 0, 0, 1], 5060)),
+        flow: None,
+    }
+}
+
+/// A request from `from`@example.com at 127.0.0.2:5070, with `extra` header lines.
+pub fn request(method: &str, uri: &str, from: &str, seq: u32, extra: &str, body: &str) -> String {
+    format!(
+        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5070;branch=z9hG4bK{from}x{seq}{method}\r\nFrom: <sip:{from}@example.com>;tag=t{from}{seq}\r\nTo: <{uri}>\r\nCall-ID: {method}-{from}-{seq}\r\nCSeq: {seq} {method}\r\nMax-Forwards: 70\r\nContact: <sip:{from}@127.0.0.2:5070>\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len(),
+    )
+}
+
+/// The nonce of a challenge.
+pub fn nonce_of(resp: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(resp).ok()?;
+    let i = text.find("nonce=\"")? + 7;
+    Some(text[i..].split('"').next()?.to_owned())
+}
+
+/// A `header` (Authorization or Proxy-Authorization) line answering a challenge.
+#[allow(clippy::too_many_arguments)]
+pub fn authorization(
+    alg: Algorithm,
+    header: &str,
+    ha1: &str,
+    user: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    nc: u32,
+) -> String {
+    let nc = format!("{nc:08x}");
+    let resp = client_response(alg, ha1, method, uri, nonce, &nc, "bench");
+    let alg = alg.name();
+    format!(
+        "{header}: Digest username=\"{user}\", realm=\"example.com\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm={alg}, cnonce=\"bench\", qop=auth, nc={nc}\r\n"
+    )
+}
