@@ -12,7 +12,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use confab_bench::{authorization, nonce_of, request, Bench};
+use confab_bench::{authorization, nonce_of, request, rss_kib, Bench};
 use confab_store::{SqliteStore, Store};
 use sip_auth::{ha1, Algorithm};
 
@@ -42,18 +42,6 @@ static ALLOC: Counting = Counting;
 
 fn live() -> usize {
     LIVE.load(Ordering::Relaxed)
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn user(i: usize) -> String {
@@ -208,7 +196,7 @@ fn main() {
         "heap per subscription          {:.0} bytes",
         per(heap2.saturating_sub(heap1), stats.subscriptions)
     );
-    println!("resident set size at the end   {} KiB", rss_kib());
+    println!("resident set size at the end   {} KiB", rss_kib("self"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

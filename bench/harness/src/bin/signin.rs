@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_bench::authorization;
+use confab_bench::{authorization, rss_kib};
 use sip_auth::{ha1, Algorithm};
 use sip_proto::framing::{next_frame, Frame};
 use sip_proto::{Limits, Message, Writer};
@@ -121,7 +121,7 @@ type Failures = Arc<Mutex<BTreeMap<String, usize>>>;
 
 async fn run(args: Args) -> i32 {
     let args = Arc::new(args);
-    let rss0 = args.pid.map(rss_kib);
+    let rss0 = args.pid.map(|p| rss_kib(&p.to_string()));
     let gate = Arc::new(Semaphore::new(args.concurrency));
     let failures: Failures = Arc::default();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
@@ -163,7 +163,7 @@ async fn run(args: Args) -> i32 {
     }
     let elapsed = start.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await; // let NOTIFYs settle
-    let rss1 = args.pid.map(rss_kib);
+    let rss1 = args.pid.map(|p| rss_kib(&p.to_string()));
     println!("sign-in storm over TCP, one connection per user");
     println!("users                      {}", args.users);
     println!("digest                     {}", args.digest.name());
@@ -191,18 +191,6 @@ async fn run(args: Args) -> i32 {
     }
     hold_until.notify_waiters();
     i32::from(ok != args.users)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 struct Conn {
