@@ -241,9 +241,9 @@ class Floor(Server):
 
 
 class SippRun:
-    def __init__(self, ok, calls, failed, retrans, rtts, sipp_cpu):
+    def __init__(self, ok, calls, failed, retrans, rtts):
         self.ok, self.calls, self.failed, self.retrans = ok, calls, failed, retrans
-        self.rtts, self.sipp_cpu = rtts, sipp_cpu
+        self.rtts = rtts
 
 
 def sipp_load(server, workload, rate, count, users_csv, work):
@@ -261,8 +261,7 @@ def sipp_load(server, workload, rate, count, users_csv, work):
     p = subprocess.Popen(
         args, cwd=run_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    _, _, usage = os.wait4(p.pid, 0)
-    p.returncode = 0
+    p.wait()
     row = last_stat_row(stat)
     ok_calls = int(row.get("SuccessfulCall(C)", 0))
     failed = int(row.get("FailedCall(C)", 0))
@@ -279,7 +278,7 @@ def sipp_load(server, workload, rate, count, users_csv, work):
                         pass
     shutil.rmtree(run_dir, ignore_errors=True)
     clean = ok_calls == count and failed == 0 and retrans == 0
-    return SippRun(clean, ok_calls, failed, retrans, rtts, usage.ru_utime + usage.ru_stime)
+    return SippRun(clean, ok_calls, failed, retrans, rtts)
 
 
 def last_stat_row(path):
