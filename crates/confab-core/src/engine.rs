@@ -816,7 +816,8 @@ impl Engine {
         Flow::Stop
     }
 
-    /// Looks a user up; a store failure is answered 500 and gives `None`.
+    /// Looks a user up; a store failure is answered (503 with Retry-After when the database is
+    /// unreachable, else 500) and gives `None`.
     fn lookup_user(
         &mut self,
         now: Now,
@@ -826,14 +827,8 @@ impl Engine {
         match self.store.user(aor) {
             Ok(u) => Some(u),
             Err(e) => {
-                tracing::error!(event = "store.error", error = %e, user = %aor, "user lookup failed");
-                self.respond(
-                    now,
-                    ctx,
-                    500,
-                    "Server Internal Error (user store unavailable)",
-                    &[],
-                );
+                let (code, reason, extra) = lookup_refusal(aor, &e);
+                self.respond(now, ctx, code, reason, &extra);
                 None
             }
         }
@@ -1513,6 +1508,29 @@ fn md5_only_client(user_agent: &str) -> bool {
 
 const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, REFER, SUBSCRIBE, NOTIFY, REGISTER";
+
+/// How a failed user lookup is answered: 503 with Retry-After when the database is
+/// unreachable (the client tries again; nothing was changed), else 500.
+pub(crate) fn lookup_refusal(
+    aor: &str,
+    e: &confab_store::StoreError,
+) -> (u16, &'static str, Vec<(&'static str, String)>) {
+    tracing::error!(event = "store.error", error = %e, user = %aor, "user lookup failed");
+    if e.is_unavailable() {
+        let retry = crate::registrar::RETRY_AFTER_STORE.to_string();
+        (
+            503,
+            "Service Unavailable (user database unreachable)",
+            vec![("Retry-After", retry)],
+        )
+    } else {
+        (
+            500,
+            "Server Internal Error (user lookup failed)",
+            Vec::new(),
+        )
+    }
+}
 
 #[cfg(test)]
 mod tests {

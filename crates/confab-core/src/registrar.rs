@@ -125,17 +125,15 @@ impl Location {
             if contacts.len() != 1 || header_expires != Some(0) {
                 return Err(bad("Contact * requires Expires: 0 and no other Contact"));
             }
-            let existing = self.by_aor.remove(aor).unwrap_or_default();
-            let (keep, drop): (Vec<_>, Vec<_>) = existing
-                .into_iter()
-                .partition(|b| b.rec.call_id == call_id && b.rec.cseq >= cseq);
-            for b in &drop {
-                store
-                    .remove_binding(aor, &b.rec.key)
-                    .map_err(storage_error)?;
-            }
-            if !keep.is_empty() {
-                self.by_aor.insert(aor.to_owned(), keep);
+            let drop: Vec<String> = self
+                .lookup(aor)
+                .iter()
+                .filter(|b| !(b.rec.call_id == call_id && b.rec.cseq >= cseq))
+                .map(|b| b.rec.key.clone())
+                .collect();
+            for key in &drop {
+                store.remove_binding(aor, key).map_err(storage_error)?;
+                self.forget(aor, key);
             }
             return Ok(self.contact_values(aor, now));
         }
@@ -183,11 +181,12 @@ impl Location {
                 }
             }
         }
+        // memory changes only after the store took the change: a database outage leaves the
+        // live bindings as they were
         for (key, na, expires) in updates {
-            let list = self.by_aor.entry(aor.to_owned()).or_default();
-            list.retain(|b| b.rec.key != key);
             if expires == 0 {
                 store.remove_binding(aor, &key).map_err(storage_error)?;
+                self.forget(aor, &key);
                 continue;
             }
             let rec = Binding {
@@ -204,15 +203,26 @@ impl Location {
                 source: source.remote.to_string(),
             };
             store.save_binding(&rec).map_err(storage_error)?;
-            list.push(LiveBinding {
-                rec,
-                flow: source.flow,
-            });
-        }
-        if self.by_aor.get(aor).is_some_and(Vec::is_empty) {
-            self.by_aor.remove(aor);
+            self.forget(aor, &rec.key);
+            self.by_aor
+                .entry(aor.to_owned())
+                .or_default()
+                .push(LiveBinding {
+                    rec,
+                    flow: source.flow,
+                });
         }
         Ok(self.contact_values(aor, now))
+    }
+
+    /// Drops `aor`'s binding `key` from memory (and the AOR when it was the last).
+    fn forget(&mut self, aor: &str, key: &str) {
+        if let Some(list) = self.by_aor.get_mut(aor) {
+            list.retain(|b| b.rec.key != key);
+            if list.is_empty() {
+                self.by_aor.remove(aor);
+            }
+        }
     }
 
     fn contact_values(&self, aor: &str, now: i64) -> Vec<String> {
@@ -255,8 +265,18 @@ fn echo_params(na: &NameAddr<'_>) -> String {
 
 fn storage_error(e: confab_store::StoreError) -> Refusal {
     tracing::error!(event = "store.error", error = %e, "registration not saved");
+    if e.is_unavailable() {
+        return (
+            503,
+            "Service Unavailable (registration database unreachable)".into(),
+            Some(("Retry-After", RETRY_AFTER_STORE.to_string())),
+        );
+    }
     (500, "Registration could not be stored".into(), None)
 }
+
+/// Seconds a client is asked to wait when the database is unreachable.
+pub(crate) const RETRY_AFTER_STORE: u32 = 5;
 
 #[cfg(test)]
 mod tests {

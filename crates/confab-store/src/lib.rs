@@ -1,21 +1,29 @@
 //! Confab's durable store: users with their hashed credentials, and registrations (so a restart
-//! loses none). Storage sits behind [`Store`]; [`SqliteStore`] is the embedded default and a
-//! PostgreSQL implementation will pass the same conformance tests. Passwords are never stored:
-//! only HA1 = H(user:realm:password) per digest algorithm.
+//! loses none). Storage sits behind [`Store`]; [`SqliteStore`] is the embedded default,
+//! [`PgStore`] the shared back end of a pool; both pass one conformance suite
+//! (`tests/conformance.rs`). Passwords are never stored: only HA1 = H(user:realm:password) per
+//! digest algorithm.
 
 #![forbid(unsafe_code)]
 
+mod postgres;
 mod sqlite;
 
+pub use crate::postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+use sip_auth::{ha1, Algorithm};
 
 /// A store error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The database could not be opened or queried; the text says why.
+    /// The database refused a query; the text says why.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(String),
+    /// The database cannot be reached (down, restarting, network): retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// The user already exists.
     #[error("user {0} already exists")]
     UserExists(String),
@@ -30,7 +38,35 @@ pub enum StoreError {
     BadAddress(String),
 }
 
+impl StoreError {
+    /// Whether the database is unreachable rather than refusing (answer 503, not 500).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                Self::Unavailable(e.to_string())
+            }
+            _ => Self::Database(e.to_string()),
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Opens the store `database` names: a `postgres://` or `postgresql://` URL, else an SQLite
+/// file path.
+pub fn open(database: &str) -> Result<Box<dyn Store>> {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        Ok(Box::new(PgStore::open(database)?))
+    } else {
+        Ok(Box::new(SqliteStore::open(std::path::Path::new(database))?))
+    }
+}
 
 /// A user and the HA1 of its password for the realm (its domain).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +104,9 @@ pub struct Binding {
 
 /// Where Confab keeps durable data.
 pub trait Store: Send {
+    /// Where the data is, for people (a file path, or `PostgreSQL at host:port/db`), never
+    /// with a password.
+    fn describe(&self) -> String;
     /// Adds a user; its realm is its domain.
     fn add_user(&self, aor: &str, password: &str) -> Result<()>;
     /// Adds every (address, password) not already a user, all or none; returns how many were
@@ -173,4 +212,62 @@ pub fn normalize_aor(aor: &str) -> Result<String> {
         }
         _ => Err(StoreError::BadAddress(aor.to_owned())),
     }
+}
+
+/// The realm (the domain) and both HA1s of `aor`'s password.
+fn hashes(aor: &str, password: &str) -> Result<(String, String, String)> {
+    let aor = normalize_aor(aor)?;
+    let (user, realm) = aor.split_once('@').expect("normalized");
+    Ok((
+        realm.to_owned(),
+        ha1(Algorithm::Md5, user, realm, password),
+        ha1(Algorithm::Sha256, user, realm, password),
+    ))
+}
+
+/// A group name: printable, at most 64 characters.
+fn check_group(g: &str) -> Result<&str> {
+    let g = g.trim();
+    if g.is_empty() || g.chars().count() > 64 || g.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "'{g}' is not a group name (1 to 64 printable characters)"
+        )));
+    }
+    Ok(g)
+}
+
+/// Contact-list rows `(contact, group)` in the order added → one entry per contact with its
+/// groups sorted (`""` is "no group").
+fn group_contacts(rows: impl IntoIterator<Item = (String, String)>) -> Vec<ContactEntry> {
+    let mut out: Vec<ContactEntry> = Vec::new();
+    for (aor, grp) in rows {
+        let i = match out.iter().position(|c| c.aor == aor) {
+            Some(i) => i,
+            None => {
+                out.push(ContactEntry {
+                    aor,
+                    groups: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        if !grp.is_empty() {
+            out[i].groups.push(grp);
+            out[i].groups.sort();
+        }
+    }
+    out
+}
+
+/// Change-log rows `(rev, aor)` after `rev` → the newest revision and each user once.
+fn fold_changes(rev: i64, rows: impl IntoIterator<Item = (i64, String)>) -> (i64, Vec<String>) {
+    let mut newest = rev;
+    let mut aors: Vec<String> = Vec::new();
+    for (r, aor) in rows {
+        newest = newest.max(r);
+        if !aors.contains(&aor) {
+            aors.push(aor);
+        }
+    }
+    (newest, aors)
 }

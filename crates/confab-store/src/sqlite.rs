@@ -5,10 +5,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use sip_auth::{ha1, Algorithm};
 
 use crate::{
-    normalize_aor, Binding, ContactEntry, Privacy, Result, Store, StoreError, User, Visibility,
+    check_group, fold_changes, group_contacts, hashes, normalize_aor, Binding, ContactEntry,
+    Privacy, Result, Store, StoreError, User, Visibility,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -126,22 +126,19 @@ impl SqliteStore {
         tx.commit()?;
         Ok(out)
     }
-
-    fn hashes(aor: &str, password: &str) -> Result<(String, String, String)> {
-        let aor = normalize_aor(aor)?;
-        let (user, realm) = aor.split_once('@').expect("normalized");
-        Ok((
-            realm.to_owned(),
-            ha1(Algorithm::Md5, user, realm, password),
-            ha1(Algorithm::Sha256, user, realm, password),
-        ))
-    }
 }
 
 impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        match self.conn.path() {
+            Some(p) if !p.is_empty() => format!("SQLite {p}"),
+            _ => "SQLite in memory".into(),
+        }
+    }
+
     fn add_user(&self, aor: &str, password: &str) -> Result<()> {
         let norm = normalize_aor(aor)?;
-        let (realm, md5, sha) = Self::hashes(&norm, password)?;
+        let (realm, md5, sha) = hashes(&norm, password)?;
         let n = self.conn.execute(
             "INSERT OR IGNORE INTO users (aor, realm, ha1_md5, ha1_sha256) VALUES (?1, ?2, ?3, ?4)",
             params![norm, realm, md5, sha],
@@ -168,7 +165,7 @@ impl Store for SqliteStore {
 
     fn set_password(&self, aor: &str, password: &str) -> Result<()> {
         let norm = normalize_aor(aor)?;
-        let (_, md5, sha) = Self::hashes(&norm, password)?;
+        let (_, md5, sha) = hashes(&norm, password)?;
         let n = self.conn.execute(
             "UPDATE users SET ha1_md5 = ?2, ha1_sha256 = ?3 WHERE aor = ?1",
             params![norm, md5, sha],
@@ -296,28 +293,8 @@ impl Store for SqliteStore {
         let mut st = self
             .conn
             .prepare_cached("SELECT contact, grp FROM contacts WHERE owner = ?1 ORDER BY rowid")?;
-        let rows = st.query_map(params![owner], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out: Vec<ContactEntry> = Vec::new();
-        for row in rows {
-            let (aor, grp) = row?;
-            let i = match out.iter().position(|c| c.aor == aor) {
-                Some(i) => i,
-                None => {
-                    out.push(ContactEntry {
-                        aor,
-                        groups: Vec::new(),
-                    });
-                    out.len() - 1
-                }
-            };
-            if !grp.is_empty() {
-                out[i].groups.push(grp);
-                out[i].groups.sort();
-            }
-        }
-        Ok(out)
+        let rows = st.query_map(params![owner], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(group_contacts(rows.collect::<rusqlite::Result<Vec<_>>>()?))
     }
 
     fn add_contact(&self, owner: &str, contact: &str, group: Option<&str>) -> Result<()> {
@@ -458,18 +435,11 @@ impl Store for SqliteStore {
         let mut st = self
             .conn
             .prepare_cached("SELECT rev, aor FROM changes WHERE rev > ?1 ORDER BY rev")?;
-        let mut newest = rev;
-        let mut aors: Vec<String> = Vec::new();
-        for row in st.query_map(params![rev], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })? {
-            let (r, aor) = row?;
-            newest = newest.max(r);
-            if !aors.contains(&aor) {
-                aors.push(aor);
-            }
-        }
-        Ok((newest, aors))
+        let rows = st.query_map(params![rev], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(fold_changes(
+            rev,
+            rows.collect::<rusqlite::Result<Vec<_>>>()?,
+        ))
     }
 
     fn save_state(
@@ -502,215 +472,5 @@ impl Store for SqliteStore {
         )?;
         let rows = st.query_map(params![kind, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-}
-
-/// A group name: printable, at most 64 characters.
-fn check_group(g: &str) -> Result<&str> {
-    let g = g.trim();
-    if g.is_empty() || g.chars().count() > 64 || g.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(format!(
-            "'{g}' is not a group name (1 to 64 printable characters)"
-        )));
-    }
-    Ok(g)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn binding(key: &str, expires_at: i64) -> Binding {
-        Binding {
-            aor: "alice@example.com".into(),
-            key: key.into(),
-            contact: format!("sip:alice@{key}"),
-            params: String::new(),
-            expires_at,
-            call_id: "c".into(),
-            cseq: 1,
-            path: vec!["<sip:edge;lr>".into(), "<sip:dir;lr>".into()],
-            transport: "udp".into(),
-            source: "127.0.0.1:5062".into(),
-            outbound: false,
-        }
-    }
-
-    #[test]
-    fn users_keep_hashes_never_passwords() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.add_user("alice@Example.COM", "s3cret").unwrap();
-        let u = s.user("alice@example.com").unwrap().unwrap();
-        assert_eq!(u.realm, "example.com");
-        assert_eq!(
-            u.ha1_md5,
-            ha1(Algorithm::Md5, "alice", "example.com", "s3cret")
-        );
-        assert!(!u.ha1_md5.contains("s3cret") && !u.ha1_sha256.contains("s3cret"));
-        assert!(matches!(
-            s.add_user("alice@example.com", "x"),
-            Err(StoreError::UserExists(_))
-        ));
-        s.set_password("alice@example.com", "new").unwrap();
-        assert_ne!(
-            s.user("alice@example.com").unwrap().unwrap().ha1_md5,
-            u.ha1_md5
-        );
-        assert_eq!(s.list_users().unwrap(), vec!["alice@example.com"]);
-        s.remove_user("alice@example.com").unwrap();
-        assert!(s.user("alice@example.com").unwrap().is_none());
-        assert!(matches!(
-            s.remove_user("alice@example.com"),
-            Err(StoreError::NoSuchUser(_))
-        ));
-        assert!(matches!(
-            s.add_user("nodomain", "x"),
-            Err(StoreError::BadAddress(_))
-        ));
-    }
-
-    #[test]
-    fn importing_users_is_all_or_nothing_and_keeps_existing_passwords() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.add_user("alice@example.com", "s3cret").unwrap();
-        let u = s.user("alice@example.com").unwrap().unwrap();
-        let batch = [("alice@example.com", "other"), ("bob@example.com", "b0b")]
-            .map(|(a, p)| (a.to_owned(), p.to_owned()));
-        assert_eq!(s.import_users(&batch).unwrap(), 1, "alice existed already");
-        let alice = s.user("alice@example.com").unwrap().unwrap();
-        assert_eq!(
-            alice.ha1_md5, u.ha1_md5,
-            "import keeps an existing password"
-        );
-        assert!(s.user("bob@example.com").unwrap().is_some());
-        let bad = [("carol@example.com", "c"), ("no-domain", "x")]
-            .map(|(a, p)| (a.to_owned(), p.to_owned()));
-        assert!(s.import_users(&bad).is_err());
-        assert!(
-            s.user("carol@example.com").unwrap().is_none(),
-            "all or none"
-        );
-    }
-
-    #[test]
-    fn bindings_round_trip_and_expire() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.save_binding(&binding("h1", 100)).unwrap();
-        s.save_binding(&binding("h2", 200)).unwrap();
-        assert_eq!(s.bindings(50).unwrap().len(), 2);
-        assert_eq!(s.bindings(150).unwrap(), vec![binding("h2", 200)]);
-        assert_eq!(s.purge_expired(150).unwrap(), 1);
-        s.remove_binding("alice@example.com", "h2").unwrap();
-        assert!(s.bindings(0).unwrap().is_empty());
-    }
-
-    #[test]
-    fn contact_lists_groups_and_privacy_are_kept_and_logged() {
-        let s = SqliteStore::in_memory().unwrap();
-        let (rev0, _) = s.changes_since(0).unwrap();
-        s.add_contact("alice@example.com", "bob@example.com", None)
-            .unwrap();
-        s.add_contact("alice@example.com", "carol@example.com", Some("Team"))
-            .unwrap();
-        s.add_contact("alice@example.com", "bob@example.com", Some("Friends"))
-            .unwrap();
-        s.add_contact("alice@example.com", "bob@example.com", Some("Team"))
-            .unwrap();
-        let list = s.contacts("alice@example.com").unwrap();
-        assert_eq!(
-            list,
-            vec![
-                ContactEntry {
-                    aor: "carol@example.com".into(),
-                    groups: vec!["Team".into()]
-                },
-                ContactEntry {
-                    aor: "bob@example.com".into(),
-                    groups: vec!["Friends".into(), "Team".into()]
-                },
-            ]
-        );
-        assert_eq!(s.groups("alice@example.com").unwrap(), ["Friends", "Team"]);
-        assert!(s.remove_group("alice@example.com", "Team").unwrap());
-        let list = s.contacts("alice@example.com").unwrap();
-        assert_eq!(list.len(), 2, "{list:?}");
-        assert!(list
-            .iter()
-            .any(|c| c.aor == "carol@example.com" && c.groups.is_empty()));
-        assert!(s
-            .add_contact("alice@example.com", "alice@example.com", None)
-            .is_err());
-        assert!(s
-            .remove_contact("alice@example.com", "bob@example.com")
-            .unwrap());
-        assert!(!s
-            .remove_contact("alice@example.com", "bob@example.com")
-            .unwrap());
-
-        assert_eq!(s.privacy("bob@example.com").unwrap(), Privacy::default());
-        s.set_visibility("bob@example.com", Visibility::Contacts)
-            .unwrap();
-        s.set_blocked("bob@example.com", "mallory@example.com", true)
-            .unwrap();
-        let p = s.privacy("bob@example.com").unwrap();
-        assert_eq!(p.visibility, Visibility::Contacts);
-        assert_eq!(p.blocked, ["mallory@example.com"]);
-        s.set_blocked("bob@example.com", "mallory@example.com", false)
-            .unwrap();
-        assert!(s.privacy("bob@example.com").unwrap().blocked.is_empty());
-
-        let (rev, changed) = s.changes_since(rev0).unwrap();
-        assert!(rev > rev0);
-        assert_eq!(changed, ["alice@example.com", "bob@example.com"]);
-        assert_eq!(s.changes_since(rev).unwrap(), (rev, Vec::new()));
-    }
-
-    #[test]
-    fn removing_a_user_removes_everything_of_it() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.add_user("alice@example.com", "pw").unwrap();
-        s.add_contact("alice@example.com", "bob@example.com", Some("G"))
-            .unwrap();
-        s.set_blocked("alice@example.com", "eve@example.com", true)
-            .unwrap();
-        s.save_state("pub", "e1", "alice@example.com", i64::MAX, "{}")
-            .unwrap();
-        s.remove_user("alice@example.com").unwrap();
-        assert!(s.contacts("alice@example.com").unwrap().is_empty());
-        assert!(s.groups("alice@example.com").unwrap().is_empty());
-        assert_eq!(s.privacy("alice@example.com").unwrap(), Privacy::default());
-        assert!(s.states("pub", 0).unwrap().is_empty());
-    }
-
-    #[test]
-    fn soft_state_expires() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.save_state("sub", "1", "a@example.com", 100, "one")
-            .unwrap();
-        s.save_state("sub", "2", "a@example.com", 200, "two")
-            .unwrap();
-        s.save_state("pub", "x", "a@example.com", 200, "p").unwrap();
-        assert_eq!(s.states("sub", 150).unwrap(), [("2".into(), "two".into())]);
-        s.purge_expired(150).unwrap();
-        assert_eq!(s.states("sub", 0).unwrap().len(), 1);
-        s.remove_state("sub", "2").unwrap();
-        assert!(s.states("sub", 0).unwrap().is_empty());
-        assert_eq!(s.states("pub", 0).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn data_survives_reopening_the_file() {
-        let dir = std::env::temp_dir().join(format!("confab-store-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("confab.db");
-        {
-            let s = SqliteStore::open(&path).unwrap();
-            s.add_user("bob@example.com", "pw").unwrap();
-            s.save_binding(&binding("h1", i64::MAX)).unwrap();
-        }
-        let s = SqliteStore::open(&path).unwrap();
-        assert!(s.user("bob@example.com").unwrap().is_some());
-        assert_eq!(s.bindings(0).unwrap().len(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

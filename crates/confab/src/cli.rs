@@ -170,6 +170,10 @@ pub(crate) struct DataDirArg {
     /// [default: $XDG_DATA_HOME/confab or ~/.local/share/confab]
     #[arg(long, env = "CONFAB_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// The shared PostgreSQL database of a pool, postgres://USER[:PASSWORD]@HOST[:PORT]/DB
+    /// (prefer the environment variable for a password). [default: SQLite in the data dir]
+    #[arg(long, env = "CONFAB_DATABASE", value_name = "URL")]
+    pub(crate) database: Option<String>,
 }
 
 #[derive(Debug, Args)]

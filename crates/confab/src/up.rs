@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use confab_core::EngineConfig;
-use confab_store::{SqliteStore, Store};
+use confab_store::Store;
 use sip_transport::Listeners;
 
 use crate::cli::{UpArgs, UsageError};
@@ -37,9 +37,7 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let dir = datadir::resolve(&args.data)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-    let db = datadir::db_path(&dir);
-    let store = SqliteStore::open(&db)
-        .with_context(|| format!("cannot open the database {}", db.display()))?;
+    let store = datadir::open_store(&args.data, &dir)?;
     let (topology, topology_file) = topology_for(&args, &dir)?;
     // The certificate carries the planned names; what must verify is what DNS points here.
     let server_names = confab_topology::names_pointing_at(&topology, &args.fqdn);
@@ -62,7 +60,7 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let demo = if args.no_demo_users {
         Vec::new()
     } else {
-        ensure_demo_users(&store, &dir, &args.domain)?
+        ensure_demo_users(store.as_ref(), &dir, &args.domain)?
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -74,6 +72,7 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
         topology_file,
         pki,
         demo,
+        database: store.describe(),
     };
     runtime.block_on(serve(args, store, site, &dir))
 }
@@ -84,6 +83,8 @@ struct Site {
     topology_file: std::path::PathBuf,
     pki: pki::Pki,
     demo: Vec<(String, String)>,
+    /// Where the data is (for the banner).
+    database: String,
 }
 
 /// The topology given with --topology, or the single-server one, written anew into the data
@@ -109,7 +110,7 @@ fn topology_for(
     Ok((topology, file))
 }
 
-async fn serve(args: UpArgs, store: SqliteStore, site: Site, dir: &Path) -> anyhow::Result<()> {
+async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> anyhow::Result<()> {
     let pki = &site.pki;
     let sip = SocketAddr::new(args.bind, args.sip_port);
     let tls = SocketAddr::new(args.bind, args.sip_port + 1);
@@ -181,12 +182,9 @@ async fn serve(args: UpArgs, store: SqliteStore, site: Site, dir: &Path) -> anyh
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen for the web front-end on {addr} — pick another port with --web-port, or 0 for none")
         })?;
-        let db = datadir::db_path(dir);
-        let web_store = SqliteStore::open(&db)
-            .with_context(|| format!("cannot open the database {}", db.display()))?;
         let state = std::sync::Arc::new(confab_web::WebState {
             topology: site.topology.clone(),
-            store: std::sync::Mutex::new(Box::new(web_store)),
+            store: std::sync::Mutex::new(datadir::open_store(&args.data, dir)?),
         });
         tokio::spawn(async move {
             if let Err(e) = confab_web::serve(listener, state, std::future::pending()).await {
@@ -208,7 +206,7 @@ async fn serve(args: UpArgs, store: SqliteStore, site: Site, dir: &Path) -> anyh
     tracing::info!(event = "server.ready", udp = %sip, tcp = %sip, tls = %tls, domain = %args.domain, "Confab is ready");
     confab_core::server::run(
         cfg,
-        Box::new(store),
+        store,
         listeners,
         transport_cfg,
         secret,
@@ -237,7 +235,7 @@ async fn shutdown_signal() {
 /// On first start (no users yet) creates alice, bob and carol with random passwords and keeps
 /// them in demo-users.txt (mode 0600) so that they can be read again.
 fn ensure_demo_users(
-    store: &SqliteStore,
+    store: &dyn Store,
     dir: &Path,
     domain: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
@@ -302,6 +300,7 @@ fn print_banner(
         pki.ca.display()
     );
     println!("  Data      {}", dir.display());
+    println!("  Database  {}", site.database);
     if !demo.is_empty() {
         println!("  Demo users (address, password):");
         for (a, p) in demo {

@@ -171,7 +171,7 @@ pub(crate) fn privacy(cmd: PrivacyCommand) -> anyhow::Result<()> {
 fn open_for(
     data: &crate::cli::DataDirArg,
     address: &str,
-) -> anyhow::Result<(confab_store::SqliteStore, String)> {
+) -> anyhow::Result<(Box<dyn Store>, String)> {
     let store = datadir::open_existing(data)?;
     let aor = confab_store::normalize_aor(address).map_err(usage)?;
     if store.user(&aor)?.is_none() {
@@ -225,7 +225,9 @@ fn check_password(p: &str) -> anyhow::Result<()> {
 /// Store errors about what was asked (exists, missing, bad address) are usage errors.
 fn usage(e: confab_store::StoreError) -> anyhow::Error {
     match e {
-        confab_store::StoreError::Database(_) => e.into(),
+        confab_store::StoreError::Database(_) | confab_store::StoreError::Unavailable(_) => {
+            e.into()
+        }
         other => UsageError(other.to_string()).into(),
     }
 }

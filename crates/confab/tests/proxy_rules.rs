@@ -8,40 +8,13 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, udp_client, udp_exchange, Server, Sipp, SippChild};
-
-fn register_device(server: &Server, user: &str, scenario: &str) -> SippChild {
-    let port = free_port();
-    let uas = Sipp::new(server, scenario)
-        .args(["-s", user, "-p", &port.to_string()])
-        .spawn();
-    common::wait_udp_bound(port);
-    register_contact(server, user, port);
-    uas
-}
-
-fn register_contact(server: &Server, user: &str, port: u16) {
-    Sipp::new(server, "register.xml")
-        .args(["-s", user, "-key", "contact_port", &port.to_string()])
-        .auth(user, &server.password(user))
-        .run()
-        .assert_success("REGISTER");
-}
-
-fn message(server: &Server, from: &str, to: &str) -> String {
-    let r = Sipp::new(server, "uac_message.xml")
-        .args(["-s", to, "-key", "caller", from])
-        .auth(from, &server.password(from))
-        .run();
-    r.assert_success("MESSAGE");
-    r.trace()
-}
+use common::{device, message, register, udp_client, udp_exchange, Server, Sipp};
 
 #[test]
 fn a_message_forks_to_every_device_of_the_user() {
     let server = Server::start();
-    let phone = register_device(&server, "bob", "uas_message.xml");
-    let laptop = register_device(&server, "bob", "uas_message.xml");
+    let phone = device(&server, "bob", "uas_message.xml");
+    let laptop = device(&server, "bob", "uas_message.xml");
     let trace = message(&server, "alice", "bob");
     assert!(trace.contains("SIP/2.0 200 OK"));
     phone.assert_success("first device got the MESSAGE");
@@ -51,8 +24,8 @@ fn a_message_forks_to_every_device_of_the_user() {
 #[test]
 fn an_answered_call_cancels_the_other_ringing_device() {
     let server = Server::start();
-    let desk = register_device(&server, "bob", "uas_call.xml");
-    let mobile = register_device(&server, "bob", "uas_ring.xml");
+    let desk = device(&server, "bob", "uas_call.xml");
+    let mobile = device(&server, "bob", "uas_ring.xml");
     Sipp::new(&server, "uac_call.xml")
         .args(["-s", "bob", "-key", "caller", "alice"])
         .auth("alice", &server.password("alice"))
@@ -66,7 +39,7 @@ fn an_answered_call_cancels_the_other_ringing_device() {
 fn a_request_that_comes_back_unchanged_is_a_loop() {
     let server = Server::start();
     // bob's "device" is the server itself: the MESSAGE spirals once, then loops
-    register_contact(&server, "bob", server.port);
+    register(&server, "bob", server.port, "u1");
     let trace = message(&server, "alice", "bob");
     assert!(trace.contains("SIP/2.0 482 Loop Detected"), "{trace}");
 }

@@ -3,35 +3,7 @@
 
 mod common;
 
-use common::{free_port, Server, Sipp, SippChild};
-
-/// Registers `user` with a Contact on `contact_port` (where a SIPp UAS will listen).
-fn register(server: &Server, user: &str, contact_port: u16, transport: &str) {
-    Sipp::new(server, "register.xml")
-        .args([
-            "-s",
-            user,
-            "-key",
-            "contact_port",
-            &contact_port.to_string(),
-            "-t",
-            transport,
-        ])
-        .auth(user, &server.password(user))
-        .run()
-        .assert_success(&format!("REGISTER {user} over {transport}"));
-}
-
-/// Starts a SIPp device for `user` on its own port and registers it.
-fn device(server: &Server, user: &str, scenario: &str) -> SippChild {
-    let port = free_port();
-    let uas = Sipp::new(server, scenario)
-        .args(["-s", user, "-p", &port.to_string()])
-        .spawn();
-    common::wait_udp_bound(port);
-    register(server, user, port, "u1");
-    uas
-}
+use common::{device, free_port, register, Server, Sipp};
 
 #[test]
 fn register_with_digest_challenge_succeeds_over_udp_and_tcp() {

@@ -367,19 +367,15 @@ impl Engine {
         )
     }
 
-    /// 404 unless `aor` is a user; a store failure is a 500.
+    /// 404 unless `aor` is a user; a store failure is a 503 or 500 (`lookup_refusal`).
     fn existing_user(&mut self, now: Now, ctx: &mut Ctx, aor: &str) -> Result<(), Refusal> {
         match self.store.user(aor) {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err((404, "Not Found (no such user)".into(), Vec::new())),
             Err(e) => {
                 let _ = (now, ctx);
-                tracing::error!(event = "store.error", error = %e, user = %aor, "user lookup failed");
-                Err((
-                    500,
-                    "Server Internal Error (user store unavailable)".into(),
-                    Vec::new(),
-                ))
+                let (code, reason, extra) = super::lookup_refusal(aor, &e);
+                Err((code, reason.into(), extra))
             }
         }
     }

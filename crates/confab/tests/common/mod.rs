@@ -498,3 +498,183 @@ pub(crate) fn answers_options(server: &Server) -> bool {
     let p = options_probe(server.port, s.local_addr().unwrap().port(), 9999);
     udp_exchange(&s, server, p.as_bytes()).is_some_and(|r| r.starts_with("SIP/2.0 200"))
 }
+
+/// Registers `user` (a demo user) with a Contact on `contact_port`, over SIPp's `transport`
+/// (`u1`, `t1`).
+pub(crate) fn register(server: &Server, user: &str, contact_port: u16, transport: &str) {
+    Sipp::new(server, "register.xml")
+        .args([
+            "-s",
+            user,
+            "-key",
+            "contact_port",
+            &contact_port.to_string(),
+            "-t",
+            transport,
+        ])
+        .auth(user, &server.password(user))
+        .run()
+        .assert_success(&format!("REGISTER {user} over {transport}"));
+}
+
+/// Starts a SIPp device for `user` running `scenario` on its own port and registers it.
+pub(crate) fn device(server: &Server, user: &str, scenario: &str) -> SippChild {
+    let port = free_port();
+    let uas = Sipp::new(server, scenario)
+        .args(["-s", user, "-p", &port.to_string()])
+        .spawn();
+    wait_udp_bound(port);
+    register(server, user, port, "u1");
+    uas
+}
+
+/// `from` sends a MESSAGE to `to` (both demo users); returns SIPp's trace.
+pub(crate) fn message(server: &Server, from: &str, to: &str) -> String {
+    let r = Sipp::new(server, "uac_message.xml")
+        .args(["-s", to, "-key", "caller", from])
+        .auth(from, &server.password(from))
+        .run();
+    r.assert_success("MESSAGE");
+    r.trace()
+}
+
+/// A PostgreSQL server of the test's own (initdb into a temporary directory, a free loopback
+/// port), for tests that stop and start the database under a running Confab. Needs Debian's
+/// `postgresql` package, which scripts/test installs; as root the server runs as `postgres`.
+pub(crate) struct Postgres {
+    pub(crate) port: u16,
+    dir: TempDir,
+    bin: PathBuf,
+}
+
+impl Postgres {
+    pub(crate) fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("pg_ctl").exists())
+            .max()
+            .expect("PostgreSQL server binaries are not installed: run ./scripts/test (it installs Debian's postgresql package)");
+        let dir = TempDir::new("postgres");
+        let pg = Self {
+            port: free_port(),
+            dir,
+            bin,
+        };
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&pg.dir.0)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "cannot hand {} to the postgres user",
+                pg.dir.0.display()
+            );
+        }
+        pg.run(
+            "initdb",
+            &["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
+        );
+        pg.resume();
+        pg
+    }
+
+    /// Where the server's data lives.
+    fn data(&self) -> String {
+        self.dir.0.join("data").display().to_string()
+    }
+
+    /// `program -D DATA`, as the postgres user when we are root (the server refuses root).
+    fn command(&self, program: &str) -> Command {
+        let exe = self.bin.join(program);
+        let mut c = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        c.args(["-D", &self.data()]);
+        c
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub(crate) fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server (fast shutdown: connections are cut).
+    pub(crate) fn stop(&self) {
+        self.run("pg_ctl", &["stop", "-m", "fast", "-w"]);
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub(crate) fn resume(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.0.display()
+        );
+        let log = self.dir.0.join("postgres.log").display().to_string();
+        self.run("pg_ctl", &["start", "-w", "-o", &opts, "-l", &log]);
+    }
+
+    /// Runs SQL with psql and returns its unaligned output.
+    pub(crate) fn sql(&self, query: &str) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                &self.url(),
+                "-c",
+                query,
+            ])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {query}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["stop", "-m", "immediate"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}

@@ -1,0 +1,378 @@
+//! One conformance suite for every [`Store`]: each check below runs against SQLite (a file in a
+//! temporary directory) and against a real PostgreSQL (a fresh schema per test in the database
+//! named by `CONFAB_TEST_DATABASE`, default `postgres://postgres@127.0.0.1:5432/test`).
+//! PostgreSQL tests never skip: when no server answers they fail and say how to get one
+//! (`scripts/test` starts a throwaway server where none runs).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use confab_store::{
+    Binding, ContactEntry, PgStore, Privacy, SqliteStore, Store, StoreError, Visibility,
+};
+use sip_auth::{ha1, Algorithm};
+
+/// Where a check gets its stores: every `open` is another connection to the same database.
+trait Fixture {
+    fn open(&self) -> Box<dyn Store>;
+}
+
+static SERIAL: AtomicUsize = AtomicUsize::new(0);
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        SERIAL.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+struct Sqlite {
+    dir: std::path::PathBuf,
+}
+
+impl Sqlite {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique("confab_store"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+}
+
+impl Fixture for Sqlite {
+    fn open(&self) -> Box<dyn Store> {
+        Box::new(SqliteStore::open(&self.dir.join("confab.db")).unwrap())
+    }
+}
+
+impl Drop for Sqlite {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Postgres {
+    url: String,
+    schema: String,
+}
+
+impl Postgres {
+    fn base_url() -> String {
+        std::env::var("CONFAB_TEST_DATABASE")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    fn admin() -> ::postgres::Client {
+        let url = Self::base_url();
+        ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap_or_else(|e| {
+            panic!(
+                "no PostgreSQL answers at {url} ({e}): run `scripts/test`, which starts one, \
+                 or set CONFAB_TEST_DATABASE to a database this test may create schemas in"
+            )
+        })
+    }
+
+    fn new() -> Self {
+        let schema = unique("confab_test");
+        Self::admin()
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .unwrap();
+        let base = Self::base_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Self {
+            url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+            schema,
+        }
+    }
+}
+
+impl Fixture for Postgres {
+    fn open(&self) -> Box<dyn Store> {
+        Box::new(PgStore::open(&self.url).unwrap())
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Self::admin().batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema));
+    }
+}
+
+/// Runs every listed check against both stores.
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $check() { super::$check(&super::Sqlite::new()) } )*
+        }
+        mod postgres {
+            $( #[test] fn $check() { super::$check(&super::Postgres::new()) } )*
+        }
+    };
+}
+
+conformance!(
+    users_keep_hashes_never_passwords,
+    importing_users_is_all_or_nothing_and_keeps_existing_passwords,
+    bindings_round_trip_and_expire,
+    contact_lists_groups_and_privacy_are_kept_and_logged,
+    removing_a_user_removes_everything_of_it,
+    soft_state_expires_and_keeps_its_order,
+    data_survives_reopening,
+    another_connection_sees_every_change,
+);
+
+fn binding(key: &str, expires_at: i64) -> Binding {
+    Binding {
+        aor: "alice@example.com".into(),
+        key: key.into(),
+        contact: format!("sip:alice@{key}"),
+        params: ";q=0.5".into(),
+        expires_at,
+        call_id: "c".into(),
+        cseq: u32::MAX,
+        path: vec!["<sip:edge;lr>".into(), "<sip:dir;lr>".into()],
+        transport: "udp".into(),
+        source: "127.0.0.1:5062".into(),
+        outbound: true,
+    }
+}
+
+fn users_keep_hashes_never_passwords(f: &dyn Fixture) {
+    let s = f.open();
+    s.add_user("alice@Example.COM", "s3cret").unwrap();
+    let u = s.user("alice@example.com").unwrap().unwrap();
+    assert_eq!(u.realm, "example.com");
+    assert_eq!(
+        u.ha1_md5,
+        ha1(Algorithm::Md5, "alice", "example.com", "s3cret")
+    );
+    assert_eq!(
+        u.ha1_sha256,
+        ha1(Algorithm::Sha256, "alice", "example.com", "s3cret")
+    );
+    assert!(!u.ha1_md5.contains("s3cret") && !u.ha1_sha256.contains("s3cret"));
+    assert!(matches!(
+        s.add_user("alice@example.com", "x"),
+        Err(StoreError::UserExists(_))
+    ));
+    s.set_password("alice@example.com", "new").unwrap();
+    assert_ne!(
+        s.user("alice@example.com").unwrap().unwrap().ha1_md5,
+        u.ha1_md5
+    );
+    assert!(matches!(
+        s.set_password("nobody@example.com", "x"),
+        Err(StoreError::NoSuchUser(_))
+    ));
+    s.add_user("bob@example.com", "b").unwrap();
+    assert_eq!(
+        s.list_users().unwrap(),
+        ["alice@example.com", "bob@example.com"]
+    );
+    s.remove_user("alice@example.com").unwrap();
+    assert!(s.user("alice@example.com").unwrap().is_none());
+    assert!(matches!(
+        s.remove_user("alice@example.com"),
+        Err(StoreError::NoSuchUser(_))
+    ));
+    assert!(matches!(
+        s.add_user("nodomain", "x"),
+        Err(StoreError::BadAddress(_))
+    ));
+}
+
+fn importing_users_is_all_or_nothing_and_keeps_existing_passwords(f: &dyn Fixture) {
+    let s = f.open();
+    s.add_user("alice@example.com", "s3cret").unwrap();
+    let u = s.user("alice@example.com").unwrap().unwrap();
+    let batch = [("alice@example.com", "other"), ("bob@example.com", "b0b")]
+        .map(|(a, p)| (a.to_owned(), p.to_owned()));
+    assert_eq!(s.import_users(&batch).unwrap(), 1, "alice existed already");
+    let alice = s.user("alice@example.com").unwrap().unwrap();
+    assert_eq!(
+        alice.ha1_md5, u.ha1_md5,
+        "import keeps an existing password"
+    );
+    assert!(s.user("bob@example.com").unwrap().is_some());
+    let bad =
+        [("carol@example.com", "c"), ("no-domain", "x")].map(|(a, p)| (a.to_owned(), p.to_owned()));
+    assert!(s.import_users(&bad).is_err());
+    assert!(
+        s.user("carol@example.com").unwrap().is_none(),
+        "all or none"
+    );
+}
+
+fn bindings_round_trip_and_expire(f: &dyn Fixture) {
+    let s = f.open();
+    s.save_binding(&binding("h1", 100)).unwrap();
+    s.save_binding(&binding("h2", 200)).unwrap();
+    assert_eq!(s.bindings(50).unwrap().len(), 2);
+    assert_eq!(s.bindings(150).unwrap(), vec![binding("h2", 200)]);
+    let mut refreshed = binding("h2", 300);
+    refreshed.cseq = 7;
+    refreshed.path.clear();
+    refreshed.outbound = false;
+    s.save_binding(&refreshed).unwrap();
+    assert_eq!(
+        s.bindings(150).unwrap(),
+        vec![refreshed],
+        "replaced, not added"
+    );
+    assert_eq!(s.purge_expired(150).unwrap(), 1);
+    s.remove_binding("alice@example.com", "h2").unwrap();
+    assert!(s.bindings(0).unwrap().is_empty());
+}
+
+fn contact_lists_groups_and_privacy_are_kept_and_logged(f: &dyn Fixture) {
+    let s = f.open();
+    let (rev0, _) = s.changes_since(0).unwrap();
+    s.add_contact("alice@example.com", "bob@example.com", None)
+        .unwrap();
+    s.add_contact("alice@example.com", "carol@example.com", Some("Team"))
+        .unwrap();
+    s.add_contact("alice@example.com", "bob@example.com", Some("Friends"))
+        .unwrap();
+    s.add_contact("alice@example.com", "bob@example.com", Some("Team"))
+        .unwrap();
+    s.add_contact("alice@example.com", "bob@example.com", None)
+        .unwrap();
+    let list = s.contacts("alice@example.com").unwrap();
+    assert_eq!(
+        list,
+        vec![
+            ContactEntry {
+                aor: "carol@example.com".into(),
+                groups: vec!["Team".into()]
+            },
+            ContactEntry {
+                aor: "bob@example.com".into(),
+                groups: vec!["Friends".into(), "Team".into()]
+            },
+        ]
+    );
+    assert_eq!(s.groups("alice@example.com").unwrap(), ["Friends", "Team"]);
+    assert!(s.remove_group("alice@example.com", "Team").unwrap());
+    assert!(!s.remove_group("alice@example.com", "Team").unwrap());
+    let list = s.contacts("alice@example.com").unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list
+        .iter()
+        .any(|c| c.aor == "carol@example.com" && c.groups.is_empty()));
+    assert!(matches!(
+        s.add_contact("alice@example.com", "alice@example.com", None),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.add_group("alice@example.com", " "),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(s
+        .remove_contact("alice@example.com", "bob@example.com")
+        .unwrap());
+    assert!(!s
+        .remove_contact("alice@example.com", "bob@example.com")
+        .unwrap());
+
+    assert_eq!(s.privacy("bob@example.com").unwrap(), Privacy::default());
+    s.set_visibility("bob@example.com", Visibility::Contacts)
+        .unwrap();
+    s.set_blocked("bob@example.com", "mallory@example.com", true)
+        .unwrap();
+    s.set_blocked("bob@example.com", "eve@example.com", true)
+        .unwrap();
+    let p = s.privacy("bob@example.com").unwrap();
+    assert_eq!(p.visibility, Visibility::Contacts);
+    assert_eq!(p.blocked, ["eve@example.com", "mallory@example.com"]);
+    s.set_blocked("bob@example.com", "mallory@example.com", false)
+        .unwrap();
+    s.set_visibility("bob@example.com", Visibility::Everyone)
+        .unwrap();
+    let p = s.privacy("bob@example.com").unwrap();
+    assert_eq!(p.blocked, ["eve@example.com"]);
+    assert_eq!(p.visibility, Visibility::Everyone);
+
+    let (rev, changed) = s.changes_since(rev0).unwrap();
+    assert!(rev > rev0);
+    assert_eq!(changed, ["alice@example.com", "bob@example.com"]);
+    assert_eq!(s.changes_since(rev).unwrap(), (rev, Vec::new()));
+}
+
+fn removing_a_user_removes_everything_of_it(f: &dyn Fixture) {
+    let s = f.open();
+    s.add_user("alice@example.com", "pw").unwrap();
+    s.add_contact("alice@example.com", "bob@example.com", Some("G"))
+        .unwrap();
+    s.set_blocked("alice@example.com", "eve@example.com", true)
+        .unwrap();
+    s.set_visibility("alice@example.com", Visibility::Contacts)
+        .unwrap();
+    s.save_state("pub", "e1", "alice@example.com", i64::MAX, "{}")
+        .unwrap();
+    s.save_binding(&binding("h1", i64::MAX)).unwrap();
+    s.remove_user("alice@example.com").unwrap();
+    assert!(s.contacts("alice@example.com").unwrap().is_empty());
+    assert!(s.groups("alice@example.com").unwrap().is_empty());
+    assert_eq!(s.privacy("alice@example.com").unwrap(), Privacy::default());
+    assert!(s.states("pub", 0).unwrap().is_empty());
+    assert!(s.bindings(0).unwrap().is_empty());
+}
+
+fn soft_state_expires_and_keeps_its_order(f: &dyn Fixture) {
+    let s = f.open();
+    s.save_state("sub", "1", "a@example.com", 100, "one")
+        .unwrap();
+    s.save_state("sub", "2", "a@example.com", 200, "two")
+        .unwrap();
+    s.save_state("sub", "3", "a@example.com", 200, "three")
+        .unwrap();
+    s.save_state("sub", "2", "a@example.com", 300, "two again")
+        .unwrap();
+    s.save_state("pub", "x", "a@example.com", 200, "p").unwrap();
+    assert_eq!(
+        s.states("sub", 150).unwrap(),
+        [
+            ("3".into(), "three".into()),
+            ("2".into(), "two again".into())
+        ],
+        "a refreshed entry comes after older ones"
+    );
+    s.purge_expired(150).unwrap();
+    assert_eq!(s.states("sub", 0).unwrap().len(), 2);
+    s.remove_state("sub", "2").unwrap();
+    s.remove_state("sub", "3").unwrap();
+    assert!(s.states("sub", 0).unwrap().is_empty());
+    assert_eq!(s.states("pub", 0).unwrap().len(), 1);
+}
+
+fn data_survives_reopening(f: &dyn Fixture) {
+    {
+        let s = f.open();
+        s.add_user("bob@example.com", "pw").unwrap();
+        s.save_binding(&binding("h1", i64::MAX)).unwrap();
+        s.add_contact("bob@example.com", "alice@example.com", Some("G"))
+            .unwrap();
+    }
+    let s = f.open();
+    assert!(s.user("bob@example.com").unwrap().is_some());
+    assert_eq!(s.bindings(0).unwrap(), [binding("h1", i64::MAX)]);
+    assert_eq!(s.groups("bob@example.com").unwrap(), ["G"]);
+}
+
+/// What servers sharing one database rely on: a write through one connection is visible to
+/// another at once, and shows in its change log.
+fn another_connection_sees_every_change(f: &dyn Fixture) {
+    let a = f.open();
+    let b = f.open();
+    let (rev0, _) = b.changes_since(0).unwrap();
+    a.add_user("carol@example.com", "pw").unwrap();
+    a.add_contact("dave@example.com", "carol@example.com", None)
+        .unwrap();
+    a.save_binding(&binding("h9", i64::MAX)).unwrap();
+    assert!(b.user("carol@example.com").unwrap().is_some());
+    assert_eq!(b.bindings(0).unwrap().len(), 1);
+    let (rev, changed) = b.changes_since(rev0).unwrap();
+    assert!(rev > rev0);
+    assert_eq!(changed, ["carol@example.com", "dave@example.com"]);
+    b.remove_user("carol@example.com").unwrap();
+    assert!(a.user("carol@example.com").unwrap().is_none());
+}

@@ -1,0 +1,133 @@
+//! Confab on PostgreSQL, the back end a pool shares, with real servers: a database that cannot
+//! be reached at start, users and registrations kept in PostgreSQL, and the database lost and
+//! regained under a running server. Each test runs a PostgreSQL of its own (it stops it).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{device, free_port, free_sip_port, register, Postgres, Server, Sipp, TempDir};
+
+#[test]
+fn an_unreachable_database_stops_start_up_with_a_reason() {
+    let dir = TempDir::new("no-database");
+    let port = free_port(); // nothing listens there
+    let out = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["up", "--data-dir"])
+        .arg(&dir.0)
+        .args(["--sip-port", &free_sip_port().to_string()])
+        .args(["--dns", "off", "--web-port", "0", "--database"])
+        .arg(format!("postgres://confab:hunter2@127.0.0.1:{port}/confab"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot connect to PostgreSQL at 127.0.0.1:{port}/confab"
+        )),
+        "names the database: {err}"
+    );
+    assert!(
+        err.contains("Is PostgreSQL running"),
+        "says what to check: {err}"
+    );
+    assert!(!err.contains("hunter2"), "never prints the password: {err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["user", "list", "--database", "mysql://db/confab"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "a usage error: {err}");
+    assert!(err.contains("postgres://USER@HOST:PORT/DATABASE"), "{err}");
+}
+
+#[test]
+fn registrations_live_in_postgres_and_outlast_a_database_outage() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let server = Server::start_with(&["--database", &url]);
+    assert!(
+        server.log_text().contains(&format!(
+            "Database  PostgreSQL at 127.0.0.1:{}/postgres",
+            pg.port
+        )),
+        "the banner names the database:\n{}",
+        server.log_text()
+    );
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM users"),
+        "3",
+        "demo users in PostgreSQL"
+    );
+
+    // a user added with the CLI against the same database signs in at once
+    let out = server.cli(&[
+        "user",
+        "add",
+        "dave@example.com",
+        "--password",
+        "d4ve-pw",
+        "--database",
+        &url,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    Sipp::new(&server, "register.xml")
+        .args(["-s", "dave", "-key", "contact_port", "5999"])
+        .auth("dave", "d4ve-pw")
+        .run()
+        .assert_success("REGISTER of a user added through PostgreSQL");
+
+    // bob's device is registered; its binding row is in PostgreSQL
+    let bob = device(&server, "bob", "uas_message.xml");
+    let bob_port = pg
+        .sql("SELECT contact FROM bindings WHERE aor = 'bob@example.com'")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split(';').next())
+        .unwrap()
+        .to_owned();
+
+    pg.stop();
+    // bob refreshes the same contact while the database is down: 503 with Retry-After
+    Sipp::new(&server, "register_unavailable.xml")
+        .args(["-s", "bob", "-key", "contact_port", &bob_port])
+        .auth("bob", &server.password("bob"))
+        .run()
+        .assert_success("REGISTER while PostgreSQL is down is answered 503 with Retry-After");
+    assert!(
+        server.log_text().contains("database unavailable"),
+        "the outage is logged:\n{}",
+        server.log_text()
+    );
+
+    pg.resume();
+    // service resumes by itself: carol signs in without a restart of Confab
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = Sipp::new(&server, "register.xml")
+            .args(["-s", "carol", "-key", "contact_port", "5998"])
+            .auth("carol", &server.password("carol"))
+            .run();
+        if r.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no REGISTER succeeded within 20 s of PostgreSQL's return:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM bindings"),
+        "3",
+        "dave, bob and carol"
+    );
+    // bob's binding outlived the refused refresh: a MESSAGE still reaches his device
+    common::message(&server, "alice", "bob");
+    bob.assert_success("bob's device reached after the outage");
+    register(&server, "alice", 5997, "t1");
+}
