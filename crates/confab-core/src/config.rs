@@ -34,6 +34,9 @@ pub struct EngineConfig {
     pub server_name: String,
     /// Presence limits and lifetimes.
     pub presence: crate::presence::PresenceConfig,
+    /// Home pools, when the deployment has more than one place for users (several pools, or a
+    /// Director); `None`: every user is local.
+    pub homing: Option<crate::homing::Homing>,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +59,7 @@ impl Default for EngineConfig {
             lockout_duration: Duration::from_secs(60),
             server_name: concat!("Confab/", env!("CARGO_PKG_VERSION")).into(),
             presence: crate::presence::PresenceConfig::default(),
+            homing: None,
         }
     }
 }

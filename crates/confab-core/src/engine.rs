@@ -17,6 +17,7 @@ use sip_transport::{Event, FlowId, Source, Target, Transport};
 mod presence_io;
 
 use crate::config::EngineConfig;
+use crate::homing::Place;
 use crate::pipeline::{Flow, Processor, FRONT_END};
 use crate::presence::{Presence, PresenceStats};
 use crate::proxy::{Branch, ProxyCtx};
@@ -91,6 +92,8 @@ struct Ctx {
     key: Option<String>,
     /// Route values left after removing ours.
     routes: Vec<String>,
+    /// The home pool of the user the request authenticated as (see `homing`).
+    home_pool: Option<String>,
 }
 
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
@@ -276,6 +279,29 @@ impl Engine {
         self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
+    /// A user changed in the store (perhaps by another process): when it was removed or moved
+    /// to another pool, its registrations here go (their devices are redirected at their next
+    /// REGISTER). A database outage drops nothing.
+    fn recheck_user(&mut self, now: Now, aor: &str) {
+        if self.location.lookup(aor).is_empty() {
+            return;
+        }
+        let stays = match self.store.user(aor) {
+            Ok(Some(u)) => self
+                .cfg
+                .homing
+                .as_ref()
+                .is_none_or(|h| h.local_pool.is_some() && u.pool == h.local_pool),
+            Ok(None) => false,
+            Err(_) => true,
+        };
+        if !stays {
+            let n = self.location.forget_user(aor);
+            tracing::info!(event = "registrar.user_left", user = %aor, bindings = n, "user removed or moved to another pool: its registrations here are dropped");
+            self.devices_changed(now, aor);
+        }
+    }
+
     fn housekeeping(&mut self, now: Now) {
         let gone = self.location.expire(now.unix);
         if !gone.is_empty() {
@@ -284,7 +310,10 @@ impl Engine {
         for (aor, _) in gone {
             self.devices_changed(now, &aor);
         }
-        self.presence.housekeeping(self.store.as_ref(), now.unix);
+        let changed = self.presence.housekeeping(self.store.as_ref(), now.unix);
+        for aor in changed {
+            self.recheck_user(now, &aor);
+        }
         self.flush_presence(now);
         if let Err(e) = self.store.purge_expired(now.unix) {
             tracing::error!(event = "store.error", error = %e, "could not purge expired registrations");
@@ -307,6 +336,7 @@ impl Engine {
                     source,
                     key: None,
                     routes: Vec::new(),
+                    home_pool: None,
                 };
                 for &p in self.pipeline {
                     if self.process(p, now, &mut ctx) == Flow::Stop {
@@ -630,6 +660,7 @@ impl Engine {
         match verdict {
             sip_auth::Verdict::Ok => {
                 self.lockout.record_success(&user_key);
+                ctx.home_pool = stored.and_then(|u| u.pool);
                 Flow::Continue
             }
             sip_auth::Verdict::Stale => {
@@ -843,6 +874,24 @@ impl Engine {
             return;
         };
         let aor = u.aor();
+        if let Some(homing) = &self.cfg.homing {
+            match homing.place(ctx.home_pool.as_deref(), ctx.source.transport) {
+                Place::Here => {}
+                Place::Elsewhere { pool, contacts } => {
+                    tracing::info!(event = "register.redirected", user = %aor, pool = %pool, "user homed on another pool: redirected");
+                    let extra: Vec<(&str, String)> =
+                        contacts.into_iter().map(|c| ("Contact", c)).collect();
+                    let reason = format!("Moved Permanently (home pool {pool})");
+                    self.respond(now, ctx, 301, &reason, &extra);
+                    return;
+                }
+                Place::Nowhere(reason) => {
+                    tracing::warn!(event = "register.no_home", user = %aor, reason = %reason, "sign-in refused: no usable home pool (see `confab user move`)");
+                    self.respond(now, ctx, 404, &reason, &[]);
+                    return;
+                }
+            }
+        }
         let result = self.location.register(
             &self.cfg,
             self.store.as_ref(),

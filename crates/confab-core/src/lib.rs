@@ -10,6 +10,7 @@
 
 pub mod config;
 mod engine;
+pub mod homing;
 pub mod pipeline;
 pub mod presence;
 mod proxy;
@@ -19,4 +20,5 @@ pub mod server;
 
 pub use config::EngineConfig;
 pub use engine::{Engine, Now, Output};
+pub use homing::{HomePool, Homing};
 pub use presence::{Availability, PresenceConfig};

@@ -68,6 +68,12 @@ impl Location {
         self.remove_where(|b| b.rec.expires_at <= now)
     }
 
+    /// Drops every binding of `aor` from memory (the store no longer has them); returns how
+    /// many.
+    pub(crate) fn forget_user(&mut self, aor: &str) -> usize {
+        self.by_aor.remove(aor).map_or(0, |v| v.len())
+    }
+
     /// An RFC 5626 flow failed: its outbound bindings go; other bindings forget the flow.
     pub(crate) fn flow_closed(&mut self, flow: FlowId) -> Vec<(String, String)> {
         let gone = self.remove_where(|b| b.flow == Some(flow) && b.rec.outbound);

@@ -76,6 +76,8 @@ pub struct User {
     pub realm: String,
     pub ha1_md5: String,
     pub ha1_sha256: String,
+    /// The FQDN of the pool the user is homed on; `None` when it has none yet.
+    pub pool: Option<String>,
 }
 
 /// One registered contact of a user (a device).
@@ -107,11 +109,16 @@ pub trait Store: Send {
     /// Where the data is, for people (a file path, or `PostgreSQL at host:port/db`), never
     /// with a password.
     fn describe(&self) -> String;
-    /// Adds a user; its realm is its domain.
-    fn add_user(&self, aor: &str, password: &str) -> Result<()>;
-    /// Adds every (address, password) not already a user, all or none; returns how many were
-    /// added. Existing users keep their password.
-    fn import_users(&self, users: &[(String, String)]) -> Result<usize>;
+    /// Adds a user homed on `pool` (a pool FQDN); its realm is its domain.
+    fn add_user(&self, aor: &str, password: &str, pool: Option<&str>) -> Result<()>;
+    /// Adds every (address, password) not already a user, homed on `pool`, all or none;
+    /// returns how many were added. Existing users keep their password and pool.
+    fn import_users(&self, users: &[(String, String)], pool: Option<&str>) -> Result<usize>;
+    /// Homes the user on `pool`. Its registrations and soft state (bound to the servers of the
+    /// old pool) are dropped in the same transaction; its contact list and privacy go with it.
+    fn set_home_pool(&self, aor: &str, pool: &str) -> Result<()>;
+    /// Homes every user without a pool on `pool`; returns how many.
+    fn home_unhomed(&self, pool: &str) -> Result<usize>;
     fn set_password(&self, aor: &str, password: &str) -> Result<()>;
     fn remove_user(&self, aor: &str) -> Result<()>;
     fn user(&self, aor: &str) -> Result<Option<User>>;

@@ -22,7 +22,8 @@ use crate::{
 
 /// Schema versions, applied in order under an advisory lock (servers of a pool may start at
 /// once).
-const MIGRATIONS: &[&str] = &["CREATE TABLE users (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE users (
         aor TEXT PRIMARY KEY,
         realm TEXT NOT NULL,
         ha1_md5 TEXT NOT NULL,
@@ -78,7 +79,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE users (
     CREATE TABLE changes (
         rev BIGSERIAL PRIMARY KEY,
         aor TEXT NOT NULL
-    );"];
+    );",
+    "ALTER TABLE users ADD COLUMN pool TEXT;",
+];
 
 /// How long a caller waits for the database before answering "unavailable".
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
@@ -290,13 +293,18 @@ fn log_change(tx: &mut postgres::Transaction<'_>, aor: &str) -> Result<()> {
     Ok(())
 }
 
-fn insert_user(tx: &mut postgres::Transaction<'_>, aor: &str, password: &str) -> Result<()> {
+fn insert_user(
+    tx: &mut postgres::Transaction<'_>,
+    aor: &str,
+    password: &str,
+    pool: Option<&str>,
+) -> Result<()> {
     let norm = normalize_aor(aor)?;
     let (realm, md5, sha) = hashes(&norm, password)?;
     let n = tx.execute(
-        "INSERT INTO users (aor, realm, ha1_md5, ha1_sha256) VALUES ($1, $2, $3, $4)
+        "INSERT INTO users (aor, realm, ha1_md5, ha1_sha256, pool) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT DO NOTHING",
-        &[&norm, &realm, &md5, &sha],
+        &[&norm, &realm, &md5, &sha, &pool],
     )?;
     if n == 0 {
         return Err(StoreError::UserExists(norm));
@@ -309,22 +317,24 @@ impl Store for PgStore {
         self.target.clone()
     }
 
-    fn add_user(&self, aor: &str, password: &str) -> Result<()> {
+    fn add_user(&self, aor: &str, password: &str, pool: Option<&str>) -> Result<()> {
         let (aor, password) = (aor.to_owned(), password.to_owned());
+        let pool = pool.map(str::to_owned);
         self.call(move |s| {
             let mut tx = s.client()?.transaction()?;
-            insert_user(&mut tx, &aor, &password)?;
+            insert_user(&mut tx, &aor, &password, pool.as_deref())?;
             Ok(tx.commit()?)
         })
     }
 
-    fn import_users(&self, users: &[(String, String)]) -> Result<usize> {
+    fn import_users(&self, users: &[(String, String)], pool: Option<&str>) -> Result<usize> {
         let users = users.to_vec();
+        let pool = pool.map(str::to_owned);
         self.call(move |s| {
             let mut tx = s.client()?.transaction()?;
             let mut added = 0;
             for (aor, password) in &users {
-                match insert_user(&mut tx, aor, password) {
+                match insert_user(&mut tx, aor, password, pool.as_deref()) {
                     Ok(()) => added += 1,
                     Err(StoreError::UserExists(_)) => {}
                     Err(e) => return Err(e),
@@ -332,6 +342,28 @@ impl Store for PgStore {
             }
             tx.commit()?;
             Ok(added)
+        })
+    }
+
+    fn set_home_pool(&self, aor: &str, pool: &str) -> Result<()> {
+        let (aor, pool) = (aor.to_owned(), pool.to_owned());
+        self.call(move |s| {
+            s.change(&aor, |tx, aor| {
+                let n = tx.execute("UPDATE users SET pool = $2 WHERE aor = $1", &[&aor, &pool])?;
+                if n == 0 {
+                    return Err(StoreError::NoSuchUser(aor.to_owned()));
+                }
+                tx.execute("DELETE FROM bindings WHERE aor = $1", &[&aor])?;
+                tx.execute("DELETE FROM soft_state WHERE aor = $1", &[&aor])?;
+                Ok(())
+            })
+        })
+    }
+
+    fn home_unhomed(&self, pool: &str) -> Result<usize> {
+        let pool = pool.to_owned();
+        self.call(move |s| {
+            Ok(s.execute("UPDATE users SET pool = $1 WHERE pool IS NULL", &[&pool])? as usize)
         })
     }
 
@@ -372,7 +404,7 @@ impl Store for PgStore {
         let aor = aor.to_owned();
         self.call(move |s| {
             s.query(
-                "SELECT aor, realm, ha1_md5, ha1_sha256 FROM users WHERE aor = $1",
+                "SELECT aor, realm, ha1_md5, ha1_sha256, pool FROM users WHERE aor = $1",
                 &[&aor],
             )?
             .first()
@@ -382,6 +414,7 @@ impl Store for PgStore {
                     realm: r.try_get(1)?,
                     ha1_md5: r.try_get(2)?,
                     ha1_sha256: r.try_get(3)?,
+                    pool: r.try_get(4)?,
                 })
             })
             .transpose()

@@ -66,6 +66,7 @@ const MIGRATIONS: &[&str] = &[
         rev INTEGER PRIMARY KEY AUTOINCREMENT,
         aor TEXT NOT NULL
     );",
+    "ALTER TABLE users ADD COLUMN pool TEXT;",
 ];
 
 /// How many change-log entries are kept (a server polls every few seconds).
@@ -136,12 +137,12 @@ impl Store for SqliteStore {
         }
     }
 
-    fn add_user(&self, aor: &str, password: &str) -> Result<()> {
+    fn add_user(&self, aor: &str, password: &str, pool: Option<&str>) -> Result<()> {
         let norm = normalize_aor(aor)?;
         let (realm, md5, sha) = hashes(&norm, password)?;
         let n = self.conn.execute(
-            "INSERT OR IGNORE INTO users (aor, realm, ha1_md5, ha1_sha256) VALUES (?1, ?2, ?3, ?4)",
-            params![norm, realm, md5, sha],
+            "INSERT OR IGNORE INTO users (aor, realm, ha1_md5, ha1_sha256, pool) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![norm, realm, md5, sha, pool],
         )?;
         if n == 0 {
             return Err(StoreError::UserExists(norm));
@@ -149,11 +150,11 @@ impl Store for SqliteStore {
         self.log_change(&self.conn, &norm)
     }
 
-    fn import_users(&self, users: &[(String, String)]) -> Result<usize> {
+    fn import_users(&self, users: &[(String, String)], pool: Option<&str>) -> Result<usize> {
         let tx = self.conn.unchecked_transaction()?;
         let mut added = 0;
         for (aor, password) in users {
-            match self.add_user(aor, password) {
+            match self.add_user(aor, password, pool) {
                 Ok(()) => added += 1,
                 Err(StoreError::UserExists(_)) => {}
                 Err(e) => return Err(e),
@@ -161,6 +162,29 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(added)
+    }
+
+    fn set_home_pool(&self, aor: &str, pool: &str) -> Result<()> {
+        self.change(aor, |tx, aor| {
+            let n = tx.execute(
+                "UPDATE users SET pool = ?2 WHERE aor = ?1",
+                params![aor, pool],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NoSuchUser(aor.to_owned()));
+            }
+            for table in ["bindings", "soft_state"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE aor = ?1"), params![aor])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn home_unhomed(&self, pool: &str) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE users SET pool = ?1 WHERE pool IS NULL",
+            params![pool],
+        )?)
     }
 
     fn set_password(&self, aor: &str, password: &str) -> Result<()> {
@@ -201,9 +225,9 @@ impl Store for SqliteStore {
     }
 
     fn user(&self, aor: &str) -> Result<Option<User>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT aor, realm, ha1_md5, ha1_sha256 FROM users WHERE aor = ?1")?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT aor, realm, ha1_md5, ha1_sha256, pool FROM users WHERE aor = ?1",
+        )?;
         Ok(st
             .query_row(params![aor], |r| {
                 Ok(User {
@@ -211,6 +235,7 @@ impl Store for SqliteStore {
                     realm: r.get(1)?,
                     ha1_md5: r.get(2)?,
                     ha1_sha256: r.get(3)?,
+                    pool: r.get(4)?,
                 })
             })
             .optional()?)

@@ -118,6 +118,7 @@ conformance!(
     soft_state_expires_and_keeps_its_order,
     data_survives_reopening,
     another_connection_sees_every_change,
+    users_have_a_home_pool_and_move_without_leaving_anything_behind,
 );
 
 fn binding(key: &str, expires_at: i64) -> Binding {
@@ -138,7 +139,7 @@ fn binding(key: &str, expires_at: i64) -> Binding {
 
 fn users_keep_hashes_never_passwords(f: &dyn Fixture) {
     let s = f.open();
-    s.add_user("alice@Example.COM", "s3cret").unwrap();
+    s.add_user("alice@Example.COM", "s3cret", None).unwrap();
     let u = s.user("alice@example.com").unwrap().unwrap();
     assert_eq!(u.realm, "example.com");
     assert_eq!(
@@ -151,7 +152,7 @@ fn users_keep_hashes_never_passwords(f: &dyn Fixture) {
     );
     assert!(!u.ha1_md5.contains("s3cret") && !u.ha1_sha256.contains("s3cret"));
     assert!(matches!(
-        s.add_user("alice@example.com", "x"),
+        s.add_user("alice@example.com", "x", None),
         Err(StoreError::UserExists(_))
     ));
     s.set_password("alice@example.com", "new").unwrap();
@@ -163,7 +164,7 @@ fn users_keep_hashes_never_passwords(f: &dyn Fixture) {
         s.set_password("nobody@example.com", "x"),
         Err(StoreError::NoSuchUser(_))
     ));
-    s.add_user("bob@example.com", "b").unwrap();
+    s.add_user("bob@example.com", "b", None).unwrap();
     assert_eq!(
         s.list_users().unwrap(),
         ["alice@example.com", "bob@example.com"]
@@ -175,18 +176,22 @@ fn users_keep_hashes_never_passwords(f: &dyn Fixture) {
         Err(StoreError::NoSuchUser(_))
     ));
     assert!(matches!(
-        s.add_user("nodomain", "x"),
+        s.add_user("nodomain", "x", None),
         Err(StoreError::BadAddress(_))
     ));
 }
 
 fn importing_users_is_all_or_nothing_and_keeps_existing_passwords(f: &dyn Fixture) {
     let s = f.open();
-    s.add_user("alice@example.com", "s3cret").unwrap();
+    s.add_user("alice@example.com", "s3cret", None).unwrap();
     let u = s.user("alice@example.com").unwrap().unwrap();
     let batch = [("alice@example.com", "other"), ("bob@example.com", "b0b")]
         .map(|(a, p)| (a.to_owned(), p.to_owned()));
-    assert_eq!(s.import_users(&batch).unwrap(), 1, "alice existed already");
+    assert_eq!(
+        s.import_users(&batch, None).unwrap(),
+        1,
+        "alice existed already"
+    );
     let alice = s.user("alice@example.com").unwrap().unwrap();
     assert_eq!(
         alice.ha1_md5, u.ha1_md5,
@@ -195,7 +200,7 @@ fn importing_users_is_all_or_nothing_and_keeps_existing_passwords(f: &dyn Fixtur
     assert!(s.user("bob@example.com").unwrap().is_some());
     let bad =
         [("carol@example.com", "c"), ("no-domain", "x")].map(|(a, p)| (a.to_owned(), p.to_owned()));
-    assert!(s.import_users(&bad).is_err());
+    assert!(s.import_users(&bad, None).is_err());
     assert!(
         s.user("carol@example.com").unwrap().is_none(),
         "all or none"
@@ -299,7 +304,7 @@ fn contact_lists_groups_and_privacy_are_kept_and_logged(f: &dyn Fixture) {
 
 fn removing_a_user_removes_everything_of_it(f: &dyn Fixture) {
     let s = f.open();
-    s.add_user("alice@example.com", "pw").unwrap();
+    s.add_user("alice@example.com", "pw", None).unwrap();
     s.add_contact("alice@example.com", "bob@example.com", Some("G"))
         .unwrap();
     s.set_blocked("alice@example.com", "eve@example.com", true)
@@ -347,7 +352,7 @@ fn soft_state_expires_and_keeps_its_order(f: &dyn Fixture) {
 fn data_survives_reopening(f: &dyn Fixture) {
     {
         let s = f.open();
-        s.add_user("bob@example.com", "pw").unwrap();
+        s.add_user("bob@example.com", "pw", None).unwrap();
         s.save_binding(&binding("h1", i64::MAX)).unwrap();
         s.add_contact("bob@example.com", "alice@example.com", Some("G"))
             .unwrap();
@@ -364,7 +369,7 @@ fn another_connection_sees_every_change(f: &dyn Fixture) {
     let a = f.open();
     let b = f.open();
     let (rev0, _) = b.changes_since(0).unwrap();
-    a.add_user("carol@example.com", "pw").unwrap();
+    a.add_user("carol@example.com", "pw", None).unwrap();
     a.add_contact("dave@example.com", "carol@example.com", None)
         .unwrap();
     a.save_binding(&binding("h9", i64::MAX)).unwrap();
@@ -375,4 +380,68 @@ fn another_connection_sees_every_change(f: &dyn Fixture) {
     assert_eq!(changed, ["carol@example.com", "dave@example.com"]);
     b.remove_user("carol@example.com").unwrap();
     assert!(a.user("carol@example.com").unwrap().is_none());
+}
+
+fn users_have_a_home_pool_and_move_without_leaving_anything_behind(f: &dyn Fixture) {
+    let s = f.open();
+    s.add_user("alice@example.com", "pw", Some("pool-a.example.com"))
+        .unwrap();
+    s.add_user("bob@example.com", "pw", None).unwrap();
+    let batch = [("carol@example.com".to_owned(), "pw".to_owned())];
+    s.import_users(&batch, Some("pool-b.example.com")).unwrap();
+    let pool = |aor: &str| s.user(aor).unwrap().unwrap().pool;
+    assert_eq!(
+        pool("alice@example.com").as_deref(),
+        Some("pool-a.example.com")
+    );
+    assert_eq!(pool("bob@example.com"), None, "no home pool yet");
+    assert_eq!(
+        pool("carol@example.com").as_deref(),
+        Some("pool-b.example.com")
+    );
+
+    assert_eq!(s.home_unhomed("pool-a.example.com").unwrap(), 1);
+    assert_eq!(
+        pool("bob@example.com").as_deref(),
+        Some("pool-a.example.com")
+    );
+
+    // alice, signed in and publishing on pool A, moves to pool B
+    s.save_binding(&binding("h1", i64::MAX)).unwrap();
+    s.save_state("pub", "e1", "alice@example.com", i64::MAX, "{}")
+        .unwrap();
+    s.add_contact("alice@example.com", "bob@example.com", Some("Team"))
+        .unwrap();
+    s.set_blocked("alice@example.com", "eve@example.com", true)
+        .unwrap();
+    let (rev, _) = s.changes_since(0).unwrap();
+    s.set_home_pool("alice@example.com", "pool-b.example.com")
+        .unwrap();
+    assert_eq!(
+        pool("alice@example.com").as_deref(),
+        Some("pool-b.example.com")
+    );
+    assert!(
+        s.bindings(0).unwrap().is_empty(),
+        "registrations were at pool A"
+    );
+    assert!(s.states("pub", 0).unwrap().is_empty(), "publications too");
+    assert_eq!(
+        s.contacts("alice@example.com").unwrap()[0].groups,
+        ["Team"],
+        "the contact list moves with her"
+    );
+    assert_eq!(
+        s.privacy("alice@example.com").unwrap().blocked,
+        ["eve@example.com"]
+    );
+    assert_eq!(
+        s.changes_since(rev).unwrap().1,
+        ["alice@example.com"],
+        "servers hear of the move"
+    );
+    assert!(matches!(
+        s.set_home_pool("nobody@example.com", "pool-b.example.com"),
+        Err(StoreError::NoSuchUser(_))
+    ));
 }

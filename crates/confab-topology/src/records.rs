@@ -211,6 +211,26 @@ impl Topology {
         self.pools.iter().find(|p| p.fqdn == fqdn)
     }
 
+    /// The pool named `fqdn`, or the pool one of whose servers is `fqdn`.
+    pub fn pool_of(&self, fqdn: &str) -> Option<&Pool> {
+        self.pool(fqdn).or_else(|| {
+            self.pools
+                .iter()
+                .find(|p| p.servers.iter().any(|s| s.fqdn == fqdn))
+        })
+    }
+
+    /// The pools users can be homed on.
+    pub fn user_pools(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.iter().filter(|p| p.hosts_users())
+    }
+
+    /// Whether users have a choice of home: several pools host users, or a Director takes
+    /// sign-ins for them.
+    pub fn has_home_pools(&self) -> bool {
+        self.user_pools().count() > 1 || self.pools.iter().any(|p| !p.hosts_users())
+    }
+
     pub fn edge(&self, fqdn: &str) -> Option<&Edge> {
         self.edges.iter().find(|e| e.fqdn == fqdn)
     }

@@ -259,18 +259,36 @@ pub(crate) enum UserCommand {
         /// The user's password (only its digest hashes are stored).
         #[arg(long)]
         password: String,
+        /// The pool the user is homed on (a pool FQDN of the topology) [default: the only pool
+        /// that hosts users].
+        #[arg(long)]
+        pool: Option<String>,
         #[command(flatten)]
-        data: DataDirArg,
+        deployment: TopologyArg,
     },
     /// Add many users at once from FILE (`-` reads standard input): one `ADDRESS PASSWORD` per
     /// line, blank lines and `#` comments ignored. All are added or none; users that already
     /// exist are left as they are.
     Import {
         file: PathBuf,
+        /// The pool the new users are homed on [default: the only pool that hosts users].
+        #[arg(long)]
+        pool: Option<String>,
         #[command(flatten)]
-        data: DataDirArg,
+        deployment: TopologyArg,
     },
-    /// List users.
+    /// Home a user on another pool. Its registrations and presence state stay behind and are
+    /// dropped (its devices sign in again and are redirected to the new pool); its contact
+    /// list and privacy go with it. One transaction.
+    Move {
+        address: String,
+        /// The new home pool (a pool FQDN of the topology).
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        deployment: TopologyArg,
+    },
+    /// List users with their home pools.
     List {
         #[command(flatten)]
         data: DataDirArg,

@@ -36,6 +36,17 @@ fn topology_path(arg: &TopologyArg) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The topology `--topology` names, else the data dir's when `confab up` wrote one, else none.
+pub(crate) fn load_if_any(arg: &TopologyArg) -> anyhow::Result<Option<Topology>> {
+    if arg.topology.is_none() {
+        let in_data = datadir::resolve(&arg.data)?.join("topology.toml");
+        if !in_data.exists() {
+            return Ok(None);
+        }
+    }
+    load(&topology_path(arg)?).map(Some)
+}
+
 fn view(v: ViewArg) -> View {
     match v {
         ViewArg::Internal => View::Internal,

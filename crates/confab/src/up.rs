@@ -57,10 +57,18 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
             pki.sni_dir.display()
         );
     }
+    let (homing, local_pool) = homing(&topology, &args.fqdn)?;
+    if let (None, Some(pool)) = (&homing, &local_pool) {
+        // one pool for everyone: users from before home pools existed live here
+        let n = store.home_unhomed(pool)?;
+        if n > 0 {
+            tracing::info!(event = "users.homed", count = n, pool = %pool, "users without a home pool homed on this pool");
+        }
+    }
     let demo = if args.no_demo_users {
         Vec::new()
     } else {
-        ensure_demo_users(store.as_ref(), &dir, &args.domain)?
+        ensure_demo_users(store.as_ref(), &dir, &args.domain, local_pool.as_deref())?
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -73,8 +81,45 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
         pki,
         demo,
         database: store.describe(),
+        homing,
     };
     runtime.block_on(serve(args, store, site, &dir))
+}
+
+/// This server's pool (by `--fqdn`: the pool's name or one of its servers') and the home-pool
+/// rules; no rules when one pool hosts every user and no Director takes sign-ins.
+fn homing(
+    topology: &confab_topology::Topology,
+    fqdn: &str,
+) -> anyhow::Result<(Option<confab_core::Homing>, Option<String>)> {
+    let Some(mine) = topology.pool_of(fqdn) else {
+        let names: Vec<&str> = topology.pools.iter().map(|p| p.fqdn.as_str()).collect();
+        return Err(UsageError(format!(
+            "--fqdn {fqdn} is neither a pool nor a server of the topology (pools: {})",
+            names.join(", ")
+        ))
+        .into());
+    };
+    let local = mine.hosts_users().then(|| mine.fqdn.clone());
+    if !topology.has_home_pools() {
+        return Ok((None, local));
+    }
+    let pools = topology
+        .user_pools()
+        .map(|p| {
+            let home = confab_core::HomePool {
+                sip_port: p.sip_port.get(),
+                tls_port: p.tls_port.get(),
+                backup: p.backup.clone(),
+            };
+            (p.fqdn.clone(), home)
+        })
+        .collect();
+    let homing = confab_core::Homing {
+        local_pool: local.clone(),
+        pools,
+    };
+    Ok((Some(homing), local))
 }
 
 /// What `confab up` serves besides SIP, decided before the runtime starts.
@@ -85,6 +130,8 @@ struct Site {
     demo: Vec<(String, String)>,
     /// Where the data is (for the banner).
     database: String,
+    /// Home pools, in a deployment with more than one place for users.
+    homing: Option<confab_core::Homing>,
 }
 
 /// The topology given with --topology, or the single-server one, written anew into the data
@@ -153,6 +200,7 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
             subscribe_burst: args.presence_subscribe_rate.saturating_mul(10),
             ..Default::default()
         },
+        homing: site.homing.clone(),
         ..EngineConfig::default()
     };
     let transport_cfg = sip_transport::Config {
@@ -238,6 +286,7 @@ fn ensure_demo_users(
     store: &dyn Store,
     dir: &Path,
     domain: &str,
+    pool: Option<&str>,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let file = dir.join("demo-users.txt");
     if store.list_users()?.is_empty() {
@@ -245,7 +294,7 @@ fn ensure_demo_users(
         for u in DEMO_USERS {
             let aor = format!("{u}@{domain}");
             let pw = random_password()?;
-            store.add_user(&aor, &pw)?;
+            store.add_user(&aor, &pw, pool)?;
             lines.push_str(&format!("{aor} {pw}\n"));
         }
         pki::write_private(&file, &lines)?;

@@ -6,7 +6,8 @@ use confab_store::Store;
 use confab_store::Visibility;
 
 use crate::cli::{
-    ContactsCommand, GroupCommand, PrivacyCommand, UsageError, UserCommand, VisibilityArg,
+    ContactsCommand, GroupCommand, PrivacyCommand, TopologyArg, UsageError, UserCommand,
+    VisibilityArg,
 };
 use crate::datadir;
 
@@ -15,25 +16,50 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Add {
             address,
             password,
-            data,
+            pool,
+            deployment,
         } => {
             check_password(&password)?;
-            let store = datadir::open_existing(&data)?;
-            store.add_user(&address, &password).map_err(usage)?;
-            println!("added {}", confab_store::normalize_aor(&address)?);
+            let pool = home_pool(pool.as_deref(), &deployment)?;
+            let store = datadir::open_existing(&deployment.data)?;
+            store
+                .add_user(&address, &password, pool.as_deref())
+                .map_err(usage)?;
+            let aor = confab_store::normalize_aor(&address)?;
+            match pool {
+                Some(p) => println!("added {aor} (home pool {p})"),
+                None => println!("added {aor} (homed on the server's pool at its next start)"),
+            }
         }
-        UserCommand::Import { file, data } => {
+        UserCommand::Import {
+            file,
+            pool,
+            deployment,
+        } => {
             let users = read_import(&file)?;
-            let store = datadir::open_existing(&data)?;
-            let added = store.import_users(&users).map_err(usage)?;
+            let pool = home_pool(pool.as_deref(), &deployment)?;
+            let store = datadir::open_existing(&deployment.data)?;
+            let added = store.import_users(&users, pool.as_deref()).map_err(usage)?;
             println!(
                 "imported {added} users ({} already existed)",
                 users.len() - added
             );
         }
+        UserCommand::Move {
+            address,
+            to,
+            deployment,
+        } => {
+            let pool = home_pool(Some(&to), &deployment)?.unwrap_or(to);
+            let store = datadir::open_existing(&deployment.data)?;
+            store.set_home_pool(&address, &pool).map_err(usage)?;
+            println!("moved {address} to {pool}; its devices sign in again there");
+        }
         UserCommand::List { data } => {
-            for u in datadir::open_existing(&data)?.list_users()? {
-                println!("{u}");
+            let store = datadir::open_existing(&data)?;
+            for u in store.list_users()? {
+                let pool = store.user(&u)?.and_then(|u| u.pool);
+                println!("{u}\t{}", pool.as_deref().unwrap_or("(no home pool)"));
             }
         }
         UserCommand::Remove { address, data } => {
@@ -229,5 +255,35 @@ fn usage(e: confab_store::StoreError) -> anyhow::Error {
             e.into()
         }
         other => UsageError(other.to_string()).into(),
+    }
+}
+
+/// The home pool for new or moved users: `asked` when the topology has it as a pool that hosts
+/// users, else the only such pool. Without a topology file (no `confab up` yet, no --topology)
+/// the name is taken as given, or left for the server to fill in.
+fn home_pool(asked: Option<&str>, deployment: &TopologyArg) -> anyhow::Result<Option<String>> {
+    let Some(topology) = crate::deployment::load_if_any(deployment)? else {
+        return Ok(asked.map(str::to_ascii_lowercase));
+    };
+    let pools: Vec<&str> = topology.user_pools().map(|p| p.fqdn.as_str()).collect();
+    match asked {
+        Some(p) => {
+            let p = p.trim_end_matches('.').to_ascii_lowercase();
+            if pools.contains(&p.as_str()) {
+                Ok(Some(p))
+            } else {
+                Err(UsageError(format!(
+                    "{p} is not a pool that hosts users in the topology; choose one of: {}",
+                    pools.join(", ")
+                ))
+                .into())
+            }
+        }
+        None if pools.len() == 1 => Ok(pools.first().map(|p| (*p).to_owned())),
+        None => Err(UsageError(format!(
+            "this deployment has several pools for users: say which with --pool ({})",
+            pools.join(", ")
+        ))
+        .into()),
     }
 }

@@ -92,11 +92,17 @@ fn registrations_live_in_postgres_and_outlast_a_database_outage() {
 
     pg.stop();
     // bob refreshes the same contact while the database is down: 503 with Retry-After
-    Sipp::new(&server, "register_unavailable.xml")
+    let r = Sipp::new(&server, "register_refused.xml")
         .args(["-s", "bob", "-key", "contact_port", &bob_port])
         .auth("bob", &server.password("bob"))
-        .run()
-        .assert_success("REGISTER while PostgreSQL is down is answered 503 with Retry-After");
+        .run();
+    r.assert_success("REGISTER while PostgreSQL is down");
+    let trace = r.trace();
+    assert!(
+        trace.contains("SIP/2.0 503 Service Unavailable (user database unreachable)")
+            && trace.contains("Retry-After: 5"),
+        "503 with Retry-After:\n{trace}"
+    );
     assert!(
         server.log_text().contains("database unavailable"),
         "the outage is logged:\n{}",

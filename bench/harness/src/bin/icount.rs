@@ -46,7 +46,7 @@ fn users(n: usize) -> Bench {
     let list: Vec<(String, String)> = (0..n)
         .map(|i| (format!("u{i}@example.com"), "pw".to_owned()))
         .collect();
-    store.import_users(&list).expect("users");
+    store.import_users(&list, None).expect("users");
     Bench::new(Box::new(store))
 }
 

@@ -61,7 +61,7 @@ fn main() {
     let store = SqliteStore::open(&dir.join("bench.db")).expect("sqlite");
     for i in 0..users {
         store
-            .add_user(&format!("{}@example.com", user(i)), "pw")
+            .add_user(&format!("{}@example.com", user(i)), "pw", None)
             .expect("add user");
     }
     let mut b = Bench::new(Box::new(store));

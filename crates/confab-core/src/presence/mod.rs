@@ -599,8 +599,8 @@ impl Presence {
     }
 
     /// Expires publications and subscriptions; picks up contact-list, privacy and user changes
-    /// made by other processes.
-    pub(crate) fn housekeeping(&mut self, store: &dyn Store, now: i64) {
+    /// made by other processes, and returns the users that changed.
+    pub(crate) fn housekeeping(&mut self, store: &dyn Store, now: i64) -> Vec<String> {
         let mut touched = Vec::new();
         for (aor, list) in &mut self.pubs {
             list.retain(|p| {
@@ -629,11 +629,15 @@ impl Presence {
         match store.changes_since(self.rev) {
             Ok((rev, aors)) => {
                 self.rev = rev;
-                for aor in aors {
-                    self.policy_changed(store, now, &aor);
+                for aor in &aors {
+                    self.policy_changed(store, now, aor);
                 }
+                aors
             }
-            Err(e) => tracing::error!(event = "store.error", error = %e, "could not read changes"),
+            Err(e) => {
+                tracing::error!(event = "store.error", error = %e, "could not read changes");
+                Vec::new()
+            }
         }
     }
 

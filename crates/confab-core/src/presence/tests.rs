@@ -7,7 +7,7 @@ const T0: i64 = 1_000_000;
 fn store() -> SqliteStore {
     let s = SqliteStore::in_memory().unwrap();
     for u in ["alice", "bob", "carol", "mallory"] {
-        s.add_user(&format!("{u}@example.com"), "pw").unwrap();
+        s.add_user(&format!("{u}@example.com"), "pw", None).unwrap();
     }
     s
 }

@@ -80,6 +80,8 @@ pub(crate) fn repo_root() -> PathBuf {
 
 /// A running server.
 pub(crate) struct Server {
+    /// The address it listens on (`--bind`, default 127.0.0.1).
+    pub(crate) host: String,
     pub(crate) port: u16,
     /// The built-in DNS server's port (UDP and TCP), unless the test passed its own --dns.
     pub(crate) dns_port: u16,
@@ -129,7 +131,13 @@ impl Server {
             .stderr(out)
             .spawn()
             .expect("start confab");
+        let host = extra
+            .iter()
+            .position(|a| *a == "--bind")
+            .and_then(|i| extra.get(i + 1))
+            .map_or_else(|| "127.0.0.1".to_owned(), |h| (*h).to_owned());
         let mut s = Self {
+            host,
             port,
             dns_port,
             web_port,
@@ -156,8 +164,8 @@ impl Server {
                 );
             }
             n += 1;
-            let probe = options_probe(self.port, sock.local_addr().unwrap().port(), n);
-            let _ = sock.send_to(probe.as_bytes(), ("127.0.0.1", self.port));
+            let probe = options_probe(&self.host, self.port, sock.local_addr().unwrap().port(), n);
+            let _ = sock.send_to(probe.as_bytes(), (self.host.as_str(), self.port));
             if let Ok((len, _)) = sock.recv_from(&mut buf) {
                 if buf[..len].starts_with(b"SIP/2.0 200") {
                     return;
@@ -171,7 +179,7 @@ impl Server {
     }
 
     pub(crate) fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// The demo users' passwords, from the data dir.
@@ -232,9 +240,9 @@ impl Drop for Server {
     }
 }
 
-fn options_probe(server_port: u16, local_port: u16, n: u32) -> String {
+fn options_probe(host: &str, server_port: u16, local_port: u16, n: u32) -> String {
     format!(
-        "OPTIONS sip:127.0.0.1:{server_port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bKprobe{n};rport\r\nFrom: <sip:probe@example.com>;tag=p{n}\r\nTo: <sip:127.0.0.1:{server_port}>\r\nCall-ID: probe-{n}-{local_port}\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        "OPTIONS sip:{host}:{server_port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bKprobe{n};rport\r\nFrom: <sip:probe@example.com>;tag=p{n}\r\nTo: <sip:{host}:{server_port}>\r\nCall-ID: probe-{n}-{local_port}\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     )
 }
 
@@ -495,7 +503,12 @@ pub(crate) fn udp_exchange(sock: &UdpSocket, server: &Server, msg: &[u8]) -> Opt
 /// True when the server still answers an OPTIONS health probe.
 pub(crate) fn answers_options(server: &Server) -> bool {
     let s = udp_client();
-    let p = options_probe(server.port, s.local_addr().unwrap().port(), 9999);
+    let p = options_probe(
+        &server.host,
+        server.port,
+        s.local_addr().unwrap().port(),
+        9999,
+    );
     udp_exchange(&s, server, p.as_bytes()).is_some_and(|r| r.starts_with("SIP/2.0 200"))
 }
 

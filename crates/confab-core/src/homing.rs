@@ -1,0 +1,146 @@
+//! Home pools: every user lives on one pool. A sign-in that reaches a pool or Director other
+//! than the user's home is authenticated there and answered `301` with the home pool (q=0.7)
+//! and its backup (q=0.3), the way the clients of the seed systems expect to be redirected.
+//! Sans-IO: the engine asks [`Homing::place`] after authentication.
+
+use std::collections::HashMap;
+
+use sip_transport::Transport;
+
+/// How a server finds users' pools; absent from the engine's configuration in a deployment of a
+/// single pool, where every user is local.
+#[derive(Debug, Clone, Default)]
+pub struct Homing {
+    /// This server's pool; `None` on a Director, which hosts no users.
+    pub local_pool: Option<String>,
+    /// Every pool that hosts users, by FQDN.
+    pub pools: HashMap<String, HomePool>,
+}
+
+/// How clients reach a pool, and where they go when it is down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomePool {
+    pub sip_port: u16,
+    pub tls_port: u16,
+    pub backup: Option<String>,
+}
+
+/// Where a signing-in user belongs, seen from this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// Homed on this pool: register here.
+    Here,
+    /// Homed elsewhere: the `Contact` values of the 301 and the home pool's name.
+    Elsewhere { pool: String, contacts: Vec<String> },
+    /// No home pool, or one the topology does not know: the reason for the 404.
+    Nowhere(String),
+}
+
+impl Homing {
+    /// Where a user homed on `pool` belongs; `transport` is how the request came, so that the
+    /// redirect keeps it.
+    pub fn place(&self, pool: Option<&str>, transport: Transport) -> Place {
+        let Some(pool) = pool else {
+            return Place::Nowhere("Not Found (user has no home pool)".into());
+        };
+        if self.local_pool.as_deref() == Some(pool) {
+            return Place::Here;
+        }
+        let Some(home) = self.pools.get(pool) else {
+            return Place::Nowhere(format!(
+                "Not Found (home pool {pool} is not in the topology)"
+            ));
+        };
+        let mut contacts = vec![contact(pool, home, transport, "0.7")];
+        if let Some(backup) = &home.backup {
+            if let Some(b) = self.pools.get(backup) {
+                contacts.push(contact(backup, b, transport, "0.3"));
+            }
+        }
+        Place::Elsewhere {
+            pool: pool.to_owned(),
+            contacts,
+        }
+    }
+}
+
+fn contact(fqdn: &str, pool: &HomePool, transport: Transport, q: &str) -> String {
+    match transport {
+        Transport::Udp => format!("<sip:{fqdn}:{}>;q={q}", pool.sip_port),
+        Transport::Tcp => format!("<sip:{fqdn}:{};transport=tcp>;q={q}", pool.sip_port),
+        Transport::Tls => format!("<sip:{fqdn}:{};transport=tls>;q={q}", pool.tls_port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn homing(local: Option<&str>) -> Homing {
+        let pool = |port: u16, backup: Option<&str>| HomePool {
+            sip_port: port,
+            tls_port: port + 1,
+            backup: backup.map(str::to_owned),
+        };
+        Homing {
+            local_pool: local.map(str::to_owned),
+            pools: HashMap::from([
+                (
+                    "pool-a.example.com".into(),
+                    pool(5060, Some("pool-b.example.com")),
+                ),
+                ("pool-b.example.com".into(), pool(5070, None)),
+            ]),
+        }
+    }
+
+    #[test]
+    fn a_user_of_this_pool_registers_here() {
+        assert_eq!(
+            homing(Some("pool-a.example.com")).place(Some("pool-a.example.com"), Transport::Udp),
+            Place::Here
+        );
+    }
+
+    #[test]
+    fn a_director_redirects_to_the_home_pool_then_its_backup() {
+        let place = homing(None).place(Some("pool-a.example.com"), Transport::Tls);
+        assert_eq!(
+            place,
+            Place::Elsewhere {
+                pool: "pool-a.example.com".into(),
+                contacts: vec![
+                    "<sip:pool-a.example.com:5061;transport=tls>;q=0.7".into(),
+                    "<sip:pool-b.example.com:5071;transport=tls>;q=0.3".into(),
+                ]
+            }
+        );
+    }
+
+    #[test]
+    fn another_pool_redirects_and_keeps_the_transport() {
+        let place =
+            homing(Some("pool-a.example.com")).place(Some("pool-b.example.com"), Transport::Tcp);
+        assert_eq!(
+            place,
+            Place::Elsewhere {
+                pool: "pool-b.example.com".into(),
+                contacts: vec!["<sip:pool-b.example.com:5070;transport=tcp>;q=0.7".into()]
+            },
+            "pool B has no backup"
+        );
+    }
+
+    #[test]
+    fn no_home_or_an_unknown_one_is_nowhere_with_the_reason() {
+        let h = homing(None);
+        assert_eq!(
+            h.place(None, Transport::Udp),
+            Place::Nowhere("Not Found (user has no home pool)".into())
+        );
+        assert_eq!(
+            h.place(Some("gone.example.com"), Transport::Udp),
+            Place::Nowhere("Not Found (home pool gone.example.com is not in the topology)".into())
+        );
+    }
+}

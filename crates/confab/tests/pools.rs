@@ -1,0 +1,272 @@
+//! Home pools across real processes on one PostgreSQL: a Director (127.0.0.11) and two pools,
+//! A (127.0.0.12, backed up by B) and B (127.0.0.13), each server its own `confab up`. Users are
+//! homed with the CLI; SIPp signs in at the Director, is redirected with both q-values, finds
+//! the home pool with a DNS query to Confab's own DNS server and registers there; a user moved
+//! with `confab user move` is redirected to its new pool; a user without a home pool gets 404.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{free_port, Postgres, Server, Sipp, TempDir};
+
+struct Deployment {
+    pg: Postgres,
+    topology: TempDir,
+    port: u16,
+}
+
+impl Deployment {
+    fn new() -> Self {
+        let pg = Postgres::start();
+        let topology = TempDir::new("pools-topology");
+        let port = free_port();
+        let tls = port + 1;
+        let text = format!(
+            r#"[deployment]
+name = "pools"
+
+[[site]]
+name = "hq"
+
+[[domain]]
+name = "example.com"
+sign_in = ["dir.example.com"]
+
+[[pool]]
+fqdn = "dir.example.com"
+site = "hq"
+role = "director"
+sip_port = {port}
+tls_port = {tls}
+[[pool.server]]
+fqdn = "dir01.example.com"
+address = "127.0.0.11"
+
+[[pool]]
+fqdn = "pool-a.example.com"
+site = "hq"
+backup = "pool-b.example.com"
+sip_port = {port}
+tls_port = {tls}
+[[pool.server]]
+fqdn = "fe-a1.example.com"
+address = "127.0.0.12"
+
+[[pool]]
+fqdn = "pool-b.example.com"
+site = "hq"
+sip_port = {port}
+tls_port = {tls}
+[[pool.server]]
+fqdn = "fe-b1.example.com"
+address = "127.0.0.13"
+"#
+        );
+        std::fs::write(topology.0.join("topology.toml"), text).unwrap();
+        Self { pg, topology, port }
+    }
+
+    fn topology_file(&self) -> String {
+        self.topology.0.join("topology.toml").display().to_string()
+    }
+
+    /// `confab up` as `server` (an FQDN of the topology) on `address`.
+    fn start(&self, server: &str, address: &str) -> Server {
+        let (file, url) = (self.topology_file(), self.pg.url());
+        Server::start_on(
+            TempDir::new(server),
+            self.port,
+            &[
+                "--bind",
+                address,
+                "--fqdn",
+                server,
+                "--topology",
+                &file,
+                "--database",
+                &url,
+                "--no-demo-users",
+            ],
+        )
+    }
+
+    /// `confab ARGS --database URL --topology FILE`.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_confab"))
+            .args(args)
+            .args([
+                "--database",
+                &self.pg.url(),
+                "--topology",
+                &self.topology_file(),
+            ])
+            .output()
+            .unwrap()
+    }
+}
+
+/// A REGISTER of `user` (password `pw`) at `server` that is refused; returns the final response.
+fn refused(server: &Server, user: &str) -> String {
+    let r = Sipp::new(server, "register_refused.xml")
+        .args(["-s", user, "-key", "contact_port", "5999"])
+        .auth(user, "pw")
+        .run();
+    r.assert_success(&format!("REGISTER {user} at {}", server.addr()));
+    let trace = r.trace();
+    let at = trace.rfind("SIP/2.0 ").expect("a response");
+    trace[at..]
+        .split("\n\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn registers(server: &Server, user: &str) {
+    Sipp::new(server, "register.xml")
+        .args(["-s", user, "-key", "contact_port", "5998"])
+        .auth(user, "pw")
+        .run()
+        .assert_success(&format!("REGISTER {user} at {}", server.addr()));
+}
+
+/// The address Confab's DNS server (of `server`) gives for `name`.
+fn resolve(server: &Server, name: &str) -> String {
+    let out = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &server.dns_port.to_string(),
+            "+short",
+            name,
+            "A",
+        ])
+        .output()
+        .expect("run dig");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn sign_ins_are_redirected_to_the_home_pool_and_follow_a_move() {
+    common::require("dig");
+    let d = Deployment::new();
+    for (user, pool) in [
+        ("alice", "pool-a.example.com"),
+        ("bob", "pool-b.example.com"),
+    ] {
+        let out = d.cli(&[
+            "user",
+            "add",
+            &format!("{user}@example.com"),
+            "--password",
+            "pw",
+            "--pool",
+            pool,
+        ]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let out = d.cli(&["user", "add", "x@example.com", "--password", "pw"]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("say which with --pool"),
+        "{out:?}"
+    );
+    let out = d.cli(&[
+        "user",
+        "add",
+        "x@example.com",
+        "--password",
+        "pw",
+        "--pool",
+        "dir.example.com",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "a Director hosts no users: {out:?}"
+    );
+
+    let director = d.start("dir01.example.com", "127.0.0.11");
+    let fe_a = d.start("fe-a1.example.com", "127.0.0.12");
+    let fe_b = d.start("fe-b1.example.com", "127.0.0.13");
+    let port = d.port;
+
+    // the Director authenticates, then redirects to the home pool and its backup
+    let answer = refused(&director, "alice");
+    assert!(
+        answer.starts_with("SIP/2.0 301 Moved Permanently (home pool pool-a.example.com)"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(&format!("Contact: <sip:pool-a.example.com:{port}>;q=0.7"))
+            && answer.contains(&format!("Contact: <sip:pool-b.example.com:{port}>;q=0.3")),
+        "home pool at q=0.7, backup at q=0.3:\n{answer}"
+    );
+    // the client resolves the home pool and signs in there
+    assert_eq!(resolve(&director, "pool-a.example.com"), "127.0.0.12");
+    registers(&fe_a, "alice");
+
+    // a pool that is not the user's home redirects too; its own users register
+    let answer = refused(&fe_b, "alice");
+    assert!(answer.starts_with("SIP/2.0 301"), "{answer}");
+    registers(&fe_b, "bob");
+
+    // alice moves to pool B: pool A drops her registration and redirects her
+    let out = d.cli(&[
+        "user",
+        "move",
+        "alice@example.com",
+        "--to",
+        "pool-b.example.com",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fe_a.log_text().contains("registrar.user_left") {
+        assert!(
+            Instant::now() < deadline,
+            "pool A did not drop the moved user:\n{}",
+            fe_a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let answer = refused(&fe_a, "alice");
+    assert!(
+        answer.contains(&format!("Contact: <sip:pool-b.example.com:{port}>;q=0.7")),
+        "{answer}"
+    );
+    registers(&fe_b, "alice");
+    assert_eq!(
+        d.pg.sql("SELECT count(*) FROM bindings WHERE aor = 'alice@example.com'"),
+        "1",
+        "only the new pool's registration"
+    );
+    let list = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["user", "list", "--database", &d.pg.url()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("alice@example.com\tpool-b.example.com"),
+        "{list:?}"
+    );
+
+    // a user without a home pool (added without a topology) is refused with the reason
+    let out = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["user", "add", "dave@example.com", "--password", "pw"])
+        .args(["--database", &d.pg.url(), "--data-dir"])
+        .arg(&TempDir::new("no-topology").0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let answer = refused(&director, "dave");
+    assert!(
+        answer.starts_with("SIP/2.0 404 Not Found (user has no home pool)"),
+        "{answer}"
+    );
+    assert!(
+        director.log_text().contains("register.no_home")
+            && director.log_text().contains("dave@example.com"),
+        "logged with the user:\n{}",
+        director.log_text()
+    );
+}
