@@ -37,6 +37,17 @@ pub struct EngineConfig {
     /// Home pools, when the deployment has more than one place for users (several pools, or a
     /// Director); `None`: every user is local.
     pub homing: Option<crate::homing::Homing>,
+    /// `host:port` this server writes into the registrations it takes (`Binding::server`);
+    /// other servers reach those devices through it, over TCP. Empty on a lone server.
+    pub server_id: String,
+    /// Addresses (IP literals, as in their Via) of the other servers of the deployment. When
+    /// there are any, a user's registrations may be held by another server (the store says
+    /// which), and a request another server forwarded under the deployment's seal counts as
+    /// authenticated and goes to this server's own devices only.
+    pub peers: Vec<String>,
+    /// Random per process: tags and identifiers this server makes differ from those of every
+    /// other server sharing the deployment secret, and from its own before a restart.
+    pub instance_seed: u64,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +71,9 @@ impl Default for EngineConfig {
             server_name: concat!("Confab/", env!("CARGO_PKG_VERSION")).into(),
             presence: crate::presence::PresenceConfig::default(),
             homing: None,
+            server_id: String::new(),
+            peers: Vec::new(),
+            instance_seed: 0,
         }
     }
 }

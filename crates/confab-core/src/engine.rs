@@ -122,15 +122,19 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine for `cfg` over `store`, restoring saved registrations. `secret` seals digest
-    /// nonces and seeds tags (random per process).
+    /// An engine for `cfg` over `store`, restoring the registrations this server holds.
+    /// `secret` (shared by the servers of a deployment) seals digest nonces and branches.
     pub fn new(
         cfg: EngineConfig,
         store: Box<dyn Store>,
         secret: [u8; 32],
         now: Now,
     ) -> Result<Self, confab_store::StoreError> {
-        let bindings = store.bindings(now.unix)?;
+        let bindings: Vec<_> = store
+            .bindings(now.unix, None)?
+            .into_iter()
+            .filter(|b| b.server == cfg.server_id || b.server.is_empty())
+            .collect();
         store.purge_expired(now.unix)?;
         tracing::info!(
             event = "registrar.restored",
@@ -156,7 +160,7 @@ impl Engine {
         let location = Location::load(bindings);
         let mut presence = Presence::new(
             cfg.presence.clone(),
-            u64::from_le_bytes(secret[8..16].try_into().unwrap_or_default()),
+            u64::from_le_bytes(secret[8..16].try_into().unwrap_or_default()) ^ cfg.instance_seed,
         );
         presence.restore(store.as_ref(), now.unix, location.device_keys());
         let mut e = Self {
@@ -174,7 +178,8 @@ impl Engine {
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
             next_id: 1,
-            tag_seed: u64::from_le_bytes(secret[..8].try_into().unwrap_or_default()),
+            tag_seed: u64::from_le_bytes(secret[..8].try_into().unwrap_or_default())
+                ^ cfg.instance_seed.rotate_left(17),
             secret,
             stats: EngineStats::default(),
             cfg,
@@ -559,8 +564,9 @@ impl Engine {
         {
             return Flow::Continue;
         }
-        if self.is_own_spiral(&ctx.msg) {
-            // we authenticated this request before forwarding it, and it came back to us
+        if self.is_own_spiral(&ctx.msg) || self.is_peer_forwarded(&ctx.msg) {
+            // we, or another server of the deployment, authenticated this request before
+            // forwarding it here
             return Flow::Continue;
         }
         let register = method == Method::Register;
@@ -810,14 +816,19 @@ impl Engine {
             }
             None => return Flow::Stop,
         }
-        let bindings: Vec<LiveBinding> = self
+        let mut bindings: Vec<LiveBinding> = self
             .location
             .lookup(&aor)
             .iter()
             .filter(|b| b.rec.expires_at > now.unix)
             .cloned()
             .collect();
-        if bindings.is_empty() {
+        let others = if self.is_peer_forwarded(&ctx.msg) {
+            Vec::new() // the forwarding server covered the others
+        } else {
+            self.other_servers(now, &aor, &mut bindings)
+        };
+        if bindings.is_empty() && others.is_empty() {
             self.respond(
                 now,
                 ctx,
@@ -833,6 +844,16 @@ impl Engine {
                 targets.push((b.rec.contact.clone(), b.rec.path.clone(), t));
             }
         }
+        for (server, addr) in others {
+            // the Request-URI stays the user's: that server forks to its own devices
+            let route = format!("<sip:{server};transport=tcp;lr>");
+            let target = Target {
+                transport: Transport::Tcp,
+                addr,
+                flow: None,
+            };
+            targets.push((uri_text.clone(), vec![route], target));
+        }
         if targets.is_empty() {
             self.respond(
                 now,
@@ -845,6 +866,42 @@ impl Engine {
         }
         self.fork(now, ctx, targets);
         Flow::Stop
+    }
+
+    /// In a deployment of several servers: the other servers holding `aor`'s registrations
+    /// (from the store), and `local` trimmed of registrations that moved to another server
+    /// since this one took them. A database failure leaves `local` as it is.
+    fn other_servers(
+        &mut self,
+        now: Now,
+        aor: &str,
+        local: &mut Vec<LiveBinding>,
+    ) -> Vec<(String, std::net::SocketAddr)> {
+        if self.cfg.peers.is_empty() {
+            return Vec::new();
+        }
+        let rows = match self.store.bindings(now.unix, Some(aor)) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(event = "store.error", error = %e, user = %aor, "registrations at other servers unknown; delivering to this server's only");
+                return Vec::new();
+            }
+        };
+        let me = &self.cfg.server_id;
+        local.retain(|b| rows.iter().any(|r| r.key == b.rec.key && &r.server == me));
+        let mut out: Vec<(String, std::net::SocketAddr)> = Vec::new();
+        for r in rows {
+            if &r.server == me || out.iter().any(|(s, _)| *s == r.server) {
+                continue;
+            }
+            match r.server.parse() {
+                Ok(addr) => out.push((r.server, addr)),
+                Err(_) => {
+                    tracing::warn!(event = "registrar.bad_server", user = %aor, server = %r.server, "registration names a server that is not host:port; skipped")
+                }
+            }
+        }
+        out
     }
 
     /// Looks a user up; a store failure is answered (503 with Retry-After when the database is
@@ -1448,6 +1505,22 @@ impl Engine {
     fn is_own_spiral(&self, msg: &Message) -> bool {
         let Ok(via) = msg.top_via() else { return false };
         is_our_via(&self.cfg, &via)
+            && via
+                .branch()
+                .is_some_and(|b| b.ends_with(&format!("-{}", self.spiral_seal(msg))))
+    }
+
+    /// Whether another server of the deployment forwarded this request (its Via on top, with
+    /// the deployment's seal).
+    fn is_peer_forwarded(&self, msg: &Message) -> bool {
+        if self.cfg.peers.is_empty() {
+            return false;
+        }
+        let Ok(via) = msg.top_via() else { return false };
+        self.cfg
+            .peers
+            .iter()
+            .any(|p| via.host.eq_ignore_ascii_case(p))
             && via
                 .branch()
                 .is_some_and(|b| b.ends_with(&format!("-{}", self.spiral_seal(msg))))

@@ -207,6 +207,7 @@ impl Location {
                 path: path.clone(),
                 transport: source.transport.param().to_owned(),
                 source: source.remote.to_string(),
+                server: cfg.server_id.clone(),
             };
             store.save_binding(&rec).map_err(storage_error)?;
             self.forget(aor, &rec.key);
@@ -345,7 +346,7 @@ mod tests {
                 "<sip:alice@10.0.0.2>;expires=120"
             ]
         );
-        assert_eq!(store.bindings(1000).unwrap().len(), 2);
+        assert_eq!(store.bindings(1000, None).unwrap().len(), 2);
         loc.expire(1121);
         assert_eq!(loc.lookup(aor).len(), 1);
     }
@@ -396,7 +397,7 @@ mod tests {
             .register(&cfg, &store, &req("*", "Expires: 0\r\n", 3), aor, &src(), 0)
             .unwrap()
             .is_empty());
-        assert!(store.bindings(0).unwrap().is_empty());
+        assert!(store.bindings(0, None).unwrap().is_empty());
     }
 
     #[test]
@@ -487,7 +488,7 @@ mod tests {
             0,
         )
         .unwrap();
-        let restored = Location::load(store.bindings(0).unwrap());
+        let restored = Location::load(store.bindings(0, None).unwrap());
         assert_eq!(
             restored.lookup("alice@example.com")[0].rec.path,
             vec!["<sip:p1;lr>", "<sip:p2;lr>"]

@@ -102,6 +102,9 @@ pub struct Binding {
     pub source: String,
     /// Whether the client asked for RFC 5626 outbound (the binding lives as long as its flow).
     pub outbound: bool,
+    /// The server that took the registration and holds its connection (`host:port` of its SIP
+    /// listener); other servers reach the device through it. Empty in a one-server deployment.
+    pub server: String,
 }
 
 /// Where Confab keeps durable data.
@@ -126,8 +129,11 @@ pub trait Store: Send {
     /// Inserts or replaces the binding with the same (aor, key).
     fn save_binding(&self, b: &Binding) -> Result<()>;
     fn remove_binding(&self, aor: &str, key: &str) -> Result<()>;
-    /// Every binding not expired at `now` (unix seconds).
-    fn bindings(&self, now: i64) -> Result<Vec<Binding>>;
+    /// Every binding not expired at `now` (unix seconds), or only `aor`'s.
+    fn bindings(&self, now: i64, aor: Option<&str>) -> Result<Vec<Binding>>;
+    /// The secret every server of the deployment shares (digest nonces, branch seals), made on
+    /// first use.
+    fn deployment_secret(&self) -> Result<[u8; 32]>;
     /// Deletes bindings and soft state expired at `now`; returns how many bindings.
     fn purge_expired(&self, now: i64) -> Result<usize>;
 
@@ -277,4 +283,36 @@ fn fold_changes(rev: i64, rows: impl IntoIterator<Item = (i64, String)>) -> (i64
         }
     }
     (newest, aors)
+}
+
+/// A new random secret, as stored (hex).
+fn new_secret() -> Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).map_err(|e| {
+        StoreError::Invalid(format!("no randomness for the deployment secret: {e}"))
+    })?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The stored (hex) secret as bytes.
+fn parse_secret(hex: &str) -> Result<[u8; 32]> {
+    let bad = || StoreError::Invalid("the stored deployment secret is damaged".into());
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+            .map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// A stored path column back into its entries.
+fn split_path(path: &str) -> Vec<String> {
+    if path.is_empty() {
+        Vec::new()
+    } else {
+        path.split('\n').map(str::to_owned).collect()
+    }
 }

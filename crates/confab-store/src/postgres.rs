@@ -16,8 +16,8 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Row, Statement};
 
 use crate::{
-    check_group, fold_changes, group_contacts, hashes, normalize_aor, Binding, ContactEntry,
-    Privacy, Result, Store, StoreError, User, Visibility,
+    check_group, fold_changes, group_contacts, hashes, new_secret, normalize_aor, parse_secret,
+    split_path, Binding, ContactEntry, Privacy, Result, Store, StoreError, User, Visibility,
 };
 
 /// Schema versions, applied in order under an advisory lock (servers of a pool may start at
@@ -81,6 +81,8 @@ const MIGRATIONS: &[&str] = &[
         aor TEXT NOT NULL
     );",
     "ALTER TABLE users ADD COLUMN pool TEXT;",
+    "ALTER TABLE bindings ADD COLUMN server TEXT NOT NULL DEFAULT '';
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
 /// How long a caller waits for the database before answering "unavailable".
@@ -429,13 +431,13 @@ impl Store for PgStore {
         let b = b.clone();
         self.call(move |s| {
             s.execute(
-                "INSERT INTO bindings (aor, key, contact, params, expires_at, call_id, cseq, path, transport, source, outbound)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                "INSERT INTO bindings (aor, key, contact, params, expires_at, call_id, cseq, path, transport, source, outbound, server)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  ON CONFLICT (aor, key) DO UPDATE SET contact = EXCLUDED.contact,
                    params = EXCLUDED.params, expires_at = EXCLUDED.expires_at,
                    call_id = EXCLUDED.call_id, cseq = EXCLUDED.cseq, path = EXCLUDED.path,
                    transport = EXCLUDED.transport, source = EXCLUDED.source,
-                   outbound = EXCLUDED.outbound",
+                   outbound = EXCLUDED.outbound, server = EXCLUDED.server",
                 &[
                     &b.aor,
                     &b.key,
@@ -448,6 +450,7 @@ impl Store for PgStore {
                     &b.transport,
                     &b.source,
                     &b.outbound,
+                    &b.server,
                 ],
             )?;
             Ok(())
@@ -465,16 +468,16 @@ impl Store for PgStore {
         })
     }
 
-    fn bindings(&self, now: i64) -> Result<Vec<Binding>> {
+    fn bindings(&self, now: i64, aor: Option<&str>) -> Result<Vec<Binding>> {
+        let aor = aor.map(str::to_owned);
         self.call(move |s| {
             s.query(
-                "SELECT aor, key, contact, params, expires_at, call_id, cseq, path, transport, source, outbound
-                 FROM bindings WHERE expires_at > $1",
-                &[&now],
+                "SELECT aor, key, contact, params, expires_at, call_id, cseq, path, transport, source, outbound, server
+                 FROM bindings WHERE expires_at > $1 AND ($2::text IS NULL OR aor = $2)",
+                &[&now, &aor],
             )?
             .iter()
             .map(|r| {
-                let path: String = r.try_get(7)?;
                 let cseq: i64 = r.try_get(6)?;
                 Ok(Binding {
                     aor: r.try_get(0)?,
@@ -484,17 +487,30 @@ impl Store for PgStore {
                     expires_at: r.try_get(4)?,
                     call_id: r.try_get(5)?,
                     cseq: u32::try_from(cseq).unwrap_or(u32::MAX),
-                    path: if path.is_empty() {
-                        Vec::new()
-                    } else {
-                        path.split('\n').map(str::to_owned).collect()
-                    },
+                    path: split_path(r.try_get(7)?),
                     transport: r.try_get(8)?,
                     source: r.try_get(9)?,
                     outbound: r.try_get(10)?,
+                    server: r.try_get(11)?,
                 })
             })
             .collect()
+        })
+    }
+
+    fn deployment_secret(&self) -> Result<[u8; 32]> {
+        let candidate = new_secret()?;
+        self.call(move |s| {
+            s.execute(
+                "INSERT INTO settings (name, value) VALUES ('secret', $1) ON CONFLICT DO NOTHING",
+                &[&candidate],
+            )?;
+            let hex: String = s
+                .query("SELECT value FROM settings WHERE name = 'secret'", &[])?
+                .first()
+                .ok_or_else(|| StoreError::Database("the deployment secret is missing".into()))?
+                .try_get(0)?;
+            parse_secret(&hex)
         })
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    check_group, fold_changes, group_contacts, hashes, normalize_aor, Binding, ContactEntry,
-    Privacy, Result, Store, StoreError, User, Visibility,
+    check_group, fold_changes, group_contacts, hashes, new_secret, normalize_aor, parse_secret,
+    split_path, Binding, ContactEntry, Privacy, Result, Store, StoreError, User, Visibility,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -67,6 +67,8 @@ const MIGRATIONS: &[&str] = &[
         aor TEXT NOT NULL
     );",
     "ALTER TABLE users ADD COLUMN pool TEXT;",
+    "ALTER TABLE bindings ADD COLUMN server TEXT NOT NULL DEFAULT '';
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
 /// How many change-log entries are kept (a server polls every few seconds).
@@ -249,8 +251,8 @@ impl Store for SqliteStore {
 
     fn save_binding(&self, b: &Binding) -> Result<()> {
         let mut st = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO bindings (aor, key, contact, params, expires_at, call_id, cseq, path, transport, source, outbound)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT OR REPLACE INTO bindings (aor, key, contact, params, expires_at, call_id, cseq, path, transport, source, outbound, server)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         st.execute(params![
             b.aor,
@@ -263,7 +265,8 @@ impl Store for SqliteStore {
             b.path.join("\n"),
             b.transport,
             b.source,
-            b.outbound
+            b.outbound,
+            b.server
         ])?;
         Ok(())
     }
@@ -275,13 +278,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn bindings(&self, now: i64) -> Result<Vec<Binding>> {
-        let mut st = self.conn.prepare(
-            "SELECT aor, key, contact, params, expires_at, call_id, cseq, path, transport, source, outbound
-             FROM bindings WHERE expires_at > ?1",
+    fn bindings(&self, now: i64, aor: Option<&str>) -> Result<Vec<Binding>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT aor, key, contact, params, expires_at, call_id, cseq, path, transport, source, outbound, server
+             FROM bindings WHERE expires_at > ?1 AND (?2 IS NULL OR aor = ?2)",
         )?;
-        let rows = st.query_map(params![now], |r| {
-            let path: String = r.get(7)?;
+        let rows = st.query_map(params![now, aor], |r| {
             Ok(Binding {
                 aor: r.get(0)?,
                 key: r.get(1)?,
@@ -290,17 +292,27 @@ impl Store for SqliteStore {
                 expires_at: r.get(4)?,
                 call_id: r.get(5)?,
                 cseq: r.get(6)?,
-                path: if path.is_empty() {
-                    Vec::new()
-                } else {
-                    path.split('\n').map(str::to_owned).collect()
-                },
+                path: split_path(&r.get::<_, String>(7)?),
                 transport: r.get(8)?,
                 source: r.get(9)?,
                 outbound: r.get(10)?,
+                server: r.get(11)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn deployment_secret(&self) -> Result<[u8; 32]> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO settings (name, value) VALUES ('secret', ?1)",
+            params![new_secret()?],
+        )?;
+        let hex: String = self.conn.query_row(
+            "SELECT value FROM settings WHERE name = 'secret'",
+            [],
+            |r| r.get(0),
+        )?;
+        parse_secret(&hex)
     }
 
     fn purge_expired(&self, now: i64) -> Result<usize> {

@@ -119,6 +119,7 @@ conformance!(
     data_survives_reopening,
     another_connection_sees_every_change,
     users_have_a_home_pool_and_move_without_leaving_anything_behind,
+    one_users_bindings_and_the_shared_secret,
 );
 
 fn binding(key: &str, expires_at: i64) -> Binding {
@@ -134,6 +135,7 @@ fn binding(key: &str, expires_at: i64) -> Binding {
         transport: "udp".into(),
         source: "127.0.0.1:5062".into(),
         outbound: true,
+        server: "127.0.0.12:5060".into(),
     }
 }
 
@@ -211,21 +213,21 @@ fn bindings_round_trip_and_expire(f: &dyn Fixture) {
     let s = f.open();
     s.save_binding(&binding("h1", 100)).unwrap();
     s.save_binding(&binding("h2", 200)).unwrap();
-    assert_eq!(s.bindings(50).unwrap().len(), 2);
-    assert_eq!(s.bindings(150).unwrap(), vec![binding("h2", 200)]);
+    assert_eq!(s.bindings(50, None).unwrap().len(), 2);
+    assert_eq!(s.bindings(150, None).unwrap(), vec![binding("h2", 200)]);
     let mut refreshed = binding("h2", 300);
     refreshed.cseq = 7;
     refreshed.path.clear();
     refreshed.outbound = false;
     s.save_binding(&refreshed).unwrap();
     assert_eq!(
-        s.bindings(150).unwrap(),
+        s.bindings(150, None).unwrap(),
         vec![refreshed],
         "replaced, not added"
     );
     assert_eq!(s.purge_expired(150).unwrap(), 1);
     s.remove_binding("alice@example.com", "h2").unwrap();
-    assert!(s.bindings(0).unwrap().is_empty());
+    assert!(s.bindings(0, None).unwrap().is_empty());
 }
 
 fn contact_lists_groups_and_privacy_are_kept_and_logged(f: &dyn Fixture) {
@@ -319,7 +321,7 @@ fn removing_a_user_removes_everything_of_it(f: &dyn Fixture) {
     assert!(s.groups("alice@example.com").unwrap().is_empty());
     assert_eq!(s.privacy("alice@example.com").unwrap(), Privacy::default());
     assert!(s.states("pub", 0).unwrap().is_empty());
-    assert!(s.bindings(0).unwrap().is_empty());
+    assert!(s.bindings(0, None).unwrap().is_empty());
 }
 
 fn soft_state_expires_and_keeps_its_order(f: &dyn Fixture) {
@@ -359,7 +361,7 @@ fn data_survives_reopening(f: &dyn Fixture) {
     }
     let s = f.open();
     assert!(s.user("bob@example.com").unwrap().is_some());
-    assert_eq!(s.bindings(0).unwrap(), [binding("h1", i64::MAX)]);
+    assert_eq!(s.bindings(0, None).unwrap(), [binding("h1", i64::MAX)]);
     assert_eq!(s.groups("bob@example.com").unwrap(), ["G"]);
 }
 
@@ -374,7 +376,7 @@ fn another_connection_sees_every_change(f: &dyn Fixture) {
         .unwrap();
     a.save_binding(&binding("h9", i64::MAX)).unwrap();
     assert!(b.user("carol@example.com").unwrap().is_some());
-    assert_eq!(b.bindings(0).unwrap().len(), 1);
+    assert_eq!(b.bindings(0, None).unwrap().len(), 1);
     let (rev, changed) = b.changes_since(rev0).unwrap();
     assert!(rev > rev0);
     assert_eq!(changed, ["carol@example.com", "dave@example.com"]);
@@ -422,7 +424,7 @@ fn users_have_a_home_pool_and_move_without_leaving_anything_behind(f: &dyn Fixtu
         Some("pool-b.example.com")
     );
     assert!(
-        s.bindings(0).unwrap().is_empty(),
+        s.bindings(0, None).unwrap().is_empty(),
         "registrations were at pool A"
     );
     assert!(s.states("pub", 0).unwrap().is_empty(), "publications too");
@@ -444,4 +446,31 @@ fn users_have_a_home_pool_and_move_without_leaving_anything_behind(f: &dyn Fixtu
         s.set_home_pool("nobody@example.com", "pool-b.example.com"),
         Err(StoreError::NoSuchUser(_))
     ));
+}
+
+fn one_users_bindings_and_the_shared_secret(f: &dyn Fixture) {
+    let a = f.open();
+    let b = f.open();
+    a.save_binding(&binding("h1", i64::MAX)).unwrap();
+    let mut bob = binding("h2", i64::MAX);
+    bob.aor = "bob@example.com".into();
+    bob.server = "127.0.0.13:5060".into();
+    b.save_binding(&bob).unwrap();
+    assert_eq!(a.bindings(0, Some("bob@example.com")).unwrap(), [bob]);
+    assert_eq!(a.bindings(0, None).unwrap().len(), 2);
+    assert!(a.bindings(0, Some("carol@example.com")).unwrap().is_empty());
+
+    let secret = a.deployment_secret().unwrap();
+    assert_ne!(secret, [0; 32]);
+    assert_eq!(
+        b.deployment_secret().unwrap(),
+        secret,
+        "every server gets the same"
+    );
+    drop((a, b));
+    assert_eq!(
+        f.open().deployment_secret().unwrap(),
+        secret,
+        "and keeps it"
+    );
 }

@@ -177,6 +177,16 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
         tls_server: Some(pki::server_config(pki)?),
         tls_client: Some(pki::client_config(pki)?),
     };
+    // the other servers of the deployment, by the addresses they put in Via
+    let peers: Vec<String> = site
+        .topology
+        .pools
+        .iter()
+        .flat_map(|p| &p.servers)
+        .map(|s| s.address)
+        .filter(|a| *a != args.bind)
+        .map(|a| a.to_string())
+        .collect();
     let cfg = EngineConfig {
         domains: vec![args.domain.to_ascii_lowercase()],
         advertised_host: args.bind.to_string(),
@@ -201,6 +211,17 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
             ..Default::default()
         },
         homing: site.homing.clone(),
+        server_id: if peers.is_empty() {
+            String::new()
+        } else {
+            sip.to_string()
+        },
+        peers,
+        instance_seed: {
+            let mut seed = [0u8; 8];
+            getrandom::getrandom(&mut seed).context("no randomness")?;
+            u64::from_le_bytes(seed)
+        },
         ..EngineConfig::default()
     };
     let transport_cfg = sip_transport::Config {
@@ -210,8 +231,11 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
         header_timeout: Duration::from_secs(args.header_timeout),
         ..Default::default()
     };
-    let mut secret = [0u8; 32];
-    getrandom::getrandom(&mut secret).context("no randomness for nonces")?;
+    // shared by every server of the deployment: a nonce from one is good at another, and a
+    // request another server forwarded carries a seal this one can check
+    let secret = store
+        .deployment_secret()
+        .context("cannot read the deployment secret from the database")?;
 
     let dns = match args.dns.0 {
         Some(addr) => {

@@ -1,15 +1,17 @@
-//! Home pools across real processes on one PostgreSQL: a Director (127.0.0.11) and two pools,
-//! A (127.0.0.12, backed up by B) and B (127.0.0.13), each server its own `confab up`. Users are
-//! homed with the CLI; SIPp signs in at the Director, is redirected with both q-values, finds
-//! the home pool with a DNS query to Confab's own DNS server and registers there; a user moved
-//! with `confab user move` is redirected to its new pool; a user without a home pool gets 404.
+//! Pools across real processes on one PostgreSQL: a Director (127.0.0.11) and two pools, A
+//! (Front Ends 127.0.0.12 and 127.0.0.14, backed up by B) and B (127.0.0.13), each server its
+//! own `confab up`. Users are homed with the CLI; SIPp signs in at the Director, is redirected
+//! with both q-values, finds the home pool with a DNS query to Confab's own DNS server and
+//! registers there; a user moved with `confab user move` is redirected to its new pool; a user
+//! without a home pool gets 404. Messages and calls reach devices connected to another Front
+//! End of the pool, and to another pool, through the server that holds the registration.
 
 mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Postgres, Server, Sipp, TempDir};
+use common::{free_port, Postgres, Server, Sipp, SippChild, TempDir};
 
 struct Deployment {
     pg: Postgres,
@@ -53,6 +55,9 @@ tls_port = {tls}
 [[pool.server]]
 fqdn = "fe-a1.example.com"
 address = "127.0.0.12"
+[[pool.server]]
+fqdn = "fe-a2.example.com"
+address = "127.0.0.14"
 
 [[pool]]
 fqdn = "pool-b.example.com"
@@ -204,7 +209,10 @@ fn sign_ins_are_redirected_to_the_home_pool_and_follow_a_move() {
         "home pool at q=0.7, backup at q=0.3:\n{answer}"
     );
     // the client resolves the home pool and signs in there
-    assert_eq!(resolve(&director, "pool-a.example.com"), "127.0.0.12");
+    let addresses = resolve(&director, "pool-a.example.com");
+    let mut addresses: Vec<&str> = addresses.lines().collect();
+    addresses.sort_unstable();
+    assert_eq!(addresses, ["127.0.0.12", "127.0.0.14"], "pool A's Front Ends");
     registers(&fe_a, "alice");
 
     // a pool that is not the user's home redirects too; its own users register
@@ -269,4 +277,92 @@ fn sign_ins_are_redirected_to_the_home_pool_and_follow_a_move() {
         "logged with the user:\n{}",
         director.log_text()
     );
+}
+
+impl Deployment {
+    /// Adds users homed on `pool`, password `pw`.
+    fn users(&self, pool: &str, users: &[&str]) {
+        for user in users {
+            let aor = format!("{user}@example.com");
+            let out = self.cli(&["user", "add", &aor, "--password", "pw", "--pool", pool]);
+            assert!(out.status.success(), "{out:?}");
+        }
+    }
+}
+
+/// A SIPp device of `user` running `scenario`, registered at `server` over `transport`.
+fn device_at(server: &Server, user: &str, scenario: &str, transport: &str) -> SippChild {
+    let port = free_port();
+    let uas = Sipp::new(server, scenario)
+        .args(["-s", user, "-p", &port.to_string(), "-t", transport])
+        .spawn();
+    if transport == "u1" {
+        common::wait_udp_bound(port);
+    } else {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Sipp::new(server, "register.xml")
+        .args([
+            "-s",
+            user,
+            "-key",
+            "contact_port",
+            &port.to_string(),
+            "-t",
+            transport,
+        ])
+        .auth(user, "pw")
+        .run()
+        .assert_success(&format!("REGISTER {user} at {}", server.addr()));
+    uas
+}
+
+/// `from` sends `scenario` (a UAC) to `to` through `server`; returns SIPp's trace.
+fn send(server: &Server, from: &str, to: &str, scenario: &str) -> String {
+    let r = Sipp::new(server, scenario)
+        .args(["-s", to, "-key", "caller", from])
+        .auth(from, "pw")
+        .run();
+    r.assert_success(&format!("{scenario} {from} -> {to} via {}", server.addr()));
+    r.trace()
+}
+
+#[test]
+fn requests_reach_devices_through_the_server_that_holds_them() {
+    let d = Deployment::new();
+    d.users("pool-a.example.com", &["alice", "bob"]);
+    d.users("pool-b.example.com", &["carol"]);
+    let fe_a1 = d.start("fe-a1.example.com", "127.0.0.12");
+    let fe_a2 = d.start("fe-a2.example.com", "127.0.0.14");
+    let fe_b1 = d.start("fe-b1.example.com", "127.0.0.13");
+
+    // bob's device is connected to FE1 over TCP; alice's MESSAGE enters at FE2
+    let bob = device_at(&fe_a1, "bob", "uas_message.xml", "t1");
+    assert_eq!(
+        d.pg.sql("SELECT server FROM bindings WHERE aor = 'bob@example.com'"),
+        format!("127.0.0.12:{}", d.port),
+        "the registration records which server holds the connection"
+    );
+    let trace = send(&fe_a2, "alice", "bob", "uac_message.xml");
+    assert!(trace.contains("SIP/2.0 200 OK"), "{trace}");
+    bob.assert_success("bob's device got the MESSAGE through FE1");
+
+    // a call from pool B's Front End to bob on pool A's FE1: both servers stay on the path
+    let bob = device_at(&fe_a1, "bob", "uas_call.xml", "t1");
+    let trace = send(&fe_b1, "carol", "bob", "uac_call.xml");
+    let rr = trace
+        .lines()
+        .find(|l| l.starts_with("Record-Route:"))
+        .unwrap_or_default();
+    assert!(
+        rr.contains(&format!("<sip:127.0.0.12:{};", d.port))
+            && rr.contains(&format!("<sip:127.0.0.13:{};", d.port)),
+        "Record-Route keeps both servers on the dialog:\n{trace}"
+    );
+    bob.assert_success("bob answered, got ACK and BYE through FE1");
+
+    // and across pools the other way, carol's device on pool B over UDP
+    let carol = device_at(&fe_b1, "carol", "uas_message.xml", "u1");
+    send(&fe_a2, "alice", "carol", "uac_message.xml");
+    carol.assert_success("carol's device got the MESSAGE through pool B");
 }
