@@ -162,6 +162,9 @@ impl Engine {
             cfg.presence.clone(),
             u64::from_le_bytes(secret[8..16].try_into().unwrap_or_default()) ^ cfg.instance_seed,
         );
+        if !cfg.peers.is_empty() {
+            presence.share(&cfg.server_id);
+        }
         presence.restore(store.as_ref(), now.unix, location.device_keys());
         let mut e = Self {
             store,

@@ -170,8 +170,12 @@ pub trait Store: Send {
         data: &str,
     ) -> Result<()>;
     fn remove_state(&self, kind: &str, key: &str) -> Result<()>;
-    /// `(key, data)` of every unexpired entry of `kind`.
-    fn states(&self, kind: &str, now: i64) -> Result<Vec<(String, String)>>;
+    /// `(key, data)` of every unexpired entry of `kind`, or only of those about `aor`, oldest
+    /// first.
+    fn states(&self, kind: &str, now: i64, aor: Option<&str>) -> Result<Vec<(String, String)>>;
+    /// Records in the change log that `aor`'s presence changed here, so that the other
+    /// servers of the deployment look again.
+    fn note_change(&self, aor: &str) -> Result<()>;
 }
 
 /// One entry of a contact list.

@@ -736,16 +736,27 @@ impl Store for PgStore {
         })
     }
 
-    fn states(&self, kind: &str, now: i64) -> Result<Vec<(String, String)>> {
+    fn states(&self, kind: &str, now: i64, aor: Option<&str>) -> Result<Vec<(String, String)>> {
         let kind = kind.to_owned();
+        let aor = aor.map(str::to_owned);
         self.call(move |s| {
             s.query(
-                "SELECT key, data FROM soft_state WHERE kind = $1 AND expires_at > $2 ORDER BY seq",
-                &[&kind, &now],
+                "SELECT key, data FROM soft_state WHERE kind = $1 AND expires_at > $2
+                 AND ($3::text IS NULL OR aor = $3) ORDER BY seq",
+                &[&kind, &now, &aor],
             )?
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
+        })
+    }
+
+    fn note_change(&self, aor: &str) -> Result<()> {
+        let aor = aor.to_owned();
+        self.call(move |s| {
+            let mut tx = s.client()?.transaction()?;
+            log_change(&mut tx, &aor)?;
+            Ok(tx.commit()?)
         })
     }
 }

@@ -503,11 +503,16 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn states(&self, kind: &str, now: i64) -> Result<Vec<(String, String)>> {
+    fn states(&self, kind: &str, now: i64, aor: Option<&str>) -> Result<Vec<(String, String)>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT key, data FROM soft_state WHERE kind = ?1 AND expires_at > ?2 ORDER BY rowid",
+            "SELECT key, data FROM soft_state WHERE kind = ?1 AND expires_at > ?2
+             AND (?3 IS NULL OR aor = ?3) ORDER BY rowid",
         )?;
-        let rows = st.query_map(params![kind, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = st.query_map(params![kind, now, aor], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn note_change(&self, aor: &str) -> Result<()> {
+        self.log_change(&self.conn, aor)
     }
 }

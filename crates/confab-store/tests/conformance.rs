@@ -320,7 +320,7 @@ fn removing_a_user_removes_everything_of_it(f: &dyn Fixture) {
     assert!(s.contacts("alice@example.com").unwrap().is_empty());
     assert!(s.groups("alice@example.com").unwrap().is_empty());
     assert_eq!(s.privacy("alice@example.com").unwrap(), Privacy::default());
-    assert!(s.states("pub", 0).unwrap().is_empty());
+    assert!(s.states("pub", 0, None).unwrap().is_empty());
     assert!(s.bindings(0, None).unwrap().is_empty());
 }
 
@@ -336,7 +336,7 @@ fn soft_state_expires_and_keeps_its_order(f: &dyn Fixture) {
         .unwrap();
     s.save_state("pub", "x", "a@example.com", 200, "p").unwrap();
     assert_eq!(
-        s.states("sub", 150).unwrap(),
+        s.states("sub", 150, None).unwrap(),
         [
             ("3".into(), "three".into()),
             ("2".into(), "two again".into())
@@ -344,11 +344,20 @@ fn soft_state_expires_and_keeps_its_order(f: &dyn Fixture) {
         "a refreshed entry comes after older ones"
     );
     s.purge_expired(150).unwrap();
-    assert_eq!(s.states("sub", 0).unwrap().len(), 2);
+    assert_eq!(s.states("sub", 0, None).unwrap().len(), 2);
     s.remove_state("sub", "2").unwrap();
     s.remove_state("sub", "3").unwrap();
-    assert!(s.states("sub", 0).unwrap().is_empty());
-    assert_eq!(s.states("pub", 0).unwrap().len(), 1);
+    assert!(s.states("sub", 0, None).unwrap().is_empty());
+    assert_eq!(s.states("pub", 0, None).unwrap().len(), 1);
+    s.save_state("pub", "y", "b@example.com", 200, "q").unwrap();
+    assert_eq!(
+        s.states("pub", 0, Some("b@example.com")).unwrap(),
+        [("y".into(), "q".into())],
+        "one user's"
+    );
+    let (rev, _) = s.changes_since(0).unwrap();
+    s.note_change("b@example.com").unwrap();
+    assert_eq!(s.changes_since(rev).unwrap().1, ["b@example.com"]);
 }
 
 fn data_survives_reopening(f: &dyn Fixture) {
@@ -427,7 +436,10 @@ fn users_have_a_home_pool_and_move_without_leaving_anything_behind(f: &dyn Fixtu
         s.bindings(0, None).unwrap().is_empty(),
         "registrations were at pool A"
     );
-    assert!(s.states("pub", 0).unwrap().is_empty(), "publications too");
+    assert!(
+        s.states("pub", 0, None).unwrap().is_empty(),
+        "publications too"
+    );
     assert_eq!(
         s.contacts("alice@example.com").unwrap()[0].groups,
         ["Team"],

@@ -4,7 +4,8 @@
 //! with both q-values, finds the home pool with a DNS query to Confab's own DNS server and
 //! registers there; a user moved with `confab user move` is redirected to its new pool; a user
 //! without a home pool gets 404. Messages and calls reach devices connected to another Front
-//! End of the pool, and to another pool, through the server that holds the registration.
+//! End of the pool, and to another pool, through the server that holds the registration; a
+//! watcher on one server sees what its contact publishes on another.
 
 mod common;
 
@@ -212,7 +213,11 @@ fn sign_ins_are_redirected_to_the_home_pool_and_follow_a_move() {
     let addresses = resolve(&director, "pool-a.example.com");
     let mut addresses: Vec<&str> = addresses.lines().collect();
     addresses.sort_unstable();
-    assert_eq!(addresses, ["127.0.0.12", "127.0.0.14"], "pool A's Front Ends");
+    assert_eq!(
+        addresses,
+        ["127.0.0.12", "127.0.0.14"],
+        "pool A's Front Ends"
+    );
     registers(&fe_a, "alice");
 
     // a pool that is not the user's home redirects too; its own users register
@@ -365,4 +370,72 @@ fn requests_reach_devices_through_the_server_that_holds_them() {
     let carol = device_at(&fe_b1, "carol", "uas_message.xml", "u1");
     send(&fe_a2, "alice", "carol", "uac_message.xml");
     carol.assert_success("carol's device got the MESSAGE through pool B");
+}
+
+fn pidf(user: &str, activity: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:{user}@example.com"><tuple id="t"><status><basic>open</basic></status><note>{activity} note of {user}</note></tuple><dm:person id="p"><rpid:activities><rpid:{activity}/></rpid:activities></dm:person></presence>"#
+    )
+}
+
+fn publish(server: &Server, user: &str, activity: &str) {
+    Sipp::new(server, "publish.xml")
+        .args(["-s", user, "-key", "caller", user])
+        .args([
+            "-key",
+            "event",
+            "presence",
+            "-key",
+            "ctype",
+            "application/pidf+xml",
+        ])
+        .args(["-key", "body", &pidf(user, activity)])
+        .auth(user, "pw")
+        .run()
+        .assert_success(&format!("PUBLISH by {user} at {}", server.addr()));
+}
+
+fn watch(server: &Server, watcher: &str, user: &str) -> SippChild {
+    Sipp::new(server, "subscribe.xml")
+        .args(["-s", user, "-key", "caller", watcher])
+        .args(["-key", "event", "presence", "-key", "expires", "600"])
+        .auth(watcher, "pw")
+        .spawn()
+}
+
+#[test]
+fn presence_crosses_front_ends_and_pools() {
+    let d = Deployment::new();
+    d.users("pool-a.example.com", &["alice", "bob"]);
+    d.users("pool-b.example.com", &["carol"]);
+    let fe_a1 = d.start("fe-a1.example.com", "127.0.0.12");
+    let fe_a2 = d.start("fe-a2.example.com", "127.0.0.14");
+    let fe_b1 = d.start("fe-b1.example.com", "127.0.0.13");
+
+    // bob published on FE1 before anyone watched
+    publish(&fe_a1, "bob", "away");
+    // alice watches bob from FE2, carol from pool B
+    let mut alice = watch(&fe_a2, "alice", "bob");
+    alice.wait_for(
+        "away note of bob",
+        "the first NOTIFY at FE2 shows what bob published at FE1",
+    );
+    let mut carol = watch(&fe_b1, "carol", "bob");
+    carol.wait_for("away note of bob", "and at pool B");
+
+    // bob changes on FE1: both watchers hear it from their own servers
+    publish(&fe_a1, "bob", "busy");
+    alice.wait_for("busy note of bob", "FE2 notified of a publication at FE1");
+    carol.wait_for(
+        "busy note of bob",
+        "pool B notified of a publication at pool A",
+    );
+
+    // a device of bob registering at FE2 is one of bob's devices everywhere
+    let _device = device_at(&fe_a2, "bob", "uas_message.xml", "u1");
+    publish(&fe_a2, "bob", "vacation");
+    carol.wait_for(
+        "vacation note of bob",
+        "pool B notified of a publication at FE2",
+    );
 }

@@ -395,12 +395,18 @@ impl Engine {
 
     /// Tells the presence agent which devices `aor` has now.
     pub(super) fn devices_changed(&mut self, now: Now, aor: &str) {
-        let keys = self
+        let mut keys: Vec<String> = self
             .location
             .lookup(aor)
             .iter()
             .map(|b| b.rec.key.clone())
             .collect();
+        if !self.cfg.peers.is_empty() {
+            // devices registered at the other servers count too (a lost database: ours only)
+            if let Ok(rows) = self.store.bindings(now.unix, Some(aor)) {
+                keys = rows.into_iter().map(|b| b.key).collect();
+            }
+        }
         self.presence
             .devices_changed(self.store.as_ref(), now.unix, aor, keys);
         self.flush_presence(now);

@@ -210,7 +210,16 @@ pub(crate) struct Presence {
     etag_seed: u64,
     rev: i64,
     notices: u64,
+    /// Other servers share the database: publications and registrations anywhere count, and
+    /// local changes are announced in the change log (see `share`).
+    shared: bool,
+    /// The soft-state kind this server's subscriptions are saved under (`sub`, or
+    /// `sub@host:port` when servers share the database: each restores only its own).
+    sub_kind: String,
 }
+
+/// How presence changes are told apart from user, list and privacy changes in the change log.
+const PRESENCE_CHANGE: &str = "presence:";
 
 impl Presence {
     pub(crate) fn new(cfg: PresenceConfig, seed: u64) -> Self {
@@ -235,7 +244,17 @@ impl Presence {
             etag_seed: seed,
             rev: 0,
             notices: 0,
+            shared: false,
+            sub_kind: "sub".into(),
         }
+    }
+
+    /// Makes this agent one of several sharing the database, as `server` (`host:port`): it
+    /// keeps its subscriptions apart, sees every server's publications and registrations, and
+    /// announces its own changes (other servers pick them up within a housekeeping period).
+    pub(crate) fn share(&mut self, server: &str) {
+        self.shared = true;
+        self.sub_kind = format!("sub@{server}");
     }
 
     pub(crate) fn stats(&self) -> PresenceStats {
@@ -260,13 +279,13 @@ impl Presence {
     ) {
         self.devices = devices;
         self.rev = store.changes_since(0).map(|(r, _)| r).unwrap_or(0);
-        for (_, data) in store.states("pub", now).unwrap_or_default() {
+        for (_, data) in store.states("pub", now, None).unwrap_or_default() {
             if let Ok(p) = serde_json::from_str::<Publication>(&data) {
                 self.etags.insert(p.etag.clone(), p.aor.clone());
                 self.pubs.entry(p.aor.clone()).or_default().push(p);
             }
         }
-        for (_, data) in store.states("sub", now).unwrap_or_default() {
+        for (_, data) in store.states(&self.sub_kind, now, None).unwrap_or_default() {
             if let Ok(mut s) = serde_json::from_str::<Subscription>(&data) {
                 // NOTIFYs sent after the last save went unrecorded: jump ahead
                 s.dialog.cseq = s.dialog.cseq.saturating_add(10_000);
@@ -457,6 +476,14 @@ impl Presence {
             version: 0,
             shown: true,
         };
+        if self.shared {
+            // users not watched here yet may have changed at other servers unseen
+            for aor in self.watched(store, &s.resource) {
+                if !self.watching.contains_key(&aor) {
+                    self.load(store, now, &aor);
+                }
+            }
+        }
         if expires == 0 {
             // a fetch: current state in a terminating NOTIFY, nothing kept
             self.full_notice(store, now, &mut s, SubState::Terminated("timeout"));
@@ -465,7 +492,14 @@ impl Presence {
         self.index(store, &s);
         let st = active(&s, now);
         self.full_notice(store, now, &mut s, st);
-        save(store, "sub", &id.to_string(), watcher, s.expires_at, &s);
+        save(
+            store,
+            &self.sub_kind,
+            &id.to_string(),
+            watcher,
+            s.expires_at,
+            &s,
+        );
         let watched = self.watched(store, &s.resource);
         self.subs.insert(id, s);
         for aor in watched {
@@ -515,7 +549,14 @@ impl Presence {
         let mut s = s.clone();
         let st = active(&s, now);
         self.full_notice(store, now, &mut s, st);
-        save(store, "sub", &id.to_string(), &s.watcher, s.expires_at, &s);
+        save(
+            store,
+            &self.sub_kind,
+            &id.to_string(),
+            &s.watcher,
+            s.expires_at,
+            &s,
+        );
         self.subs.insert(id, s);
         Ok(expires)
     }
@@ -627,12 +668,20 @@ impl Presence {
             self.terminate(store, now, id, "timeout");
         }
         match store.changes_since(self.rev) {
-            Ok((rev, aors)) => {
+            Ok((rev, entries)) => {
                 self.rev = rev;
-                for aor in &aors {
-                    self.policy_changed(store, now, aor);
+                let mut users = Vec::new();
+                for entry in entries {
+                    match entry.strip_prefix(PRESENCE_CHANGE) {
+                        Some(aor) if self.shared => self.reload(store, now, aor),
+                        Some(_) => {}
+                        None => {
+                            self.policy_changed(store, now, &entry);
+                            users.push(entry);
+                        }
+                    }
                 }
-                aors
+                users
             }
             Err(e) => {
                 tracing::error!(event = "store.error", error = %e, "could not read changes");
@@ -742,7 +791,7 @@ impl Presence {
             ids.remove(&id);
             !ids.is_empty()
         });
-        let _ = store.remove_state("sub", &id.to_string());
+        let _ = store.remove_state(&self.sub_kind, &id.to_string());
         Some(s)
     }
 
@@ -777,7 +826,54 @@ impl Presence {
     }
 
     /// Something about `aor` may have changed: notify its watchers if what they see did.
+    /// `aor`'s presence changed on this server: watchers here are told now, other servers
+    /// through the change log.
     fn changed(&mut self, store: &dyn Store, now: i64, aor: &str) {
+        if self.shared {
+            if let Err(e) = store.note_change(&format!("{PRESENCE_CHANGE}{aor}")) {
+                tracing::warn!(event = "store.error", error = %e, user = %aor, "other servers will not hear of this presence change");
+            }
+        }
+        self.notify_if_changed(store, now, aor);
+    }
+
+    /// Another server changed `aor`'s presence: its publications and devices are read again
+    /// from the store, and watchers here are told when what they see changed.
+    fn reload(&mut self, store: &dyn Store, now: i64, aor: &str) {
+        if !self.watching.contains_key(aor) && !self.pubs.contains_key(aor) {
+            return; // nobody here watches; nothing here to refresh
+        }
+        self.load(store, now, aor);
+        self.notify_if_changed(store, now, aor);
+    }
+
+    /// Reads `aor`'s publications and devices (at every server) from the store; a database
+    /// failure keeps what is known.
+    fn load(&mut self, store: &dyn Store, now: i64, aor: &str) {
+        let (Ok(pubs), Ok(bindings)) = (
+            store.states("pub", now, Some(aor)),
+            store.bindings(now, Some(aor)),
+        ) else {
+            return;
+        };
+        for p in self.pubs.remove(aor).unwrap_or_default() {
+            self.etags.remove(&p.etag);
+        }
+        for (_, data) in pubs {
+            if let Ok(p) = serde_json::from_str::<Publication>(&data) {
+                self.etags.insert(p.etag.clone(), aor.to_owned());
+                self.pubs.entry(aor.to_owned()).or_default().push(p);
+            }
+        }
+        let keys: Vec<String> = bindings.into_iter().map(|b| b.key).collect();
+        if keys.is_empty() {
+            self.devices.remove(aor);
+        } else {
+            self.devices.insert(aor.to_owned(), keys);
+        }
+    }
+
+    fn notify_if_changed(&mut self, store: &dyn Store, now: i64, aor: &str) {
         let Some(ids) = self.watching.get(aor) else {
             self.views.remove(aor);
             return;
@@ -973,7 +1069,7 @@ impl Presence {
             self.full_notice(store, now, &mut s, st);
             save(
                 store,
-                "sub",
+                &self.sub_kind,
                 &id.to_string(),
                 &s.watcher.clone(),
                 s.expires_at,

@@ -222,7 +222,7 @@ fn publication_lifecycle_follows_rfc_3903() {
     );
     assert_eq!(r.unwrap().1, 0);
     assert_eq!(p.full_view(bob).availability, Availability::Offline);
-    assert!(s.states("pub", T0).unwrap().is_empty());
+    assert!(s.states("pub", T0, None).unwrap().is_empty());
 }
 
 #[test]
@@ -361,7 +361,7 @@ fn subscription_gets_current_state_changes_and_a_final_notify() {
         481
     );
     assert_eq!(p.stats().subscriptions, 0);
-    assert!(s.states("sub", T0).unwrap().is_empty());
+    assert!(s.states("sub", T0, None).unwrap().is_empty());
 }
 
 #[test]
