@@ -285,6 +285,19 @@ fn sign_ins_are_redirected_to_the_home_pool_and_follow_a_move() {
 }
 
 impl Deployment {
+    /// alice and bob on pool A, carol on pool B; pool A's two Front Ends and pool B's running.
+    fn front_ends() -> (Self, [Server; 3]) {
+        let d = Self::new();
+        d.users("pool-a.example.com", &["alice", "bob"]);
+        d.users("pool-b.example.com", &["carol"]);
+        let servers = [
+            d.start("fe-a1.example.com", "127.0.0.12"),
+            d.start("fe-a2.example.com", "127.0.0.14"),
+            d.start("fe-b1.example.com", "127.0.0.13"),
+        ];
+        (d, servers)
+    }
+
     /// Adds users homed on `pool`, password `pw`.
     fn users(&self, pool: &str, users: &[&str]) {
         for user in users {
@@ -334,12 +347,7 @@ fn send(server: &Server, from: &str, to: &str, scenario: &str) -> String {
 
 #[test]
 fn requests_reach_devices_through_the_server_that_holds_them() {
-    let d = Deployment::new();
-    d.users("pool-a.example.com", &["alice", "bob"]);
-    d.users("pool-b.example.com", &["carol"]);
-    let fe_a1 = d.start("fe-a1.example.com", "127.0.0.12");
-    let fe_a2 = d.start("fe-a2.example.com", "127.0.0.14");
-    let fe_b1 = d.start("fe-b1.example.com", "127.0.0.13");
+    let (d, [fe_a1, fe_a2, fe_b1]) = Deployment::front_ends();
 
     // bob's device is connected to FE1 over TCP; alice's MESSAGE enters at FE2
     let bob = device_at(&fe_a1, "bob", "uas_message.xml", "t1");
@@ -405,12 +413,7 @@ fn watch(server: &Server, watcher: &str, user: &str) -> SippChild {
 
 #[test]
 fn presence_crosses_front_ends_and_pools() {
-    let d = Deployment::new();
-    d.users("pool-a.example.com", &["alice", "bob"]);
-    d.users("pool-b.example.com", &["carol"]);
-    let fe_a1 = d.start("fe-a1.example.com", "127.0.0.12");
-    let fe_a2 = d.start("fe-a2.example.com", "127.0.0.14");
-    let fe_b1 = d.start("fe-b1.example.com", "127.0.0.13");
+    let (_deployment, [fe_a1, fe_a2, fe_b1]) = Deployment::front_ends();
 
     // bob published on FE1 before anyone watched
     publish(&fe_a1, "bob", "away");
