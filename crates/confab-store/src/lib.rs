@@ -120,6 +120,8 @@ pub trait Store: Send {
     /// Homes the user on `pool`. Its registrations and soft state (bound to the servers of the
     /// old pool) are dropped in the same transaction; its contact list and privacy go with it.
     fn set_home_pool(&self, aor: &str, pool: &str) -> Result<()>;
+    /// The users homed on `pool`, sorted.
+    fn users_in_pool(&self, pool: &str) -> Result<Vec<String>>;
     /// Homes every user without a pool on `pool`; returns how many.
     fn home_unhomed(&self, pool: &str) -> Result<usize>;
     fn set_password(&self, aor: &str, password: &str) -> Result<()>;

@@ -362,6 +362,16 @@ impl Store for PgStore {
         })
     }
 
+    fn users_in_pool(&self, pool: &str) -> Result<Vec<String>> {
+        let pool = pool.to_owned();
+        self.call(move |s| {
+            strings(&s.query(
+                "SELECT aor FROM users WHERE pool = $1 ORDER BY aor",
+                &[&pool],
+            )?)
+        })
+    }
+
     fn home_unhomed(&self, pool: &str) -> Result<usize> {
         let pool = pool.to_owned();
         self.call(move |s| {

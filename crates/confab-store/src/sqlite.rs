@@ -182,6 +182,14 @@ impl Store for SqliteStore {
         })
     }
 
+    fn users_in_pool(&self, pool: &str) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT aor FROM users WHERE pool = ?1 ORDER BY aor")?;
+        let rows = st.query_map(params![pool], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn home_unhomed(&self, pool: &str) -> Result<usize> {
         Ok(self.conn.execute(
             "UPDATE users SET pool = ?1 WHERE pool IS NULL",

@@ -413,6 +413,10 @@ fn users_have_a_home_pool_and_move_without_leaving_anything_behind(f: &dyn Fixtu
 
     assert_eq!(s.home_unhomed("pool-a.example.com").unwrap(), 1);
     assert_eq!(
+        s.users_in_pool("pool-a.example.com").unwrap(),
+        ["alice@example.com", "bob@example.com"]
+    );
+    assert_eq!(
         pool("bob@example.com").as_deref(),
         Some("pool-a.example.com")
     );

@@ -49,9 +49,26 @@ pub(crate) enum Command {
     /// (who see the user as Offline).
     #[command(subcommand)]
     Privacy(PrivacyCommand),
+    /// Pool-wide operations.
+    #[command(subcommand)]
+    Pool(PoolCommand),
     /// Walk the DNS lookups a client does to find where USER@DOMAIN signs in, and say where
     /// that is — or which record is missing and what that breaks.
     Discover(DiscoverArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PoolCommand {
+    /// Home every user of pool FROM on pool TO (each user in a transaction of its own, as
+    /// `confab user move` does), printing progress. Safe to run again after an interruption.
+    MoveUsers {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        deployment: TopologyArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         cli::Command::Dns(cmd) => deployment::dns(cmd),
         cli::Command::Certs(cmd) => deployment::certs(cmd),
         cli::Command::Discover(args) => discover::run(args),
+        cli::Command::Pool(cmd) => users::pool(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

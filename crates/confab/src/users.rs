@@ -6,8 +6,8 @@ use confab_store::Store;
 use confab_store::Visibility;
 
 use crate::cli::{
-    ContactsCommand, GroupCommand, PrivacyCommand, TopologyArg, UsageError, UserCommand,
-    VisibilityArg,
+    ContactsCommand, GroupCommand, PoolCommand, PrivacyCommand, TopologyArg, UsageError,
+    UserCommand, VisibilityArg,
 };
 use crate::datadir;
 
@@ -78,6 +78,38 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
                 .set_password(&address, &password)
                 .map_err(usage)?;
             println!("password changed for {address}");
+        }
+    }
+    Ok(())
+}
+
+/// `confab pool ...`
+pub(crate) fn pool(cmd: PoolCommand) -> anyhow::Result<()> {
+    match cmd {
+        PoolCommand::MoveUsers {
+            from,
+            to,
+            deployment,
+        } => {
+            let to = home_pool(Some(&to), &deployment)?.unwrap_or(to);
+            let from = from.trim_end_matches('.').to_ascii_lowercase();
+            if from == to {
+                return Err(UsageError(format!("--from and --to are both {to}")).into());
+            }
+            let store = datadir::open_existing(&deployment.data)?;
+            let users = store.users_in_pool(&from)?;
+            if users.is_empty() {
+                println!("no users are homed on {from}");
+                return Ok(());
+            }
+            let total = users.len();
+            let step = (total / 20).max(1);
+            for (i, aor) in users.iter().enumerate() {
+                store.set_home_pool(aor, &to).map_err(usage)?;
+                if (i + 1) % step == 0 || i + 1 == total {
+                    println!("moved {}/{total} users from {from} to {to}", i + 1);
+                }
+            }
         }
     }
     Ok(())

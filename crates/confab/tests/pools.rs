@@ -263,6 +263,36 @@ fn sign_ins_are_redirected_to_the_home_pool_and_follow_a_move() {
         "{list:?}"
     );
 
+    // pool B is emptied into pool A: everyone moves, with progress shown
+    let out = d.cli(&[
+        "pool",
+        "move-users",
+        "--from",
+        "pool-b.example.com",
+        "--to",
+        "pool-a.example.com",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("moved 2/2 users from pool-b.example.com to pool-a.example.com"),
+        "{out:?}"
+    );
+    assert_eq!(
+        d.pg.sql("SELECT count(*) FROM users WHERE pool = 'pool-b.example.com'"),
+        "0"
+    );
+    assert_eq!(
+        d.pg.sql("SELECT count(*) FROM bindings"),
+        "0",
+        "pool B kept nothing"
+    );
+    let answer = refused(&fe_b, "bob");
+    assert!(
+        answer.starts_with("SIP/2.0 301 Moved Permanently (home pool pool-a.example.com)"),
+        "{answer}"
+    );
+
     // a user without a home pool (added without a topology) is refused with the reason
     let out = Command::new(env!("CARGO_BIN_EXE_confab"))
         .args(["user", "add", "dave@example.com", "--password", "pw"])
