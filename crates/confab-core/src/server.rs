@@ -79,6 +79,7 @@ pub async fn run(
         lockouts = s.lockouts,
         oversized = t.oversized.load(std::sync::atomic::Ordering::Relaxed),
         header_timeouts = t.header_timeouts.load(std::sync::atomic::Ordering::Relaxed),
+        rate_limited = t.rate_limited.load(std::sync::atomic::Ordering::Relaxed),
         connections_refused = t
             .connections_refused
             .load(std::sync::atomic::Ordering::Relaxed),

@@ -10,5 +10,5 @@
 //! starve the others.
 
 pub mod discover;
-pub mod ratelimit;
+pub use confab_ratelimit as ratelimit;
 pub mod server;

@@ -265,6 +265,11 @@ pub(crate) struct UpArgs {
     /// the message started.
     #[arg(long, default_value_t = 10)]
     pub(crate) header_timeout: u64,
+    /// SIP messages per second one source address may send (bursts of twice that); more are
+    /// dropped at the socket. 0 turns the limit off. [default: 100 on a Director, off on a
+    /// Front End, where clients behind a NAT or load balancer share addresses]
+    #[arg(long, value_name = "PER_SECOND")]
+    pub(crate) per_source_rate: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -58,6 +58,9 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
         );
     }
     let (homing, local_pool) = homing(&topology, &args.fqdn)?;
+    let director = topology
+        .pool_of(&args.fqdn)
+        .is_some_and(|p| !p.hosts_users());
     if let (None, Some(pool)) = (&homing, &local_pool) {
         // one pool for everyone: users from before home pools existed live here
         let n = store.home_unhomed(pool)?;
@@ -81,6 +84,7 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
         pki,
         demo,
         database: store.describe(),
+        director,
         homing,
     };
     runtime.block_on(serve(args, store, site, &dir))
@@ -132,6 +136,8 @@ struct Site {
     database: String,
     /// Home pools, in a deployment with more than one place for users.
     homing: Option<confab_core::Homing>,
+    /// This server is a Director (hosts no users, takes the floods).
+    director: bool,
 }
 
 /// The topology given with --topology, or the single-server one, written anew into the data
@@ -229,6 +235,17 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
         max_connections: args.max_connections,
         idle_timeout: Duration::from_secs(args.idle_timeout),
         header_timeout: Duration::from_secs(args.header_timeout),
+        per_source: match args
+            .per_source_rate
+            .unwrap_or(if site.director { 100 } else { 0 })
+        {
+            0 => None,
+            rate => Some(confab_dns::ratelimit::Limits {
+                rate: f64::from(rate),
+                burst: 2.0 * f64::from(rate),
+                ..Default::default()
+            }),
+        },
         ..Default::default()
     };
     // shared by every server of the deployment: a nonce from one is good at another, and a

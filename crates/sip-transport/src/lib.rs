@@ -112,6 +112,9 @@ pub struct Config {
     pub header_timeout: Duration,
     /// TLS handshakes must finish within this.
     pub handshake_timeout: Duration,
+    /// Messages per second (and burst) one source address may send; over it, messages are
+    /// dropped at the socket, before any parsing. `None`: no limit.
+    pub per_source: Option<confab_ratelimit::Limits>,
 }
 
 impl Default for Config {
@@ -122,6 +125,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(3900),
             header_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            per_source: None,
         }
     }
 }
@@ -137,6 +141,8 @@ pub struct Stats {
     pub handshake_failures: AtomicU64,
     pub send_dropped: AtomicU64,
     pub queue_full: AtomicU64,
+    /// Messages dropped because their source was over its rate.
+    pub rate_limited: AtomicU64,
 }
 
 impl Stats {

@@ -96,13 +96,7 @@ async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Sour
                 }
                 Ok(Frame::Message(n)) => {
                     let bytes: Vec<u8> = buf.drain(..n).collect();
-                    if inner
-                        .events
-                        .try_send(Event::Message { bytes, source })
-                        .is_err()
-                    {
-                        Stats::bump(&inner.stats.queue_full);
-                    }
+                    inner.deliver(bytes, source);
                 }
                 Ok(Frame::Incomplete) => break,
                 Err(reason) => {

@@ -32,6 +32,7 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) stats: Stats,
+    limiter: Option<Mutex<confab_ratelimit::RateLimiter>>,
     udp: Vec<Arc<UdpSocket>>,
     flows: Mutex<HashMap<FlowId, FlowHandle>>,
     by_remote: Mutex<HashMap<(Transport, SocketAddr), FlowId>>,
@@ -62,6 +63,9 @@ impl Transports {
             config,
             events,
             stats: Stats::default(),
+            limiter: config
+                .per_source
+                .map(|l| Mutex::new(confab_ratelimit::RateLimiter::new(l))),
             udp: udp.clone(),
             flows: Mutex::new(HashMap::new()),
             by_remote: Mutex::new(HashMap::new()),
@@ -158,6 +162,31 @@ impl Transports {
 }
 
 impl Inner {
+    /// Hands a received message to the engine, unless its source is over its rate or the
+    /// engine's queue is full (both dropped and counted: memory stays bounded under a flood).
+    pub(crate) fn deliver(&self, bytes: Vec<u8>, source: Source) {
+        if let Some(l) = &self.limiter {
+            let allowed = l
+                .lock()
+                .map(|mut l| l.allow(source.remote.ip(), std::time::Instant::now()))
+                .unwrap_or(true);
+            if !allowed {
+                let n = self.stats.rate_limited.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(event = "sip.rate_limited", remote = %source.remote, dropped = n, "messages over the per-source rate dropped (see --per-source-rate)");
+                }
+                return;
+            }
+        }
+        if self
+            .events
+            .try_send(Event::Message { bytes, source })
+            .is_err()
+        {
+            Stats::bump(&self.stats.queue_full);
+        }
+    }
+
     /// Queues bytes on a flow; false if the flow is gone.
     pub(crate) fn send_on_flow(&self, flow: FlowId, bytes: Vec<u8>) -> bool {
         let flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
@@ -234,16 +263,7 @@ async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>) {
             local,
             flow: None,
         };
-        if inner
-            .events
-            .try_send(Event::Message {
-                bytes: data.to_vec(),
-                source,
-            })
-            .is_err()
-        {
-            Stats::bump(&inner.stats.queue_full);
-        }
+        inner.deliver(data.to_vec(), source);
     }
 }
 

@@ -1,4 +1,5 @@
-//! Per-source token buckets. Sans-IO: the caller passes the time.
+//! Per-source token buckets, shared by the SIP transports and the DNS server. Sans-IO: the
+//! caller passes the time.
 //!
 //! Each source address gets `burst` tokens that refill at `rate` per second; a request spends
 //! one. The table is bounded: when it is full, buckets that have refilled completely (idle
