@@ -472,3 +472,55 @@ fn presence_crosses_front_ends_and_pools() {
         "pool B notified of a publication at FE2",
     );
 }
+
+#[test]
+fn a_killed_front_end_loses_nothing_and_its_users_sign_in_at_the_other() {
+    let d = Deployment::new();
+    let dir = TempDir::new("kill-load");
+    let (import, csv) = common::load_users(120, &dir);
+    let out = d.cli(&[
+        "user",
+        "import",
+        &import.display().to_string(),
+        "--pool",
+        "pool-a.example.com",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let mut fe_a1 = d.start("fe-a1.example.com", "127.0.0.12");
+    let fe_a2 = d.start("fe-a2.example.com", "127.0.0.14");
+
+    // 120 sign-ins at FE1, 40 a second; FE1 is killed (SIGKILL) after about a second
+    let load = common::register_load(&fe_a1, &csv, 120, 40);
+    std::thread::sleep(Duration::from_millis(1200));
+    fe_a1.kill9();
+    let acked = common::acknowledged(&load.wait());
+    assert!(
+        !acked.is_empty(),
+        "some sign-ins were acknowledged before the kill"
+    );
+
+    // what FE1 acknowledged is in the database
+    d.pg.assert_none_lost(&acked);
+    assert_eq!(
+        d.pg.sql("SELECT count(*) FROM users"),
+        "120",
+        "no user lost"
+    );
+
+    // every user signs in again at the survivor
+    let again = common::register_load(&fe_a2, &csv, 120, 60);
+    let acked_again = common::acknowledged(&again.wait());
+    assert_eq!(acked_again.len(), 120, "all 120 signed in at FE2");
+    assert_eq!(
+        d.pg.sql(&format!(
+            "SELECT count(*) FROM bindings WHERE server = '127.0.0.14:{}'",
+            d.port
+        )),
+        "120",
+        "their registrations now name FE2"
+    );
+    eprintln!(
+        "kill -9 of FE1: {} sign-ins acknowledged before the kill, 0 lost; 120/120 at FE2",
+        acked.len()
+    );
+}

@@ -191,6 +191,14 @@ impl Server {
             .to_owned()
     }
 
+    /// Kills the server outright (SIGKILL): no shutdown, no flush.
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// The server's resident memory (VmRSS) in KiB.
     pub(crate) fn rss_kib(&self) -> u64 {
         let pid = self.child.as_ref().map_or(0, Child::id);
@@ -277,9 +285,13 @@ pub(crate) struct Sipp {
 impl Sipp {
     /// SIPp with `scenario` (a file in tests/sipp) against `server`, one call.
     pub(crate) fn new(server: &Server, scenario: &str) -> Self {
+        Self::with_file(server, &repo_root().join("tests/sipp").join(scenario))
+    }
+
+    /// SIPp with the scenario file `sf` against `server`, one call.
+    pub(crate) fn with_file(server: &Server, sf: &Path) -> Self {
         require("sipp");
         let dir = TempDir::new("sipp");
-        let sf = repo_root().join("tests/sipp").join(scenario);
         assert!(sf.exists(), "missing scenario {}", sf.display());
         let args = vec![
             "-sf".into(),
@@ -423,16 +435,27 @@ impl SippChild {
 
     /// Waits for SIPp to finish and asserts success.
     pub(crate) fn assert_success(mut self, what: &str) {
+        let st = self.finish(what);
+        assert!(
+            st.success(),
+            "{what}: sipp failed ({st})\n{}",
+            trace_of(&self.dir.0)
+        );
+    }
+
+    /// Waits for SIPp to finish, whatever its verdict (a load that expects failures), and
+    /// returns its trace.
+    pub(crate) fn wait(mut self) -> String {
+        self.finish("SIPp load");
+        trace_of(&self.dir.0)
+    }
+
+    fn finish(&mut self, what: &str) -> ExitStatus {
         let mut c = self.child.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(40);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(st)) = c.try_wait() {
-                assert!(
-                    st.success(),
-                    "{what}: sipp failed ({st})\n{}",
-                    trace_of(&self.dir.0)
-                );
-                return;
+                return st;
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
@@ -562,6 +585,46 @@ pub(crate) fn message(server: &Server, from: &str, to: &str) -> String {
     r.trace()
 }
 
+/// `count` users `u0@example.com` ... with password `load-pw`, for loads: the lines for
+/// `confab user import`, and a SIPp injection file (`-inf`) for `bench/sipp/register.xml`.
+pub(crate) fn load_users(count: usize, dir: &TempDir) -> (PathBuf, PathBuf) {
+    let (import, csv) = (dir.0.join("users.txt"), dir.0.join("users.csv"));
+    let mut lines = String::new();
+    let mut rows = String::from("SEQUENTIAL\n");
+    for i in 0..count {
+        lines.push_str(&format!("u{i}@example.com load-pw\n"));
+        rows.push_str(&format!(
+            "u{i};[authentication username=u{i} password=load-pw]\n"
+        ));
+    }
+    std::fs::write(&import, lines).unwrap();
+    std::fs::write(&csv, rows).unwrap();
+    (import, csv)
+}
+
+/// SIPp registering each user of `csv` (from `load_users`) once at `server`, `rate` a second,
+/// in the background, tracing every message.
+pub(crate) fn register_load(server: &Server, csv: &Path, count: usize, rate: u32) -> SippChild {
+    Sipp::with_file(server, &repo_root().join("bench/sipp/register.xml"))
+        .args(["-inf", &csv.display().to_string()])
+        .args(["-m", &count.to_string(), "-r", &rate.to_string()])
+        .args(["-recv_timeout", "3000"]) // a server that died does not hold the load for long
+        .spawn()
+}
+
+/// The users a SIPp trace shows answered 200 to a REGISTER: what the server acknowledged.
+pub(crate) fn acknowledged(trace: &str) -> std::collections::BTreeSet<String> {
+    trace
+        .split("message received")
+        .filter(|m| m.contains("\nSIP/2.0 200 OK") && m.contains("REGISTER"))
+        .filter_map(|m| {
+            let to = m.lines().find(|l| l.starts_with("To:"))?;
+            let user = to.split("sip:").nth(1)?.split('@').next()?;
+            Some(user.to_owned())
+        })
+        .collect()
+}
+
 /// A PostgreSQL server of the test's own (initdb into a temporary directory, a free loopback
 /// port), for tests that stop and start the database under a running Confab. Needs Debian's
 /// `postgresql` package, which scripts/test installs; as root the server runs as `postgres`.
@@ -659,6 +722,18 @@ impl Postgres {
         );
         let log = self.dir.0.join("postgres.log").display().to_string();
         self.run("pg_ctl", &["start", "-w", "-o", &opts, "-l", &log]);
+    }
+
+    /// Fails naming every user in `acknowledged` (from `acknowledged`) without a stored
+    /// registration.
+    pub(crate) fn assert_none_lost(&self, acknowledged: &std::collections::BTreeSet<String>) {
+        let stored: std::collections::BTreeSet<String> = self
+            .sql("SELECT aor FROM bindings")
+            .lines()
+            .map(|a| a.trim_end_matches("@example.com").to_owned())
+            .collect();
+        let lost: Vec<&String> = acknowledged.difference(&stored).collect();
+        assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
     }
 
     /// Runs SQL with psql and returns its unaligned output.
