@@ -119,6 +119,8 @@ pub struct Engine {
     tag_seed: u64,
     secret: [u8; 32],
     stats: EngineStats,
+    /// Shutting down: refuse new work (`drain`).
+    draining: bool,
 }
 
 impl Engine {
@@ -185,11 +187,23 @@ impl Engine {
                 ^ cfg.instance_seed.rotate_left(17),
             secret,
             stats: EngineStats::default(),
+            draining: false,
             cfg,
         };
         e.timers
             .push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
         Ok(e)
+    }
+
+    /// Starts draining for shutdown: new work is refused (see `Processor::Admission`) while
+    /// what is in flight finishes.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Requests still waiting for their final response (proxied ones included).
+    pub fn in_flight(&self) -> usize {
+        self.server_tx.values().filter(|s| !s.tx.is_final()).count()
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -382,6 +396,7 @@ impl Engine {
         match p {
             Processor::Sanity => self.sanity(now, ctx),
             Processor::Transaction => self.transaction(now, ctx),
+            Processor::Admission => self.admission(now, ctx),
             Processor::RoutePop => self.route_pop(now, ctx),
             Processor::MaxForwards => self.max_forwards(now, ctx),
             Processor::LoopDetection => self.loop_detection(now, ctx),
@@ -472,6 +487,21 @@ impl Engine {
             self.respond(now, ctx, 100, "Trying", &[]);
         }
         Flow::Continue
+    }
+
+    fn admission(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
+        let in_dialog = ctx.msg.to().ok().and_then(|t| t.tag()).is_some();
+        if !self.draining || in_dialog || matches!(ctx.msg.method(), Method::Ack | Method::Cancel) {
+            return Flow::Continue;
+        }
+        self.respond(
+            now,
+            ctx,
+            503,
+            "Service Unavailable (server shutting down)",
+            &[("Retry-After", "5".to_owned())],
+        );
+        Flow::Stop
     }
 
     fn route_pop(&mut self, _now: Now, ctx: &mut Ctx) -> Flow {

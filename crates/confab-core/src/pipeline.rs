@@ -9,6 +9,9 @@ pub enum Processor {
     Sanity,
     /// Match retransmissions, ACKs and CANCELs to server transactions; create new ones.
     Transaction,
+    /// While the server drains for shutdown: 503 with Retry-After for new dialogs and
+    /// out-of-dialog requests; requests within existing dialogs go on.
+    Admission,
     /// Remove the Route values that name this server (loose routing, RFC 3261 §16.4).
     RoutePop,
     /// 483 when Max-Forwards is exhausted.
@@ -27,6 +30,7 @@ pub enum Processor {
 pub const FRONT_END: &[Processor] = &[
     Processor::Sanity,
     Processor::Transaction,
+    Processor::Admission,
     Processor::RoutePop,
     Processor::MaxForwards,
     Processor::LoopDetection,

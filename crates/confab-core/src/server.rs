@@ -32,7 +32,11 @@ fn now() -> Now {
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// How long a shutdown waits for requests in flight to be answered.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves until `shutdown` resolves, then drains: new requests are refused with 503 while
+/// those in flight finish (at most [`DRAIN_FOR`]).
 pub async fn run(
     cfg: EngineConfig,
     store: Box<dyn Store>,
@@ -45,10 +49,34 @@ pub async fn run(
     let transports = Transports::start(listeners, transport_cfg, tx)?;
     let mut engine = Engine::new(cfg, store, secret, now())?;
     tokio::pin!(shutdown);
+    let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
+        if let Some(until) = drain_until {
+            let left = engine.in_flight();
+            if left == 0 || tokio::time::Instant::now() >= until {
+                tracing::info!(
+                    event = "server.drained",
+                    unanswered = left,
+                    "in-flight requests finished"
+                );
+                break;
+            }
+        }
         let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
+        let deadline = match drain_until {
+            // wake at least every 50 ms while draining to see whether it is done
+            Some(_) => Some(deadline.map_or(
+                tokio::time::Instant::now() + std::time::Duration::from_millis(50),
+                |d| d.min(tokio::time::Instant::now() + std::time::Duration::from_millis(50)),
+            )),
+            None => deadline,
+        };
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown, if drain_until.is_none() => {
+                engine.drain();
+                tracing::info!(event = "server.draining", in_flight = engine.in_flight(), "refusing new requests while those in flight finish");
+                drain_until = Some(tokio::time::Instant::now() + DRAIN_FOR);
+            }
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
                 let t = now();

@@ -204,3 +204,50 @@ fn an_answered_call_shows_in_a_call_to_watchers_until_bye() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn sigterm_drains_requests_in_flight_and_refuses_new_ones() {
+    let mut server = Server::start();
+    let mut bob = device(&server, "bob", "uas_message_slow.xml");
+    let alice = Sipp::new(&server, "uac_message.xml")
+        .args(["-s", "bob", "-key", "caller", "alice"])
+        .auth("alice", &server.password("alice"))
+        .spawn();
+    bob.wait_for(
+        "MESSAGE sip:",
+        "bob's device has the MESSAGE (its answer is 2 s away)",
+    );
+    server.sigterm();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // a new request meanwhile is refused, and says when to come back
+    let r = Sipp::new(&server, "uac_message.xml")
+        .args(["-s", "bob", "-key", "caller", "carol"])
+        .auth("carol", &server.password("carol"))
+        .run();
+    let trace = r.trace();
+    assert!(
+        trace.contains("SIP/2.0 503 Service Unavailable (server shutting down)")
+            && trace.contains("Retry-After: 5"),
+        "{trace}"
+    );
+    assert!(
+        !server.exited(),
+        "still running while bob's answer is pending"
+    );
+    // bob's late 200 still reaches alice; then the server exits by itself
+    alice.assert_success("alice got bob's 200 after SIGTERM");
+    bob.assert_success("bob answered");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !server.exited() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not exit after draining"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        server.log_text().contains("server.drained"),
+        "{}",
+        server.log_text()
+    );
+}

@@ -224,6 +224,22 @@ impl Server {
             .unwrap()
     }
 
+    /// Sends SIGTERM and returns at once (see `stop` to wait).
+    pub(crate) fn sigterm(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Whether the process has exited.
+    pub(crate) fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
     /// Stops with SIGTERM and waits; returns the data dir for a restart.
     pub(crate) fn stop(mut self) -> TempDir {
         self.terminate();
