@@ -48,9 +48,12 @@ impl StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                Self::Unavailable(e.to_string())
-            }
+            // busy, or a full disk: nothing was written, the same request may succeed later
+            Some(
+                rusqlite::ErrorCode::DatabaseBusy
+                | rusqlite::ErrorCode::DatabaseLocked
+                | rusqlite::ErrorCode::DiskFull,
+            ) => Self::Unavailable(e.to_string()),
             _ => Self::Database(e.to_string()),
         }
     }

@@ -499,19 +499,24 @@ impl Drop for SippChild {
 /// (`unshare -n`), so that crafted SIP and anything a confused server sends cannot leave the
 /// machine. Returns true in the outer process (the test body must then return), false inside.
 pub(crate) fn reexec_in_netns(test_name: &str) -> bool {
+    reexec_in_namespaces(test_name, &["-n"])
+}
+
+/// As `reexec_in_netns`, with a private mount namespace too (`unshare -n -m`), where the test
+/// may mount file systems (a small tmpfs to fill) that nobody else sees.
+pub(crate) fn reexec_in_mount_ns(test_name: &str) -> bool {
+    reexec_in_namespaces(test_name, &["-n", "-m", "--propagation", "private"])
+}
+
+fn reexec_in_namespaces(test_name: &str, unshare: &[&str]) -> bool {
     if std::env::var_os("CONFAB_IN_NETNS").is_some() {
         return false;
     }
     require("unshare");
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("unshare")
-        .args([
-            "-n",
-            "--",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
+        .args(unshare)
+        .args(["--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
         .arg(&exe)
         .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
         .env("CONFAB_IN_NETNS", "1")
