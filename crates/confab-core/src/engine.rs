@@ -51,6 +51,8 @@ pub struct EngineStats {
     pub retransmissions_absorbed: u64,
     pub auth_failures: u64,
     pub lockouts: u64,
+    /// New requests answered 503 while draining or overloaded.
+    pub shed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -121,6 +123,8 @@ pub struct Engine {
     stats: EngineStats,
     /// Shutting down: refuse new work (`drain`).
     draining: bool,
+    /// Behind on its queue: refuse new work (`set_overloaded`).
+    overloaded: bool,
 }
 
 impl Engine {
@@ -188,6 +192,7 @@ impl Engine {
             secret,
             stats: EngineStats::default(),
             draining: false,
+            overloaded: false,
             cfg,
         };
         e.timers
@@ -199,6 +204,25 @@ impl Engine {
     /// what is in flight finishes.
     pub fn drain(&mut self) {
         self.draining = true;
+    }
+
+    /// Whether work waits in front of the engine beyond what it can take in time: while true,
+    /// new out-of-dialog requests are answered 503 with Retry-After at once (cheap, no
+    /// authentication or storage), so a backlog drains instead of growing.
+    pub fn set_overloaded(&mut self, overloaded: bool) {
+        if overloaded != self.overloaded {
+            let what = if overloaded {
+                "on: new requests get 503"
+            } else {
+                "off"
+            };
+            tracing::warn!(
+                event = "server.overload",
+                overloaded,
+                "load shedding {what}"
+            );
+        }
+        self.overloaded = overloaded;
     }
 
     /// Requests still waiting for their final response (proxied ones included).
@@ -491,16 +515,18 @@ impl Engine {
 
     fn admission(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
         let in_dialog = ctx.msg.to().ok().and_then(|t| t.tag()).is_some();
-        if !self.draining || in_dialog || matches!(ctx.msg.method(), Method::Ack | Method::Cancel) {
-            return Flow::Continue;
+        if in_dialog || matches!(ctx.msg.method(), Method::Ack | Method::Cancel) {
+            return Flow::Continue; // finishing what was started is never refused
         }
-        self.respond(
-            now,
-            ctx,
-            503,
-            "Service Unavailable (server shutting down)",
-            &[("Retry-After", "5".to_owned())],
-        );
+        let (reason, retry) = if self.draining {
+            ("Service Unavailable (server shutting down)", "5")
+        } else if self.overloaded {
+            ("Service Unavailable (overloaded)", "2")
+        } else {
+            return Flow::Continue;
+        };
+        self.stats.shed += 1;
+        self.respond(now, ctx, 503, reason, &[("Retry-After", retry.to_owned())]);
         Flow::Stop
     }
 
@@ -1689,7 +1715,65 @@ pub(crate) fn lookup_refusal(
 
 #[cfg(test)]
 mod tests {
-    use super::md5_only_client;
+    use super::*;
+
+    fn engine() -> Engine {
+        let store = Box::new(confab_store::SqliteStore::in_memory().unwrap());
+        let now = Now {
+            mono: Instant::now(),
+            unix: 1_800_000_000,
+        };
+        Engine::new(EngineConfig::default(), store, [7; 32], now).unwrap()
+    }
+
+    /// Feeds `req` from 127.0.0.2:5062 over UDP; returns each answer as text.
+    fn answer(e: &mut Engine, req: &str) -> Vec<String> {
+        let now = Now {
+            mono: Instant::now(),
+            unix: 1_800_000_000,
+        };
+        let source = Source {
+            transport: Transport::Udp,
+            remote: ([127, 0, 0, 2], 5062).into(),
+            local: ([127, 0, 0, 1], 5060).into(),
+            flow: None,
+        };
+        e.handle_event(
+            now,
+            Event::Message {
+                bytes: req.as_bytes().to_vec(),
+                source,
+            },
+        );
+        std::iter::from_fn(|| e.poll_transmit())
+            .map(|o| String::from_utf8_lossy(&o.bytes).into_owned())
+            .collect()
+    }
+
+    fn register(n: u32, to_tag: &str) -> String {
+        format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bK{n}\r\nFrom: <sip:alice@example.com>;tag=f{n}\r\nTo: <sip:alice@example.com>{to_tag}\r\nCall-ID: c{n}\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@127.0.0.2:5062>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn an_overloaded_engine_sheds_new_requests_with_retry_after_but_not_dialogs() {
+        let mut e = engine();
+        assert!(answer(&mut e, &register(1, ""))[0].starts_with("SIP/2.0 401"));
+        e.set_overloaded(true);
+        let shed = answer(&mut e, &register(2, ""));
+        assert!(
+            shed[0].starts_with("SIP/2.0 503 Service Unavailable (overloaded)")
+                && shed[0].contains("\r\nRetry-After: 2\r\n"),
+            "{shed:?}"
+        );
+        // within a dialog: not refused here (it goes on to the later checks)
+        let in_dialog = answer(&mut e, &register(3, ";tag=x"));
+        assert!(!in_dialog[0].starts_with("SIP/2.0 503"), "{in_dialog:?}");
+        e.set_overloaded(false);
+        assert!(answer(&mut e, &register(4, ""))[0].starts_with("SIP/2.0 401"));
+        assert_eq!(e.stats().shed, 1);
+    }
 
     #[test]
     fn only_old_baresip_is_treated_as_md5_only() {

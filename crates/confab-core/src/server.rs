@@ -32,6 +32,9 @@ fn now() -> Now {
     }
 }
 
+/// Messages that may wait for the engine; the transports drop (and count) what does not fit.
+const QUEUE: usize = 16_384;
+
 /// How long a shutdown waits for requests in flight to be answered.
 const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -45,7 +48,7 @@ pub async fn run(
     secret: [u8; 32],
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let (tx, mut rx) = mpsc::channel(16_384);
+    let (tx, mut rx) = mpsc::channel(QUEUE);
     let transports = Transports::start(listeners, transport_cfg, tx)?;
     let mut engine = Engine::new(cfg, store, secret, now())?;
     tokio::pin!(shutdown);
@@ -79,6 +82,14 @@ pub async fn run(
             }
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
+                // a backlog of more than a quarter of the queue: answer new work 503 until
+                // it is down to a sixteenth again
+                let backlog = rx.len();
+                if backlog > QUEUE / 4 {
+                    engine.set_overloaded(true);
+                } else if backlog < QUEUE / 16 {
+                    engine.set_overloaded(false);
+                }
                 let t = now();
                 engine.handle_event(t, ev);
                 // drain what is already queued before sending: fewer wake-ups under load
@@ -104,6 +115,7 @@ pub async fn run(
         malformed_answered = s.malformed_answered,
         malformed_dropped = s.malformed_dropped,
         auth_failures = s.auth_failures,
+        shed = s.shed,
         lockouts = s.lockouts,
         oversized = t.oversized.load(std::sync::atomic::Ordering::Relaxed),
         header_timeouts = t.header_timeouts.load(std::sync::atomic::Ordering::Relaxed),
