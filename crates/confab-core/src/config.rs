@@ -10,8 +10,12 @@ use sip_proto::Limits;
 pub struct EngineConfig {
     /// The SIP domains served (the first is the digest realm).
     pub domains: Vec<String>,
-    /// The host Confab puts in Via and Record-Route (an address clients can reach).
+    /// The host Confab puts in Via and Record-Route (an address clients can reach); an IPv6
+    /// address in brackets.
     pub advertised_host: String,
+    /// The host for peers reached over IPv6 when the server listens on both families
+    /// (`[2001:db8::1]`); `None`: `advertised_host` for everyone.
+    pub advertised_host6: Option<String>,
     pub udp_port: Option<u16>,
     pub tcp_port: Option<u16>,
     pub tls_port: Option<u16>,
@@ -55,6 +59,7 @@ impl Default for EngineConfig {
         Self {
             domains: vec!["example.com".into()],
             advertised_host: "127.0.0.1".into(),
+            advertised_host6: None,
             udp_port: Some(5060),
             tcp_port: Some(5060),
             tls_port: Some(5061),
@@ -82,6 +87,24 @@ impl EngineConfig {
     /// The digest realm.
     pub fn realm(&self) -> &str {
         self.domains.first().map_or("", String::as_str)
+    }
+
+    /// The host to put in what is sent to `peer`: the IPv6 one toward IPv6 peers when there
+    /// is one.
+    pub fn host_toward(&self, peer: &std::net::SocketAddr) -> &str {
+        match &self.advertised_host6 {
+            Some(h) if peer.is_ipv6() => h,
+            _ => &self.advertised_host,
+        }
+    }
+
+    /// Whether `host` (a URI or Via host, brackets or not) is one of this server's addresses.
+    pub fn is_own_host(&self, host: &str) -> bool {
+        let bare = |h: &str| h.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = bare(host);
+        std::iter::once(&self.advertised_host)
+            .chain(&self.advertised_host6)
+            .any(|h| bare(h).eq_ignore_ascii_case(&host))
     }
 
     /// Whether `host` is one of our SIP domains.

@@ -1178,20 +1178,22 @@ impl Engine {
         target: Target,
         record_route: bool,
     ) -> Vec<u8> {
-        let host = &self.cfg.advertised_host;
+        let host = self.cfg.host_toward(&target.addr);
         let mut w = self.request_from_us(ctx.msg.method_str(), uri, target, branch);
         if record_route {
-            let rr = |t: Transport| {
+            let rr = |host: &str, t: Transport| {
                 format!(
                     "<sip:{host}:{};transport={};lr>",
                     our_port(&self.cfg, t),
                     t.param()
                 )
             };
-            w.header("Record-Route", rr(target.transport));
-            if ctx.source.transport != target.transport {
-                // RFC 5658 double record-routing: each side sees the address on its transport
-                w.header("Record-Route", rr(ctx.source.transport));
+            w.header("Record-Route", rr(host, target.transport));
+            let back = self.cfg.host_toward(&ctx.source.remote);
+            if ctx.source.transport != target.transport || back != host {
+                // RFC 5658 double record-routing: each side sees our address on its transport
+                // and address family
+                w.header("Record-Route", rr(back, ctx.source.transport));
             }
         }
         for r in path.iter().chain(&ctx.routes) {
@@ -1222,7 +1224,7 @@ impl Engine {
             "Via",
             format_via(
                 target.transport.via_name(),
-                &self.cfg.advertised_host,
+                self.cfg.host_toward(&target.addr),
                 our_port(&self.cfg, target.transport),
                 branch,
             ),

@@ -86,18 +86,14 @@ pub(crate) fn our_port(cfg: &EngineConfig, t: Transport) -> u16 {
 
 /// Whether a URI addresses this server itself (a Route we put in, or the server's address).
 pub(crate) fn is_our_address(cfg: &EngineConfig, uri: &SipUri<'_>) -> bool {
-    let host_ok = uri.host.eq_ignore_ascii_case(&cfg.advertised_host)
-        || uri
-            .host
-            .trim_matches(['[', ']'])
-            .eq_ignore_ascii_case(cfg.advertised_host.trim_matches(['[', ']']));
+    let host_ok = cfg.is_own_host(uri.host);
     let port = uri.port.unwrap_or(if uri.secure { 5061 } else { 5060 });
     host_ok && [cfg.udp_port, cfg.tcp_port, cfg.tls_port].contains(&Some(port))
 }
 
 /// Whether a Via was put in by this server.
 pub(crate) fn is_our_via(cfg: &EngineConfig, via: &Via<'_>) -> bool {
-    via.host.eq_ignore_ascii_case(&cfg.advertised_host)
+    cfg.is_own_host(via.host)
         && Transport::from_name(via.transport).is_some_and(|t| via.port == Some(our_port(cfg, t)))
 }
 

@@ -200,6 +200,10 @@ pub(crate) struct UpArgs {
     /// Address to listen on (and to put in Via / Record-Route).
     #[arg(long, default_value = "127.0.0.1")]
     pub(crate) bind: IpAddr,
+    /// A second address to listen on, of the other family (e.g. --bind6 ::1 beside an IPv4
+    /// --bind): SIP on the same ports; peers reached over IPv6 see this one.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) bind6: Option<IpAddr>,
     /// SIP port for UDP and TCP; TLS listens on the next port.
     #[arg(long, default_value_t = 5060)]
     pub(crate) sip_port: u16,

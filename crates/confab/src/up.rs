@@ -126,6 +126,14 @@ fn homing(
     Ok((Some(homing), local))
 }
 
+/// An address as a URI or Via host: IPv6 in brackets.
+fn uri_host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
 /// What `confab up` serves besides SIP, decided before the runtime starts.
 struct Site {
     topology: std::sync::Arc<confab_topology::Topology>,
@@ -170,19 +178,34 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
     let busy = |what: &str, addr: SocketAddr| {
         format!("cannot listen on {what} {addr} — is another SIP server running? Pick other ports with --sip-port")
     };
-    let listeners = Listeners {
-        udp: vec![tokio::net::UdpSocket::bind(sip)
-            .await
-            .with_context(|| busy("UDP", sip))?],
-        tcp: vec![tokio::net::TcpListener::bind(sip)
-            .await
-            .with_context(|| busy("TCP", sip))?],
-        tls: vec![tokio::net::TcpListener::bind(tls)
-            .await
-            .with_context(|| busy("TLS", tls))?],
+    let mut listeners = Listeners {
+        udp: Vec::new(),
+        tcp: Vec::new(),
+        tls: Vec::new(),
         tls_server: Some(pki::server_config(pki)?),
         tls_client: Some(pki::client_config(pki)?),
     };
+    for ip in std::iter::once(args.bind).chain(args.bind6) {
+        let (sip, tls) = (
+            SocketAddr::new(ip, args.sip_port),
+            SocketAddr::new(ip, args.sip_port + 1),
+        );
+        listeners.udp.push(
+            tokio::net::UdpSocket::bind(sip)
+                .await
+                .with_context(|| busy("UDP", sip))?,
+        );
+        listeners.tcp.push(
+            tokio::net::TcpListener::bind(sip)
+                .await
+                .with_context(|| busy("TCP", sip))?,
+        );
+        listeners.tls.push(
+            tokio::net::TcpListener::bind(tls)
+                .await
+                .with_context(|| busy("TLS", tls))?,
+        );
+    }
     // the other servers of the deployment, by the addresses they put in Via
     let peers: Vec<String> = site
         .topology
@@ -195,7 +218,8 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
         .collect();
     let cfg = EngineConfig {
         domains: vec![args.domain.to_ascii_lowercase()],
-        advertised_host: args.bind.to_string(),
+        advertised_host: uri_host(args.bind),
+        advertised_host6: args.bind6.map(uri_host),
         udp_port: Some(args.sip_port),
         tcp_port: Some(args.sip_port),
         tls_port: Some(args.sip_port + 1),

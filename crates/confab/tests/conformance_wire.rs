@@ -176,6 +176,29 @@ fn via_port(bytes: &[u8]) -> u16 {
         .unwrap_or(5060)
 }
 
+/// Sends `bytes` over UDP to `to` and collects what answers it (same Call-ID) until a final
+/// response or 700 ms pass; gives the last answer (a 100 Trying may come first).
+fn exchange(sock: &UdpSocket, bytes: &[u8], to: &str) -> Option<String> {
+    sock.send_to(bytes, to).unwrap();
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let call_id = header(&text, &["call-id", "i"]).map(str::to_owned);
+    let mut got = String::new();
+    let until = Instant::now() + Duration::from_millis(700);
+    let mut buf = vec![0u8; 65_536];
+    while Instant::now() < until {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if final_answer(&got, call_id.as_deref())
+                .and_then(|r| status(&r))
+                .is_some_and(|c| c >= 200)
+            {
+                break;
+            }
+        }
+    }
+    final_answer(&got, call_id.as_deref())
+}
+
 #[test]
 fn rfc4475_over_udp() {
     if reexec_in_netns("rfc4475_over_udp") {
@@ -197,25 +220,7 @@ fn rfc4475_over_udp() {
                 .unwrap();
             s
         });
-        sock.send_to(&c.bytes, server.addr()).unwrap();
-        let text = String::from_utf8_lossy(&c.bytes).into_owned();
-        let call_id = header(&text, &["call-id", "i"]).map(str::to_owned);
-        // Collect what answers this case (same Call-ID) until a final one or 700 ms pass.
-        let mut got = String::new();
-        let until = Instant::now() + Duration::from_millis(700);
-        let mut buf = vec![0u8; 65_536];
-        while Instant::now() < until {
-            if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                got.push_str(&String::from_utf8_lossy(&buf[..n]));
-                if final_answer(&got, call_id.as_deref())
-                    .and_then(|r| status(&r))
-                    .is_some_and(|c| c >= 200)
-                {
-                    break;
-                }
-            }
-        }
-        let response = final_answer(&got, call_id.as_deref());
+        let response = exchange(sock, &c.bytes, &server.addr());
         if let Err(e) = check(&c, response.as_deref(), "UDP") {
             failures.push(e);
         }
@@ -272,4 +277,42 @@ fn rfc4475_over_tcp() {
         "the server still answers after the whole set"
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The RFC 5118 IPv6 set (crates/sip-proto/tests/fixtures/rfc5118) sent over IPv6 to a server
+/// listening on both families: invalid messages get 400 or nothing, valid ones any other
+/// answer (or none, for those a proxy forwards to an address that does not exist here); the
+/// server answers on both families afterwards.
+#[test]
+fn rfc5118_over_ipv6() {
+    if reexec_in_netns("rfc5118_over_ipv6") {
+        return;
+    }
+    let server = Server::start_with(&["--bind6", "::1"]);
+    let dir = common::repo_root().join("crates/sip-proto/tests/fixtures/rfc5118");
+    let tsv = std::fs::read_to_string(dir.join("EXPECTED.tsv")).unwrap();
+    let sock = UdpSocket::bind("[::1]:0").expect("IPv6 loopback in the namespace");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let target = format!("[::1]:{}", server.port);
+    let mut failures = Vec::new();
+    let mut answered = 0;
+    for row in tsv.lines().skip(1).filter(|l| !l.is_empty()) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        let bytes = std::fs::read(dir.join(cols[0])).unwrap();
+        let answer = exchange(&sock, &bytes, &target);
+        let code = answer.as_deref().and_then(status);
+        answered += usize::from(code.is_some());
+        let ok = match (cols[1], code) {
+            ("invalid", None | Some(400)) => true,
+            ("valid", Some(c)) => c != 400,
+            _ => false,
+        };
+        if !ok {
+            failures.push(format!("{} ({}): got {:?}", cols[0], cols[1], answer));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(answered >= 9, "answers came back over IPv6 ({answered})");
+    assert!(answers_options(&server), "IPv4 still served");
 }

@@ -251,3 +251,16 @@ fn sigterm_drains_requests_in_flight_and_refuses_new_ones() {
         server.log_text()
     );
 }
+
+#[test]
+fn sipp_signs_in_and_sends_a_message_over_ipv6() {
+    let server = Server::start_with(&["--bind", "::1"]);
+    assert_eq!(server.addr(), format!("[::1]:{}", server.port));
+    let bob = device(&server, "bob", "uas_message.xml");
+    let trace = common::message(&server, "alice", "bob");
+    assert!(
+        trace.contains("Via: SIP/2.0/UDP [::1]:"),
+        "IPv6 all the way:\n{trace}"
+    );
+    bob.assert_success("bob's device reached over IPv6");
+}

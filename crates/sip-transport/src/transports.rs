@@ -39,8 +39,9 @@ pub(crate) struct Inner {
     next_flow: AtomicU64,
     open: AtomicUsize,
     tls_client: Option<TlsConnector>,
-    local_tcp: Option<SocketAddr>,
-    local_tls: Option<SocketAddr>,
+    /// Listening addresses, to name the local end of connections we open (per family).
+    local_tcp: Vec<SocketAddr>,
+    local_tls: Vec<SocketAddr>,
 }
 
 /// Handle to the running transports; cheap to clone.
@@ -57,8 +58,16 @@ impl Transports {
         events: mpsc::Sender<Event>,
     ) -> std::io::Result<Self> {
         let udp: Vec<Arc<UdpSocket>> = listeners.udp.into_iter().map(Arc::new).collect();
-        let local_tcp = listeners.tcp.first().map(|l| l.local_addr()).transpose()?;
-        let local_tls = listeners.tls.first().map(|l| l.local_addr()).transpose()?;
+        let local_tcp = listeners
+            .tcp
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<std::io::Result<_>>()?;
+        let local_tls = listeners
+            .tls
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<std::io::Result<_>>()?;
         let inner = Arc::new(Inner {
             config,
             events,
@@ -333,9 +342,12 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
     };
     let _ = tcp.set_nodelay(true);
     let local = match target.transport {
-        Transport::Tls => inner.local_tls,
-        _ => inner.local_tcp,
+        Transport::Tls => &inner.local_tls,
+        _ => &inner.local_tcp,
     }
+    .iter()
+    .find(|a| a.is_ipv4() == target.addr.is_ipv4())
+    .copied()
     .or_else(|| tcp.local_addr().ok());
     let Some(local) = local else {
         return fail(&inner);

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -51,7 +51,8 @@ pub(crate) fn free_sip_port() -> u16 {
 /// SIPp prints nothing when it starts listening.
 pub(crate) fn wait_udp_bound(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    // bound on either loopback address (a SIPp on ::1 leaves 127.0.0.1's port free)
+    while UdpSocket::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("::1", port)).is_ok() {
         assert!(
             Instant::now() < deadline,
             "nothing bound UDP port {port} within 10 s"
@@ -150,7 +151,12 @@ impl Server {
     }
 
     fn wait_ready(&mut self) {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = UdpSocket::bind(if self.host.contains(':') {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        })
+        .unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -164,8 +170,8 @@ impl Server {
                 );
             }
             n += 1;
-            let probe = options_probe(&self.host, self.port, sock.local_addr().unwrap().port(), n);
-            let _ = sock.send_to(probe.as_bytes(), (self.host.as_str(), self.port));
+            let probe = options_probe(&self.addr(), sock.local_addr().unwrap(), n);
+            let _ = sock.send_to(probe.as_bytes(), self.addr());
             if let Ok((len, _)) = sock.recv_from(&mut buf) {
                 if buf[..len].starts_with(b"SIP/2.0 200") {
                     return;
@@ -179,7 +185,11 @@ impl Server {
     }
 
     pub(crate) fn addr(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 
     /// The demo users' passwords, from the data dir.
@@ -275,9 +285,11 @@ impl Drop for Server {
     }
 }
 
-fn options_probe(host: &str, server_port: u16, local_port: u16, n: u32) -> String {
+/// An OPTIONS to `server` (`host:port`, IPv6 in brackets) from the socket at `local`.
+fn options_probe(server: &str, local: SocketAddr, n: u32) -> String {
+    let port = local.port();
     format!(
-        "OPTIONS sip:{host}:{server_port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bKprobe{n};rport\r\nFrom: <sip:probe@example.com>;tag=p{n}\r\nTo: <sip:{host}:{server_port}>\r\nCall-ID: probe-{n}-{local_port}\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        "OPTIONS sip:{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKprobe{n};rport\r\nFrom: <sip:probe@example.com>;tag=p{n}\r\nTo: <sip:{server}>\r\nCall-ID: probe-{n}-{port}\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     )
 }
 
@@ -314,7 +326,13 @@ impl Sipp {
             sf.display().to_string(),
             server.addr(),
             "-i".into(),
-            "127.0.0.1".into(),
+            // the loopback address of the server's family
+            if server.host.contains(':') {
+                "::1"
+            } else {
+                "127.0.0.1"
+            }
+            .into(),
             "-p".into(),
             free_port().to_string(),
             "-m".into(),
@@ -558,12 +576,7 @@ pub(crate) fn udp_exchange(sock: &UdpSocket, server: &Server, msg: &[u8]) -> Opt
 /// True when the server still answers an OPTIONS health probe.
 pub(crate) fn answers_options(server: &Server) -> bool {
     let s = udp_client();
-    let p = options_probe(
-        &server.host,
-        server.port,
-        s.local_addr().unwrap().port(),
-        9999,
-    );
+    let p = options_probe(&server.addr(), s.local_addr().unwrap(), 9999);
     udp_exchange(&s, server, p.as_bytes()).is_some_and(|r| r.starts_with("SIP/2.0 200"))
 }
 
