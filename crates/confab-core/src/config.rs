@@ -28,6 +28,10 @@ pub struct EngineConfig {
     /// Digest algorithms challenged with, in the order offered. SIPp answers only the first
     /// challenge and cannot do SHA-256, hence MD5 first by default.
     pub digest_algorithms: Vec<sip_auth::Algorithm>,
+    /// Whether digest authentication is offered over UDP and TCP; when false, only requests
+    /// that arrive over TLS are challenged (internet-facing roles: passwords' digests never
+    /// cross the internet in clear).
+    pub digest_over_plain: bool,
     /// Digest nonce lifetime.
     pub nonce_ttl: Duration,
     /// Failed authentications per user or per source before a lockout.
@@ -69,6 +73,7 @@ impl Default for EngineConfig {
             max_expires: 7200,
             default_expires: 3600,
             digest_algorithms: vec![sip_auth::Algorithm::Md5, sip_auth::Algorithm::Sha256],
+            digest_over_plain: true,
             nonce_ttl: Duration::from_secs(300),
             lockout_failures: 10,
             lockout_window: Duration::from_secs(60),

@@ -663,6 +663,16 @@ impl Engine {
             self.respond(now, ctx, 403, &reason, &[]);
             return Flow::Stop;
         }
+        if !self.cfg.digest_over_plain && ctx.source.transport != Transport::Tls {
+            self.respond(
+                now,
+                ctx,
+                403,
+                "Forbidden (sign in over TLS: digest over UDP and TCP is switched off here)",
+                &[],
+            );
+            return Flow::Stop;
+        }
         let aor = format!("{user}@{host}");
         let user_key = format!("user:{aor}");
         let ip_key = format!("ip:{}", ctx.source.remote.ip());

@@ -200,6 +200,13 @@ pub(crate) struct UpArgs {
     /// Address to listen on (and to put in Via / Record-Route).
     #[arg(long, default_value = "127.0.0.1")]
     pub(crate) bind: IpAddr,
+    /// The SIP transports to listen on, of udp, tcp, tls (internet-facing roles: `tls`).
+    #[arg(long, value_delimiter = ',', default_value = "udp,tcp,tls", value_parser = ["udp", "tcp", "tls"])]
+    pub(crate) transports: Vec<String>,
+    /// Challenge requests arriving over UDP or TCP (no: only TLS clients may authenticate;
+    /// the others get 403 saying to sign in over TLS).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub(crate) digest_over_plain: bool,
     /// A second address to listen on, of the other family (e.g. --bind6 ::1 beside an IPv4
     /// --bind): SIP on the same ports; peers reached over IPv6 see this one.
     #[arg(long, value_name = "ADDR")]

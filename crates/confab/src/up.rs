@@ -185,26 +185,33 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
         tls_server: Some(pki::server_config(pki)?),
         tls_client: Some(pki::client_config(pki)?),
     };
+    let on = |t: &str| args.transports.iter().any(|x| x == t);
     for ip in std::iter::once(args.bind).chain(args.bind6) {
         let (sip, tls) = (
             SocketAddr::new(ip, args.sip_port),
             SocketAddr::new(ip, args.sip_port + 1),
         );
-        listeners.udp.push(
-            tokio::net::UdpSocket::bind(sip)
-                .await
-                .with_context(|| busy("UDP", sip))?,
-        );
-        listeners.tcp.push(
-            tokio::net::TcpListener::bind(sip)
-                .await
-                .with_context(|| busy("TCP", sip))?,
-        );
-        listeners.tls.push(
-            tokio::net::TcpListener::bind(tls)
-                .await
-                .with_context(|| busy("TLS", tls))?,
-        );
+        if on("udp") {
+            listeners.udp.push(
+                tokio::net::UdpSocket::bind(sip)
+                    .await
+                    .with_context(|| busy("UDP", sip))?,
+            );
+        }
+        if on("tcp") {
+            listeners.tcp.push(
+                tokio::net::TcpListener::bind(sip)
+                    .await
+                    .with_context(|| busy("TCP", sip))?,
+            );
+        }
+        if on("tls") {
+            listeners.tls.push(
+                tokio::net::TcpListener::bind(tls)
+                    .await
+                    .with_context(|| busy("TLS", tls))?,
+            );
+        }
     }
     // the other servers of the deployment, by the addresses they put in Via
     let peers: Vec<String> = site
@@ -220,9 +227,10 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
         domains: vec![args.domain.to_ascii_lowercase()],
         advertised_host: uri_host(args.bind),
         advertised_host6: args.bind6.map(uri_host),
-        udp_port: Some(args.sip_port),
-        tcp_port: Some(args.sip_port),
-        tls_port: Some(args.sip_port + 1),
+        udp_port: on("udp").then_some(args.sip_port),
+        tcp_port: on("tcp").then_some(args.sip_port),
+        tls_port: on("tls").then_some(args.sip_port + 1),
+        digest_over_plain: args.digest_over_plain,
         limits: sip_proto::Limits {
             max_message_size: args.max_message_size,
             ..Default::default()

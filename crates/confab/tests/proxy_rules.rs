@@ -91,41 +91,87 @@ fn a_crlf_ping_on_tcp_gets_a_pong() {
     assert_eq!(&buf[..n], b"\r\n");
 }
 
+/// Sends `msg` to the server's TLS port with openssl (TLS `version`, verifying the server's
+/// certificate against the data dir's CA) and returns the first answer.
+fn over_tls(server: &Server, version: &str, msg: &str) -> String {
+    common::require("openssl");
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-verify_return_error",
+            version,
+            "-connect",
+            &format!("127.0.0.1:{}", server.port + 1),
+        ])
+        .arg("-CAfile")
+        .arg(server.dir.0.join("ca.pem"))
+        .args(["-verify_ip", "127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(msg.as_bytes())
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = out.read(&mut buf).unwrap_or(0);
+    let _ = child.kill();
+    let _ = child.wait();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn request(method: &str, server: &Server, transport: &str, tag: &str) -> String {
+    let to = if method == "REGISTER" {
+        "sip:alice@example.com".to_owned()
+    } else {
+        format!("sip:{}", server.addr())
+    };
+    format!("{method} sip:{} SIP/2.0\r\nVia: SIP/2.0/{transport} 127.0.0.1:9;branch=z9hG4bK{tag};rport\r\nFrom: <sip:alice@example.com>;tag=1\r\nTo: <{to}>\r\nCall-ID: {tag}\r\nCSeq: 1 {method}\r\nContact: <sip:alice@127.0.0.1:9>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", server.addr())
+}
+
 #[test]
 fn tls_1_2_and_1_3_both_serve_sip() {
-    common::require("openssl");
     let server = Server::start();
     for version in ["-tls1_2", "-tls1_3"] {
-        let mut child = Command::new("openssl")
-            .args([
-                "s_client",
-                "-quiet",
-                "-verify_return_error",
-                version,
-                "-connect",
-                &format!("127.0.0.1:{}", server.port + 1),
-            ])
-            .arg("-CAfile")
-            .arg(server.dir.0.join("ca.pem"))
-            .args(["-verify_ip", "127.0.0.1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let probe = format!("OPTIONS sip:{} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKtls{version}\r\nFrom: <sip:p@example.com>;tag=1\r\nTo: <sip:{}>\r\nCall-ID: tls{version}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", server.addr(), server.addr());
-        child
-            .stdin
-            .as_mut()
-            .unwrap()
-            .write_all(probe.as_bytes())
-            .unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let mut buf = vec![0u8; 4096];
-        let n = out.read(&mut buf).unwrap_or(0);
-        let _ = child.kill();
-        let _ = child.wait();
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let text = over_tls(
+            &server,
+            version,
+            &request("OPTIONS", &server, "TLS", version),
+        );
         assert!(text.starts_with("SIP/2.0 200 OK"), "{version}: {text}");
     }
+}
+
+#[test]
+fn plain_transports_and_digest_over_them_can_be_switched_off() {
+    let server = Server::start_with(&["--transports", "udp,tls", "--digest-over-plain", "false"]);
+    assert!(
+        TcpStream::connect(("127.0.0.1", server.port)).is_err(),
+        "no TCP listener"
+    );
+    // over UDP: answered, but no challenge for a password
+    let sock = udp_client();
+    let answer = udp_exchange(
+        &sock,
+        &server,
+        request("REGISTER", &server, "UDP", "plain").as_bytes(),
+    )
+    .unwrap();
+    assert!(
+        answer.starts_with("SIP/2.0 403 Forbidden (sign in over TLS: digest over UDP and TCP is switched off here)"),
+        "{answer}"
+    );
+    // over TLS: challenged as usual
+    let answer = over_tls(
+        &server,
+        "-tls1_3",
+        &request("REGISTER", &server, "TLS", "secure"),
+    );
+    assert!(answer.starts_with("SIP/2.0 401"), "{answer}");
 }
