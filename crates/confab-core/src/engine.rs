@@ -835,6 +835,21 @@ impl Engine {
             }
             return Flow::Stop;
         }
+        if !ours && self.is_peer_forwarded(&ctx.msg) {
+            // another server of the deployment routed this through us (a Path we added): on
+            // to the device
+            match uri_target(&uri, ctx.source.transport) {
+                Some(t) => self.forward_single(now, ctx, t),
+                None => self.respond(
+                    now,
+                    ctx,
+                    503,
+                    "Service Unavailable (Request-URI cannot be resolved)",
+                    &[],
+                ),
+            }
+            return Flow::Stop;
+        }
         if !ours {
             let reason = format!(
                 "Forbidden (federation is not enabled: domain {} is not served here)",
@@ -1000,10 +1015,36 @@ impl Engine {
             return;
         };
         let aor = u.aor();
+        if self.cfg.homing.is_some() && ctx.home_pool.is_none() {
+            // authenticated by another server (a Director): the user's pool from the store
+            match self.lookup_user(now, ctx, &aor) {
+                Some(u) => ctx.home_pool = u.and_then(|u| u.pool),
+                None => return,
+            }
+        }
         if let Some(homing) = &self.cfg.homing {
-            match homing.place(ctx.home_pool.as_deref(), ctx.source.transport) {
+            let hash = aor
+                .bytes()
+                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+            match homing.place(ctx.home_pool.as_deref(), ctx.source.transport, hash) {
                 Place::Here => {}
-                Place::Elsewhere { pool, contacts } => {
+                Place::Elsewhere {
+                    pool,
+                    proxy_to: Some(server),
+                    ..
+                } if homing.is_edge(&ctx.source.remote.ip()) => {
+                    // from outside through an Edge: the client cannot reach the pool itself
+                    let Ok(addr) = server.parse() else { return };
+                    tracing::info!(event = "register.proxied", user = %aor, pool = %pool, server = %server, "sign-in through an Edge: proxied to the home pool");
+                    let target = Target {
+                        transport: Transport::Tcp,
+                        addr,
+                        flow: None,
+                    };
+                    self.forward_single(now, ctx, target);
+                    return;
+                }
+                Place::Elsewhere { pool, contacts, .. } => {
                     tracing::info!(event = "register.redirected", user = %aor, pool = %pool, "user homed on another pool: redirected");
                     let extra: Vec<(&str, String)> =
                         contacts.into_iter().map(|c| ("Contact", c)).collect();
@@ -1205,6 +1246,17 @@ impl Engine {
                 // and address family
                 w.header("Record-Route", rr(back, ctx.source.transport));
             }
+        }
+        if ctx.msg.method() == Method::Register {
+            // RFC 3327: requests for this registration come back through here
+            w.header(
+                "Path",
+                format!(
+                    "<sip:{host}:{};transport={};lr>",
+                    our_port(&self.cfg, target.transport),
+                    target.transport.param()
+                ),
+            );
         }
         for r in path.iter().chain(&ctx.routes) {
             w.header("Route", r);

@@ -15,6 +15,9 @@ pub struct Homing {
     pub local_pool: Option<String>,
     /// Every pool that hosts users, by FQDN.
     pub pools: HashMap<String, HomePool>,
+    /// Addresses (IP literals) of the Edge servers: a sign-in relayed by one is proxied to the
+    /// home pool, not redirected (a client outside cannot reach the pool).
+    pub edges: Vec<String>,
 }
 
 /// How clients reach a pool, and where they go when it is down.
@@ -23,6 +26,8 @@ pub struct HomePool {
     pub sip_port: u16,
     pub tls_port: u16,
     pub backup: Option<String>,
+    /// Its servers' addresses (IP literals), for requests proxied to it rather than redirected.
+    pub servers: Vec<String>,
 }
 
 /// Where a signing-in user belongs, seen from this server.
@@ -30,8 +35,13 @@ pub struct HomePool {
 pub enum Place {
     /// Homed on this pool: register here.
     Here,
-    /// Homed elsewhere: the `Contact` values of the 301 and the home pool's name.
-    Elsewhere { pool: String, contacts: Vec<String> },
+    /// Homed elsewhere: the `Contact` values of the 301, the home pool's name, and a server
+    /// of it to proxy to (`ip:port`, TCP) when the request must not be redirected.
+    Elsewhere {
+        pool: String,
+        contacts: Vec<String>,
+        proxy_to: Option<String>,
+    },
     /// No home pool, or one the topology does not know: the reason for the 404.
     Nowhere(String),
 }
@@ -39,7 +49,7 @@ pub enum Place {
 impl Homing {
     /// Where a user homed on `pool` belongs; `transport` is how the request came, so that the
     /// redirect keeps it.
-    pub fn place(&self, pool: Option<&str>, transport: Transport) -> Place {
+    pub fn place(&self, pool: Option<&str>, transport: Transport, user_hash: usize) -> Place {
         let Some(pool) = pool else {
             return Place::Nowhere("Not Found (user has no home pool)".into());
         };
@@ -57,10 +67,28 @@ impl Homing {
                 contacts.push(contact(backup, b, transport, "0.3"));
             }
         }
+        // spread a pool's users over its servers, the same server for the same user
+        let proxy_to = (!home.servers.is_empty()).then(|| {
+            let i = user_hash % home.servers.len();
+            let ip = &home.servers[i];
+            if ip.contains(':') {
+                format!("[{ip}]:{}", home.sip_port)
+            } else {
+                format!("{ip}:{}", home.sip_port)
+            }
+        });
         Place::Elsewhere {
             pool: pool.to_owned(),
             contacts,
+            proxy_to,
         }
+    }
+
+    /// Whether `ip` is one of the deployment's Edge servers.
+    pub fn is_edge(&self, ip: &std::net::IpAddr) -> bool {
+        self.edges
+            .iter()
+            .any(|e| e.parse::<std::net::IpAddr>().ok() == Some(*ip))
     }
 }
 
@@ -81,9 +109,11 @@ mod tests {
             sip_port: port,
             tls_port: port + 1,
             backup: backup.map(str::to_owned),
+            servers: vec!["10.0.0.1".into(), "10.0.0.2".into()],
         };
         Homing {
             local_pool: local.map(str::to_owned),
+            edges: vec!["10.0.9.1".into()],
             pools: HashMap::from([
                 (
                     "pool-a.example.com".into(),
@@ -97,14 +127,14 @@ mod tests {
     #[test]
     fn a_user_of_this_pool_registers_here() {
         assert_eq!(
-            homing(Some("pool-a.example.com")).place(Some("pool-a.example.com"), Transport::Udp),
+            homing(Some("pool-a.example.com")).place(Some("pool-a.example.com"), Transport::Udp, 0),
             Place::Here
         );
     }
 
     #[test]
     fn a_director_redirects_to_the_home_pool_then_its_backup() {
-        let place = homing(None).place(Some("pool-a.example.com"), Transport::Tls);
+        let place = homing(None).place(Some("pool-a.example.com"), Transport::Tls, 0);
         assert_eq!(
             place,
             Place::Elsewhere {
@@ -112,7 +142,8 @@ mod tests {
                 contacts: vec![
                     "<sip:pool-a.example.com:5061;transport=tls>;q=0.7".into(),
                     "<sip:pool-b.example.com:5071;transport=tls>;q=0.3".into(),
-                ]
+                ],
+                proxy_to: Some("10.0.0.1:5060".into()),
             }
         );
     }
@@ -120,26 +151,40 @@ mod tests {
     #[test]
     fn another_pool_redirects_and_keeps_the_transport() {
         let place =
-            homing(Some("pool-a.example.com")).place(Some("pool-b.example.com"), Transport::Tcp);
+            homing(Some("pool-a.example.com")).place(Some("pool-b.example.com"), Transport::Tcp, 0);
         assert_eq!(
             place,
             Place::Elsewhere {
                 pool: "pool-b.example.com".into(),
-                contacts: vec!["<sip:pool-b.example.com:5070;transport=tcp>;q=0.7".into()]
+                contacts: vec!["<sip:pool-b.example.com:5070;transport=tcp>;q=0.7".into()],
+                proxy_to: Some("10.0.0.1:5070".into()),
             },
             "pool B has no backup"
         );
     }
 
     #[test]
+    fn users_are_spread_over_the_home_pools_servers_and_edges_are_known() {
+        let h = homing(None);
+        let to = |hash| match h.place(Some("pool-a.example.com"), Transport::Udp, hash) {
+            Place::Elsewhere { proxy_to, .. } => proxy_to,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(to(0).as_deref(), Some("10.0.0.1:5060"));
+        assert_eq!(to(1).as_deref(), Some("10.0.0.2:5060"));
+        assert!(h.is_edge(&"10.0.9.1".parse().unwrap()));
+        assert!(!h.is_edge(&"10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
     fn no_home_or_an_unknown_one_is_nowhere_with_the_reason() {
         let h = homing(None);
         assert_eq!(
-            h.place(None, Transport::Udp),
+            h.place(None, Transport::Udp, 0),
             Place::Nowhere("Not Found (user has no home pool)".into())
         );
         assert_eq!(
-            h.place(Some("gone.example.com"), Transport::Udp),
+            h.place(Some("gone.example.com"), Transport::Udp, 0),
             Place::Nowhere("Not Found (home pool gone.example.com is not in the topology)".into())
         );
     }

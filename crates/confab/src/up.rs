@@ -115,6 +115,7 @@ fn homing(
                 sip_port: p.sip_port.get(),
                 tls_port: p.tls_port.get(),
                 backup: p.backup.clone(),
+                servers: p.servers.iter().map(|s| s.address.to_string()).collect(),
             };
             (p.fqdn.clone(), home)
         })
@@ -122,6 +123,12 @@ fn homing(
     let homing = confab_core::Homing {
         local_pool: local.clone(),
         pools,
+        edges: topology
+            .edges
+            .iter()
+            .flat_map(|e| &e.servers)
+            .map(|s| s.address.to_string())
+            .collect(),
     };
     Ok((Some(homing), local))
 }

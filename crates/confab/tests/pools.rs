@@ -5,7 +5,9 @@
 //! registers there; a user moved with `confab user move` is redirected to its new pool; a user
 //! without a home pool gets 404. Messages and calls reach devices connected to another Front
 //! End of the pool, and to another pool, through the server that holds the registration; a
-//! watcher on one server sees what its contact publishes on another.
+//! watcher on one server sees what its contact publishes on another. A sign-in relayed by an
+//! Edge (SIPp on the Edge's address) is proxied by the Director to the home pool, with a Path
+//! that brings requests for that device back through the Director.
 
 mod common;
 
@@ -68,6 +70,15 @@ tls_port = {tls}
 [[pool.server]]
 fqdn = "fe-b1.example.com"
 address = "127.0.0.13"
+
+[[edge]]
+fqdn = "edgepool.example.com"
+site = "hq"
+next_hop = "dir.example.com"
+access = {{ fqdn = "access.example.com", address = "127.0.0.21" }}
+[[edge.server]]
+fqdn = "edge01.example.com"
+address = "127.0.0.20"
 "#
         );
         std::fs::write(topology.0.join("topology.toml"), text).unwrap();
@@ -523,4 +534,54 @@ fn a_killed_front_end_loses_nothing_and_its_users_sign_in_at_the_other() {
         "kill -9 of FE1: {} sign-ins acknowledged before the kill, 0 lost; 120/120 at FE2",
         acked.len()
     );
+}
+
+#[test]
+fn sign_ins_through_an_edge_are_proxied_by_the_director_not_redirected() {
+    let d = Deployment::new();
+    d.users("pool-a.example.com", &["alice", "bob"]);
+    let director = d.start("dir01.example.com", "127.0.0.11");
+    let fe_a1 = d.start("fe-a1.example.com", "127.0.0.12");
+    let _fe_a2 = d.start("fe-a2.example.com", "127.0.0.14");
+
+    // alice's device is outside: its traffic reaches the Director from the Edge's address
+    let port = free_port();
+    let alice = Sipp::new(&director, "uas_message.xml")
+        .args(["-s", "alice", "-p", &port.to_string(), "-i", "127.0.0.20"])
+        .spawn();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = Sipp::new(&director, "register.xml")
+        .args([
+            "-s",
+            "alice",
+            "-key",
+            "contact_port",
+            &port.to_string(),
+            "-i",
+            "127.0.0.20",
+        ])
+        .auth("alice", "pw")
+        .run();
+    r.assert_success("REGISTER through the Edge is proxied to the home pool and answered 200");
+    let trace = r.trace();
+    assert!(
+        trace.contains(&format!(
+            "Path: <sip:127.0.0.11:{};transport=tcp;lr>",
+            d.port
+        )),
+        "the 200 shows the Director's Path:\n{trace}"
+    );
+    assert!(
+        d.pg.sql("SELECT path FROM bindings WHERE aor = 'alice@example.com'")
+            .contains("127.0.0.11"),
+        "the registration keeps the Path"
+    );
+    assert!(director.log_text().contains("register.proxied"));
+
+    // bob, on pool A, writes to alice: through the Director to the device outside
+    send(&fe_a1, "bob", "alice", "uac_message.xml");
+    alice.assert_success("alice's device behind the Edge got the MESSAGE");
+
+    // a sign-in at the Director that does not come through the Edge is redirected as before
+    assert!(refused(&director, "bob").starts_with("SIP/2.0 301"));
 }
