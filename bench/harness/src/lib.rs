@@ -99,6 +99,7 @@ fn source(port: u16) -> Source {
         remote: SocketAddr::from(([127, 0, 0, 2], port)),
         local: SocketAddr::from(([127, 0, 0, 1], 5060)),
         flow: None,
+        peer_verified: false,
     }
 }
 

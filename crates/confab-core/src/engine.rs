@@ -623,7 +623,7 @@ impl Engine {
         {
             return Flow::Continue;
         }
-        if self.is_own_spiral(&ctx.msg) || self.is_peer_forwarded(&ctx.msg) {
+        if self.is_own_spiral(&ctx.msg) || self.is_peer_forwarded(ctx) {
             // we, or another server of the deployment, authenticated this request before
             // forwarding it here
             return Flow::Continue;
@@ -835,7 +835,7 @@ impl Engine {
             }
             return Flow::Stop;
         }
-        if !ours && self.is_peer_forwarded(&ctx.msg) {
+        if !ours && self.is_peer_forwarded(ctx) {
             // another server of the deployment routed this through us (a Path we added): on
             // to the device
             match uri_target(&uri, ctx.source.transport) {
@@ -907,7 +907,7 @@ impl Engine {
             .filter(|b| b.rec.expires_at > now.unix)
             .cloned()
             .collect();
-        let others = if self.is_peer_forwarded(&ctx.msg) {
+        let others = if self.is_peer_forwarded(ctx) {
             Vec::new() // the forwarding server covered the others
         } else {
             self.other_servers(now, &aor, &mut bindings)
@@ -928,12 +928,14 @@ impl Engine {
                 targets.push((b.rec.contact.clone(), b.rec.path.clone(), t));
             }
         }
-        for (server, addr) in others {
-            // the Request-URI stays the user's: that server forks to its own devices
-            let route = format!("<sip:{server};transport=tcp;lr>");
+        for addr in others {
+            // the Request-URI stays the user's: that server forks to its own devices; servers
+            // talk over mutually authenticated TLS, on the port after their SIP port
+            let tls = std::net::SocketAddr::new(addr.ip(), addr.port().saturating_add(1));
+            let route = format!("<sip:{tls};transport=tls;lr>");
             let target = Target {
-                transport: Transport::Tcp,
-                addr,
+                transport: Transport::Tls,
+                addr: tls,
                 flow: None,
             };
             targets.push((uri_text.clone(), vec![route], target));
@@ -953,14 +955,14 @@ impl Engine {
     }
 
     /// In a deployment of several servers: the other servers holding `aor`'s registrations
-    /// (from the store), and `local` trimmed of registrations that moved to another server
+    /// (from the store, by their SIP address), and `local` trimmed of registrations that moved to another server
     /// since this one took them. A database failure leaves `local` as it is.
     fn other_servers(
         &mut self,
         now: Now,
         aor: &str,
         local: &mut Vec<LiveBinding>,
-    ) -> Vec<(String, std::net::SocketAddr)> {
+    ) -> Vec<std::net::SocketAddr> {
         if self.cfg.peers.is_empty() {
             return Vec::new();
         }
@@ -973,13 +975,14 @@ impl Engine {
         };
         let me = &self.cfg.server_id;
         local.retain(|b| rows.iter().any(|r| r.key == b.rec.key && &r.server == me));
-        let mut out: Vec<(String, std::net::SocketAddr)> = Vec::new();
+        let mut out: Vec<std::net::SocketAddr> = Vec::new();
         for r in rows {
-            if &r.server == me || out.iter().any(|(s, _)| *s == r.server) {
+            if &r.server == me || r.server.is_empty() {
                 continue;
             }
             match r.server.parse() {
-                Ok(addr) => out.push((r.server, addr)),
+                Ok(addr) if !out.contains(&addr) => out.push(addr),
+                Ok(_) => {}
                 Err(_) => {
                     tracing::warn!(event = "registrar.bad_server", user = %aor, server = %r.server, "registration names a server that is not host:port; skipped")
                 }
@@ -1037,7 +1040,7 @@ impl Engine {
                     let Ok(addr) = server.parse() else { return };
                     tracing::info!(event = "register.proxied", user = %aor, pool = %pool, server = %server, "sign-in through an Edge: proxied to the home pool");
                     let target = Target {
-                        transport: Transport::Tcp,
+                        transport: Transport::Tls,
                         addr,
                         flow: None,
                     };
@@ -1633,12 +1636,14 @@ impl Engine {
                 .is_some_and(|b| b.ends_with(&format!("-{}", self.spiral_seal(msg))))
     }
 
-    /// Whether another server of the deployment forwarded this request (its Via on top, with
-    /// the deployment's seal).
-    fn is_peer_forwarded(&self, msg: &Message) -> bool {
-        if self.cfg.peers.is_empty() {
+    /// Whether another server of the deployment forwarded this request: it came over TLS from
+    /// a server whose certificate our CA signed (mutual TLS), with that server's Via on top
+    /// sealed with the deployment's secret.
+    fn is_peer_forwarded(&self, ctx: &Ctx) -> bool {
+        if self.cfg.peers.is_empty() || !ctx.source.peer_verified {
             return false;
         }
+        let msg = &ctx.msg;
         let Ok(via) = msg.top_via() else { return false };
         self.cfg
             .peers
@@ -1801,6 +1806,7 @@ mod tests {
             remote: ([127, 0, 0, 2], 5062).into(),
             local: ([127, 0, 0, 1], 5060).into(),
             flow: None,
+            peer_verified: false,
         };
         e.handle_event(
             now,

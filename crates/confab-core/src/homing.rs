@@ -36,7 +36,8 @@ pub enum Place {
     /// Homed on this pool: register here.
     Here,
     /// Homed elsewhere: the `Contact` values of the 301, the home pool's name, and a server
-    /// of it to proxy to (`ip:port`, TCP) when the request must not be redirected.
+    /// of it to proxy to (`ip:port` of its TLS listener) when the request must not be
+    /// redirected.
     Elsewhere {
         pool: String,
         contacts: Vec<String>,
@@ -67,14 +68,15 @@ impl Homing {
                 contacts.push(contact(backup, b, transport, "0.3"));
             }
         }
-        // spread a pool's users over its servers, the same server for the same user
+        // spread a pool's users over its servers, the same server for the same user; servers
+        // talk over TLS
         let proxy_to = (!home.servers.is_empty()).then(|| {
             let i = user_hash % home.servers.len();
             let ip = &home.servers[i];
             if ip.contains(':') {
-                format!("[{ip}]:{}", home.sip_port)
+                format!("[{ip}]:{}", home.tls_port)
             } else {
-                format!("{ip}:{}", home.sip_port)
+                format!("{ip}:{}", home.tls_port)
             }
         });
         Place::Elsewhere {
@@ -143,7 +145,7 @@ mod tests {
                     "<sip:pool-a.example.com:5061;transport=tls>;q=0.7".into(),
                     "<sip:pool-b.example.com:5071;transport=tls>;q=0.3".into(),
                 ],
-                proxy_to: Some("10.0.0.1:5060".into()),
+                proxy_to: Some("10.0.0.1:5061".into()),
             }
         );
     }
@@ -157,7 +159,7 @@ mod tests {
             Place::Elsewhere {
                 pool: "pool-b.example.com".into(),
                 contacts: vec!["<sip:pool-b.example.com:5070;transport=tcp>;q=0.7".into()],
-                proxy_to: Some("10.0.0.1:5070".into()),
+                proxy_to: Some("10.0.0.1:5071".into()),
             },
             "pool B has no backup"
         );
@@ -170,8 +172,8 @@ mod tests {
             Place::Elsewhere { proxy_to, .. } => proxy_to,
             other => panic!("{other:?}"),
         };
-        assert_eq!(to(0).as_deref(), Some("10.0.0.1:5060"));
-        assert_eq!(to(1).as_deref(), Some("10.0.0.2:5060"));
+        assert_eq!(to(0).as_deref(), Some("10.0.0.1:5061"));
+        assert_eq!(to(1).as_deref(), Some("10.0.0.2:5061"));
         assert!(h.is_edge(&"10.0.9.1".parse().unwrap()));
         assert!(!h.is_edge(&"10.0.0.1".parse().unwrap()));
     }

@@ -305,6 +305,7 @@ mod tests {
             remote: "127.0.0.1:5070".parse().unwrap(),
             local: "127.0.0.1:5060".parse().unwrap(),
             flow: None,
+            peer_verified: false,
         }
     }
 

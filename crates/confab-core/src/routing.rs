@@ -159,6 +159,7 @@ mod tests {
             remote: "10.0.0.9:40000".parse().unwrap(),
             local: "127.0.0.1:5060".parse().unwrap(),
             flow: Some(3),
+            peer_verified: false,
         }
     }
 

@@ -136,9 +136,15 @@ pub trait Store: Send {
     fn remove_binding(&self, aor: &str, key: &str) -> Result<()>;
     /// Every binding not expired at `now` (unix seconds), or only `aor`'s.
     fn bindings(&self, now: i64, aor: Option<&str>) -> Result<Vec<Binding>>;
+    /// A value every server of the deployment shares: the stored one, or `candidate` when
+    /// there is none yet (the first server to ask sets it; the others get the same).
+    fn shared_setting(&self, name: &str, candidate: &str) -> Result<String>;
+
     /// The secret every server of the deployment shares (digest nonces, branch seals), made on
     /// first use.
-    fn deployment_secret(&self) -> Result<[u8; 32]>;
+    fn deployment_secret(&self) -> Result<[u8; 32]> {
+        parse_secret(&self.shared_setting("secret", &new_secret()?)?)
+    }
     /// Deletes bindings and soft state expired at `now`; returns how many bindings.
     fn purge_expired(&self, now: i64) -> Result<usize>;
 

@@ -16,8 +16,8 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Row, Statement};
 
 use crate::{
-    check_group, fold_changes, group_contacts, hashes, new_secret, normalize_aor, parse_secret,
-    split_path, Binding, ContactEntry, Privacy, Result, Store, StoreError, User, Visibility,
+    check_group, fold_changes, group_contacts, hashes, normalize_aor, split_path, Binding,
+    ContactEntry, Privacy, Result, Store, StoreError, User, Visibility,
 };
 
 /// Schema versions, applied in order under an advisory lock (servers of a pool may start at
@@ -508,19 +508,18 @@ impl Store for PgStore {
         })
     }
 
-    fn deployment_secret(&self) -> Result<[u8; 32]> {
-        let candidate = new_secret()?;
+    fn shared_setting(&self, name: &str, candidate: &str) -> Result<String> {
+        let (name, candidate) = (name.to_owned(), candidate.to_owned());
         self.call(move |s| {
             s.execute(
-                "INSERT INTO settings (name, value) VALUES ('secret', $1) ON CONFLICT DO NOTHING",
-                &[&candidate],
+                "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&name, &candidate],
             )?;
-            let hex: String = s
-                .query("SELECT value FROM settings WHERE name = 'secret'", &[])?
+            s.query("SELECT value FROM settings WHERE name = $1", &[&name])?
                 .first()
-                .ok_or_else(|| StoreError::Database("the deployment secret is missing".into()))?
-                .try_get(0)?;
-            parse_secret(&hex)
+                .ok_or_else(|| StoreError::Database(format!("setting {name} vanished")))?
+                .try_get(0)
+                .map_err(Into::into)
         })
     }
 

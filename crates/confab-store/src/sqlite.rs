@@ -7,8 +7,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    check_group, fold_changes, group_contacts, hashes, new_secret, normalize_aor, parse_secret,
-    split_path, Binding, ContactEntry, Privacy, Result, Store, StoreError, User, Visibility,
+    check_group, fold_changes, group_contacts, hashes, normalize_aor, split_path, Binding,
+    ContactEntry, Privacy, Result, Store, StoreError, User, Visibility,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -310,17 +310,16 @@ impl Store for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn deployment_secret(&self) -> Result<[u8; 32]> {
+    fn shared_setting(&self, name: &str, candidate: &str) -> Result<String> {
         self.conn.execute(
-            "INSERT OR IGNORE INTO settings (name, value) VALUES ('secret', ?1)",
-            params![new_secret()?],
+            "INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)",
+            params![name, candidate],
         )?;
-        let hex: String = self.conn.query_row(
-            "SELECT value FROM settings WHERE name = 'secret'",
-            [],
+        Ok(self.conn.query_row(
+            "SELECT value FROM settings WHERE name = ?1",
+            params![name],
             |r| r.get(0),
-        )?;
-        parse_secret(&hex)
+        )?)
     }
 
     fn purge_expired(&self, now: i64) -> Result<usize> {

@@ -270,22 +270,79 @@ pub(crate) fn server_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfi
     if !resolver.others.is_empty() {
         tracing::info!(count = resolver.others.len(), dir = %pki.sni_dir.display(), "TLS certificates chosen by SNI loaded");
     }
+    // a client certificate is optional (users' clients have none); one that is presented must
+    // chain to the deployment's CA: that is how another server of the deployment proves itself
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(ca_roots(pki)?),
+        provider(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .context("cannot build the client certificate verifier")?;
     let cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(resolver));
     Ok(Arc::new(cfg))
 }
 
-/// Client configuration trusting the deployment's CA, for connections Confab opens.
-pub(crate) fn client_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+fn ca_roots(pki: &Pki) -> anyhow::Result<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&pki.ca)? {
+    for c in CertificateDer::pem_file_iter(&pki.ca)
+        .with_context(|| format!("cannot read {}", pki.ca.display()))?
+    {
         roots.add(c?)?;
     }
+    Ok(roots)
+}
+
+/// Client configuration for connections Confab opens: the other end must present a
+/// certificate of the deployment's CA valid for its address, and Confab presents its own
+/// server certificate (mutual TLS between the servers of a deployment).
+pub(crate) fn client_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let own = certified_key(&pki.cert, &pki.key)?;
+    let key = PrivateKeyDer::from_pem_file(&pki.key)
+        .with_context(|| format!("cannot read the private key {}", pki.key.display()))?;
     let cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(ca_roots(pki)?)
+        .with_client_auth_cert(own.cert.clone(), key)
+        .context("the server certificate cannot serve as a client certificate")?;
     Ok(Arc::new(cfg))
 }
+
+/// In a deployment of several servers, one CA signs every server's certificate, so that each
+/// verifies the others: the first server to start stores its CA in the shared database, the
+/// others adopt it (and reissue their own certificate from it). Returns whether this data
+/// dir's CA was replaced.
+pub(crate) fn adopt_shared_ca(store: &dyn confab_store::Store, dir: &Path) -> anyhow::Result<bool> {
+    let files = ["ca.pem", "ca.key", "ca.subject"];
+    let read = |f: &str| std::fs::read_to_string(dir.join(f));
+    let local = files
+        .iter()
+        .map(|f| read(f))
+        .collect::<std::io::Result<Vec<String>>>()
+        .context("cannot read this server's CA")?
+        .join(CA_SEPARATOR);
+    let shared = store
+        .shared_setting("ca", &local)
+        .context("cannot read the deployment's CA from the database")?;
+    if shared == local {
+        return Ok(false);
+    }
+    let parts: Vec<&str> = shared.split(CA_SEPARATOR).collect();
+    let [pem, key, subject] = parts[..] else {
+        anyhow::bail!("the deployment's CA in the database is damaged");
+    };
+    std::fs::write(dir.join("ca.pem"), pem)?;
+    write_private(&dir.join("ca.key"), key)?;
+    std::fs::write(dir.join("ca.subject"), subject)?;
+    // the server certificate came from the old CA: the next `ensure` issues a new one
+    for f in ["server.pem", "server.key"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    Ok(true)
+}
+
+/// Separates the CA's files in the stored setting (text no PEM file contains).
+const CA_SEPARATOR: &str = "\n%%confab-ca%%\n";

@@ -45,8 +45,23 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
         .into_iter()
         .find(|p| p.server == args.fqdn)
         .map_or_else(|| server_names.clone(), |p| p.sans);
-    let pki = pki::ensure(&dir, args.bind, &args.domain, &planned)
+    let mut pki = pki::ensure(&dir, args.bind, &args.domain, &planned)
         .context("cannot create the CA and server certificate")?;
+    if topology
+        .pools
+        .iter()
+        .map(|p| p.servers.len())
+        .sum::<usize>()
+        > 1
+        && pki::adopt_shared_ca(store.as_ref(), &dir)?
+    {
+        tracing::info!(
+            event = "tls.shared_ca",
+            "adopted the deployment's CA from the database; server certificate reissued"
+        );
+        pki = pki::ensure(&dir, args.bind, &args.domain, &planned)
+            .context("cannot issue the server certificate from the deployment's CA")?;
+    }
     let uncovered = pki::uncovered(&pki, &server_names)?;
     if !uncovered.is_empty() {
         tracing::warn!(

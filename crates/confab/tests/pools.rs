@@ -413,6 +413,11 @@ fn requests_reach_devices_through_the_server_that_holds_them() {
             && rr.contains(&format!("<sip:127.0.0.13:{};", d.port)),
         "Record-Route keeps both servers on the dialog:\n{trace}"
     );
+    assert!(
+        rr.contains(&format!("<sip:127.0.0.12:{};transport=tls;lr>", d.port + 1))
+            && rr.contains(&format!("<sip:127.0.0.13:{};transport=tls;lr>", d.port + 1)),
+        "the servers talk TLS to each other:\n{trace}"
+    );
     bob.assert_success("bob answered, got ACK and BYE through FE1");
 
     // and across pools the other way, carol's device on pool B over UDP
@@ -566,8 +571,8 @@ fn sign_ins_through_an_edge_are_proxied_by_the_director_not_redirected() {
     let trace = r.trace();
     assert!(
         trace.contains(&format!(
-            "Path: <sip:127.0.0.11:{};transport=tcp;lr>",
-            d.port
+            "Path: <sip:127.0.0.11:{};transport=tls;lr>",
+            d.port + 1
         )),
         "the 200 shows the Director's Path:\n{trace}"
     );

@@ -67,6 +67,10 @@ pub struct Source {
     pub local: SocketAddr,
     /// The connection, for TCP and TLS.
     pub flow: Option<FlowId>,
+    /// A TLS connection whose other end proved itself with a certificate from the deployment's
+    /// CA (a client certificate on connections it opened, the server's on ours): another
+    /// server of the deployment.
+    pub peer_verified: bool,
 }
 
 /// Where to send a message.

@@ -1,7 +1,6 @@
 //! One TCP or TLS connection: a reader that frames messages and answers keep-alive pings, and a
 //! writer fed by a queue. Both end when either side fails, the peer closes, or a timeout hits.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sip_proto::framing::{next_frame, Frame};
@@ -10,20 +9,25 @@ use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
 use crate::transports::Inner;
-use crate::{Event, FlowId, Source, Stats, Transport};
+use crate::{Event, FlowId, Source, Stats};
 
-/// Runs a connection until it ends, then removes it from the flow table.
+/// Runs a connection (`source` says which: its flow, ends, whether the peer is verified) until
+/// it ends, then removes it from the flow table.
 pub(crate) async fn run<S>(
     inner: Arc<Inner>,
     stream: S,
-    flow: FlowId,
-    transport: Transport,
-    remote: SocketAddr,
-    local: SocketAddr,
+    source: Source,
     mut rx: mpsc::Receiver<Vec<u8>>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let Source {
+        transport,
+        remote,
+        flow,
+        ..
+    } = source;
+    let flow: FlowId = flow.unwrap_or(0);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
@@ -33,12 +37,6 @@ pub(crate) async fn run<S>(
         }
         let _ = wr.shutdown().await;
     });
-    let source = Source {
-        transport,
-        remote,
-        local,
-        flow: Some(flow),
-    };
     let ended = read_loop(&inner, &mut rd, source).await;
     if ended == Ending::Unframeable {
         // The engine answers an unframeable message (400 naming the problem) on this flow:

@@ -271,6 +271,7 @@ async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>) {
             remote,
             local,
             flow: None,
+            peer_verified: false,
         };
         inner.deliver(data.to_vec(), source);
     }
@@ -306,14 +307,23 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<TlsAc
         let tls = tls.clone();
         tokio::spawn(async move {
             let (flow, rx) = inner.add_flow(transport, remote);
+            let source = |peer_verified| Source {
+                transport,
+                remote,
+                local,
+                flow: Some(flow),
+                peer_verified,
+            };
             match tls {
-                None => stream::run(inner, tcp, flow, transport, remote, local, rx).await,
+                None => stream::run(inner, tcp, source(false), rx).await,
                 Some(acc) => {
                     match tokio::time::timeout(inner.config.handshake_timeout, acc.accept(tcp))
                         .await
                     {
                         Ok(Ok(s)) => {
-                            stream::run(inner, s, flow, transport, remote, local, rx).await
+                            // a client certificate was verified against our CA when presented
+                            let verified = s.get_ref().1.peer_certificates().is_some();
+                            stream::run(inner, s, source(verified), rx).await
                         }
                         _ => {
                             Stats::bump(&inner.stats.handshake_failures);
@@ -354,6 +364,13 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
     };
     let (flow, rx) = inner.add_flow(target.transport, target.addr);
     inner.send_on_flow(flow, first);
+    let source = |peer_verified| Source {
+        transport: target.transport,
+        remote: target.addr,
+        local,
+        flow: Some(flow),
+        peer_verified,
+    };
     if target.transport == Transport::Tls {
         let Some(conn) = inner.tls_client.clone() else {
             inner.remove_flow(flow, target.transport, target.addr);
@@ -362,7 +379,8 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
         let name = ServerName::IpAddress(target.addr.ip().into());
         match tokio::time::timeout(inner.config.handshake_timeout, conn.connect(name, tcp)).await {
             Ok(Ok(s)) => {
-                stream::run(inner, s, flow, target.transport, target.addr, local, rx).await
+                // we verified the server's certificate for its address
+                stream::run(inner, s, source(true), rx).await
             }
             _ => {
                 inner.remove_flow(flow, target.transport, target.addr);
@@ -370,6 +388,6 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
             }
         }
     } else {
-        stream::run(inner, tcp, flow, target.transport, target.addr, local, rx).await
+        stream::run(inner, tcp, source(false), rx).await
     }
 }
