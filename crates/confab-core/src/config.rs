@@ -48,10 +48,10 @@ pub struct EngineConfig {
     /// `host:port` this server writes into the registrations it takes (`Binding::server`);
     /// other servers reach those devices through it, over TCP. Empty on a lone server.
     pub server_id: String,
-    /// Addresses (IP literals, as in their Via) of the other servers of the deployment. When
-    /// there are any, a user's registrations may be held by another server (the store says
-    /// which), and a request another server forwarded under the deployment's seal counts as
-    /// authenticated and goes to this server's own devices only.
+    /// Addresses (IP literals) of the other servers of the deployment. When there are any, a
+    /// user's registrations may be held by another server (the store says which), and a
+    /// request another server forwarded (over mutual TLS, under the deployment's seal) counts
+    /// as authenticated and goes to this server's own devices only.
     pub peers: Vec<String>,
     /// Random per process: tags and identifiers this server makes differ from those of every
     /// other server sharing the deployment secret, and from its own before a restart.

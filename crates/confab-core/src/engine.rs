@@ -100,6 +100,11 @@ struct Ctx {
 
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
 
+/// Settings naming the servers of the deployment (`server:<ip:port>` = pool) and those being
+/// drained (`drain:<ip:port>`).
+pub const SERVER_SETTING: &str = "server:";
+pub const DRAIN_SETTING: &str = "drain:";
+
 /// The request-processing core of one server.
 pub struct Engine {
     cfg: EngineConfig,
@@ -125,6 +130,10 @@ pub struct Engine {
     draining: bool,
     /// Behind on its queue: refuse new work (`set_overloaded`).
     overloaded: bool,
+    /// An operator drains this server (`confab pool drain`): sign-ins go to `alternates`.
+    pool_draining: bool,
+    /// The other servers of this pool that take sign-ins (`ip:port`), from the database.
+    alternates: Vec<String>,
 }
 
 impl Engine {
@@ -193,10 +202,13 @@ impl Engine {
             stats: EngineStats::default(),
             draining: false,
             overloaded: false,
+            pool_draining: false,
+            alternates: Vec::new(),
             cfg,
         };
         e.timers
             .push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
+        e.refresh_membership();
         Ok(e)
     }
 
@@ -348,6 +360,57 @@ impl Engine {
         }
     }
 
+    /// In a deployment of several servers: this server's place in its pool (announced in the
+    /// database at start), whether an operator drains it, and which servers of the pool take
+    /// sign-ins instead. A database failure leaves what was known.
+    fn refresh_membership(&mut self) {
+        let Some(pool) = self.cfg.homing.as_ref().and_then(|h| h.local_pool.clone()) else {
+            return;
+        };
+        if self.cfg.peers.is_empty() {
+            return;
+        }
+        let me = self.cfg.server_id.clone();
+        let (Ok(servers), Ok(drains)) = (
+            self.store.settings(SERVER_SETTING),
+            self.store.settings(DRAIN_SETTING),
+        ) else {
+            return;
+        };
+        if !servers.iter().any(|(n, _)| n[SERVER_SETTING.len()..] == me) {
+            if let Err(e) = self
+                .store
+                .set_setting(&format!("{SERVER_SETTING}{me}"), Some(&pool))
+            {
+                tracing::warn!(event = "store.error", error = %e, "could not announce this server in the database");
+            }
+        }
+        let drained: Vec<&str> = drains
+            .iter()
+            .map(|(n, _)| &n[DRAIN_SETTING.len()..])
+            .collect();
+        let draining = drained.contains(&me.as_str());
+        if draining != self.pool_draining {
+            tracing::warn!(
+                event = "server.pool_drain",
+                draining,
+                "{}",
+                if draining {
+                    "draining: sign-ins are sent to the other servers of the pool"
+                } else {
+                    "taking sign-ins again"
+                }
+            );
+        }
+        self.pool_draining = draining;
+        self.alternates = servers
+            .into_iter()
+            .filter(|(_, p)| *p == pool)
+            .map(|(n, _)| n[SERVER_SETTING.len()..].to_owned())
+            .filter(|id| *id != me && !drained.contains(&id.as_str()))
+            .collect();
+    }
+
     fn housekeeping(&mut self, now: Now) {
         let gone = self.location.expire(now.unix);
         if !gone.is_empty() {
@@ -356,6 +419,7 @@ impl Engine {
         for (aor, _) in gone {
             self.devices_changed(now, &aor);
         }
+        self.refresh_membership();
         let changed = self.presence.housekeeping(self.store.as_ref(), now.unix);
         for aor in changed {
             self.recheck_user(now, &aor);
@@ -1062,6 +1126,31 @@ impl Engine {
                 }
             }
         }
+        if self.pool_draining && !self.alternates.is_empty() {
+            let hash = aor
+                .bytes()
+                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+            let alt = self.alternates[hash % self.alternates.len()].clone();
+            if let Ok(addr) = alt.parse::<std::net::SocketAddr>() {
+                let t = ctx.source.transport;
+                let port = if t == Transport::Tls {
+                    addr.port().saturating_add(1)
+                } else {
+                    addr.port()
+                };
+                let to = std::net::SocketAddr::new(addr.ip(), port);
+                let contact = format!("<sip:{to};transport={}>", t.param());
+                tracing::info!(event = "register.drained", user = %aor, to = %to, "server draining: sign-in sent to another server of the pool");
+                self.respond(
+                    now,
+                    ctx,
+                    302,
+                    "Moved Temporarily (server draining)",
+                    &[("Contact", contact)],
+                );
+                return;
+            }
+        }
         let result = self.location.register(
             &self.cfg,
             self.store.as_ref(),
@@ -1637,21 +1726,18 @@ impl Engine {
     }
 
     /// Whether another server of the deployment forwarded this request: it came over TLS from
-    /// a server whose certificate our CA signed (mutual TLS), with that server's Via on top
+    /// a server whose certificate the deployment's CA signed (mutual TLS), with a Via on top
     /// sealed with the deployment's secret.
     fn is_peer_forwarded(&self, ctx: &Ctx) -> bool {
         if self.cfg.peers.is_empty() || !ctx.source.peer_verified {
             return false;
         }
+        // the certificate, not the address, says it is a peer: servers added to a running pool
+        // are trusted without a restart of the others
         let msg = &ctx.msg;
         let Ok(via) = msg.top_via() else { return false };
-        self.cfg
-            .peers
-            .iter()
-            .any(|p| via.host.eq_ignore_ascii_case(p))
-            && via
-                .branch()
-                .is_some_and(|b| b.ends_with(&format!("-{}", self.spiral_seal(msg))))
+        via.branch()
+            .is_some_and(|b| b.ends_with(&format!("-{}", self.spiral_seal(msg))))
     }
 
     fn addressed_to_server(&self, ctx: &Ctx) -> bool {

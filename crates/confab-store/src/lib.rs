@@ -136,6 +136,10 @@ pub trait Store: Send {
     fn remove_binding(&self, aor: &str, key: &str) -> Result<()>;
     /// Every binding not expired at `now` (unix seconds), or only `aor`'s.
     fn bindings(&self, now: i64, aor: Option<&str>) -> Result<Vec<Binding>>;
+    /// Sets (`Some`) or removes (`None`) a deployment setting.
+    fn set_setting(&self, name: &str, value: Option<&str>) -> Result<()>;
+    /// Every setting whose name starts with `prefix`, sorted by name.
+    fn settings(&self, prefix: &str) -> Result<Vec<(String, String)>>;
     /// A value every server of the deployment shares: the stored one, or `candidate` when
     /// there is none yet (the first server to ask sets it; the others get the same).
     fn shared_setting(&self, name: &str, candidate: &str) -> Result<String>;

@@ -508,6 +508,34 @@ impl Store for PgStore {
         })
     }
 
+    fn set_setting(&self, name: &str, value: Option<&str>) -> Result<()> {
+        let (name, value) = (name.to_owned(), value.map(str::to_owned));
+        self.call(move |s| {
+            match value {
+                Some(v) => s.execute(
+                    "INSERT INTO settings (name, value) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                    &[&name, &v],
+                )?,
+                None => s.execute("DELETE FROM settings WHERE name = $1", &[&name])?,
+            };
+            Ok(())
+        })
+    }
+
+    fn settings(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let prefix = prefix.to_owned();
+        self.call(move |s| {
+            s.query(
+                "SELECT name, value FROM settings WHERE left(name, length($1)) = $1 ORDER BY name",
+                &[&prefix],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+        })
+    }
+
     fn shared_setting(&self, name: &str, candidate: &str) -> Result<String> {
         let (name, candidate) = (name.to_owned(), candidate.to_owned());
         self.call(move |s| {

@@ -310,6 +310,27 @@ impl Store for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn set_setting(&self, name: &str, value: Option<&str>) -> Result<()> {
+        match value {
+            Some(v) => self.conn.execute(
+                "INSERT OR REPLACE INTO settings (name, value) VALUES (?1, ?2)",
+                params![name, v],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM settings WHERE name = ?1", params![name])?,
+        };
+        Ok(())
+    }
+
+    fn settings(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT name, value FROM settings WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+        )?;
+        let rows = st.query_map(params![prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn shared_setting(&self, name: &str, candidate: &str) -> Result<String> {
         self.conn.execute(
             "INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)",

@@ -484,9 +484,23 @@ fn one_users_bindings_and_the_shared_secret(f: &dyn Fixture) {
         "every server gets the same"
     );
     drop((a, b));
+    let s = f.open();
+    assert_eq!(s.deployment_secret().unwrap(), secret, "and keeps it");
+
+    s.set_setting("server:10.0.0.1:5060", Some("pool-a"))
+        .unwrap();
+    s.set_setting("server:10.0.0.2:5060", Some("pool-a"))
+        .unwrap();
+    s.set_setting("server:10.0.0.2:5060", Some("pool-b"))
+        .unwrap();
+    s.set_setting("drain:10.0.0.1:5060", Some("1")).unwrap();
     assert_eq!(
-        f.open().deployment_secret().unwrap(),
-        secret,
-        "and keeps it"
+        s.settings("server:").unwrap(),
+        [
+            ("server:10.0.0.1:5060".into(), "pool-a".into()),
+            ("server:10.0.0.2:5060".into(), "pool-b".into())
+        ]
     );
+    s.set_setting("drain:10.0.0.1:5060", None).unwrap();
+    assert!(s.settings("drain:").unwrap().is_empty());
 }

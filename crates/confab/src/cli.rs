@@ -59,6 +59,36 @@ pub(crate) enum Command {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PoolCommand {
+    /// Add a Front End to a pool in the topology file (then start it with `confab up --fqdn
+    /// FQDN`): the running servers of the pool share their registrations with it at once.
+    AddServer {
+        /// The pool (FQDN) the server joins.
+        #[arg(long)]
+        pool: String,
+        /// The new server's FQDN.
+        #[arg(long)]
+        fqdn: String,
+        /// The new server's address.
+        #[arg(long)]
+        address: IpAddr,
+        /// The topology file to change.
+        #[arg(long)]
+        topology: PathBuf,
+    },
+    /// Stop new sign-ins on a server: its clients' next REGISTER is redirected (302) to the
+    /// other servers of its pool, while calls and messages go on. `undrain` takes it back.
+    Drain {
+        /// The server's FQDN (as in the topology).
+        server: String,
+        #[command(flatten)]
+        deployment: TopologyArg,
+    },
+    /// Let a drained server take sign-ins again.
+    Undrain {
+        server: String,
+        #[command(flatten)]
+        deployment: TopologyArg,
+    },
     /// Home every user of pool FROM on pool TO (each user in a transaction of its own, as
     /// `confab user move` does), printing progress. Safe to run again after an interruption.
     MoveUsers {

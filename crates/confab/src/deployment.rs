@@ -47,6 +47,76 @@ pub(crate) fn load_if_any(arg: &TopologyArg) -> anyhow::Result<Option<Topology>>
     load(&topology_path(arg)?).map(Some)
 }
 
+/// Adds `[[pool.server]]` FQDN/ADDRESS to POOL in the topology file, keeping the rest of the
+/// file as written; refuses what would make it invalid (unknown pool, a name or address in
+/// use). The file is replaced in one rename.
+pub(crate) fn add_server(
+    file: &Path,
+    pool: &str,
+    fqdn: &str,
+    address: std::net::IpAddr,
+) -> anyhow::Result<()> {
+    let topology = load(file)?;
+    let pool = pool.trim_end_matches('.').to_ascii_lowercase();
+    let fqdn = fqdn.trim_end_matches('.').to_ascii_lowercase();
+    if topology.pool(&pool).is_none() {
+        return Err(UsageError(format!("no pool {pool} in {}", file.display())).into());
+    }
+    let servers = topology.pools.iter().flat_map(|p| &p.servers);
+    if let Some(s) = servers
+        .clone()
+        .find(|s| s.fqdn == fqdn || s.address == address)
+    {
+        return Err(UsageError(format!(
+            "{} ({}) is already a server of the topology",
+            s.fqdn, s.address
+        ))
+        .into());
+    }
+    let text = std::fs::read_to_string(file)?;
+    let lines: Vec<&str> = text.lines().collect();
+    // the pool's section: from its [[pool]] header to the next header outside it
+    let mut table = "";
+    let mut in_pool = false;
+    let mut end = None;
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            table = t.trim_matches(['[', ']']).trim();
+            if in_pool && !table.starts_with("pool.") {
+                end = Some(i);
+                break;
+            }
+        } else if table == "pool" && !in_pool {
+            let value = t.strip_prefix("fqdn").map(|v| v.trim_start());
+            in_pool = value
+                .and_then(|v| v.strip_prefix('='))
+                .is_some_and(|v| v.trim().trim_matches('"').eq_ignore_ascii_case(&pool));
+        }
+    }
+    let end = end.unwrap_or(lines.len());
+    let mut out: Vec<String> = lines[..end].iter().map(|l| (*l).to_owned()).collect();
+    while out.last().is_some_and(|l| l.trim().is_empty()) {
+        out.pop();
+    }
+    out.push("[[pool.server]]".into());
+    out.push(format!("fqdn = \"{fqdn}\""));
+    out.push(format!("address = \"{address}\""));
+    out.push(String::new());
+    out.extend(lines[end..].iter().map(|l| (*l).to_owned()));
+    let new_text = out.join("\n") + "\n";
+    let checked = confab_topology::load(&new_text, &file.display().to_string())
+        .map_err(|e| anyhow::anyhow!("the changed topology would not load (a bug): {e}"))?;
+    let added = checked
+        .pool(&pool)
+        .is_some_and(|p| p.servers.iter().any(|s| s.fqdn == fqdn));
+    anyhow::ensure!(added, "the server did not land in {pool} (a bug)");
+    let tmp = file.with_extension("toml.new");
+    std::fs::write(&tmp, new_text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot replace {}", file.display()))?;
+    Ok(())
+}
+
 fn view(v: ViewArg) -> View {
     match v {
         ViewArg::Internal => View::Internal,

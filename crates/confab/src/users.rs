@@ -86,6 +86,27 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
 /// `confab pool ...`
 pub(crate) fn pool(cmd: PoolCommand) -> anyhow::Result<()> {
     match cmd {
+        PoolCommand::AddServer {
+            pool,
+            fqdn,
+            address,
+            topology,
+        } => {
+            crate::deployment::add_server(&topology, &pool, &fqdn, address)?;
+            println!("{fqdn} ({address}) added to {pool} in {}; start it with: confab up --topology {} --fqdn {fqdn} --bind {address}", topology.display(), topology.display());
+        }
+        PoolCommand::Drain { server, deployment } => {
+            let id = server_id(&server, &deployment)?;
+            let store = datadir::open_existing(&deployment.data)?;
+            store.set_setting(&format!("{}{id}", confab_core::DRAIN_SETTING), Some("1"))?;
+            println!("{server} ({id}) is draining: its clients sign in at the other servers of the pool from their next REGISTER");
+        }
+        PoolCommand::Undrain { server, deployment } => {
+            let id = server_id(&server, &deployment)?;
+            let store = datadir::open_existing(&deployment.data)?;
+            store.set_setting(&format!("{}{id}", confab_core::DRAIN_SETTING), None)?;
+            println!("{server} ({id}) takes sign-ins again");
+        }
         PoolCommand::MoveUsers {
             from,
             to,
@@ -318,4 +339,27 @@ fn home_pool(asked: Option<&str>, deployment: &TopologyArg) -> anyhow::Result<Op
         ))
         .into()),
     }
+}
+
+/// `ip:port` of a server of the topology: its address and its pool's SIP port.
+fn server_id(fqdn: &str, deployment: &TopologyArg) -> anyhow::Result<String> {
+    let Some(topology) = crate::deployment::load_if_any(deployment)? else {
+        return Err(UsageError("no topology: pass --topology FILE".into()).into());
+    };
+    let fqdn = fqdn.trim_end_matches('.').to_ascii_lowercase();
+    topology
+        .pools
+        .iter()
+        .find_map(|p| {
+            p.servers
+                .iter()
+                .find(|s| s.fqdn == fqdn)
+                .map(|s| std::net::SocketAddr::new(s.address, p.sip_port.get()).to_string())
+        })
+        .ok_or_else(|| {
+            UsageError(format!(
+                "{fqdn} is not a server of the topology (see `confab topology show`)"
+            ))
+            .into()
+        })
 }

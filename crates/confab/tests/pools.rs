@@ -339,6 +339,18 @@ impl Deployment {
         (d, servers)
     }
 
+    /// Imports the users of `file` (`confab user import`) onto pool A.
+    fn import(&self, file: &std::path::Path) {
+        let out = self.cli(&[
+            "user",
+            "import",
+            &file.display().to_string(),
+            "--pool",
+            "pool-a.example.com",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+    }
+
     /// Adds users homed on `pool`, password `pw`.
     fn users(&self, pool: &str, users: &[&str]) {
         for user in users {
@@ -494,14 +506,7 @@ fn a_killed_front_end_loses_nothing_and_its_users_sign_in_at_the_other() {
     let d = Deployment::new();
     let dir = TempDir::new("kill-load");
     let (import, csv) = common::load_users(120, &dir);
-    let out = d.cli(&[
-        "user",
-        "import",
-        &import.display().to_string(),
-        "--pool",
-        "pool-a.example.com",
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    d.import(&import);
     let mut fe_a1 = d.start("fe-a1.example.com", "127.0.0.12");
     let fe_a2 = d.start("fe-a2.example.com", "127.0.0.14");
 
@@ -589,4 +594,79 @@ fn sign_ins_through_an_edge_are_proxied_by_the_director_not_redirected() {
 
     // a sign-in at the Director that does not come through the Edge is redirected as before
     assert!(refused(&director, "bob").starts_with("SIP/2.0 301"));
+}
+
+#[test]
+fn a_pool_grows_and_drains_under_load_without_a_failed_registration() {
+    let d = Deployment::new();
+    // pool A starts with FE1 only: take FE2 out of the file, then add it back with the CLI
+    let file = d.topology_file();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let fe2 = "[[pool.server]]\nfqdn = \"fe-a2.example.com\"\naddress = \"127.0.0.14\"\n";
+    assert!(text.contains(fe2));
+    std::fs::write(&file, text.replace(fe2, "")).unwrap();
+    let dir = TempDir::new("drain-load");
+    let (import, csv) = common::load_users(60, &dir);
+    d.import(&import);
+    let fe_a1 = d.start("fe-a1.example.com", "127.0.0.12");
+
+    let add_server = |fqdn: &str| {
+        Command::new(env!("CARGO_BIN_EXE_confab"))
+            .args([
+                "pool",
+                "add-server",
+                "--pool",
+                "pool-a.example.com",
+                "--fqdn",
+                fqdn,
+            ])
+            .args(["--address", "127.0.0.14", "--topology", &file])
+            .output()
+            .unwrap()
+    };
+    let add = add_server("fe-a2.example.com");
+    assert!(add.status.success(), "{add:?}");
+    let again = add_server("fe-a3.example.com");
+    assert_eq!(
+        again.status.code(),
+        Some(64),
+        "an address in use is refused: {again:?}"
+    );
+    let fe_a2 = d.start("fe-a2.example.com", "127.0.0.14");
+
+    // 150 sign-ins at FE1, 15 a second, by a client that follows redirects; FE1 is drained
+    // two seconds in
+    let load = Sipp::with_file(
+        &fe_a1,
+        &common::repo_root().join("tests/sipp/register_follow.xml"),
+    )
+    .args(["-inf", &csv.display().to_string(), "-m", "150", "-r", "15"])
+    .spawn();
+    std::thread::sleep(Duration::from_secs(2));
+    let out = d.cli(&["pool", "drain", "fe-a1.example.com"]);
+    assert!(out.status.success(), "{out:?}");
+    let trace = load.wait();
+    let failed = trace.matches("SIP/2.0 4").count() - trace.matches("SIP/2.0 401").count();
+    assert_eq!(failed, 0, "no sign-in refused:\n{}", fe_a1.log_text());
+    assert_eq!(
+        trace.matches("SIP/2.0 200 OK").count(),
+        150,
+        "all 150 sign-ins ended in 200"
+    );
+    assert_eq!(
+        common::acknowledged(&trace).len(),
+        60,
+        "every user signed in"
+    );
+    assert!(
+        trace.contains("SIP/2.0 302 Moved Temporarily (server draining)"),
+        "FE1 sent clients on once drained"
+    );
+    let at_fe2 = d.pg.sql(&format!(
+        "SELECT count(*) FROM bindings WHERE server = '127.0.0.14:{}'",
+        d.port
+    ));
+    assert_ne!(at_fe2, "0", "the added server took the sign-ins");
+    assert!(fe_a2.log_text().contains("registrar.registered"));
+    assert!(fe_a1.log_text().contains("server.pool_drain"));
 }
