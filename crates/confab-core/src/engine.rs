@@ -134,6 +134,8 @@ pub struct Engine {
     pool_draining: bool,
     /// The other servers of this pool that take sign-ins (`ip:port`), from the database.
     alternates: Vec<String>,
+    /// Connections to close (`poll_close`).
+    closes: Vec<FlowId>,
 }
 
 impl Engine {
@@ -204,6 +206,7 @@ impl Engine {
             overloaded: false,
             pool_draining: false,
             alternates: Vec::new(),
+            closes: Vec::new(),
             cfg,
         };
         e.timers
@@ -333,6 +336,12 @@ impl Engine {
         self.out.pop_front()
     }
 
+    /// A connection to close (after what was sent on it): a device whose registration here
+    /// ended because its user moved or was removed, so that it signs in again at once.
+    pub fn poll_close(&mut self) -> Option<FlowId> {
+        self.closes.pop()
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((t, _))| *t)
     }
@@ -354,8 +363,11 @@ impl Engine {
             Err(_) => true,
         };
         if !stays {
-            let n = self.location.forget_user(aor);
-            tracing::info!(event = "registrar.user_left", user = %aor, bindings = n, "user removed or moved to another pool: its registrations here are dropped");
+            let gone = self.location.forget_user(aor);
+            tracing::info!(event = "registrar.user_left", user = %aor, bindings = gone.len(), "user removed or moved to another pool: its registrations here are dropped and their connections closed");
+            // a device connected here learns at once: it reconnects and signs in again (and
+            // is redirected to its new pool)
+            self.closes.extend(gone.iter().filter_map(|b| b.flow));
             self.devices_changed(now, aor);
         }
     }

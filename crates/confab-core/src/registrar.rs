@@ -68,10 +68,10 @@ impl Location {
         self.remove_where(|b| b.rec.expires_at <= now)
     }
 
-    /// Drops every binding of `aor` from memory (the store no longer has them); returns how
-    /// many.
-    pub(crate) fn forget_user(&mut self, aor: &str) -> usize {
-        self.by_aor.remove(aor).map_or(0, |v| v.len())
+    /// Drops every binding of `aor` from memory (the store no longer has them) and returns
+    /// them.
+    pub(crate) fn forget_user(&mut self, aor: &str) -> Vec<LiveBinding> {
+        self.by_aor.remove(aor).unwrap_or_default()
     }
 
     /// An RFC 5626 flow failed: its outbound bindings go; other bindings forget the flow.

@@ -105,6 +105,9 @@ pub async fn run(
         while let Some(o) = engine.poll_transmit() {
             transports.send(o.target, o.bytes);
         }
+        while let Some(flow) = engine.poll_close() {
+            transports.close(flow);
+        }
     }
     let s = engine.stats();
     let t = transports.stats();

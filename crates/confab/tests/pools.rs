@@ -670,3 +670,80 @@ fn a_pool_grows_and_drains_under_load_without_a_failed_registration() {
     assert!(fe_a2.log_text().contains("registrar.registered"));
     assert!(fe_a1.log_text().contains("server.pool_drain"));
 }
+
+/// Signs `user` (password `pw`) in over a TCP connection of its own, as a desktop client does
+/// (MD5 digest), and returns the connection, still open.
+fn tcp_sign_in(server: &Server, user: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(server.addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = c.local_addr().unwrap();
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKtcp{cseq};rport\r\nFrom: <sip:{user}@example.com>;tag=t{cseq}\r\nTo: <sip:{user}@example.com>\r\nCall-ID: tcp-{user}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{local};transport=tcp>\r\n{auth}Max-Forwards: 70\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let read = |c: &mut std::net::TcpStream| {
+        let mut buf = vec![0u8; 8192];
+        let n = c.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    c.write_all(register(1, "").as_bytes()).unwrap();
+    let challenge = read(&mut c);
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let ha1 = sip_auth::ha1(sip_auth::Algorithm::Md5, user, "example.com", "pw");
+    let response = sip_auth::client_response(
+        sip_auth::Algorithm::Md5,
+        &ha1,
+        "REGISTER",
+        "sip:example.com",
+        &nonce,
+        "00000001",
+        "c0ffee",
+    );
+    let auth = format!("Authorization: Digest username=\"{user}\", realm=\"example.com\", nonce=\"{nonce}\", uri=\"sip:example.com\", response=\"{response}\", algorithm=MD5, cnonce=\"c0ffee\", qop=auth, nc=00000001\r\n");
+    c.write_all(register(2, &auth).as_bytes()).unwrap();
+    let ok = read(&mut c);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    c
+}
+
+#[test]
+fn a_moved_users_connected_device_is_made_to_sign_in_again() {
+    use std::io::Read;
+    let d = Deployment::new();
+    d.users("pool-a.example.com", &["alice"]);
+    let fe_a1 = d.start("fe-a1.example.com", "127.0.0.12");
+    let mut device = tcp_sign_in(&fe_a1, "alice");
+    let out = d.cli(&[
+        "user",
+        "move",
+        "alice@example.com",
+        "--to",
+        "pool-b.example.com",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    // within a housekeeping period pool A closes the device's connection: the client
+    // reconnects, signs in again and is redirected to pool B
+    device
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = device
+        .read(&mut buf)
+        .expect("the connection ends, not times out");
+    assert_eq!(
+        n,
+        0,
+        "closed by the server: {:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let answer = refused(&fe_a1, "alice");
+    assert!(answer.contains("pool-b.example.com"), "{answer}");
+}

@@ -104,6 +104,18 @@ impl Transports {
         Ok(Self { inner })
     }
 
+    /// Closes a connection once what is queued on it is written (the peer sees it end and,
+    /// if it is a client that wants to stay signed in, connects and registers again).
+    pub fn close(&self, flow: FlowId) {
+        // dropping the flow's queue ends its writer, which shuts the connection down; the
+        // reader then ends and removes the rest
+        self.inner
+            .flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&flow);
+    }
+
     /// Sends `bytes`; never blocks. Over a stream, an open flow to the target is reused, else a
     /// connection is opened in the background ([`Event::ConnectFailed`] if that fails).
     pub fn send(&self, target: Target, bytes: Vec<u8>) {
