@@ -299,6 +299,10 @@ pub(crate) struct UpArgs {
     /// Most simultaneous TCP/TLS connections.
     #[arg(long, default_value_t = 10000)]
     pub(crate) max_connections: usize,
+    /// TCP/TLS connections one address may hold open at once; 0: no limit. [default: 50 on a
+    /// Director, no limit on a Front End, where a NAT or load balancer may carry many users]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections_per_source: Option<usize>,
     /// Close a connection idle for this many seconds.
     #[arg(long, default_value_t = 3900)]
     pub(crate) idle_timeout: u64,

@@ -284,24 +284,28 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
         },
         ..EngineConfig::default()
     };
-    let transport_cfg = sip_transport::Config {
-        max_message_size: args.max_message_size,
-        max_connections: args.max_connections,
-        idle_timeout: Duration::from_secs(args.idle_timeout),
-        header_timeout: Duration::from_secs(args.header_timeout),
-        per_source: match args
-            .per_source_rate
-            .unwrap_or(if site.director { 100 } else { 0 })
-        {
-            0 => None,
-            rate => Some(confab_dns::ratelimit::Limits {
-                rate: f64::from(rate),
-                burst: 2.0 * f64::from(rate),
-                ..Default::default()
-            }),
-        },
-        ..Default::default()
-    };
+    let transport_cfg =
+        sip_transport::Config {
+            max_message_size: args.max_message_size,
+            max_connections: args.max_connections,
+            max_connections_per_source: args
+                .max_connections_per_source
+                .unwrap_or(if site.director { 50 } else { 0 }),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+            header_timeout: Duration::from_secs(args.header_timeout),
+            per_source: match args
+                .per_source_rate
+                .unwrap_or(if site.director { 100 } else { 0 })
+            {
+                0 => None,
+                rate => Some(confab_dns::ratelimit::Limits {
+                    rate: f64::from(rate),
+                    burst: 2.0 * f64::from(rate),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        };
     // shared by every server of the deployment: a nonce from one is good at another, and a
     // request another server forwarded carries a seal this one can check
     let secret = store

@@ -174,3 +174,44 @@ fn repeated_wrong_passwords_lock_the_user_out_for_a_while() {
         "the lockout is logged"
     );
 }
+
+/// Opens a TCP connection (from 127.0.0.1) and returns it when the server serves SIP on it
+/// (an OPTIONS answered 200); a refused connection is closed without an answer.
+fn served_over_tcp(server: &Server) -> Option<TcpStream> {
+    let mut c = TcpStream::connect(server.addr()).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let local = c.local_addr().unwrap();
+    let (to, port) = (server.addr(), local.port());
+    let req = format!("OPTIONS sip:{to} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKconn{port};rport\r\nFrom: <sip:p@example.com>;tag=1\r\nTo: <sip:{to}>\r\nCall-ID: conn-{port}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+    c.write_all(req.as_bytes()).ok()?;
+    let mut buf = [0u8; 2048];
+    let n = c.read(&mut buf).ok()?;
+    buf[..n].starts_with(b"SIP/2.0 200").then_some(c)
+}
+
+#[test]
+fn one_address_cannot_hold_more_connections_than_allowed() {
+    if reexec_in_netns("one_address_cannot_hold_more_connections_than_allowed") {
+        return;
+    }
+    let server = Server::start_with(&["--max-connections-per-source", "3"]);
+    let held: Vec<TcpStream> = (0..3)
+        .map(|i| served_over_tcp(&server).unwrap_or_else(|| panic!("connection {i}")))
+        .collect();
+    assert!(
+        served_over_tcp(&server).is_none(),
+        "a fourth connection from the same address is refused"
+    );
+    assert!(answers_options(&server), "UDP still served");
+    drop(held);
+    // the server sees them close, then takes new ones again
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while served_over_tcp(&server).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "connections freed by closing are not counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(server.log_text().contains("tcp.source_limit"));
+}

@@ -109,6 +109,8 @@ pub enum Event {
 pub struct Config {
     pub max_message_size: usize,
     pub max_connections: usize,
+    /// Connections one address may hold open at once; 0: no limit.
+    pub max_connections_per_source: usize,
     /// A connection with no traffic for this long is closed.
     pub idle_timeout: Duration,
     /// A message whose header section has not fully arrived this long after its first byte
@@ -126,6 +128,7 @@ impl Default for Config {
         Self {
             max_message_size: 64 * 1024,
             max_connections: 10_000,
+            max_connections_per_source: 0,
             idle_timeout: Duration::from_secs(3900),
             header_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),

@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) stats: Stats,
     limiter: Option<Mutex<confab_ratelimit::RateLimiter>>,
+    /// Open connections per remote address (for `max_connections_per_source`).
+    per_source: Mutex<HashMap<std::net::IpAddr, usize>>,
     udp: Vec<Arc<UdpSocket>>,
     flows: Mutex<HashMap<FlowId, FlowHandle>>,
     by_remote: Mutex<HashMap<(Transport, SocketAddr), FlowId>>,
@@ -72,6 +74,7 @@ impl Transports {
             config,
             events,
             stats: Stats::default(),
+            per_source: Mutex::new(HashMap::new()),
             limiter: config
                 .per_source
                 .map(|l| Mutex::new(confab_ratelimit::RateLimiter::new(l))),
@@ -238,6 +241,12 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .insert((transport, remote), id);
         self.open.fetch_add(1, Ordering::Relaxed);
+        *self
+            .per_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(remote.ip())
+            .or_insert(0) += 1;
         (id, rx)
     }
 
@@ -251,6 +260,13 @@ impl Inner {
             by.remove(&(transport, remote));
         }
         self.open.fetch_sub(1, Ordering::Relaxed);
+        let mut per = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per.get_mut(&remote.ip()) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&remote.ip());
+            }
+        }
     }
 }
 
@@ -313,6 +329,28 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<TlsAc
             tracing::warn!(event = "tcp.limit", %remote, limit = inner.config.max_connections, "refusing connection: connection limit reached");
             drop(tcp);
             continue;
+        }
+        let per_source_limit = inner.config.max_connections_per_source;
+        if per_source_limit > 0 {
+            let held = inner
+                .per_source
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&remote.ip())
+                .copied()
+                .unwrap_or(0);
+            if held >= per_source_limit {
+                let n = inner
+                    .stats
+                    .connections_refused
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(event = "tcp.source_limit", %remote, limit = per_source_limit, refused = n, "refusing connection: this address holds too many (see --max-connections-per-source)");
+                }
+                drop(tcp);
+                continue;
+            }
         }
         let _ = tcp.set_nodelay(true);
         let inner = inner.clone();
