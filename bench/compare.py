@@ -318,6 +318,16 @@ def start_uas(workload, work):
     )  # fmt: skip
 
 
+def write_users_csv(path, users):
+    """A SIPp injection file: one user per call, in turn; returns `path`."""
+    with open(path, "w") as f:
+        f.write("SEQUENTIAL\n")
+        for u in users:
+            # SIPp expands the keyword in a field: each call authenticates as its own user
+            f.write(f"{u};[authentication username={u} password={PASSWORD}]\n")
+    return path
+
+
 def percentile(values, q):
     if not values:
         return float("nan")
@@ -518,12 +528,7 @@ def main():
             die(f"{tool} is not installed (bench/compare installs it with apt-get)")
     work = tempfile.mkdtemp(prefix="confab-bench-")
     users = [f"u{i}" for i in range(args.users)]
-    users_csv = os.path.join(work, "users.csv")
-    with open(users_csv, "w") as f:
-        f.write("SEQUENTIAL\n")
-        for u in users:
-            # SIPp expands the keyword in a field: each call authenticates as its own user
-            f.write(f"{u};[authentication username={u} password={PASSWORD}]\n")
+    users_csv = write_users_csv(os.path.join(work, "users.csv"), users)
     all_users = users + [CALLEE]
 
     results = []

@@ -20,12 +20,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare import (  # noqa: E402  (bench/compare.py: server start-up and accounting)
     HOST,
-    PASSWORD,
     ROOT,
     Confab,
     die,
     last_stat_row,
     pss_kib,
+    write_users_csv,
 )
 
 
@@ -51,11 +51,7 @@ def main():
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="confab-soak-")
     users = [f"u{i}" for i in range(args.users)]
-    users_csv = os.path.join(work, "users.csv")
-    with open(users_csv, "w") as f:
-        f.write("SEQUENTIAL\n")
-        for u in users:
-            f.write(f"{u};[authentication username={u} password={PASSWORD}]\n")
+    users_csv = write_users_csv(os.path.join(work, "users.csv"), users)
     server = Confab(5080, work, os.path.abspath(args.confab))
     server.start(users)
     seconds = int(args.minutes * 60)
