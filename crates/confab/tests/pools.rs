@@ -372,19 +372,7 @@ fn device_at(server: &Server, user: &str, scenario: &str, transport: &str) -> Si
     } else {
         std::thread::sleep(Duration::from_millis(300));
     }
-    Sipp::new(server, "register.xml")
-        .args([
-            "-s",
-            user,
-            "-key",
-            "contact_port",
-            &port.to_string(),
-            "-t",
-            transport,
-        ])
-        .auth(user, "pw")
-        .run()
-        .assert_success(&format!("REGISTER {user} at {}", server.addr()));
+    common::register_with(server, user, "pw", port, transport);
     uas
 }
 

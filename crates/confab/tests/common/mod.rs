@@ -583,6 +583,23 @@ pub(crate) fn answers_options(server: &Server) -> bool {
 /// Registers `user` (a demo user) with a Contact on `contact_port`, over SIPp's `transport`
 /// (`u1`, `t1`).
 pub(crate) fn register(server: &Server, user: &str, contact_port: u16, transport: &str) {
+    register_with(
+        server,
+        user,
+        &server.password(user),
+        contact_port,
+        transport,
+    );
+}
+
+/// As `register`, for a user whose password is `password`.
+pub(crate) fn register_with(
+    server: &Server,
+    user: &str,
+    password: &str,
+    contact_port: u16,
+    transport: &str,
+) {
     Sipp::new(server, "register.xml")
         .args([
             "-s",
@@ -593,7 +610,7 @@ pub(crate) fn register(server: &Server, user: &str, contact_port: u16, transport
             "-t",
             transport,
         ])
-        .auth(user, &server.password(user))
+        .auth(user, password)
         .run()
         .assert_success(&format!("REGISTER {user} over {transport}"));
 }
