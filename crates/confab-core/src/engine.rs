@@ -100,6 +100,9 @@ struct Ctx {
 
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
 
+/// Users whose hashes are kept in memory at most (the table starts again when full).
+const USER_CACHE: usize = 200_000;
+
 /// Settings naming the servers of the deployment (`server:<ip:port>` = pool) and those being
 /// drained (`drain:<ip:port>`).
 pub const SERVER_SETTING: &str = "server:";
@@ -118,6 +121,9 @@ pub struct Engine {
     client_tx: HashMap<String, ClientEntry>,
     proxies: HashMap<u64, ProxyCtx>,
     open_flows: HashSet<FlowId>,
+    /// Users already read from the store, dropped when the change log names them (a password
+    /// change, a move, a removal); a user unknown here is always read from the store.
+    users: HashMap<String, confab_store::User>,
     /// Sources known to be clients that stop at a non-MD5 challenge (see `md5_only_client`).
     md5_only_sources: HashSet<std::net::SocketAddr>,
     timers: BinaryHeap<Reverse<(Instant, TimerOwner)>>,
@@ -194,6 +200,7 @@ impl Engine {
             client_tx: HashMap::new(),
             proxies: HashMap::new(),
             open_flows: HashSet::new(),
+            users: HashMap::new(),
             md5_only_sources: HashSet::new(),
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
@@ -423,7 +430,20 @@ impl Engine {
             .collect();
     }
 
+    /// Saves the registration refreshes kept in memory only (see `registrar`); housekeeping
+    /// does this every period, and the server before it exits.
+    pub fn write_back(&mut self) {
+        match self.location.write_back(self.store.as_ref()) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(event = "registrar.written_back", bindings = n),
+            Err(e) => {
+                tracing::warn!(event = "store.error", error = %e, "could not save registration refreshes; retrying at the next housekeeping");
+            }
+        }
+    }
+
     fn housekeeping(&mut self, now: Now) {
+        self.write_back();
         let gone = self.location.expire(now.unix);
         if !gone.is_empty() {
             tracing::debug!(event = "registrar.expired", count = gone.len());
@@ -433,6 +453,9 @@ impl Engine {
         }
         self.refresh_membership();
         let changed = self.presence.housekeeping(self.store.as_ref(), now.unix);
+        for aor in &changed {
+            self.users.remove(aor);
+        }
         for aor in changed {
             self.recheck_user(now, &aor);
         }
@@ -1075,8 +1098,19 @@ impl Engine {
         ctx: &Ctx,
         aor: &str,
     ) -> Option<Option<confab_store::User>> {
+        if let Some(u) = self.users.get(aor) {
+            return Some(Some(u.clone()));
+        }
         match self.store.user(aor) {
-            Ok(u) => Some(u),
+            Ok(u) => {
+                if let Some(u) = &u {
+                    if self.users.len() >= USER_CACHE {
+                        self.users.clear();
+                    }
+                    self.users.insert(aor.to_owned(), u.clone());
+                }
+                Some(u)
+            }
             Err(e) => {
                 let (code, reason, extra) = lookup_refusal(aor, &e);
                 self.respond(now, ctx, code, reason, &extra);
@@ -1163,6 +1197,7 @@ impl Engine {
                 return;
             }
         }
+        let devices_before = self.location.lookup(&aor).len();
         let result = self.location.register(
             &self.cfg,
             self.store.as_ref(),
@@ -1185,7 +1220,13 @@ impl Engine {
                     extra.push(("Require", "outbound".into()));
                 }
                 extra.push(("Supported", "path, outbound".into()));
-                tracing::info!(event = "registrar.registered", user = %aor, remote = %ctx.source.remote, devices = self.location.lookup(&aor).len());
+                // a device arriving or leaving is news; a refresh (the bulk of the traffic) is not
+                let devices = self.location.lookup(&aor).len();
+                if devices == devices_before {
+                    tracing::debug!(event = "registrar.refreshed", user = %aor, remote = %ctx.source.remote, devices);
+                } else {
+                    tracing::info!(event = "registrar.registered", user = %aor, remote = %ctx.source.remote, devices);
+                }
                 self.respond(now, ctx, 200, "OK", &extra);
                 self.devices_changed(now, &aor);
             }

@@ -1,5 +1,8 @@
 //! The registrar (RFC 3261 §10.3) and the location service it feeds. Logic here, storage in
-//! `confab-store`: every change is written through so that a restart loses no registration.
+//! `confab-store`: a new, changed or removed binding is written through before the 200 OK, so
+//! that a restart loses no registration; a refresh that only moves the expiry of a binding whose
+//! stored copy has over [`WRITE_BACK_MARGIN`] to live is written back with the others at the
+//! next housekeeping ([`Location::write_back`]), one transaction for all.
 //! RFC 3327 Path and RFC 5626 outbound (`+sip.instance` with `reg-id`) are supported.
 
 use std::collections::HashMap;
@@ -17,7 +20,15 @@ use crate::config::EngineConfig;
 pub(crate) struct LiveBinding {
     pub(crate) rec: Binding,
     pub(crate) flow: Option<FlowId>,
+    /// The expiry the store holds (earlier than `rec`'s while a refresh waits to be written).
+    stored_expires: i64,
+    /// A refresh waits for [`Location::write_back`].
+    dirty: bool,
 }
+
+/// A refresh is written back later only while the stored copy has this long to live, so that
+/// neither a restart nor another server reading the store sees the binding lapse meanwhile.
+pub(crate) const WRITE_BACK_MARGIN: i64 = 60;
 
 impl LiveBinding {
     pub(crate) fn source(&self) -> Option<SocketAddr> {
@@ -29,6 +40,8 @@ impl LiveBinding {
 #[derive(Debug, Default)]
 pub(crate) struct Location {
     by_aor: HashMap<String, Vec<LiveBinding>>,
+    /// Users with a binding waiting for [`Location::write_back`].
+    dirty: Vec<String>,
 }
 
 /// Why a REGISTER was refused: status, reason phrase, extra header.
@@ -42,7 +55,12 @@ impl Location {
             loc.by_aor
                 .entry(rec.aor.clone())
                 .or_default()
-                .push(LiveBinding { rec, flow: None });
+                .push(LiveBinding {
+                    stored_expires: rec.expires_at,
+                    rec,
+                    flow: None,
+                    dirty: false,
+                });
         }
         loc
     }
@@ -209,7 +227,27 @@ impl Location {
                 source: source.remote.to_string(),
                 server: cfg.server_id.clone(),
             };
-            store.save_binding(&rec).map_err(storage_error)?;
+            let write_back = self
+                .lookup(aor)
+                .iter()
+                .find(|b| b.rec.key == rec.key)
+                .filter(|old| {
+                    only_expiry_moved(&old.rec, &rec)
+                        && old.stored_expires - now >= WRITE_BACK_MARGIN
+                })
+                .map(|old| (old.stored_expires, old.dirty));
+            let (stored_expires, dirty) = match write_back {
+                Some((stored, was_dirty)) => {
+                    if !was_dirty {
+                        self.dirty.push(aor.to_owned());
+                    }
+                    (stored, true)
+                }
+                None => {
+                    store.save_binding(&rec).map_err(storage_error)?;
+                    (rec.expires_at, false)
+                }
+            };
             self.forget(aor, &rec.key);
             self.by_aor
                 .entry(aor.to_owned())
@@ -217,9 +255,35 @@ impl Location {
                 .push(LiveBinding {
                     rec,
                     flow: source.flow,
+                    stored_expires,
+                    dirty,
                 });
         }
         Ok(self.contact_values(aor, now))
+    }
+
+    /// Saves the refreshes waiting since the last call, in one transaction; returns how many.
+    /// On failure they stay waiting for the next call.
+    pub(crate) fn write_back(&mut self, store: &dyn Store) -> confab_store::Result<usize> {
+        if self.dirty.is_empty() {
+            return Ok(0);
+        }
+        let recs: Vec<Binding> = self
+            .dirty
+            .iter()
+            .filter_map(|aor| self.by_aor.get(aor))
+            .flatten()
+            .filter(|b| b.dirty)
+            .map(|b| b.rec.clone())
+            .collect();
+        store.save_bindings(&recs)?;
+        for aor in std::mem::take(&mut self.dirty) {
+            for b in self.by_aor.get_mut(&aor).into_iter().flatten() {
+                b.stored_expires = b.rec.expires_at;
+                b.dirty = false;
+            }
+        }
+        Ok(recs.len())
     }
 
     /// Drops `aor`'s binding `key` from memory (and the AOR when it was the last).
@@ -245,6 +309,15 @@ impl Location {
             })
             .collect()
     }
+}
+
+/// Whether `new` differs from `old` only in what a refresh changes (expiry, CSeq, Call-ID)
+/// and not in where the device is reached, and its expiry moved later.
+fn only_expiry_moved(old: &Binding, new: &Binding) -> bool {
+    new.expires_at >= old.expires_at
+        && (&old.contact, &old.params, &old.path, &old.transport)
+            == (&new.contact, &new.params, &new.path, &new.transport)
+        && (&old.source, old.outbound, &old.server) == (&new.source, new.outbound, &new.server)
 }
 
 /// RFC 5626 §6: with outbound, a binding is identified by instance and reg-id; else by URI.
@@ -425,6 +498,40 @@ mod tests {
             )
             .unwrap();
         assert_eq!(c, vec!["<sip:a@h2>;expires=3600"]);
+    }
+
+    #[test]
+    fn refreshes_are_written_back_and_changes_written_through() {
+        let (mut loc, store, cfg) = setup();
+        let aor = "alice@example.com";
+        let stored = |t| store.bindings(t, None).unwrap()[0].clone();
+        loc.register(&cfg, &store, &req("<sip:a@h1>", "", 1), aor, &src(), 0)
+            .unwrap();
+        assert_eq!(
+            stored(0).expires_at,
+            3600,
+            "a new binding is written through"
+        );
+        // a refresh that moves only the expiry waits for write_back
+        loc.register(&cfg, &store, &req("<sip:a@h1>", "", 2), aor, &src(), 100)
+            .unwrap();
+        assert_eq!((stored(0).expires_at, stored(0).cseq), (3600, 1));
+        assert_eq!(loc.write_back(&store).unwrap(), 1);
+        assert_eq!((stored(0).expires_at, stored(0).cseq), (3700, 2));
+        assert_eq!(loc.write_back(&store).unwrap(), 0, "nothing left waiting");
+        // a new address is where calls go: written through
+        let moved = Source {
+            remote: "10.0.0.9:5060".parse().unwrap(),
+            ..src()
+        };
+        loc.register(&cfg, &store, &req("<sip:a@h1>", "", 3), aor, &moved, 200)
+            .unwrap();
+        assert_eq!(stored(0).source, "10.0.0.9:5060");
+        // close to the stored expiry a refresh is written through, so the store never lets
+        // a live binding lapse
+        loc.register(&cfg, &store, &req("<sip:a@h1>", "", 4), aor, &moved, 3760)
+            .unwrap();
+        assert_eq!(stored(0).expires_at, 7360);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Runs an [`Engine`] on real sockets: transport events in, transmissions out, timers on the
-//! tokio clock. One task owns the engine; transports run on their own tasks.
+//! tokio clock. One task owns the engine and reads the UDP sockets itself (no hand-over per
+//! datagram); connections run on tasks of their own and queue their messages to it.
 
 use std::future::Future;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use confab_store::Store;
-use sip_transport::{Config as TransportConfig, Listeners, Transports};
+use sip_transport::{Batch, Config as TransportConfig, Listeners, Transports};
 use tokio::sync::mpsc;
 
 use crate::config::EngineConfig;
@@ -35,6 +36,9 @@ fn now() -> Now {
 /// Messages that may wait for the engine; the transports drop (and count) what does not fit.
 const QUEUE: usize = 16_384;
 
+/// Messages handled between two rounds of sending.
+const BATCH: usize = 256;
+
 /// How long a shutdown waits for requests in flight to be answered.
 const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -50,6 +54,10 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let (tx, mut rx) = mpsc::channel(QUEUE);
     let transports = Transports::start(listeners, transport_cfg, tx)?;
+    let mut udp = transports.udp_receiver();
+    let mut datagrams = Vec::with_capacity(BATCH);
+    // consecutive UDP batches that left datagrams waiting: the socket is filling up
+    let mut udp_behind = 0u32;
     let mut engine = Engine::new(cfg, store, secret, now())?;
     tokio::pin!(shutdown);
     let mut drain_until: Option<tokio::time::Instant> = None;
@@ -82,22 +90,26 @@ pub async fn run(
             }
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                // a backlog of more than a quarter of the queue: answer new work 503 until
-                // it is down to a sixteenth again
-                let backlog = rx.len();
-                if backlog > QUEUE / 4 {
-                    engine.set_overloaded(true);
-                } else if backlog < QUEUE / 16 {
-                    engine.set_overloaded(false);
-                }
+                overload(&mut engine, rx.len(), udp_behind);
                 let t = now();
                 engine.handle_event(t, ev);
                 // drain what is already queued before sending: fewer wake-ups under load
-                for _ in 0..256 {
+                for _ in 0..BATCH {
                     match rx.try_recv() {
                         Ok(ev) => engine.handle_event(t, ev),
                         Err(_) => break,
                     }
+                }
+            }
+            batch = udp.recv(&mut datagrams, BATCH) => {
+                udp_behind = match batch {
+                    Batch::Full => udp_behind.saturating_add(1),
+                    Batch::Drained => 0,
+                };
+                overload(&mut engine, rx.len(), udp_behind);
+                let t = now();
+                for ev in datagrams.drain(..) {
+                    engine.handle_event(t, ev);
                 }
             }
             () = sleep_until(deadline) => engine.handle_timeout(now()),
@@ -109,6 +121,7 @@ pub async fn run(
             transports.close(flow);
         }
     }
+    engine.write_back();
     let s = engine.stats();
     let t = transports.stats();
     tracing::info!(
@@ -129,6 +142,18 @@ pub async fn run(
         "server stopped"
     );
     Ok(())
+}
+
+/// Answers new work 503 while the engine is behind: more than a quarter of the stream queue
+/// waiting, or UDP batches that keep leaving datagrams on the socket (a quarter of the queue's
+/// worth in a row); off again once both are short.
+fn overload(engine: &mut Engine, stream_backlog: usize, udp_behind: u32) {
+    let behind = QUEUE / 4 / BATCH;
+    if stream_backlog > QUEUE / 4 || udp_behind as usize > behind {
+        engine.set_overloaded(true);
+    } else if stream_backlog < QUEUE / 16 && udp_behind == 0 {
+        engine.set_overloaded(false);
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -133,6 +133,8 @@ pub trait Store: Send {
     fn list_users(&self) -> Result<Vec<String>>;
     /// Inserts or replaces the binding with the same (aor, key).
     fn save_binding(&self, b: &Binding) -> Result<()>;
+    /// Saves several bindings in one transaction: all or none.
+    fn save_bindings(&self, bs: &[Binding]) -> Result<()>;
     fn remove_binding(&self, aor: &str, key: &str) -> Result<()>;
     /// Every binding not expired at `now` (unix seconds), or only `aor`'s.
     fn bindings(&self, now: i64, aor: Option<&str>) -> Result<Vec<Binding>>;
@@ -169,7 +171,7 @@ pub trait Store: Send {
     fn set_visibility(&self, owner: &str, visibility: Visibility) -> Result<()>;
     /// Blocks (`true`) or unblocks a watcher.
     fn set_blocked(&self, owner: &str, watcher: &str, blocked: bool) -> Result<()>;
-    /// Users whose list, privacy or existence changed after revision `rev`, and the newest
+    /// Users whose password, home pool, list, privacy or existence changed after revision `rev`, and the newest
     /// revision. Lets a running server pick up changes made by another process.
     fn changes_since(&self, rev: i64) -> Result<(i64, Vec<String>)>;
 

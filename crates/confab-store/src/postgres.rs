@@ -184,6 +184,36 @@ impl PgStore {
     }
 }
 
+const SAVE_BINDING: &str = "INSERT INTO bindings (aor, key, contact, params, expires_at, call_id, cseq, path, transport, source, outbound, server)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+     ON CONFLICT (aor, key) DO UPDATE SET contact = EXCLUDED.contact,
+       params = EXCLUDED.params, expires_at = EXCLUDED.expires_at,
+       call_id = EXCLUDED.call_id, cseq = EXCLUDED.cseq, path = EXCLUDED.path,
+       transport = EXCLUDED.transport, source = EXCLUDED.source,
+       outbound = EXCLUDED.outbound, server = EXCLUDED.server";
+
+/// [`SAVE_BINDING`]'s parameters, with `path` joined by newlines and `cseq` widened.
+fn binding_params<'a>(
+    b: &'a Binding,
+    path: &'a String,
+    cseq: &'a i64,
+) -> [&'a (dyn ToSql + Sync); 12] {
+    [
+        &b.aor,
+        &b.key,
+        &b.contact,
+        &b.params,
+        &b.expires_at,
+        &b.call_id,
+        cseq,
+        path,
+        &b.transport,
+        &b.source,
+        &b.outbound,
+        &b.server,
+    ]
+}
+
 impl Session {
     /// The open connection, opening it when there is none (at most once per
     /// [`RECONNECT_EVERY`]).
@@ -382,15 +412,18 @@ impl Store for PgStore {
     fn set_password(&self, aor: &str, password: &str) -> Result<()> {
         let norm = normalize_aor(aor)?;
         let (_, md5, sha) = hashes(&norm, password)?;
+        // logged, so that running servers drop the hashes they keep in memory
         self.call(move |s| {
-            let n = s.execute(
-                "UPDATE users SET ha1_md5 = $2, ha1_sha256 = $3 WHERE aor = $1",
-                &[&norm, &md5, &sha],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NoSuchUser(norm));
-            }
-            Ok(())
+            s.change(&norm, |tx, aor| {
+                let n = tx.execute(
+                    "UPDATE users SET ha1_md5 = $2, ha1_sha256 = $3 WHERE aor = $1",
+                    &[&aor, &md5, &sha],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NoSuchUser(aor.to_owned()));
+                }
+                Ok(())
+            })
         })
     }
 
@@ -440,29 +473,22 @@ impl Store for PgStore {
     fn save_binding(&self, b: &Binding) -> Result<()> {
         let b = b.clone();
         self.call(move |s| {
-            s.execute(
-                "INSERT INTO bindings (aor, key, contact, params, expires_at, call_id, cseq, path, transport, source, outbound, server)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                 ON CONFLICT (aor, key) DO UPDATE SET contact = EXCLUDED.contact,
-                   params = EXCLUDED.params, expires_at = EXCLUDED.expires_at,
-                   call_id = EXCLUDED.call_id, cseq = EXCLUDED.cseq, path = EXCLUDED.path,
-                   transport = EXCLUDED.transport, source = EXCLUDED.source,
-                   outbound = EXCLUDED.outbound, server = EXCLUDED.server",
-                &[
-                    &b.aor,
-                    &b.key,
-                    &b.contact,
-                    &b.params,
-                    &b.expires_at,
-                    &b.call_id,
-                    &i64::from(b.cseq),
-                    &b.path.join("\n"),
-                    &b.transport,
-                    &b.source,
-                    &b.outbound,
-                    &b.server,
-                ],
-            )?;
+            let (path, cseq) = (b.path.join("\n"), i64::from(b.cseq));
+            s.execute(SAVE_BINDING, &binding_params(&b, &path, &cseq))?;
+            Ok(())
+        })
+    }
+
+    fn save_bindings(&self, bs: &[Binding]) -> Result<()> {
+        let bs = bs.to_vec();
+        self.call(move |s| {
+            let st = s.prepared(SAVE_BINDING)?;
+            let mut tx = s.client()?.transaction()?;
+            for b in &bs {
+                let (path, cseq) = (b.path.join("\n"), i64::from(b.cseq));
+                tx.execute(&st, &binding_params(b, &path, &cseq))?;
+            }
+            tx.commit()?;
             Ok(())
         })
     }

@@ -113,6 +113,7 @@ conformance!(
     users_keep_hashes_never_passwords,
     importing_users_is_all_or_nothing_and_keeps_existing_passwords,
     bindings_round_trip_and_expire,
+    bindings_saved_in_a_batch_insert_and_update,
     contact_lists_groups_and_privacy_are_kept_and_logged,
     removing_a_user_removes_everything_of_it,
     soft_state_expires_and_keeps_its_order,
@@ -157,7 +158,13 @@ fn users_keep_hashes_never_passwords(f: &dyn Fixture) {
         s.add_user("alice@example.com", "x", None),
         Err(StoreError::UserExists(_))
     ));
+    let (rev, _) = s.changes_since(0).unwrap();
     s.set_password("alice@example.com", "new").unwrap();
+    assert_eq!(
+        s.changes_since(rev).unwrap().1,
+        ["alice@example.com"],
+        "a password change is logged (servers drop the hashes they keep)"
+    );
     assert_ne!(
         s.user("alice@example.com").unwrap().unwrap().ha1_md5,
         u.ha1_md5
@@ -228,6 +235,24 @@ fn bindings_round_trip_and_expire(f: &dyn Fixture) {
     assert_eq!(s.purge_expired(150).unwrap(), 1);
     s.remove_binding("alice@example.com", "h2").unwrap();
     assert!(s.bindings(0, None).unwrap().is_empty());
+}
+
+fn bindings_saved_in_a_batch_insert_and_update(f: &dyn Fixture) {
+    let s = f.open();
+    s.save_binding(&binding("h1", 100)).unwrap();
+    let mut refreshed = binding("h1", 500);
+    refreshed.cseq = 9;
+    s.save_bindings(&[refreshed.clone(), binding("h2", 400)])
+        .unwrap();
+    let mut got = s.bindings(0, None).unwrap();
+    got.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(got, vec![refreshed, binding("h2", 400)]);
+    s.save_bindings(&[]).unwrap();
+    assert_eq!(
+        s.bindings(0, None).unwrap().len(),
+        2,
+        "an empty batch changes nothing"
+    );
 }
 
 fn contact_lists_groups_and_privacy_are_kept_and_logged(f: &dyn Fixture) {

@@ -351,15 +351,18 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
         web,
     );
     tracing::info!(event = "server.ready", udp = %sip, tcp = %sip, tls = %tls, domain = %args.domain, "Confab is ready");
-    confab_core::server::run(
+    // a task of the runtime, not the thread blocked on it: the socket readiness that wakes
+    // the engine is then seen on the worker that runs it
+    tokio::spawn(confab_core::server::run(
         cfg,
         store,
         listeners,
         transport_cfg,
         secret,
         shutdown_signal(),
-    )
-    .await?;
+    ))
+    .await
+    .context("the SIP server stopped unexpectedly")??;
     Ok(())
 }
 

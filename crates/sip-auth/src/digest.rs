@@ -98,8 +98,9 @@ pub struct DigestServer {
     secret: [u8; 32],
     epoch: Instant,
     ttl: Duration,
-    /// Highest nonce-count accepted per nonce still alive.
-    seen: HashMap<String, (u32, u64)>,
+    /// Highest nonce-count accepted per nonce still alive, keyed by the nonce's issue time and
+    /// serial (what makes it unique): about 40 bytes per verified nonce, not a copy of it.
+    seen: HashMap<u128, (u32, u64)>,
     /// Makes every nonce unique, so that two clients never share one (nor its nonce-counts).
     counter: AtomicU64,
 }
@@ -150,7 +151,7 @@ impl DigestServer {
         let Some(alg) = Algorithm::from_name(creds.algorithm.as_deref()) else {
             return Verdict::BadNonce;
         };
-        let Some(issued) = self.check_nonce(&creds.nonce) else {
+        let Some((issued, id)) = self.check_nonce(&creds.nonce) else {
             return Verdict::BadNonce;
         };
         if !creds.realm.eq_ignore_ascii_case(&self.realm) {
@@ -179,11 +180,11 @@ impl DigestServer {
         if age > self.ttl.as_secs() {
             return Verdict::Stale;
         }
-        match self.seen.get_mut(&creds.nonce) {
+        match self.seen.get_mut(&id) {
             Some((last, _)) if nc_val <= *last => return Verdict::Replay,
             Some((last, _)) => *last = nc_val,
             None => {
-                self.seen.insert(creds.nonce.clone(), (nc_val, issued));
+                self.seen.insert(id, (nc_val, issued));
             }
         }
         Verdict::Ok
@@ -214,8 +215,8 @@ impl DigestServer {
         format!("{}{}", to_hex(&head), to_hex(&mac[..16]))
     }
 
-    /// The issue time of a nonce this server sealed.
-    fn check_nonce(&self, nonce: &str) -> Option<u64> {
+    /// The issue time of a nonce this server sealed, and its identity (time and serial).
+    fn check_nonce(&self, nonce: &str) -> Option<(u64, u128)> {
         if nonce.len() != 64 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
@@ -226,7 +227,7 @@ impl DigestServer {
         let mac = to_hex(&self.mac(&head)[..16]);
         let issued = u64::from_be_bytes(head[..8].try_into().ok()?);
         constant_time_eq(mac.as_bytes(), nonce[32..].to_ascii_lowercase().as_bytes())
-            .then_some(issued)
+            .then_some((issued, u128::from_be_bytes(head)))
     }
 
     fn mac(&self, ts: &[u8]) -> [u8; 32] {

@@ -2,7 +2,8 @@
 //! stream framing with keep-alive pongs, and the limits that keep a hostile peer from growing
 //! memory or holding a worker (message size, connection count, idle and header-arrival timeouts).
 //!
-//! Received messages reach the caller as [`Event`]s on a channel; the caller sends through
+//! Messages from connections reach the caller as [`Event`]s on a channel, datagrams through a
+//! [`UdpReceiver`] read by the caller's own task; the caller sends through
 //! [`Transports::send`], which never blocks: UDP uses a non-blocking send, streams a per-connection
 //! queue, and a new outbound connection is made in the background.
 
@@ -15,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use transports::{Listeners, Transports};
+pub use transports::{Batch, Listeners, Transports, UdpReceiver};
 
 /// A transport protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -35,7 +35,8 @@ pub(crate) struct Inner {
     limiter: Option<Mutex<confab_ratelimit::RateLimiter>>,
     /// Open connections per remote address (for `max_connections_per_source`).
     per_source: Mutex<HashMap<std::net::IpAddr, usize>>,
-    udp: Vec<Arc<UdpSocket>>,
+    /// UDP sockets and their local addresses.
+    udp: Vec<(UdpSocket, SocketAddr)>,
     flows: Mutex<HashMap<FlowId, FlowHandle>>,
     by_remote: Mutex<HashMap<(Transport, SocketAddr), FlowId>>,
     next_flow: AtomicU64,
@@ -59,7 +60,11 @@ impl Transports {
         config: Config,
         events: mpsc::Sender<Event>,
     ) -> std::io::Result<Self> {
-        let udp: Vec<Arc<UdpSocket>> = listeners.udp.into_iter().map(Arc::new).collect();
+        let udp = listeners
+            .udp
+            .into_iter()
+            .map(|s| s.local_addr().map(|a| (s, a)))
+            .collect::<std::io::Result<Vec<_>>>()?;
         let local_tcp = listeners
             .tcp
             .iter()
@@ -78,7 +83,7 @@ impl Transports {
             limiter: config
                 .per_source
                 .map(|l| Mutex::new(confab_ratelimit::RateLimiter::new(l))),
-            udp: udp.clone(),
+            udp,
             flows: Mutex::new(HashMap::new()),
             by_remote: Mutex::new(HashMap::new()),
             next_flow: AtomicU64::new(1),
@@ -87,9 +92,6 @@ impl Transports {
             local_tcp,
             local_tls,
         });
-        for sock in udp {
-            tokio::spawn(udp_loop(inner.clone(), sock));
-        }
         for l in listeners.tcp {
             tokio::spawn(accept_loop(inner.clone(), l, None));
         }
@@ -105,6 +107,15 @@ impl Transports {
             }
         }
         Ok(Self { inner })
+    }
+
+    /// The receiving side of the UDP sockets, for the task that handles what arrives (UDP
+    /// messages do not go through the event channel).
+    pub fn udp_receiver(&self) -> UdpReceiver {
+        UdpReceiver {
+            inner: self.inner.clone(),
+            buf: vec![0u8; 65_535],
+        }
     }
 
     /// Closes a connection once what is queued on it is written (the peer sees it end and,
@@ -129,10 +140,12 @@ impl Transports {
         }
         match target.transport {
             Transport::Udp => {
-                let sock = self.inner.udp.iter().find(|s| {
-                    s.local_addr()
-                        .is_ok_and(|a| a.is_ipv4() == target.addr.is_ipv4())
-                });
+                let sock = self
+                    .inner
+                    .udp
+                    .iter()
+                    .find(|(_, a)| a.is_ipv4() == target.addr.is_ipv4())
+                    .map(|(s, _)| s);
                 match sock {
                     Some(s) if s.try_send_to(&bytes, target.addr).is_ok() => {}
                     _ => Stats::bump(&self.inner.stats.send_dropped),
@@ -189,6 +202,44 @@ impl Inner {
     /// Hands a received message to the engine, unless its source is over its rate or the
     /// engine's queue is full (both dropped and counted: memory stays bounded under a flood).
     pub(crate) fn deliver(&self, bytes: Vec<u8>, source: Source) {
+        if !self.within_rate(&source) {
+            return;
+        }
+        if self
+            .events
+            .try_send(Event::Message { bytes, source })
+            .is_err()
+        {
+            Stats::bump(&self.stats.queue_full);
+        }
+    }
+
+    /// A received datagram as an event, or `None` when it is a keep-alive, too big or over its
+    /// source's rate.
+    fn datagram(&self, data: &[u8], remote: SocketAddr, local: SocketAddr) -> Option<Event> {
+        if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return None; // keep-alive
+        }
+        if data.len() > self.config.max_message_size {
+            Stats::bump(&self.stats.oversized);
+            tracing::warn!(event = "udp.oversized", %remote, size = data.len(), "dropping datagram over the message size limit");
+            return None;
+        }
+        let source = Source {
+            transport: Transport::Udp,
+            remote,
+            local,
+            flow: None,
+            peer_verified: false,
+        };
+        self.within_rate(&source).then(|| Event::Message {
+            bytes: data.to_vec(),
+            source,
+        })
+    }
+
+    /// Whether `source` is within its per-source rate (counted and logged when not).
+    fn within_rate(&self, source: &Source) -> bool {
         if let Some(l) = &self.limiter {
             let allowed = l
                 .lock()
@@ -199,16 +250,10 @@ impl Inner {
                 if n.is_power_of_two() {
                     tracing::warn!(event = "sip.rate_limited", remote = %source.remote, dropped = n, "messages over the per-source rate dropped (see --per-source-rate)");
                 }
-                return;
+                return false;
             }
         }
-        if self
-            .events
-            .try_send(Event::Message { bytes, source })
-            .is_err()
-        {
-            Stats::bump(&self.stats.queue_full);
-        }
+        true
     }
 
     /// Queues bytes on a flow; false if the flow is gone.
@@ -270,38 +315,65 @@ impl Inner {
     }
 }
 
-async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>) {
-    let local = match sock.local_addr() {
-        Ok(a) => a,
-        Err(_) => return,
-    };
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        let (n, remote) = match sock.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                // ICMP errors surface here on Linux; they concern an earlier send, not the socket
-                tracing::debug!(event = "udp.recv_error", error = %e);
-                continue;
+/// Receives datagrams for the task that owns the engine ([`Transports::udp_receiver`]): UDP
+/// never crosses a channel or a thread on its way in, and a busy socket is read in batches.
+pub struct UdpReceiver {
+    inner: Arc<Inner>,
+    buf: Vec<u8>,
+}
+
+/// What one [`UdpReceiver::recv`] took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    /// Every waiting datagram.
+    Drained,
+    /// As many as asked for; more are waiting.
+    Full,
+}
+
+impl UdpReceiver {
+    /// Waits until a datagram arrives on any UDP socket, then appends to `into` the messages
+    /// waiting (at most `max`). Keep-alives are skipped; datagrams over the size limit or over
+    /// their source's rate are dropped and counted. Cancel-safe: nothing is taken off a socket
+    /// but what lands in `into`. Never finishes when there is no UDP socket.
+    pub async fn recv(&mut self, into: &mut Vec<Event>, max: usize) -> Batch {
+        let inner = self.inner.clone();
+        loop {
+            std::future::poll_fn(|cx| {
+                // readiness is registered on every socket, so whichever becomes readable wakes us
+                let mut ready = false;
+                for (s, _) in &inner.udp {
+                    ready |= s.poll_recv_ready(cx).is_ready();
+                }
+                if ready {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            let before = into.len();
+            for (sock, local) in &inner.udp {
+                loop {
+                    if into.len() - before >= max {
+                        return Batch::Full;
+                    }
+                    match sock.try_recv_from(&mut self.buf) {
+                        Ok((n, remote)) => {
+                            if let Some(ev) = inner.datagram(&self.buf[..n], remote, *local) {
+                                into.push(ev);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        // ICMP errors surface here on Linux; they concern an earlier send
+                        Err(e) => tracing::debug!(event = "udp.recv_error", error = %e),
+                    }
+                }
             }
-        };
-        let data = &buf[..n];
-        if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            continue; // keep-alive
+            if into.len() > before {
+                return Batch::Drained;
+            }
         }
-        if n > inner.config.max_message_size {
-            Stats::bump(&inner.stats.oversized);
-            tracing::warn!(event = "udp.oversized", %remote, size = n, "dropping datagram over the message size limit");
-            continue;
-        }
-        let source = Source {
-            transport: Transport::Udp,
-            remote,
-            local,
-            flow: None,
-            peer_verified: false,
-        };
-        inner.deliver(data.to_vec(), source);
     }
 }
 
