@@ -1098,7 +1098,10 @@ impl Engine {
         ctx: &Ctx,
         aor: &str,
     ) -> Option<Option<confab_store::User>> {
-        if let Some(u) = self.users.get(aor) {
+        // where sign-ins are redirected by home pool, a REGISTER reads the user afresh: a move
+        // (`confab user move`) redirects the very next sign-in
+        let fresh = self.cfg.homing.is_some() && ctx.msg.method() == Method::Register;
+        if let Some(u) = self.users.get(aor).filter(|_| !fresh) {
             return Some(Some(u.clone()));
         }
         match self.store.user(aor) {

@@ -91,7 +91,9 @@ fn registrations_live_in_postgres_and_outlast_a_database_outage() {
         .to_owned();
 
     pg.stop();
-    // bob refreshes the same contact while the database is down: 503 with Retry-After
+    // bob registers the same contact from another address while the database is down: his
+    // hashes are in memory, but a binding that moved must be stored before the 200, so it
+    // is refused with 503 and Retry-After
     let r = Sipp::new(&server, "register_refused.xml")
         .args(["-s", "bob", "-key", "contact_port", &bob_port])
         .auth("bob", &server.password("bob"))
@@ -99,7 +101,7 @@ fn registrations_live_in_postgres_and_outlast_a_database_outage() {
     r.assert_success("REGISTER while PostgreSQL is down");
     let trace = r.trace();
     assert!(
-        trace.contains("SIP/2.0 503 Service Unavailable (user database unreachable)")
+        trace.contains("SIP/2.0 503 Service Unavailable (registration database unreachable)")
             && trace.contains("Retry-After: 5"),
         "503 with Retry-After:\n{trace}"
     );
