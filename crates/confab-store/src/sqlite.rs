@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
     check_group, fold_changes, group_contacts, hashes, normalize_aor, split_path, Binding,
@@ -74,6 +74,27 @@ const MIGRATIONS: &[&str] = &[
 /// How many change-log entries are kept (a server polls every few seconds).
 const CHANGES_KEPT: i64 = 10_000;
 
+/// How long a statement waits for another process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Switches the database to write-ahead logging. That needs the file to itself for a moment,
+/// and SQLite answers "locked" at once rather than waiting (its busy handler does not run
+/// for it), so this waits up to [`BUSY_TIMEOUT`] for a process opening it at the same time.
+fn enable_wal(conn: &Connection) -> Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
 /// SQLite-backed [`Store`].
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -92,17 +113,22 @@ impl SqliteStore {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self> {
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+    fn init(mut conn: Connection) -> Result<Self> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        enable_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
-            conn.execute_batch(&format!(
-                "BEGIN; {m}; PRAGMA user_version = {}; COMMIT;",
-                i + 1
-            ))?;
+        // The version is read under the write lock: of several processes opening a new
+        // database at once (servers of a pool, `confab user import` beside `confab up`), one
+        // migrates while the others wait (busy timeout), then find nothing left to do.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version < MIGRATIONS.len() {
+            for m in &MIGRATIONS[version..] {
+                tx.execute_batch(m)?;
+            }
+            tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
         }
+        tx.commit()?;
         Ok(Self { conn })
     }
 

@@ -12,7 +12,7 @@ use confab_store::{
 use sip_auth::{ha1, Algorithm};
 
 /// Where a check gets its stores: every `open` is another connection to the same database.
-trait Fixture {
+trait Fixture: Sync {
     fn open(&self) -> Box<dyn Store>;
 }
 
@@ -121,6 +121,7 @@ conformance!(
     another_connection_sees_every_change,
     users_have_a_home_pool_and_move_without_leaving_anything_behind,
     one_users_bindings_and_the_shared_secret,
+    servers_opening_a_new_database_at_once_all_start,
 );
 
 fn binding(key: &str, expires_at: i64) -> Binding {
@@ -397,6 +398,17 @@ fn data_survives_reopening(f: &dyn Fixture) {
     assert!(s.user("bob@example.com").unwrap().is_some());
     assert_eq!(s.bindings(0, None).unwrap(), [binding("h1", i64::MAX)]);
     assert_eq!(s.groups("bob@example.com").unwrap(), ["G"]);
+}
+
+/// Servers of a pool start together, and `confab user import` may run beside a starting
+/// `confab up`: every one of them opens the new database; one migrates it, the others wait.
+fn servers_opening_a_new_database_at_once_all_start(f: &dyn Fixture) {
+    let stores: Vec<Box<dyn Store>> = std::thread::scope(|s| {
+        let opening: Vec<_> = (0..4).map(|_| s.spawn(|| f.open())).collect();
+        opening.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    stores[0].add_user("erin@example.com", "pw", None).unwrap();
+    assert!(stores[3].user("erin@example.com").unwrap().is_some());
 }
 
 /// What servers sharing one database rely on: a write through one connection is visible to
