@@ -5,7 +5,7 @@
 //! next housekeeping ([`Location::write_back`]), one transaction for all.
 //! RFC 3327 Path and RFC 5626 outbound (`+sip.instance` with `reg-id`) are supported.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use confab_store::{Binding, Store};
@@ -42,6 +42,11 @@ pub(crate) struct Location {
     by_aor: HashMap<String, Vec<LiveBinding>>,
     /// Users with a binding waiting for [`Location::write_back`].
     dirty: Vec<String>,
+    /// Users with a binding that arrived on each connection, so that a closed connection
+    /// costs its own bindings rather than a scan of all. A hint: a binding since moved to
+    /// another connection leaves its user here until this one closes; each binding's own
+    /// `flow` decides.
+    by_flow: HashMap<FlowId, HashSet<String>>,
 }
 
 /// Why a REGISTER was refused: status, reason phrase, extra header.
@@ -94,10 +99,24 @@ impl Location {
 
     /// An RFC 5626 flow failed: its outbound bindings go; other bindings forget the flow.
     pub(crate) fn flow_closed(&mut self, flow: FlowId) -> Vec<(String, String)> {
-        let gone = self.remove_where(|b| b.flow == Some(flow) && b.rec.outbound);
-        for b in self.by_aor.values_mut().flatten() {
-            if b.flow == Some(flow) {
+        let mut gone = Vec::new();
+        for aor in self.by_flow.remove(&flow).unwrap_or_default() {
+            let Some(list) = self.by_aor.get_mut(&aor) else {
+                continue;
+            };
+            list.retain_mut(|b| {
+                if b.flow != Some(flow) {
+                    return true;
+                }
+                if b.rec.outbound {
+                    gone.push((aor.clone(), b.rec.key.clone()));
+                    return false;
+                }
                 b.flow = None;
+                true
+            });
+            if list.is_empty() {
+                self.by_aor.remove(&aor);
             }
         }
         gone
@@ -249,6 +268,12 @@ impl Location {
                 }
             };
             self.forget(aor, &rec.key);
+            if let Some(flow) = source.flow {
+                let users = self.by_flow.entry(flow).or_default();
+                if !users.contains(aor) {
+                    users.insert(aor.to_owned());
+                }
+            }
             self.by_aor
                 .entry(aor.to_owned())
                 .or_default()
@@ -582,6 +607,41 @@ mod tests {
         assert_eq!(loc.lookup(aor)[0].rec.contact, "sip:a@h9;transport=tcp");
         assert_eq!(loc.flow_closed(7).len(), 1);
         assert!(loc.lookup(aor).is_empty());
+    }
+
+    #[test]
+    fn a_closed_connection_touches_only_the_bindings_still_on_it() {
+        let (mut loc, store, cfg) = setup();
+        let on = |flow| Source {
+            flow: Some(flow),
+            ..src()
+        };
+        let out =
+            |n| format!(r#"<sip:b@h{n};transport=tcp>;+sip.instance="<urn:uuid:{n}>";reg-id=1"#);
+        let ob = "Supported: outbound\r\n";
+        loc.register(&cfg, &store, &req("<sip:a@h1>", "", 1), "a@x", &on(1), 0)
+            .unwrap();
+        loc.register(&cfg, &store, &req(&out(1), ob, 1), "b@x", &on(1), 0)
+            .unwrap();
+        // b's device reconnects on flow 2 before flow 1 is seen to close
+        loc.register(&cfg, &store, &req(&out(1), ob, 2), "b@x", &on(2), 0)
+            .unwrap();
+        assert!(loc.flow_closed(1).is_empty(), "b's binding moved to flow 2");
+        assert_eq!(
+            loc.lookup("a@x")[0].flow,
+            None,
+            "a's binding forgets the flow"
+        );
+        assert_eq!(loc.lookup("b@x")[0].flow, Some(2));
+        let key = loc.lookup("b@x")[0].rec.key.clone();
+        assert_eq!(loc.flow_closed(2), vec![("b@x".to_owned(), key)]);
+        assert!(loc.lookup("b@x").is_empty());
+        assert_eq!(
+            loc.lookup("a@x").len(),
+            1,
+            "not outbound: stays, reachable by address"
+        );
+        assert!(loc.flow_closed(1).is_empty(), "a flow closes once");
     }
 
     #[test]
