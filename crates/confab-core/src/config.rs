@@ -105,11 +105,13 @@ impl EngineConfig {
 
     /// Whether `host` (a URI or Via host, brackets or not) is one of this server's addresses.
     pub fn is_own_host(&self, host: &str) -> bool {
-        let bare = |h: &str| h.trim_start_matches('[').trim_end_matches(']').to_owned();
+        fn bare(h: &str) -> &str {
+            h.trim_start_matches('[').trim_end_matches(']')
+        }
         let host = bare(host);
         std::iter::once(&self.advertised_host)
             .chain(&self.advertised_host6)
-            .any(|h| bare(h).eq_ignore_ascii_case(&host))
+            .any(|h| bare(h).eq_ignore_ascii_case(host))
     }
 
     /// Whether `host` is one of our SIP domains.

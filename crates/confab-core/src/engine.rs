@@ -1125,12 +1125,14 @@ impl Engine {
     // ---- services ----
 
     fn register(&mut self, now: Now, ctx: &mut Ctx) {
-        let Ok(to) = ctx.msg.to() else { return };
-        let Some(u) = to.uri.as_sip() else {
-            self.respond(now, ctx, 416, "Unsupported URI Scheme in To", &[]);
-            return;
+        let aor = match ctx.msg.to().map(|to| to.uri.as_sip().map(|u| u.aor())) {
+            Ok(Some(aor)) => aor,
+            Ok(None) => {
+                self.respond(now, ctx, 416, "Unsupported URI Scheme in To", &[]);
+                return;
+            }
+            Err(_) => return,
         };
-        let aor = u.aor();
         if self.cfg.homing.is_some() && ctx.home_pool.is_none() {
             // authenticated by another server (a Director): the user's pool from the store
             match self.lookup_user(now, ctx, &aor) {
@@ -1446,6 +1448,8 @@ impl Engine {
         let Ok(via) = resp.top_via() else { return };
         let Ok(cseq) = resp.cseq() else { return };
         let key = client_key(via.branch().unwrap_or(""), cseq.method);
+        let ours = is_our_via(&self.cfg, &via);
+        drop(via);
         if let Some(c) = self.client_tx.get_mut(&key) {
             c.tx.handle_response(now.mono, resp);
             self.flush_client(now, &key);
@@ -1453,7 +1457,7 @@ impl Engine {
         }
         // no transaction (a 2xx retransmission, or a fork's late 2xx): forward by Via, if the
         // top one is ours (RFC 3261 §16.11); anything else is not ours to route
-        if !is_our_via(&self.cfg, &via) {
+        if !ours {
             return;
         }
         let next = resp

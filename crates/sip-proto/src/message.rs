@@ -184,13 +184,7 @@ impl Message {
     /// Every value of a list header, comma-separated values split apart, as text.
     pub fn values(&self, name: HeaderName) -> impl Iterator<Item = Result<&str>> {
         self.raw_headers(name)
-            .flat_map(move |v| -> Box<dyn Iterator<Item = &[u8]>> {
-                if name.is_list() {
-                    Box::new(split_list(v))
-                } else {
-                    Box::new(std::iter::once(v))
-                }
-            })
+            .flat_map(move |v| items(name, v))
             .map(|v| std::str::from_utf8(v).map_err(|_| ParseError::NotUtf8))
     }
 
@@ -294,13 +288,7 @@ impl Message {
             if name == HeaderName::Other {
                 continue;
             }
-            let raw = self.at(f.value_span);
-            let items: Box<dyn Iterator<Item = &[u8]>> = if name.is_list() {
-                Box::new(split_list(raw))
-            } else {
-                Box::new(std::iter::once(raw))
-            };
-            for v in items {
+            for v in items(name, self.at(f.value_span)) {
                 let v = std::str::from_utf8(v).map_err(|_| ParseError::NotUtf8)?;
                 validate_value(name, v)?;
             }
@@ -483,6 +471,17 @@ impl fmt::Display for Malformed {
             Self::Duplicate(h) => write!(f, "Multiple {h} headers"),
         }
     }
+}
+
+/// The values in one header field: comma-separated ones apart for a list header, else the
+/// whole field.
+fn items(name: HeaderName, raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let (list, single) = if name.is_list() {
+        (Some(split_list(raw)), None)
+    } else {
+        (None, Some(raw))
+    };
+    list.into_iter().flatten().chain(single)
 }
 
 fn validate_value(name: HeaderName, v: &str) -> Result<()> {

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::error::{ParseError, Result};
+use crate::header::Params;
 use crate::scan::{hex, is_unreserved};
 
 /// A decoded URI.
@@ -26,7 +27,7 @@ pub struct SipUri<'a> {
     /// Host as written; IPv6 references keep their brackets.
     pub host: &'a str,
     pub port: Option<u16>,
-    pub params: Vec<(&'a str, Option<&'a str>)>,
+    pub params: Params<'a>,
     /// The header part after `?`, as written.
     pub headers: Option<&'a str>,
 }
@@ -35,7 +36,7 @@ pub struct SipUri<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelUri<'a> {
     pub number: &'a str,
-    pub params: Vec<(&'a str, Option<&'a str>)>,
+    pub params: Params<'a>,
 }
 
 impl<'a> Uri<'a> {
@@ -62,7 +63,7 @@ impl<'a> Uri<'a> {
         } else if scheme.eq_ignore_ascii_case("tel") {
             let (number, params) = match rest.find(';') {
                 Some(i) => (&rest[..i], parse_uri_params(&rest[i..])?),
-                None => (rest, Vec::new()),
+                None => (rest, Params::new()),
             };
             if number.is_empty()
                 || !number
@@ -214,8 +215,8 @@ pub(crate) fn split_hostport(s: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// `;name[=value]` URI parameters; every character unreserved, escaped or `[]/:&+$`.
-fn parse_uri_params(s: &str) -> Result<Vec<(&str, Option<&str>)>> {
-    let mut out = Vec::new();
+fn parse_uri_params(s: &str) -> Result<Params<'_>> {
+    let mut out = Params::new();
     if s.is_empty() {
         return Ok(out);
     }
