@@ -186,11 +186,11 @@ impl ClientTransaction {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmits.pop_front()
+        super::drained(&mut self.transmits)
     }
 
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        super::drained(&mut self.events)
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -85,8 +85,10 @@ impl ServerTransaction {
             }
             return;
         }
-        self.transmits.push_back(bytes.clone());
-        self.last_response = Some(bytes);
+        // the copy kept for retransmissions is the exact size; the writer's buffer, with its
+        // spare capacity, goes out now (a UDP transaction keeps its copy for 32 s)
+        self.last_response = Some(bytes.clone());
+        self.transmits.push_back(bytes);
         match code {
             100..=199 => self.state = ServerState::Proceeding,
             200..=299 if self.invite => {
@@ -160,11 +162,11 @@ impl ServerTransaction {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmits.pop_front()
+        super::drained(&mut self.transmits)
     }
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        super::drained(&mut self.events)
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -203,6 +205,26 @@ mod tests {
         assert_eq!(t.state(), ServerState::Confirmed);
         t.handle_timeout(g + Duration::from_secs(5));
         assert!(t.is_terminated());
+    }
+
+    #[test]
+    fn a_completed_transaction_keeps_only_an_exact_copy_of_its_response() {
+        let t0 = Instant::now();
+        let mut t = ServerTransaction::new(false, false, TimerConfig::default());
+        let mut resp = Vec::with_capacity(1024);
+        resp.extend_from_slice(b"SIP/2.0 200 OK\r\n\r\n");
+        t.send_response(t0, 200, resp);
+        while t.poll_transmit().is_some() {}
+        assert_eq!(t.state(), ServerState::Completed);
+        let kept = t.last_response.as_ref().unwrap();
+        assert_eq!(kept.capacity(), kept.len(), "no spare room kept for 32 s");
+        assert_eq!(
+            t.transmits.capacity(),
+            0,
+            "the drained queue gave its buffer back"
+        );
+        t.handle_retransmission();
+        assert_eq!(t.poll_transmit().unwrap(), b"SIP/2.0 200 OK\r\n\r\n");
     }
 
     #[test]
