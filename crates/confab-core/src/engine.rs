@@ -799,6 +799,15 @@ impl Engine {
             .filter_map(sip_auth::Credentials::parse)
             .find(|c| c.realm.eq_ignore_ascii_case(&host));
         let Some(creds) = creds else {
+            if method != Method::Invite {
+                // RFC 3261 §8.2.7: a challenge may be sent statelessly. Nonces are stateless
+                // too, so a retransmission is simply challenged again; no transaction waits
+                // 32 s for it, which was half the transactions of every sign-in. (An INVITE
+                // keeps its transaction: the ACK of the 407 must find it.)
+                if let Some(key) = ctx.key.take() {
+                    self.server_tx.remove(&key);
+                }
+            }
             self.challenge(now, ctx, &host, false);
             return Flow::Stop;
         };
@@ -1989,6 +1998,41 @@ mod tests {
         e.set_overloaded(false);
         assert!(answer(&mut e, &register(4, ""))[0].starts_with("SIP/2.0 401"));
         assert_eq!(e.stats().shed, 1);
+    }
+
+    #[test]
+    fn challenges_keep_no_transaction_except_an_invites() {
+        let mut e = engine();
+        let first = answer(&mut e, &register(1, ""));
+        assert!(first[0].starts_with("SIP/2.0 401"), "{first:?}");
+        assert!(
+            e.server_tx.is_empty(),
+            "a REGISTER's challenge is stateless"
+        );
+        let again = answer(&mut e, &register(1, ""));
+        assert!(again[0].starts_with("SIP/2.0 401"), "{again:?}");
+        assert_ne!(
+            first, again,
+            "a retransmission is challenged afresh (another nonce)"
+        );
+
+        let invite = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bKinv\r\nFrom: <sip:alice@example.com>;tag=fi\r\nTo: <sip:bob@example.com>\r\nCall-ID: ci\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.2:5062>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let challenged = answer(&mut e, invite);
+        assert!(
+            challenged.iter().any(|r| r.starts_with("SIP/2.0 407")),
+            "{challenged:?}"
+        );
+        assert_eq!(
+            e.server_tx.len(),
+            1,
+            "the ACK of a 407 needs the INVITE's transaction"
+        );
+        let resent = answer(&mut e, invite);
+        assert_eq!(
+            resent.last(),
+            challenged.last(),
+            "the same 407 again, from the transaction"
+        );
     }
 
     #[test]
