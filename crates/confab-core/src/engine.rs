@@ -96,6 +96,8 @@ struct Ctx {
     routes: Vec<String>,
     /// The home pool of the user the request authenticated as (see `homing`).
     home_pool: Option<String>,
+    /// To carries a tag: the request belongs to a dialog. Decoded once, as four stages ask.
+    in_dialog: bool,
 }
 
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
@@ -476,12 +478,14 @@ impl Engine {
         match Message::try_parse(bytes, &self.cfg.limits) {
             Ok(m) if m.is_request() => {
                 self.stats.requests += 1;
+                let in_dialog = m.to().ok().and_then(|t| t.tag()).is_some();
                 let mut ctx = Ctx {
                     msg: m,
                     source,
                     key: None,
                     routes: Vec::new(),
                     home_pool: None,
+                    in_dialog,
                 };
                 for &p in self.pipeline {
                     if self.process(p, now, &mut ctx) == Flow::Stop {
@@ -613,7 +617,7 @@ impl Engine {
     }
 
     fn admission(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
-        let in_dialog = ctx.msg.to().ok().and_then(|t| t.tag()).is_some();
+        let in_dialog = ctx.in_dialog;
         if in_dialog || matches!(ctx.msg.method(), Method::Ack | Method::Cancel) {
             return Flow::Continue; // finishing what was started is never refused
         }
@@ -715,7 +719,7 @@ impl Engine {
 
     fn authenticate(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
         let method = ctx.msg.method();
-        let in_dialog = ctx.msg.to().ok().and_then(|t| t.tag()).is_some();
+        let in_dialog = ctx.in_dialog;
         if in_dialog
             || matches!(method, Method::Ack | Method::Cancel)
             || (method == Method::Options && self.addressed_to_server(ctx))
@@ -881,7 +885,7 @@ impl Engine {
 
     fn dispatch(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
         let method = ctx.msg.method();
-        let in_dialog = ctx.msg.to().ok().and_then(|t| t.tag()).is_some();
+        let in_dialog = ctx.in_dialog;
         if let Some(next) = ctx.routes.first() {
             if !in_dialog && method != Method::Ack {
                 self.respond(
@@ -1304,7 +1308,7 @@ impl Engine {
         };
         let id = self.next_id();
         let invite = ctx.msg.method() == Method::Invite;
-        let in_dialog = ctx.msg.to().ok().and_then(|t| t.tag()).is_some();
+        let in_dialog = ctx.in_dialog;
         let record_route = !in_dialog
             && matches!(
                 ctx.msg.method(),
