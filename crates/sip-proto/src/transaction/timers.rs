@@ -31,21 +31,6 @@ pub enum Timer {
     L,
 }
 
-const ALL: [Timer; 12] = [
-    Timer::A,
-    Timer::B,
-    Timer::C,
-    Timer::D,
-    Timer::E,
-    Timer::F,
-    Timer::G,
-    Timer::H,
-    Timer::I,
-    Timer::J,
-    Timer::K,
-    Timer::L,
-];
-
 /// T1, T2 and T4 (RFC 3261 §17.1.1.1 defaults 500 ms, 4 s, 5 s).
 #[derive(Debug, Clone, Copy)]
 pub struct TimerConfig {
@@ -64,35 +49,85 @@ impl Default for TimerConfig {
     }
 }
 
-/// The armed deadlines of one transaction.
+/// The armed deadlines of one transaction. The state machines arm at most two at once (a
+/// retransmission timer and a timeout), so three slots, not one per named timer: completed
+/// transactions wait by the tens of thousands under load, and this is kept in each.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Timers {
-    at: [Option<Instant>; 12],
+    at: [Option<(Timer, Instant)>; 3],
 }
 
 impl Timers {
     pub(crate) fn set(&mut self, t: Timer, at: Instant) {
-        self.at[t as usize] = Some(at);
+        let slot = match self.at.iter().position(|s| s.is_some_and(|(x, _)| x == t)) {
+            Some(i) => i,
+            None => match self.at.iter().position(Option::is_none) {
+                Some(i) => i,
+                None => {
+                    // unreachable by the state machines (tests run with debug assertions);
+                    // were it reached, the latest deadline gives way
+                    debug_assert!(false, "more than three transaction timers armed");
+                    self.latest()
+                }
+            },
+        };
+        self.at[slot] = Some((t, at));
     }
     pub(crate) fn clear(&mut self, t: Timer) {
-        self.at[t as usize] = None;
+        for s in &mut self.at {
+            if s.is_some_and(|(x, _)| x == t) {
+                *s = None;
+            }
+        }
     }
     pub(crate) fn clear_all(&mut self) {
-        self.at = [None; 12];
+        self.at = [None; 3];
     }
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.at.iter().flatten().min().copied()
+        self.at.iter().flatten().map(|(_, a)| *a).min()
     }
     /// The earliest timer due at `now`, disarmed.
     pub(crate) fn take_expired(&mut self, now: Instant) -> Option<Timer> {
-        let (i, _) = self
+        let (i, t) = self
             .at
             .iter()
             .enumerate()
-            .filter_map(|(i, a)| a.map(|a| (i, a)))
-            .filter(|(_, a)| *a <= now)
-            .min_by_key(|(_, a)| *a)?;
+            .filter_map(|(i, s)| s.map(|(t, a)| (i, t, a)))
+            .filter(|(_, _, a)| *a <= now)
+            .min_by_key(|(_, _, a)| *a)
+            .map(|(i, t, _)| (i, t))?;
         self.at[i] = None;
-        Some(ALL[i])
+        Some(t)
+    }
+    fn latest(&self) -> usize {
+        (0..self.at.len())
+            .max_by_key(|&i| self.at[i].map(|(_, a)| a))
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_rearm_in_place_and_fire_earliest_first() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut t = Timers::default();
+        t.set(Timer::E, t0 + s(1));
+        t.set(Timer::F, t0 + s(32));
+        t.set(Timer::E, t0 + s(2)); // re-armed: still one E
+        assert_eq!(t.next(), Some(t0 + s(2)));
+        assert_eq!(t.take_expired(t0 + s(1)), None);
+        assert_eq!(t.take_expired(t0 + s(40)), Some(Timer::E));
+        assert_eq!(t.take_expired(t0 + s(40)), Some(Timer::F));
+        assert_eq!(t.take_expired(t0 + s(40)), None);
+        t.set(Timer::G, t0 + s(1));
+        t.set(Timer::H, t0 + s(32));
+        t.clear(Timer::G);
+        assert_eq!(t.next(), Some(t0 + s(32)));
+        t.clear_all();
+        assert_eq!(t.next(), None);
     }
 }
