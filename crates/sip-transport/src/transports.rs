@@ -327,17 +327,17 @@ pub struct UdpReceiver {
 pub enum Batch {
     /// Every waiting datagram.
     Drained,
-    /// As many as asked for; more are waiting.
+    /// As many datagrams as asked for were read; more may be waiting.
     Full,
 }
 
 impl UdpReceiver {
-    /// Waits until a datagram arrives on any UDP socket, then appends to `into` the messages
-    /// waiting (at most `max`). Keep-alives are skipped; datagrams over the size limit or over
+    /// Waits until a datagram arrives on any UDP socket, then reads what is waiting (at most
+    /// `max` datagrams) and appends the messages to `into`. Keep-alives are skipped; datagrams over the size limit or over
     /// their source's rate are dropped and counted. Cancel-safe: nothing is taken off a socket
     /// but what lands in `into`. Never finishes when there is no UDP socket.
     pub async fn recv(&mut self, into: &mut Vec<Event>, max: usize) -> Batch {
-        let inner = self.inner.clone();
+        let Self { inner, buf } = self;
         loop {
             std::future::poll_fn(|cx| {
                 // readiness is registered on every socket, so whichever becomes readable wakes us
@@ -353,20 +353,26 @@ impl UdpReceiver {
             })
             .await;
             let before = into.len();
+            // datagrams read, kept or dropped: a flood of dropped ones must not hold the task
+            let mut read = 0;
             for (sock, local) in &inner.udp {
                 loop {
-                    if into.len() - before >= max {
+                    if read >= max {
                         return Batch::Full;
                     }
-                    match sock.try_recv_from(&mut self.buf) {
+                    match sock.try_recv_from(buf) {
                         Ok((n, remote)) => {
-                            if let Some(ev) = inner.datagram(&self.buf[..n], remote, *local) {
+                            read += 1;
+                            if let Some(ev) = inner.datagram(&buf[..n], remote, *local) {
                                 into.push(ev);
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                         // ICMP errors surface here on Linux; they concern an earlier send
-                        Err(e) => tracing::debug!(event = "udp.recv_error", error = %e),
+                        Err(e) => {
+                            read += 1;
+                            tracing::debug!(event = "udp.recv_error", error = %e);
+                        }
                     }
                 }
             }
@@ -511,5 +517,47 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
         }
     } else {
         stream::run(inner, tcp, source(false), rx).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Datagrams dropped on arrival (here: over their source's rate) still count toward a
+    /// batch, so a flood of them cannot keep the engine's task reading forever.
+    #[tokio::test]
+    async fn a_batch_ends_after_max_datagrams_read_even_when_all_are_dropped() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let (tx, _rx) = mpsc::channel(16);
+        let config = Config {
+            per_source: Some(confab_ratelimit::Limits {
+                rate: 0.001,
+                burst: 1.0,
+                max_sources: 16,
+            }),
+            ..Config::default()
+        };
+        let listeners = Listeners {
+            udp: vec![server],
+            tcp: vec![],
+            tls: vec![],
+            tls_server: None,
+            tls_client: None,
+        };
+        let transports = Transports::start(listeners, config, tx).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..20 {
+            // on loopback a datagram is queued at the receiver before send_to returns
+            client
+                .send_to(b"OPTIONS sip:x SIP/2.0\r\n\r\n", addr)
+                .unwrap();
+        }
+        let mut udp = transports.udp_receiver();
+        let mut got = Vec::new();
+        assert_eq!(udp.recv(&mut got, 8).await, Batch::Full);
+        assert_eq!(got.len(), 1, "only the first is within the source's burst");
+        assert_eq!(transports.stats().rate_limited.load(Ordering::Relaxed), 7);
     }
 }
