@@ -455,10 +455,8 @@ impl Engine {
         }
         self.refresh_membership();
         let changed = self.presence.housekeeping(self.store.as_ref(), now.unix);
-        for aor in &changed {
-            self.users.remove(aor);
-        }
         for aor in changed {
+            self.users.remove(&aor);
             self.recheck_user(now, &aor);
         }
         self.flush_presence(now);
