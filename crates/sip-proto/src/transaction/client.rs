@@ -99,6 +99,11 @@ impl ClientTransaction {
             (ClientState::Calling | ClientState::Trying | ClientState::Proceeding, 100..=199) => {
                 self.state = ClientState::Proceeding;
                 self.timers.clear(Timer::A);
+                if self.invite {
+                    // §17.1.1.2: Timer B guards the Calling state only; a ringing call is the
+                    // proxy's to limit (Timer C), not the transaction's
+                    self.timers.clear(Timer::B);
+                }
                 if !self.invite && !self.reliable {
                     // §17.1.2.2: keep retransmitting, at T2
                     self.interval = self.cfg.t2;
@@ -286,6 +291,24 @@ mod tests {
         assert!(t.poll_event().is_none(), "and not passed up again");
         t.handle_timeout(now + Duration::from_secs(32));
         assert!(t.is_terminated());
+    }
+
+    #[test]
+    fn a_provisional_stops_timer_b_so_a_long_ringing_call_does_not_time_out() {
+        let t0 = Instant::now();
+        let mut t = ClientTransaction::new(t0, msg(INVITE), false, TimerConfig::default());
+        t.poll_transmit();
+        t.handle_response(t0 + Duration::from_millis(100), resp(180, "INVITE"));
+        t.poll_event();
+        assert_eq!(t.poll_timeout(), None, "no retransmission, no Timer B");
+        let later = t0 + Duration::from_secs(120);
+        t.handle_timeout(later);
+        assert!(
+            t.poll_event().is_none(),
+            "no timeout after two minutes of ringing"
+        );
+        t.handle_response(later, resp(200, "INVITE"));
+        assert!(matches!(t.poll_event(), Some(ClientEvent::Response(r)) if r.status() == 200));
     }
 
     #[test]
