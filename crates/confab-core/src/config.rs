@@ -21,6 +21,9 @@ pub struct EngineConfig {
     pub tls_port: Option<u16>,
     pub limits: Limits,
     pub timers: TimerConfig,
+    /// Timer C (RFC 3261 §16.6 step 11): how long a proxied INVITE branch may ring without a
+    /// final response (reset by each provisional) before it is CANCELled. Over 3 minutes.
+    pub timer_c: Duration,
     /// Registration lifetimes: below `min_expires` is answered 423.
     pub min_expires: u32,
     pub max_expires: u32,
@@ -69,6 +72,7 @@ impl Default for EngineConfig {
             tls_port: Some(5061),
             limits: Limits::default(),
             timers: TimerConfig::default(),
+            timer_c: Duration::from_secs(181),
             min_expires: 60,
             max_expires: 7200,
             default_expires: 3600,

@@ -11,10 +11,9 @@
 pub mod config;
 mod engine;
 pub mod homing;
+mod location;
 pub mod pipeline;
 pub mod presence;
-mod proxy;
-mod registrar;
 mod routing;
 pub mod server;
 

@@ -75,6 +75,19 @@ impl Location {
     }
 
     /// Every user's binding keys (its devices).
+    /// Identifies `aor`'s set of devices: their count and an order-free hash of their keys.
+    /// Equal before and after a REGISTER when it only refreshed.
+    pub(crate) fn devices_fingerprint(&self, aor: &str) -> (usize, u64) {
+        let bindings = self.lookup(aor);
+        let hash = bindings.iter().fold(0u64, |acc, b| {
+            let h = b.rec.key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| {
+                (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3)
+            });
+            acc ^ h
+        });
+        (bindings.len(), hash)
+    }
+
     pub(crate) fn device_keys(&self) -> HashMap<String, Vec<String>> {
         self.by_aor
             .iter()

@@ -374,7 +374,7 @@ impl Engine {
             Ok(None) => Err((404, "Not Found (no such user)".into(), Vec::new())),
             Err(e) => {
                 let _ = (now, ctx);
-                let (code, reason, extra) = super::lookup_refusal(aor, &e);
+                let (code, reason, extra) = super::auth::lookup_refusal(aor, &e);
                 Err((code, reason.into(), extra))
             }
         }

@@ -1,0 +1,346 @@
+//! Who sent a request: digest authentication and challenges, lockout, the user cache, and the
+//! seals that prove a request was authenticated here (a spiral) or by another server of the
+//! deployment.
+use sip_proto::{HeaderName, Message, Method, Uri};
+use sip_transport::Transport;
+
+use super::{Ctx, Engine, Now};
+use crate::pipeline::Flow;
+use crate::routing::is_our_via;
+
+/// Users whose hashes are kept in memory at most (the table starts again when full).
+const USER_CACHE: usize = 200_000;
+
+impl Engine {
+    pub(super) fn authenticate(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
+        let method = ctx.msg.method();
+        let in_dialog = ctx.in_dialog;
+        if in_dialog
+            || matches!(method, Method::Ack | Method::Cancel)
+            || (method == Method::Options && self.addressed_to_server(ctx))
+        {
+            return Flow::Continue;
+        }
+        if self.is_own_spiral(&ctx.msg) || self.is_peer_forwarded(ctx) {
+            // we, or another server of the deployment, authenticated this request before
+            // forwarding it here
+            return Flow::Continue;
+        }
+        let register = method == Method::Register;
+        let identity = if register {
+            ctx.msg.to()
+        } else {
+            ctx.msg.from()
+        };
+        let Some((user, host)) = identity.ok().and_then(|na| match na.uri {
+            Uri::Sip(u) => u.user.map(|us| {
+                (
+                    sip_proto::unescape(us).into_owned(),
+                    u.host.to_ascii_lowercase(),
+                )
+            }),
+            _ => None,
+        }) else {
+            self.respond(
+                now,
+                ctx,
+                403,
+                "Forbidden (identity is not a SIP URI with a user)",
+                &[],
+            );
+            return Flow::Stop;
+        };
+        if !self.cfg.serves_domain(&host) {
+            let reason = if register {
+                format!("Forbidden (domain {host} is not served here)")
+            } else {
+                format!(
+                    "Forbidden (federation is not enabled: requests from {host} are not accepted)"
+                )
+            };
+            self.respond(now, ctx, 403, &reason, &[]);
+            return Flow::Stop;
+        }
+        if !self.cfg.digest_over_plain && ctx.source.transport != Transport::Tls {
+            self.respond(
+                now,
+                ctx,
+                403,
+                "Forbidden (sign in over TLS: digest over UDP and TCP is switched off here)",
+                &[],
+            );
+            return Flow::Stop;
+        }
+        let aor = format!("{user}@{host}");
+        let user_key = format!("user:{aor}");
+        let ip_key = format!("ip:{}", ctx.source.remote.ip());
+        if let Some(left) = self
+            .lockout
+            .locked(&user_key, now.mono)
+            .or_else(|| self.lockout.locked(&ip_key, now.mono))
+        {
+            let reason = format!(
+                "Forbidden (too many failed authentications; retry in {} s)",
+                left.as_secs().max(1)
+            );
+            self.respond(now, ctx, 403, &reason, &[]);
+            return Flow::Stop;
+        }
+        let header = if register {
+            HeaderName::Authorization
+        } else {
+            HeaderName::ProxyAuthorization
+        };
+        let creds = ctx
+            .msg
+            .values(header)
+            .filter_map(Result::ok)
+            .filter_map(sip_auth::Credentials::parse)
+            .find(|c| c.realm.eq_ignore_ascii_case(&host));
+        let Some(creds) = creds else {
+            if method != Method::Invite {
+                // RFC 3261 §8.2.7: a challenge may be sent statelessly. Nonces are stateless
+                // too, so a retransmission is simply challenged again; no transaction waits
+                // 32 s for it, which was half the transactions of every sign-in. (An INVITE
+                // keeps its transaction: the ACK of the 407 must find it.)
+                if let Some(key) = ctx.key.take() {
+                    self.server_tx.remove(&key);
+                }
+            }
+            self.challenge(now, ctx, &host, false);
+            return Flow::Stop;
+        };
+        if creds.username != user {
+            self.respond(
+                now,
+                ctx,
+                403,
+                "Forbidden (authentication user does not match the identity)",
+                &[],
+            );
+            return Flow::Stop;
+        }
+        let Some(stored) = self.lookup_user(now, ctx, &aor) else {
+            return Flow::Stop;
+        };
+        let Some(digest) = self.digest.get_mut(&host) else {
+            return Flow::Stop;
+        };
+        let enabled = &self.cfg.digest_algorithms;
+        let verdict = digest.verify(now.mono, ctx.msg.method_str(), &creds, |alg| {
+            if !enabled.contains(&alg) {
+                return None;
+            }
+            stored.as_ref().map(|u| {
+                if alg == sip_auth::Algorithm::Md5 {
+                    u.ha1_md5.clone()
+                } else {
+                    u.ha1_sha256.clone()
+                }
+            })
+        });
+        match verdict {
+            sip_auth::Verdict::Ok => {
+                self.lockout.record_success(&user_key);
+                ctx.home_pool = stored.and_then(|u| u.pool);
+                Flow::Continue
+            }
+            sip_auth::Verdict::Stale => {
+                self.challenge(now, ctx, &host, true);
+                Flow::Stop
+            }
+            sip_auth::Verdict::BadNonce | sip_auth::Verdict::Replay => {
+                self.challenge(now, ctx, &host, false);
+                Flow::Stop
+            }
+            sip_auth::Verdict::BadResponse => {
+                self.stats.auth_failures += 1;
+                let locked_user = self.lockout.record_failure(&user_key, now.mono);
+                let locked_ip = self.lockout.record_failure(&ip_key, now.mono);
+                tracing::warn!(event = "auth.failed", user = %aor, remote = %ctx.source.remote, "wrong credentials");
+                if locked_user || locked_ip {
+                    self.stats.lockouts += 1;
+                    tracing::warn!(
+                        event = "auth.lockout", user = %aor, remote = %ctx.source.remote,
+                        seconds = self.cfg.lockout_duration.as_secs(),
+                        "too many failed authentications; further attempts refused for a while (see --lockout-* options)"
+                    );
+                    let reason = format!(
+                        "Forbidden (too many failed authentications; retry in {} s)",
+                        self.cfg.lockout_duration.as_secs()
+                    );
+                    self.respond(now, ctx, 403, &reason, &[]);
+                } else {
+                    self.challenge(now, ctx, &host, false);
+                }
+                Flow::Stop
+            }
+        }
+    }
+
+    pub(super) fn challenge(&mut self, now: Now, ctx: &Ctx, realm: &str, stale: bool) {
+        tracing::debug!(event = "auth.challenge", remote = %ctx.source.remote, top_via = ?ctx.msg.values(HeaderName::Via).next(), stale);
+        let Some(d) = self.digest.get(realm) else {
+            return;
+        };
+        let (code, reason, header) = if ctx.msg.method() == Method::Register {
+            (401, "Unauthorized", "WWW-Authenticate")
+        } else {
+            (407, "Proxy Authentication Required", "Proxy-Authenticate")
+        };
+        let ua = ctx
+            .msg
+            .header_str(HeaderName::UserAgent)
+            .ok()
+            .flatten()
+            .unwrap_or("");
+        // libre's event client (SUBSCRIBE) sends no User-Agent: remember the addresses that
+        // identified themselves as such a client (bounded), so their other requests get MD5 too
+        if md5_only_client(ua) && !self.md5_only_sources.contains(&ctx.source.remote) {
+            if self.md5_only_sources.len() >= 10_000 {
+                self.md5_only_sources.clear();
+            }
+            self.md5_only_sources.insert(ctx.source.remote);
+        }
+        let md5_only = (md5_only_client(ua) || self.md5_only_sources.contains(&ctx.source.remote))
+            && self
+                .cfg
+                .digest_algorithms
+                .contains(&sip_auth::Algorithm::Md5);
+        let algorithms = if md5_only {
+            &[sip_auth::Algorithm::Md5][..]
+        } else {
+            &self.cfg.digest_algorithms
+        };
+        let extra: Vec<(&str, String)> = d
+            .challenges(now.mono, stale, algorithms)
+            .into_iter()
+            .map(|c| (header, c))
+            .collect();
+        self.respond(now, ctx, code, reason, &extra);
+    }
+
+    /// Looks a user up; a store failure is answered (503 with Retry-After when the database is
+    /// unreachable, else 500) and gives `None`.
+    pub(super) fn lookup_user(
+        &mut self,
+        now: Now,
+        ctx: &Ctx,
+        aor: &str,
+    ) -> Option<Option<confab_store::User>> {
+        // where sign-ins are redirected by home pool, a REGISTER reads the user afresh: a move
+        // (`confab user move`) redirects the very next sign-in
+        let fresh = self.cfg.homing.is_some() && ctx.msg.method() == Method::Register;
+        if let Some(u) = self.users.get(aor).filter(|_| !fresh) {
+            return Some(Some(u.clone()));
+        }
+        match self.store.user(aor) {
+            Ok(u) => {
+                if let Some(u) = &u {
+                    if self.users.len() >= USER_CACHE {
+                        self.users.clear();
+                    }
+                    self.users.insert(aor.to_owned(), u.clone());
+                }
+                Some(u)
+            }
+            Err(e) => {
+                let (code, reason, extra) = lookup_refusal(aor, &e);
+                self.respond(now, ctx, code, reason, &extra);
+                None
+            }
+        }
+    }
+
+    /// The seal in our branches: proves a request passed through here (and was authenticated)
+    /// without keeping state. It covers what a spiral does not change.
+    pub(super) fn spiral_seal(&self, msg: &Message) -> String {
+        let from_tag = msg
+            .from()
+            .ok()
+            .and_then(|f| f.tag().map(str::to_owned))
+            .unwrap_or_default();
+        let cseq = msg.raw_header(HeaderName::CSeq).unwrap_or(b"");
+        let data = [
+            msg.call_id().unwrap_or("").as_bytes(),
+            b"|",
+            from_tag.as_bytes(),
+            b"|",
+            cseq,
+        ]
+        .concat();
+        sip_auth::seal(&self.secret, &data)
+    }
+
+    /// Whether the top Via is one we added to this very request (a spiral back to us).
+    pub(super) fn is_own_spiral(&self, msg: &Message) -> bool {
+        let Ok(via) = msg.top_via() else { return false };
+        is_our_via(&self.cfg, &via)
+            && via
+                .branch()
+                .is_some_and(|b| b.ends_with(&format!("-{}", self.spiral_seal(msg))))
+    }
+
+    /// Whether another server of the deployment forwarded this request: it came over TLS from
+    /// a server whose certificate the deployment's CA signed (mutual TLS), with a Via on top
+    /// sealed with the deployment's secret.
+    pub(super) fn is_peer_forwarded(&self, ctx: &Ctx) -> bool {
+        if self.cfg.peers.is_empty() || !ctx.source.peer_verified {
+            return false;
+        }
+        // the certificate, not the address, says it is a peer: servers added to a running pool
+        // are trusted without a restart of the others
+        let msg = &ctx.msg;
+        let Ok(via) = msg.top_via() else { return false };
+        via.branch()
+            .is_some_and(|b| b.ends_with(&format!("-{}", self.spiral_seal(msg))))
+    }
+}
+
+/// Clients known to abort on any non-MD5 digest challenge even when an MD5 one is offered too:
+/// baresip before 3.0 (its libre < 2 stops at the first challenge it cannot compute). They are
+/// challenged with MD5 alone; everyone else gets every configured algorithm.
+fn md5_only_client(user_agent: &str) -> bool {
+    user_agent
+        .strip_prefix("baresip v")
+        .and_then(|v| v.split('.').next())
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_some_and(|major| major < 3)
+}
+
+/// How a failed user lookup is answered: 503 with Retry-After when the database is
+/// unreachable (the client tries again; nothing was changed), else 500.
+pub(crate) fn lookup_refusal(
+    aor: &str,
+    e: &confab_store::StoreError,
+) -> (u16, &'static str, Vec<(&'static str, String)>) {
+    tracing::error!(event = "store.error", error = %e, user = %aor, "user lookup failed");
+    if e.is_unavailable() {
+        let retry = crate::location::RETRY_AFTER_STORE.to_string();
+        (
+            503,
+            "Service Unavailable (user database unreachable)",
+            vec![("Retry-After", retry)],
+        )
+    } else {
+        (
+            500,
+            "Server Internal Error (user lookup failed)",
+            Vec::new(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_old_baresip_is_treated_as_md5_only() {
+        assert!(md5_only_client("baresip v1.0.0 (x86_64/linux)"));
+        assert!(md5_only_client("baresip v2.12.0 (arm/linux)"));
+        assert!(!md5_only_client("baresip v3.1.0 (x86_64/linux)"));
+        assert!(!md5_only_client("Linphone/5.2"));
+        assert!(!md5_only_client(""));
+    }
+}

@@ -1,0 +1,561 @@
+//! The engine: transaction tables, the processor chain, and proxy bookkeeping, driven by
+//! received bytes and time. No sockets, no clock: [`crate::server`] feeds it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use confab_store::Store;
+use sip_auth::{DigestServer, Lockout};
+use sip_proto::{salvage_response, Message, ParseError};
+use sip_transport::{Event, FlowId, Source, Target};
+
+mod auth;
+mod branches;
+mod checks;
+mod dispatch;
+mod presence_sip;
+mod proxy;
+mod registrar;
+mod reply;
+#[cfg(test)]
+mod sim;
+mod txn;
+
+pub use registrar::{DRAIN_SETTING, SERVER_SETTING};
+use txn::{ClientEntry, ClientRole, ServerEntry, TimerOwner};
+
+use crate::config::EngineConfig;
+use crate::location::Location;
+use crate::pipeline::{Flow, Processor, FRONT_END};
+use crate::presence::{Presence, PresenceStats};
+use crate::routing::response_target;
+use branches::{Branch, ProxyCtx};
+
+/// The current time, twice: monotonic for timers, wall-clock (unix seconds) for what is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub unix: i64,
+}
+
+/// Bytes to send and where.
+#[derive(Debug)]
+pub struct Output {
+    pub target: Target,
+    pub bytes: Vec<u8>,
+}
+
+/// Counters of what the engine did with bad or hostile input.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EngineStats {
+    pub requests: u64,
+    pub responses: u64,
+    pub malformed_answered: u64,
+    pub malformed_dropped: u64,
+    pub retransmissions_absorbed: u64,
+    pub auth_failures: u64,
+    pub lockouts: u64,
+    /// New requests answered 503 while draining or overloaded.
+    pub shed: u64,
+    /// Requests the server failed to answer itself (a defect): answered 500, or dropped.
+    pub unanswered: u64,
+}
+
+/// A request travelling through the processor chain.
+struct Ctx {
+    msg: Message,
+    source: Source,
+    /// Its server transaction, once created.
+    key: Option<String>,
+    /// Route values left after removing ours.
+    routes: Vec<String>,
+    /// The home pool of the user the request authenticated as (see `homing`).
+    home_pool: Option<String>,
+    /// To carries a tag: the request belongs to a dialog. Decoded once, as four stages ask.
+    in_dialog: bool,
+}
+
+const HOUSEKEEPING: Duration = Duration::from_secs(2);
+
+/// The request-processing core of one server.
+pub struct Engine {
+    cfg: EngineConfig,
+    store: Box<dyn Store>,
+    pipeline: &'static [Processor],
+    digest: HashMap<String, DigestServer>,
+    lockout: Lockout,
+    location: Location,
+    presence: Presence,
+    server_tx: HashMap<String, ServerEntry>,
+    client_tx: HashMap<String, ClientEntry>,
+    proxies: HashMap<u64, ProxyCtx>,
+    open_flows: HashSet<FlowId>,
+    /// Users already read from the store, dropped when the change log names them (a password
+    /// change, a move, a removal); a user unknown here is always read from the store.
+    users: HashMap<String, confab_store::User>,
+    /// Sources known to be clients that stop at a non-MD5 challenge (see `md5_only_client`).
+    md5_only_sources: HashSet<std::net::SocketAddr>,
+    timers: BinaryHeap<Reverse<(Instant, TimerOwner)>>,
+    out: VecDeque<Output>,
+    next_id: u64,
+    tag_seed: u64,
+    secret: [u8; 32],
+    stats: EngineStats,
+    /// Shutting down: refuse new work (`drain`).
+    draining: bool,
+    /// Behind on its queue: refuse new work (`set_overloaded`).
+    overloaded: bool,
+    /// An operator drains this server (`confab pool drain`): sign-ins go to `alternates`.
+    pool_draining: bool,
+    /// The other servers of this pool that take sign-ins (`ip:port`), from the database.
+    alternates: Vec<String>,
+    /// Connections to close (`poll_close`).
+    closes: Vec<FlowId>,
+}
+
+impl Engine {
+    /// An engine for `cfg` over `store`, restoring the registrations this server holds.
+    /// `secret` (shared by the servers of a deployment) seals digest nonces and branches.
+    pub fn new(
+        cfg: EngineConfig,
+        store: Box<dyn Store>,
+        secret: [u8; 32],
+        now: Now,
+    ) -> Result<Self, confab_store::StoreError> {
+        let bindings: Vec<_> = store
+            .bindings(now.unix, None)?
+            .into_iter()
+            .filter(|b| b.server == cfg.server_id || b.server.is_empty())
+            .collect();
+        store.purge_expired(now.unix)?;
+        tracing::info!(
+            event = "registrar.restored",
+            bindings = bindings.len(),
+            "registrations restored from the store"
+        );
+        let digest = cfg
+            .domains
+            .iter()
+            .map(|d| {
+                (
+                    d.to_ascii_lowercase(),
+                    DigestServer::new(d, secret, now.mono, cfg.nonce_ttl),
+                )
+            })
+            .collect();
+        let lockout = Lockout::new(
+            cfg.lockout_failures,
+            cfg.lockout_window,
+            cfg.lockout_duration,
+            100_000,
+        );
+        let location = Location::load(bindings);
+        let mut presence = Presence::new(
+            cfg.presence.clone(),
+            u64::from_le_bytes(secret[8..16].try_into().unwrap_or_default()) ^ cfg.instance_seed,
+        );
+        if !cfg.peers.is_empty() {
+            presence.share(&cfg.server_id);
+        }
+        presence.restore(store.as_ref(), now.unix, location.device_keys());
+        let mut e = Self {
+            store,
+            pipeline: FRONT_END,
+            digest,
+            lockout,
+            location,
+            presence,
+            server_tx: HashMap::new(),
+            client_tx: HashMap::new(),
+            proxies: HashMap::new(),
+            open_flows: HashSet::new(),
+            users: HashMap::new(),
+            md5_only_sources: HashSet::new(),
+            timers: BinaryHeap::new(),
+            out: VecDeque::new(),
+            next_id: 1,
+            tag_seed: u64::from_le_bytes(secret[..8].try_into().unwrap_or_default())
+                ^ cfg.instance_seed.rotate_left(17),
+            secret,
+            stats: EngineStats::default(),
+            draining: false,
+            overloaded: false,
+            pool_draining: false,
+            alternates: Vec::new(),
+            closes: Vec::new(),
+            cfg,
+        };
+        e.timers
+            .push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
+        e.refresh_membership();
+        Ok(e)
+    }
+
+    /// Starts draining for shutdown: new work is refused (see `Processor::Admission`) while
+    /// what is in flight finishes.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether work waits in front of the engine beyond what it can take in time: while true,
+    /// new out-of-dialog requests are answered 503 with Retry-After at once (cheap, no
+    /// authentication or storage), so a backlog drains instead of growing.
+    pub fn set_overloaded(&mut self, overloaded: bool) {
+        if overloaded != self.overloaded {
+            let what = if overloaded {
+                "on: new requests get 503"
+            } else {
+                "off"
+            };
+            tracing::warn!(
+                event = "server.overload",
+                overloaded,
+                "load shedding {what}"
+            );
+        }
+        self.overloaded = overloaded;
+    }
+
+    /// Requests still waiting for their final response (proxied ones included).
+    pub fn in_flight(&self) -> usize {
+        self.server_tx.values().filter(|s| !s.tx.is_final()).count()
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Registered devices.
+    pub fn registrations(&self) -> usize {
+        self.location.count()
+    }
+
+    /// Publications, subscriptions and NOTIFYs sent.
+    pub fn presence_stats(&self) -> PresenceStats {
+        self.presence.stats()
+    }
+
+    /// Feeds one transport event.
+    pub fn handle_event(&mut self, now: Now, ev: Event) {
+        match ev {
+            Event::Message { bytes, source } => self.handle_bytes(now, bytes, source),
+            Event::Unframeable {
+                bytes,
+                source,
+                reason,
+            } => self.malformed(&bytes, source, &reason),
+            Event::FlowClosed { flow, .. } => {
+                self.open_flows.remove(&flow);
+                for (aor, key) in self.location.flow_closed(flow) {
+                    tracing::info!(event = "registrar.flow_failed", user = %aor, "outbound flow closed; binding removed");
+                    if let Err(e) = self.store.remove_binding(&aor, &key) {
+                        tracing::error!(event = "store.error", error = %e);
+                    }
+                    self.devices_changed(now, &aor);
+                }
+            }
+            Event::ConnectFailed { target } => {
+                let keys: Vec<String> = self
+                    .client_tx
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.target.addr == target.addr && c.target.transport == target.transport
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in keys {
+                    if let Some(c) = self.client_tx.get_mut(&k) {
+                        c.tx.handle_transport_error();
+                    }
+                    self.flush_client(now, &k);
+                }
+            }
+        }
+    }
+
+    /// Fires what is due.
+    pub fn handle_timeout(&mut self, now: Now) {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now.mono {
+                break;
+            }
+            let Some(Reverse((_, owner))) = self.timers.pop() else {
+                break;
+            };
+            match owner {
+                TimerOwner::Server(k) => self.server_timer(now, &k),
+                TimerOwner::Client(k) => {
+                    if let Some(c) = self.client_tx.get_mut(&k) {
+                        if c.tx.poll_timeout().is_some_and(|t| t <= now.mono) {
+                            c.tx.handle_timeout(now.mono);
+                            self.flush_client(now, &k);
+                        }
+                    }
+                }
+                TimerOwner::Branch { proxy, index } => self.timer_c_fired(now, proxy, index),
+                TimerOwner::Housekeeping => {
+                    self.housekeeping(now);
+                    self.timers
+                        .push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
+                }
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// A connection to close (after what was sent on it): a device whose registration here
+    /// ended because its user moved or was removed, so that it signs in again at once.
+    pub fn poll_close(&mut self) -> Option<FlowId> {
+        self.closes.pop()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    fn housekeeping(&mut self, now: Now) {
+        self.write_back();
+        let gone = self.location.expire(now.unix);
+        if !gone.is_empty() {
+            tracing::debug!(event = "registrar.expired", count = gone.len());
+        }
+        for (aor, _) in gone {
+            self.devices_changed(now, &aor);
+        }
+        self.refresh_membership();
+        let changed = self.presence.housekeeping(self.store.as_ref(), now.unix);
+        for aor in changed {
+            self.users.remove(&aor);
+            self.recheck_user(now, &aor);
+        }
+        self.flush_presence(now);
+        if let Err(e) = self.store.purge_expired(now.unix) {
+            tracing::error!(event = "store.error", error = %e, "could not purge expired registrations");
+        }
+        for d in self.digest.values_mut() {
+            d.purge(now.mono);
+        }
+        self.lockout.purge(now.mono);
+    }
+
+    fn handle_bytes(&mut self, now: Now, bytes: Vec<u8>, source: Source) {
+        if let Some(f) = source.flow {
+            self.open_flows.insert(f);
+        }
+        match Message::try_parse(bytes, &self.cfg.limits) {
+            Ok(m) if m.is_request() => {
+                self.stats.requests += 1;
+                let in_dialog = m.to().ok().and_then(|t| t.tag()).is_some();
+                let mut ctx = Ctx {
+                    msg: m,
+                    source,
+                    key: None,
+                    routes: Vec::new(),
+                    home_pool: None,
+                    in_dialog,
+                };
+                for &p in self.pipeline {
+                    if self.process(p, now, &mut ctx) == Flow::Stop {
+                        break;
+                    }
+                }
+                self.guard(now, &ctx);
+            }
+            Ok(m) => {
+                self.stats.responses += 1;
+                self.handle_response(now, m);
+            }
+            Err((e, bytes)) => self.malformed(&bytes, source, &e),
+        }
+    }
+
+    /// Answers an unparseable message with an error when one can be built, else drops it.
+    fn malformed(&mut self, bytes: &[u8], source: Source, err: &ParseError) {
+        match salvage_response(bytes, err.status_code(), &err.to_string()) {
+            Some(resp) => {
+                self.stats.malformed_answered += 1;
+                tracing::debug!(event = "sip.malformed", remote = %source.remote, reason = %err, "answered");
+                self.out.push_back(Output {
+                    target: response_target(None, &source),
+                    bytes: resp,
+                });
+            }
+            None => {
+                self.stats.malformed_dropped += 1;
+                tracing::debug!(event = "sip.malformed", remote = %source.remote, reason = %err, "dropped");
+            }
+        }
+    }
+
+    fn process(&mut self, p: Processor, now: Now, ctx: &mut Ctx) -> Flow {
+        match p {
+            Processor::Sanity => self.sanity(now, ctx),
+            Processor::Transaction => self.transaction(now, ctx),
+            Processor::Admission => self.admission(now, ctx),
+            Processor::RoutePop => self.route_pop(now, ctx),
+            Processor::MaxForwards => self.max_forwards(now, ctx),
+            Processor::LoopDetection => self.loop_detection(now, ctx),
+            Processor::Extensions => self.extensions(now, ctx),
+            Processor::Authenticate => self.authenticate(now, ctx),
+            Processor::Dispatch => self.dispatch(now, ctx),
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim::Sim;
+    use sip_transport::Transport;
+
+    fn engine() -> Engine {
+        let store = Box::new(confab_store::SqliteStore::in_memory().unwrap());
+        let now = Now {
+            mono: Instant::now(),
+            unix: 1_800_000_000,
+        };
+        Engine::new(EngineConfig::default(), store, [7; 32], now).unwrap()
+    }
+
+    /// Feeds `req` from 127.0.0.2:5062 over UDP; returns each answer as text.
+    fn answer(e: &mut Engine, req: &str) -> Vec<String> {
+        let now = Now {
+            mono: Instant::now(),
+            unix: 1_800_000_000,
+        };
+        let source = Source {
+            transport: Transport::Udp,
+            remote: ([127, 0, 0, 2], 5062).into(),
+            local: ([127, 0, 0, 1], 5060).into(),
+            flow: None,
+            peer_verified: false,
+        };
+        e.handle_event(
+            now,
+            Event::Message {
+                bytes: req.as_bytes().to_vec(),
+                source,
+            },
+        );
+        std::iter::from_fn(|| e.poll_transmit())
+            .map(|o| String::from_utf8_lossy(&o.bytes).into_owned())
+            .collect()
+    }
+
+    fn register(n: u32, to_tag: &str) -> String {
+        format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bK{n}\r\nFrom: <sip:alice@example.com>;tag=f{n}\r\nTo: <sip:alice@example.com>{to_tag}\r\nCall-ID: c{n}\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@127.0.0.2:5062>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn a_request_the_chain_leaves_unanswered_is_answered_500_and_leaves_no_transaction() {
+        use crate::pipeline::Processor;
+        use sim::{Sim, ALICE};
+        let mut sim = Sim::with_users(&["alice"], &[]);
+        // a role whose chain stops without answering: the defect the guard exists for
+        sim.engine.pipeline = &[Processor::Sanity, Processor::Transaction];
+        let msg = "MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bKm1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: m1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+        sim.send(ALICE, msg);
+        let up = sim.take_to(ALICE);
+        assert_eq!(up.len(), 1);
+        assert_eq!(up[0].status(), 500);
+        assert_eq!(
+            up[0].reason(),
+            "Server Internal Error (request left unanswered)"
+        );
+        assert_eq!(sim.engine.in_flight(), 0, "nothing holds up a drain");
+        assert_eq!(sim.engine.stats().unanswered, 1);
+    }
+
+    #[test]
+    fn in_a_pool_a_registration_refresh_logs_no_change_and_wakes_no_peer() {
+        let cfg = EngineConfig {
+            server_id: sim::SERVER.into(),
+            peers: vec!["127.0.0.9".into()],
+            ..EngineConfig::default()
+        };
+        let mut sim = Sim::new(cfg, |s| sim::add_users(s, &["alice"], &[]));
+        let register = |n: u32| {
+            format!("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bKr{n}\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=r{n}\r\nTo: <sip:alice@example.com>\r\nCall-ID: reg-1\r\nCSeq: {n}1 REGISTER\r\nContact: <sip:alice@127.0.0.2:5062>\r\n{{auth}}Content-Length: 0\r\n\r\n")
+        };
+        let rev = |sim: &Sim| sim.engine.store.changes_since(0).unwrap().0;
+        let before = rev(&sim);
+        let ok = sim.send_authenticated(sim::ALICE, "alice", &register(1));
+        assert_eq!(ok[0].status(), 200);
+        let after_first = rev(&sim);
+        assert!(after_first > before, "a new device is news for the pool");
+        sim.advance(Duration::from_secs(30));
+        let ok = sim.send_authenticated(sim::ALICE, "alice", &register(2));
+        assert_eq!(ok[0].status(), 200);
+        sim.advance(Duration::from_secs(5)); // housekeeping writes the refresh back
+        assert_eq!(
+            rev(&sim),
+            after_first,
+            "a refresh changes nothing the pool must hear of"
+        );
+    }
+
+    #[test]
+    fn an_overloaded_engine_sheds_new_requests_with_retry_after_but_not_dialogs() {
+        let mut e = engine();
+        assert!(answer(&mut e, &register(1, ""))[0].starts_with("SIP/2.0 401"));
+        e.set_overloaded(true);
+        let shed = answer(&mut e, &register(2, ""));
+        assert!(
+            shed[0].starts_with("SIP/2.0 503 Service Unavailable (overloaded)")
+                && shed[0].contains("\r\nRetry-After: 2\r\n"),
+            "{shed:?}"
+        );
+        // within a dialog: not refused here (it goes on to the later checks)
+        let in_dialog = answer(&mut e, &register(3, ";tag=x"));
+        assert!(!in_dialog[0].starts_with("SIP/2.0 503"), "{in_dialog:?}");
+        e.set_overloaded(false);
+        assert!(answer(&mut e, &register(4, ""))[0].starts_with("SIP/2.0 401"));
+        assert_eq!(e.stats().shed, 1);
+    }
+
+    #[test]
+    fn challenges_keep_no_transaction_except_an_invites() {
+        let mut e = engine();
+        let first = answer(&mut e, &register(1, ""));
+        assert!(first[0].starts_with("SIP/2.0 401"), "{first:?}");
+        assert!(
+            e.server_tx.is_empty(),
+            "a REGISTER's challenge is stateless"
+        );
+        let again = answer(&mut e, &register(1, ""));
+        assert!(again[0].starts_with("SIP/2.0 401"), "{again:?}");
+        assert_ne!(
+            first, again,
+            "a retransmission is challenged afresh (another nonce)"
+        );
+
+        let invite = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bKinv\r\nFrom: <sip:alice@example.com>;tag=fi\r\nTo: <sip:bob@example.com>\r\nCall-ID: ci\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.2:5062>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let challenged = answer(&mut e, invite);
+        assert!(
+            challenged.iter().any(|r| r.starts_with("SIP/2.0 407")),
+            "{challenged:?}"
+        );
+        assert_eq!(
+            e.server_tx.len(),
+            1,
+            "the ACK of a 407 needs the INVITE's transaction"
+        );
+        let resent = answer(&mut e, invite);
+        assert_eq!(
+            resent.last(),
+            challenged.last(),
+            "the same 407 again, from the transaction"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! Forwarding (RFC 3261 §16): one target or a fork to several, the request as sent to each
+//! branch, and responses matched to branches (or routed back by Via when no branch waits).
+use sip_proto::header::{format_via, Via};
+use sip_proto::transaction::{client_key, ClientTransaction};
+use sip_proto::{HeaderName, Message, Method, Writer};
+use sip_transport::{Target, Transport};
+use std::cmp::Reverse;
+
+use super::{Branch, ClientEntry, ClientRole, Ctx, Engine, Now, Output, ProxyCtx, TimerOwner};
+use crate::routing::{is_our_via, loop_hash, our_port, strip_top_via, via_target};
+
+impl Engine {
+    pub(super) fn forward_single(&mut self, now: Now, ctx: &mut Ctx, target: Target) {
+        let uri = ctx.msg.uri_str().to_owned();
+        if ctx.msg.method() == Method::Ack {
+            // stateless: a deterministic branch so that ACK retransmissions look the same
+            let branch = format!(
+                "{}{}-ack",
+                sip_proto::header::MAGIC_COOKIE,
+                loop_hash(&ctx.msg)
+            );
+            let bytes = self.build_forward(ctx, &uri, &[], &branch, target, false);
+            self.out.push_back(Output { target, bytes });
+            return;
+        }
+        self.fork(now, ctx, vec![(uri, Vec::new(), target)]);
+    }
+
+    /// Forwards the request statefully to every target in parallel (RFC 3261 §16.6).
+    pub(super) fn fork(
+        &mut self,
+        now: Now,
+        ctx: &mut Ctx,
+        targets: Vec<(String, Vec<String>, Target)>,
+    ) {
+        let Some(server_key) = ctx.key.clone() else {
+            return;
+        };
+        let id = self.next_id();
+        let invite = ctx.msg.method() == Method::Invite;
+        let in_dialog = ctx.in_dialog;
+        let record_route = !in_dialog
+            && matches!(
+                ctx.msg.method(),
+                Method::Invite | Method::Subscribe | Method::Refer
+            );
+        let lh = loop_hash(&ctx.msg);
+        let mut branches = Vec::new();
+        let mut starts = Vec::new();
+        for (uri, path, target) in targets {
+            let seal = self.spiral_seal(&ctx.msg);
+            let branch = format!(
+                "{}{lh}-{:x}-{seal}",
+                sip_proto::header::MAGIC_COOKIE,
+                self.next_id()
+            );
+            let bytes = self.build_forward(ctx, &uri, &path, &branch, target, record_route);
+            let Ok(req) = Message::parse(bytes, &self.cfg.limits) else {
+                continue;
+            };
+            let key = client_key(&branch, ctx.msg.method_str());
+            let index = branches.len();
+            let mut branch = Branch::new(key.clone());
+            if invite {
+                // §16.6 step 11: a branch may ring for Timer C, then it is CANCELled
+                let at = now.mono + self.cfg.timer_c;
+                branch.timer_c = Some(at);
+                self.timers
+                    .push(Reverse((at, TimerOwner::Branch { proxy: id, index })));
+            }
+            branches.push(branch);
+            starts.push((key, req, target, index));
+        }
+        if branches.is_empty() {
+            self.respond(
+                now,
+                ctx,
+                500,
+                "Server Internal Error (could not build the forwarded request)",
+                &[],
+            );
+            return;
+        }
+        if let Some(s) = self.server_tx.get_mut(&server_key) {
+            s.proxy = Some(id);
+        }
+        self.proxies.insert(
+            id,
+            ProxyCtx {
+                server_key,
+                invite,
+                request: ctx.msg.clone(),
+                branches,
+                best: None,
+                answered: false,
+            },
+        );
+        for (key, req, target, index) in starts {
+            let tx = ClientTransaction::new(
+                now.mono,
+                req,
+                target.transport.is_reliable(),
+                self.cfg.timers,
+            );
+            self.client_tx.insert(
+                key.clone(),
+                ClientEntry {
+                    tx,
+                    target,
+                    role: ClientRole::Branch { proxy: id, index },
+                },
+            );
+            self.flush_client(now, &key);
+        }
+    }
+
+    /// The request as sent to one target: our Via on top, Record-Route when asked, the Path or
+    /// remaining Route set, Max-Forwards decremented, the rest as received.
+    pub(super) fn build_forward(
+        &self,
+        ctx: &Ctx,
+        uri: &str,
+        path: &[String],
+        branch: &str,
+        target: Target,
+        record_route: bool,
+    ) -> Vec<u8> {
+        let host = self.cfg.host_toward(&target.addr);
+        let mut w = self.request_from_us(ctx.msg.method_str(), uri, target, branch);
+        if record_route {
+            let rr = |host: &str, t: Transport| {
+                format!(
+                    "<sip:{host}:{};transport={};lr>",
+                    our_port(&self.cfg, t),
+                    t.param()
+                )
+            };
+            w.header("Record-Route", rr(host, target.transport));
+            let back = self.cfg.host_toward(&ctx.source.remote);
+            if ctx.source.transport != target.transport || back != host {
+                // RFC 5658 double record-routing: each side sees our address on its transport
+                // and address family
+                w.header("Record-Route", rr(back, ctx.source.transport));
+            }
+        }
+        if ctx.msg.method() == Method::Register {
+            // RFC 3327: requests for this registration come back through here
+            w.header(
+                "Path",
+                format!(
+                    "<sip:{host}:{};transport={};lr>",
+                    our_port(&self.cfg, target.transport),
+                    target.transport.param()
+                ),
+            );
+        }
+        for r in path.iter().chain(&ctx.routes) {
+            w.header("Route", r);
+        }
+        let mf = ctx
+            .msg
+            .max_forwards()
+            .ok()
+            .flatten()
+            .map_or(70, |m| m.saturating_sub(1));
+        w.header("Max-Forwards", mf.to_string());
+        for (name, n, v) in ctx.msg.fields() {
+            if !matches!(
+                name,
+                HeaderName::Route | HeaderName::MaxForwards | HeaderName::ContentLength
+            ) {
+                w.raw(n, v);
+            }
+        }
+        w.finish(ctx.msg.body())
+    }
+
+    /// A request line and our Via for `target`: how every request we send starts.
+    pub(super) fn request_from_us(
+        &self,
+        method: &str,
+        uri: &str,
+        target: Target,
+        branch: &str,
+    ) -> Writer {
+        let mut w = Writer::request(method, uri);
+        w.header(
+            "Via",
+            format_via(
+                target.transport.via_name(),
+                self.cfg.host_toward(&target.addr),
+                our_port(&self.cfg, target.transport),
+                branch,
+            ),
+        );
+        w
+    }
+
+    pub(super) fn handle_response(&mut self, now: Now, resp: Message) {
+        let Ok(via) = resp.top_via() else { return };
+        let Ok(cseq) = resp.cseq() else { return };
+        let key = client_key(via.branch().unwrap_or(""), cseq.method);
+        let ours = is_our_via(&self.cfg, &via);
+        drop(via);
+        if let Some(c) = self.client_tx.get_mut(&key) {
+            c.tx.handle_response(now.mono, resp);
+            self.flush_client(now, &key);
+            return;
+        }
+        // no transaction (a 2xx retransmission, or a fork's late 2xx): forward by Via, if the
+        // top one is ours (RFC 3261 §16.11); anything else is not ours to route
+        if !ours {
+            return;
+        }
+        let next = resp
+            .values(HeaderName::Via)
+            .nth(1)
+            .and_then(Result::ok)
+            .and_then(|v| Via::parse(v).ok())
+            .and_then(|v| via_target(&v));
+        if let Some(target) = next {
+            let bytes = strip_top_via(&resp, false);
+            self.out.push_back(Output { target, bytes });
+        }
+    }
+}

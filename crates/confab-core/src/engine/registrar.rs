@@ -1,0 +1,223 @@
+//! The registrar's policy over the location table: home-pool redirects, Edge sign-ins, a
+//! draining server's sign-ins, and this server's membership of its pool. The table itself is
+//! `crate::location`.
+use sip_proto::HeaderName;
+use sip_transport::{Target, Transport};
+
+use super::{Ctx, Engine, Now};
+use crate::homing::Place;
+
+/// Settings naming the servers of the deployment (`server:<ip:port>` = pool) and those being
+/// drained (`drain:<ip:port>`).
+pub const SERVER_SETTING: &str = "server:";
+pub const DRAIN_SETTING: &str = "drain:";
+
+impl Engine {
+    pub(super) fn register(&mut self, now: Now, ctx: &mut Ctx) {
+        let aor = match ctx.msg.to().map(|to| to.uri.as_sip().map(|u| u.aor())) {
+            Ok(Some(aor)) => aor,
+            Ok(None) => {
+                self.respond(now, ctx, 416, "Unsupported URI Scheme in To", &[]);
+                return;
+            }
+            Err(_) => return,
+        };
+        if self.cfg.homing.is_some() && ctx.home_pool.is_none() {
+            // authenticated by another server (a Director): the user's pool from the store
+            match self.lookup_user(now, ctx, &aor) {
+                Some(u) => ctx.home_pool = u.and_then(|u| u.pool),
+                None => return,
+            }
+        }
+        if let Some(homing) = &self.cfg.homing {
+            let hash = aor
+                .bytes()
+                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+            match homing.place(ctx.home_pool.as_deref(), ctx.source.transport, hash) {
+                Place::Here => {}
+                Place::Elsewhere {
+                    pool,
+                    proxy_to: Some(server),
+                    ..
+                } if homing.is_edge(&ctx.source.remote.ip()) => {
+                    // from outside through an Edge: the client cannot reach the pool itself
+                    let Ok(addr) = server.parse() else { return };
+                    tracing::info!(event = "register.proxied", user = %aor, pool = %pool, server = %server, "sign-in through an Edge: proxied to the home pool");
+                    let target = Target {
+                        transport: Transport::Tls,
+                        addr,
+                        flow: None,
+                    };
+                    self.forward_single(now, ctx, target);
+                    return;
+                }
+                Place::Elsewhere { pool, contacts, .. } => {
+                    tracing::info!(event = "register.redirected", user = %aor, pool = %pool, "user homed on another pool: redirected");
+                    let extra: Vec<(&str, String)> =
+                        contacts.into_iter().map(|c| ("Contact", c)).collect();
+                    let reason = format!("Moved Permanently (home pool {pool})");
+                    self.respond(now, ctx, 301, &reason, &extra);
+                    return;
+                }
+                Place::Nowhere(reason) => {
+                    tracing::warn!(event = "register.no_home", user = %aor, reason = %reason, "sign-in refused: no usable home pool (see `confab user move`)");
+                    self.respond(now, ctx, 404, &reason, &[]);
+                    return;
+                }
+            }
+        }
+        if self.pool_draining && !self.alternates.is_empty() {
+            let hash = aor
+                .bytes()
+                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+            let alt = self.alternates[hash % self.alternates.len()].clone();
+            if let Ok(addr) = alt.parse::<std::net::SocketAddr>() {
+                let t = ctx.source.transport;
+                let port = if t == Transport::Tls {
+                    addr.port().saturating_add(1)
+                } else {
+                    addr.port()
+                };
+                let to = std::net::SocketAddr::new(addr.ip(), port);
+                let contact = format!("<sip:{to};transport={}>", t.param());
+                tracing::info!(event = "register.drained", user = %aor, to = %to, "server draining: sign-in sent to another server of the pool");
+                self.respond(
+                    now,
+                    ctx,
+                    302,
+                    "Moved Temporarily (server draining)",
+                    &[("Contact", contact)],
+                );
+                return;
+            }
+        }
+        let devices_before = self.location.devices_fingerprint(&aor);
+        let result = self.location.register(
+            &self.cfg,
+            self.store.as_ref(),
+            &ctx.msg,
+            &aor,
+            &ctx.source,
+            now.unix,
+        );
+        match result {
+            Ok(contacts) => {
+                let mut extra: Vec<(&str, String)> =
+                    contacts.into_iter().map(|c| ("Contact", c)).collect();
+                for p in ctx.msg.values(HeaderName::Path).filter_map(Result::ok) {
+                    extra.push(("Path", p.to_owned()));
+                }
+                let outbound = ctx.msg.contacts().ok().is_some_and(|cs| {
+                    cs.iter().any(|c| matches!(c, sip_proto::header::ContactValue::Addr(a) if a.param("reg-id").is_some()))
+                });
+                if outbound {
+                    extra.push(("Require", "outbound".into()));
+                }
+                extra.push(("Supported", "path, outbound".into()));
+                // a device arriving or leaving is news (for the log, presence and the other
+                // servers of a pool); a refresh, the bulk of the traffic, is not
+                let devices = self.location.devices_fingerprint(&aor);
+                self.respond(now, ctx, 200, "OK", &extra);
+                if devices == devices_before {
+                    tracing::debug!(event = "registrar.refreshed", user = %aor, remote = %ctx.source.remote, devices = devices.0);
+                } else {
+                    tracing::info!(event = "registrar.registered", user = %aor, remote = %ctx.source.remote, devices = devices.0);
+                    self.devices_changed(now, &aor);
+                }
+            }
+            Err((code, reason, header)) => {
+                let extra: Vec<(&str, String)> = header.into_iter().collect();
+                self.respond(now, ctx, code, &reason, &extra);
+            }
+        }
+    }
+
+    /// A user changed in the store (perhaps by another process): when it was removed or moved
+    /// to another pool, its registrations here go (their devices are redirected at their next
+    /// REGISTER). A database outage drops nothing.
+    pub(super) fn recheck_user(&mut self, now: Now, aor: &str) {
+        if self.location.lookup(aor).is_empty() {
+            return;
+        }
+        let stays = match self.store.user(aor) {
+            Ok(Some(u)) => self
+                .cfg
+                .homing
+                .as_ref()
+                .is_none_or(|h| h.local_pool.is_some() && u.pool == h.local_pool),
+            Ok(None) => false,
+            Err(_) => true,
+        };
+        if !stays {
+            let gone = self.location.forget_user(aor);
+            tracing::info!(event = "registrar.user_left", user = %aor, bindings = gone.len(), "user removed or moved to another pool: its registrations here are dropped and their connections closed");
+            // a device connected here learns at once: it reconnects and signs in again (and
+            // is redirected to its new pool)
+            self.closes.extend(gone.iter().filter_map(|b| b.flow));
+            self.devices_changed(now, aor);
+        }
+    }
+
+    /// In a deployment of several servers: this server's place in its pool (announced in the
+    /// database at start), whether an operator drains it, and which servers of the pool take
+    /// sign-ins instead. A database failure leaves what was known.
+    pub(super) fn refresh_membership(&mut self) {
+        let Some(pool) = self.cfg.homing.as_ref().and_then(|h| h.local_pool.clone()) else {
+            return;
+        };
+        if self.cfg.peers.is_empty() {
+            return;
+        }
+        let me = self.cfg.server_id.clone();
+        let (Ok(servers), Ok(drains)) = (
+            self.store.settings(SERVER_SETTING),
+            self.store.settings(DRAIN_SETTING),
+        ) else {
+            return;
+        };
+        if !servers.iter().any(|(n, _)| n[SERVER_SETTING.len()..] == me) {
+            if let Err(e) = self
+                .store
+                .set_setting(&format!("{SERVER_SETTING}{me}"), Some(&pool))
+            {
+                tracing::warn!(event = "store.error", error = %e, "could not announce this server in the database");
+            }
+        }
+        let drained: Vec<&str> = drains
+            .iter()
+            .map(|(n, _)| &n[DRAIN_SETTING.len()..])
+            .collect();
+        let draining = drained.contains(&me.as_str());
+        if draining != self.pool_draining {
+            tracing::warn!(
+                event = "server.pool_drain",
+                draining,
+                "{}",
+                if draining {
+                    "draining: sign-ins are sent to the other servers of the pool"
+                } else {
+                    "taking sign-ins again"
+                }
+            );
+        }
+        self.pool_draining = draining;
+        self.alternates = servers
+            .into_iter()
+            .filter(|(_, p)| *p == pool)
+            .map(|(n, _)| n[SERVER_SETTING.len()..].to_owned())
+            .filter(|id| *id != me && !drained.contains(&id.as_str()))
+            .collect();
+    }
+
+    /// Saves the registration refreshes kept in memory only (see `registrar`); housekeeping
+    /// does this every period, and the server before it exits.
+    pub fn write_back(&mut self) {
+        match self.location.write_back(self.store.as_ref()) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(event = "registrar.written_back", bindings = n),
+            Err(e) => {
+                tracing::warn!(event = "store.error", error = %e, "could not save registration refreshes; retrying at the next housekeeping");
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Our own responses: through the request's server transaction when it has one, else
+//! statelessly; the To tag is stable across retransmissions.
+use sip_proto::{HeaderName, Message, Writer};
+
+use super::{Ctx, Engine, Now, Output};
+use crate::routing::response_target;
+
+impl Engine {
+    /// Answers the request: through its server transaction when it has one, else statelessly.
+    pub(super) fn respond(
+        &mut self,
+        now: Now,
+        ctx: &Ctx,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, String)],
+    ) {
+        let bytes = self.response_bytes(&ctx.msg, code, reason, extra);
+        match ctx.key.as_deref() {
+            Some(k) if self.server_tx.contains_key(k) => self.send_upstream(now, k, code, bytes),
+            _ => {
+                let via = ctx.msg.top_via().ok();
+                self.out.push_back(Output {
+                    target: response_target(via.as_ref(), &ctx.source),
+                    bytes,
+                });
+            }
+        }
+    }
+
+    pub(super) fn response_bytes(
+        &self,
+        req: &Message,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, String)],
+    ) -> Vec<u8> {
+        let mut w = Writer::response_to(req, code, reason, &self.to_tag(req));
+        for (n, v) in extra {
+            w.header(n, v);
+        }
+        w.header("Server", &self.cfg.server_name);
+        w.finish(b"")
+    }
+
+    /// A To tag for our own responses, the same for every retransmission of a request.
+    pub(super) fn to_tag(&self, req: &Message) -> String {
+        let mut h = self.tag_seed;
+        for b in req.call_id().unwrap_or("").bytes().chain(
+            req.raw_header(HeaderName::From)
+                .unwrap_or(b"")
+                .iter()
+                .copied(),
+        ) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:x}")
+    }
+}

@@ -1,0 +1,238 @@
+//! A simulated world for engine tests: one engine over an in-memory store, a clock the test
+//! advances, and SIP peers that are only addresses whose messages the test writes and reads.
+//! Timers (transaction, Timer C, guards, housekeeping) fire as the clock passes them, so a
+//! three-minute ringing call is tested in milliseconds.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use confab_store::Store;
+use sip_proto::{HeaderName, Limits, Message, Writer};
+use sip_transport::{Event, Source, Transport};
+
+use super::{Engine, Now};
+use crate::config::EngineConfig;
+
+/// Every test user's password.
+pub(crate) const PASSWORD: &str = "pw";
+/// The server's own address.
+pub(crate) const SERVER: &str = "127.0.0.1:5060";
+
+/// One engine and the simulated time it runs on.
+pub(crate) struct Sim {
+    pub(crate) engine: Engine,
+    start: Instant,
+    unix0: i64,
+    now: Instant,
+    /// What the engine sent, in order, not yet taken by the test.
+    sent: Vec<(SocketAddr, Message)>,
+}
+
+impl Sim {
+    /// An engine for `cfg` whose store `setup` filled first (users, bindings).
+    pub(crate) fn new(cfg: EngineConfig, setup: impl FnOnce(&dyn Store)) -> Self {
+        let store = confab_store::SqliteStore::in_memory().expect("in-memory SQLite");
+        setup(&store);
+        let start = Instant::now();
+        let unix0 = 1_800_000_000;
+        let now = Now {
+            mono: start,
+            unix: unix0,
+        };
+        let engine = Engine::new(cfg, Box::new(store), [7; 32], now).expect("engine starts");
+        Self {
+            engine,
+            start,
+            unix0,
+            now: start,
+            sent: Vec::new(),
+        }
+    }
+
+    /// Users `names` in example.com, each with [`PASSWORD`], and for every (user, address) in
+    /// `devices` a UDP registration at that address.
+    pub(crate) fn with_users(names: &[&str], devices: &[(&str, &str)]) -> Self {
+        Self::new(EngineConfig::default(), |s| add_users(s, names, devices))
+    }
+
+    pub(crate) fn now(&self) -> Now {
+        Now {
+            mono: self.now,
+            unix: self.unix0 + (self.now - self.start).as_secs() as i64,
+        }
+    }
+
+    /// `text` arrives over UDP from `from`.
+    pub(crate) fn send(&mut self, from: &str, text: &str) {
+        let source = Source {
+            transport: Transport::Udp,
+            remote: from.parse().expect("an ip:port"),
+            local: SERVER.parse().expect("an ip:port"),
+            flow: None,
+            peer_verified: false,
+        };
+        let now = self.now();
+        self.engine.handle_event(
+            now,
+            Event::Message {
+                bytes: text.as_bytes().to_vec(),
+                source,
+            },
+        );
+        self.collect();
+    }
+
+    /// Moves the clock `by` forward, firing every timer that falls due on the way, in order.
+    pub(crate) fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        while let Some(at) = self.engine.poll_timeout().filter(|at| *at <= until) {
+            self.now = self.now.max(at);
+            let now = self.now();
+            self.engine.handle_timeout(now);
+            self.collect();
+        }
+        self.now = until;
+    }
+
+    /// What was sent to `to` and not taken yet (what went elsewhere stays).
+    pub(crate) fn take_to(&mut self, to: &str) -> Vec<Message> {
+        let to: SocketAddr = to.parse().expect("an ip:port");
+        let (mine, rest) = std::mem::take(&mut self.sent)
+            .into_iter()
+            .partition(|(a, _)| *a == to);
+        self.sent = rest;
+        mine.into_iter().map(|(_, m)| m).collect()
+    }
+
+    fn collect(&mut self) {
+        while let Some(o) = self.engine.poll_transmit() {
+            let m = Message::parse(o.bytes, &Limits::default()).expect("the engine sends SIP");
+            self.sent.push((o.target.addr, m));
+        }
+    }
+
+    /// Sends `request` (text with `{auth}` where credentials go) from `from` as a client would:
+    /// first without credentials, then, answered 401/407, again with them (CSeq and branch
+    /// suffixed `-2`). Returns what was sent back to `from` for the second attempt.
+    pub(crate) fn send_authenticated(
+        &mut self,
+        from: &str,
+        user: &str,
+        request: &str,
+    ) -> Vec<Message> {
+        self.send(from, &request.replace("{auth}", ""));
+        let challenge = self
+            .take_to(from)
+            .into_iter()
+            .find(|m| matches!(m.status(), 401 | 407))
+            .expect("a challenge");
+        let first = Message::parse(
+            request.replace("{auth}", "").into_bytes(),
+            &Limits::default(),
+        )
+        .expect("the test's request parses");
+        if first.method_str() == "INVITE" {
+            self.send(from, &ack_for(&first, &challenge));
+        }
+        let (header, answer) = if challenge.status() == 401 {
+            (HeaderName::WwwAuthenticate, "Authorization")
+        } else {
+            (HeaderName::ProxyAuthenticate, "Proxy-Authorization")
+        };
+        let offer = challenge
+            .values(header)
+            .filter_map(Result::ok)
+            .find(|v| v.contains("MD5"))
+            .expect("an MD5 challenge")
+            .to_owned();
+        let nonce = param(&offer, "nonce");
+        let uri = first.uri_str().to_owned();
+        let method = first.method_str().to_owned();
+        let alg = sip_auth::Algorithm::Md5;
+        let ha1 = sip_auth::ha1(alg, user, "example.com", PASSWORD);
+        let response =
+            sip_auth::client_response(alg, &ha1, &method, &uri, &nonce, "00000001", "c0");
+        let creds = format!(
+            "{answer}: Digest username=\"{user}\", realm=\"example.com\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0\"\r\n"
+        );
+        let again = request
+            .replace("{auth}", &creds)
+            .replacen(";branch=z9hG4bK", ";branch=z9hG4bK2-", 1)
+            .replacen("CSeq: 1 ", "CSeq: 2 ", 1);
+        self.send(from, &again);
+        self.take_to(from)
+    }
+}
+
+/// Adds users and UDP registrations to a store before an engine starts on it.
+pub(crate) fn add_users(s: &dyn Store, names: &[&str], devices: &[(&str, &str)]) {
+    for n in names {
+        s.add_user(&format!("{n}@example.com"), PASSWORD, None)
+            .expect("user added");
+    }
+    for (user, addr) in devices {
+        s.save_binding(&confab_store::Binding {
+            aor: format!("{user}@example.com"),
+            key: format!("sip:{user}@{addr}"),
+            contact: format!("sip:{user}@{addr}"),
+            params: String::new(),
+            expires_at: 1_800_000_000 + 3600,
+            call_id: format!("reg-{user}"),
+            cseq: 1,
+            path: Vec::new(),
+            transport: "udp".into(),
+            source: (*addr).to_owned(),
+            outbound: false,
+            server: String::new(),
+        })
+        .expect("binding saved");
+    }
+}
+
+/// The ACK a UAC sends for a non-2xx final response to its INVITE `req` (RFC 3261 §17.1.1.3).
+pub(crate) fn ack_for(req: &Message, resp: &Message) -> String {
+    let mut w = Writer::request("ACK", req.uri_str());
+    for (name, n, v) in req.fields() {
+        if matches!(
+            name,
+            HeaderName::Via | HeaderName::From | HeaderName::CallId
+        ) {
+            w.raw(n, v);
+        }
+    }
+    w.header("To", resp.raw_header(HeaderName::To).unwrap_or_default());
+    w.header("Max-Forwards", "70");
+    w.header(
+        "CSeq",
+        format!("{} ACK", req.cseq().map(|c| c.seq).unwrap_or(1)),
+    );
+    String::from_utf8(w.finish(b"")).expect("UTF-8")
+}
+
+/// A device's response to `req`, as a UAS builds it.
+pub(crate) fn reply(req: &Message, code: u16, reason: &str, to_tag: &str) -> String {
+    let w = Writer::response_to(req, code, reason, to_tag);
+    String::from_utf8(w.finish(b"")).expect("UTF-8")
+}
+
+/// A quoted or plain parameter of a digest challenge.
+fn param(challenge: &str, name: &str) -> String {
+    let at = challenge
+        .find(&format!("{name}="))
+        .expect("parameter present")
+        + name.len()
+        + 1;
+    challenge[at..]
+        .trim_start_matches('"')
+        .split(['"', ','])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// An INVITE from alice (at 127.0.0.2:5062) to bob, with `{auth}` where credentials go.
+pub(crate) const INVITE_BOB: &str = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bKinv1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.2:5062>\r\n{auth}Content-Length: 0\r\n\r\n";
+
+/// Where alice and bob are.
+pub(crate) const ALICE: &str = "127.0.0.2:5062";
+pub(crate) const BOB: &str = "127.0.0.3:5064";

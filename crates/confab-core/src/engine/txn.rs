@@ -1,0 +1,272 @@
+//! The transaction layer's tables: server transactions (absorbing retransmissions, matching
+//! ACK and CANCEL), client transactions (a proxy's branches, CANCELs, NOTIFYs), and the timer
+//! heap that wakes them. What a transaction's outcome means is decided elsewhere (`branches`,
+//! `presence_sip`).
+use sip_proto::transaction::{server_key, ClientEvent, ClientTransaction, ServerTransaction};
+use sip_proto::Method;
+use sip_transport::Target;
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use super::{Ctx, Engine, Now, Output};
+use crate::pipeline::Flow;
+use crate::routing::response_target;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum TimerOwner {
+    Server(String),
+    Client(String),
+    /// Timer C of a proxied INVITE's branch (see `branches`).
+    Branch {
+        proxy: u64,
+        index: usize,
+    },
+    Housekeeping,
+}
+
+pub(super) struct ServerEntry {
+    pub(super) tx: ServerTransaction,
+    pub(super) target: Target,
+    pub(super) proxy: Option<u64>,
+    /// The safety deadline of a request still without a final response (see `guard`).
+    pub(super) guard: Option<Instant>,
+}
+
+pub(super) enum ClientRole {
+    Branch {
+        proxy: u64,
+        index: usize,
+    },
+    Cancel,
+    /// A NOTIFY of a subscription (`None` for the final one: its outcome changes nothing).
+    Notify {
+        sub: Option<u64>,
+    },
+}
+
+pub(super) struct ClientEntry {
+    pub(super) tx: ClientTransaction,
+    pub(super) target: Target,
+    pub(super) role: ClientRole,
+}
+
+impl Engine {
+    /// After the processor chain: a request without a final response must have an owner that
+    /// will give it one. Nobody owns it (a processor stopped without answering): it is
+    /// answered 500 at once. A proxy owns it: a safety timer checks back, in case the proxy's
+    /// bookkeeping lost it, so that no transaction waits forever and holds up a drain.
+    pub(super) fn guard(&mut self, now: Now, ctx: &Ctx) {
+        let at = now.mono + self.guard_period();
+        let Some(key) = ctx.key.as_deref() else {
+            return;
+        };
+        let Some(s) = self.server_tx.get_mut(key) else {
+            return;
+        };
+        if s.tx.is_final() {
+            return;
+        }
+        if s.proxy.is_none() {
+            tracing::error!(event = "transaction.unanswered", method = %ctx.msg.method_str(), remote = %ctx.source.remote, "the request was left without an answer: 500 sent (a defect; please report it)");
+            self.stats.unanswered += 1;
+            self.respond(
+                now,
+                ctx,
+                500,
+                "Server Internal Error (request left unanswered)",
+                &[],
+            );
+            return;
+        }
+        s.guard = Some(at);
+        self.timers
+            .push(Reverse((at, TimerOwner::Server(key.to_owned()))));
+    }
+
+    /// How long a proxied request may wait before its guard checks on it: a branch's longest
+    /// life (Timer C, then 64·T1 for the CANCEL).
+    fn guard_period(&self) -> Duration {
+        self.cfg.timer_c + self.cfg.timers.t1 * 64
+    }
+
+    /// A server transaction's timer entry fired: its own timer, or its guard. A guarded one
+    /// whose proxy still lives is checked again later (the proxy's timers end it); one whose
+    /// proxy is gone is dropped, and the client's own timeout answers it.
+    pub(super) fn server_timer(&mut self, now: Now, key: &str) {
+        let at = now.mono + self.guard_period();
+        let proxies = &self.proxies;
+        let Some(s) = self.server_tx.get_mut(key) else {
+            return;
+        };
+        if s.tx.poll_timeout().is_some_and(|t| t <= now.mono) {
+            s.tx.handle_timeout(now.mono);
+            self.flush_server(now, key);
+            return;
+        }
+        if s.tx.is_final() || s.guard.is_none_or(|g| g > now.mono) {
+            return;
+        }
+        if s.proxy.is_some_and(|p| proxies.contains_key(&p)) {
+            s.guard = Some(at);
+            self.timers
+                .push(Reverse((at, TimerOwner::Server(key.to_owned()))));
+            return;
+        }
+        tracing::error!(event = "transaction.unanswered", "a proxied request lost its branches without a final response: transaction dropped (a defect; please report it)");
+        self.stats.unanswered += 1;
+        self.server_tx.remove(key);
+    }
+
+    pub(super) fn transaction(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
+        let Ok(key) = server_key(&ctx.msg, None) else {
+            return Flow::Stop;
+        };
+        match ctx.msg.method() {
+            Method::Ack => {
+                if let Some(s) = self.server_tx.get_mut(&key) {
+                    s.tx.handle_ack(now.mono);
+                    self.flush_server(now, &key);
+                    return Flow::Stop;
+                }
+                return Flow::Continue; // ACK for a 2xx: end to end
+            }
+            Method::Cancel => {
+                if let Some(s) = self.server_tx.get_mut(&key) {
+                    s.tx.handle_retransmission();
+                    self.stats.retransmissions_absorbed += 1;
+                    self.flush_server(now, &key);
+                    return Flow::Stop;
+                }
+                self.create_server_tx(now, ctx, key);
+                let invite_key = server_key(&ctx.msg, Some("INVITE")).ok();
+                let target = invite_key
+                    .as_ref()
+                    .and_then(|k| self.server_tx.get(k))
+                    .map(|s| (s.proxy, s.tx.is_final()));
+                match target {
+                    Some((proxy, is_final)) => {
+                        self.respond(now, ctx, 200, "OK", &[]);
+                        if !is_final {
+                            if let Some(p) = proxy {
+                                self.cancel_branches(now, p, None);
+                            }
+                        }
+                    }
+                    None => self.respond(now, ctx, 481, "Call/Transaction Does Not Exist", &[]),
+                }
+                return Flow::Stop;
+            }
+            _ => {}
+        }
+        if let Some(s) = self.server_tx.get_mut(&key) {
+            s.tx.handle_retransmission();
+            self.stats.retransmissions_absorbed += 1;
+            self.flush_server(now, &key);
+            return Flow::Stop;
+        }
+        self.create_server_tx(now, ctx, key);
+        if ctx.msg.method() == Method::Invite {
+            self.respond(now, ctx, 100, "Trying", &[]);
+        }
+        Flow::Continue
+    }
+
+    pub(super) fn create_server_tx(&mut self, _now: Now, ctx: &mut Ctx, key: String) {
+        let via = ctx.msg.top_via().ok();
+        let target = response_target(via.as_ref(), &ctx.source);
+        let tx = ServerTransaction::new(
+            ctx.msg.method() == Method::Invite,
+            ctx.source.transport.is_reliable(),
+            self.cfg.timers,
+        );
+        self.server_tx.insert(
+            key.clone(),
+            ServerEntry {
+                tx,
+                target,
+                proxy: None,
+                guard: None,
+            },
+        );
+        ctx.key = Some(key);
+    }
+
+    pub(super) fn send_upstream(&mut self, now: Now, server_key: &str, code: u16, bytes: Vec<u8>) {
+        if let Some(s) = self.server_tx.get_mut(server_key) {
+            s.tx.send_response(now.mono, code, bytes);
+            self.flush_server(now, server_key);
+        }
+    }
+
+    pub(super) fn flush_server(&mut self, now: Now, key: &str) {
+        let Some(s) = self.server_tx.get_mut(key) else {
+            return;
+        };
+        while let Some(bytes) = s.tx.poll_transmit() {
+            self.out.push_back(Output {
+                target: s.target,
+                bytes,
+            });
+        }
+        while s.tx.poll_event().is_some() {
+            tracing::debug!(event = "transaction.no_ack", "no ACK for a final response");
+        }
+        if s.tx.is_terminated() {
+            self.server_tx.remove(key);
+        } else if let Some(t) = s.tx.poll_timeout() {
+            self.timers.push(Reverse((
+                t.max(now.mono),
+                TimerOwner::Server(key.to_owned()),
+            )));
+        }
+    }
+
+    pub(super) fn flush_client(&mut self, now: Now, key: &str) {
+        let Some(c) = self.client_tx.get_mut(key) else {
+            return;
+        };
+        while let Some(bytes) = c.tx.poll_transmit() {
+            self.out.push_back(Output {
+                target: c.target,
+                bytes,
+            });
+        }
+        let mut events = Vec::new();
+        while let Some(ev) = c.tx.poll_event() {
+            events.push(ev);
+        }
+        let role = match c.role {
+            ClientRole::Branch { proxy, index } => Some((proxy, index)),
+            ClientRole::Cancel | ClientRole::Notify { .. } => None,
+        };
+        // a NOTIFY answered 481 (or never answered) means the watcher is gone (RFC 6665)
+        let failed_sub = match c.role {
+            ClientRole::Notify { sub: Some(sub) } => events
+                .iter()
+                .any(|ev| match ev {
+                    ClientEvent::Timeout => true,
+                    ClientEvent::Response(r) => matches!(r.status(), 404 | 408 | 410 | 481),
+                })
+                .then_some(sub),
+            _ => None,
+        };
+        if c.tx.is_terminated() {
+            self.client_tx.remove(key);
+        } else if let Some(t) = c.tx.poll_timeout() {
+            self.timers.push(Reverse((
+                t.max(now.mono),
+                TimerOwner::Client(key.to_owned()),
+            )));
+        }
+        if let Some((proxy, index)) = role {
+            for ev in events {
+                self.on_branch_event(now, proxy, index, ev);
+            }
+        }
+        if let Some(sub) = failed_sub {
+            self.presence
+                .notify_failed(self.store.as_ref(), now.unix, sub);
+            self.flush_presence(now);
+        }
+    }
+}
