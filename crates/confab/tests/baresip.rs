@@ -168,7 +168,8 @@ fn command(cons_port: u16, cmd: &str) {
 #[test]
 fn two_baresips_see_each_others_presence_change() {
     let server = Server::start();
-    let (alice_cons, bob_cons) = (free_port(), free_port());
+    let alice_cons = free_port();
+    let bob_cons = common::free_port_except(&[alice_cons]);
     let alice = Baresip::with_presence(&server, "alice", "bob", alice_cons);
     let bob = Baresip::with_presence(&server, "bob", "alice", bob_cons);
     // each subscribes to the other through the server (both already published "open", so

@@ -63,10 +63,15 @@ pub(crate) fn wait_udp_bound(port: u16) {
 
 /// A free UDP+TCP port for a peer.
 pub(crate) fn free_port() -> u16 {
+    free_port_except(&[])
+}
+
+/// A free port (UDP and TCP) that is none of `taken`.
+pub(crate) fn free_port_except(taken: &[u16]) -> u16 {
     loop {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let p = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+        if !taken.contains(&p) && TcpListener::bind(("127.0.0.1", p)).is_ok() {
             return p;
         }
     }
@@ -112,8 +117,11 @@ impl Server {
     pub(crate) fn start_on(dir: TempDir, port: u16, extra: &[&str]) -> Self {
         let log = dir.0.join(format!("server-{port}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        // Every server gets its own DNS and web ports so that tests run side by side.
-        let (dns_port, web_port) = (free_port(), free_port());
+        // Every server gets its own DNS and web ports so that tests run side by side. A port
+        // just released can be handed out again at once: the two must differ from each other
+        // and from the SIP pair.
+        let dns_port = free_port_except(&[port, port + 1]);
+        let web_port = free_port_except(&[port, port + 1, dns_port]);
         let mut own = Vec::new();
         if !extra.contains(&"--dns") {
             own.extend(["--dns".to_owned(), format!("127.0.0.1:{dns_port}")]);
