@@ -146,6 +146,14 @@ pub trait Store: Send {
     /// there is none yet (the first server to ask sets it; the others get the same).
     fn shared_setting(&self, name: &str, candidate: &str) -> Result<String>;
 
+    /// Another handle on the same database, for a thread of its own, when a call may wait on
+    /// the network (PostgreSQL): a server then makes its request-path reads there and serves
+    /// other requests meanwhile. `None` for an embedded database, whose calls are quick enough
+    /// to make inline.
+    fn worker_handle(&self) -> Option<Box<dyn Store>> {
+        None
+    }
+
     /// The secret every server of the deployment shares (digest nonces, branch seals), made on
     /// first use.
     fn deployment_secret(&self) -> Result<[u8; 32]> {

@@ -9,7 +9,8 @@
 //! second, so service resumes by itself when the database returns.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
@@ -103,8 +104,44 @@ type Job = Box<dyn FnOnce(&mut Session) + Send>;
 #[derive(Debug)]
 pub struct PgStore {
     jobs: mpsc::Sender<Job>,
+    /// Since when the connection thread has been busy with one call (see [`Busy`]).
+    busy: Arc<Busy>,
     /// `host:port/dbname`, for messages (never the password).
     target: String,
+}
+
+#[derive(Debug)]
+/// When the connection thread started the call it is still making: milliseconds since
+/// `epoch`, 0 when idle.
+struct Busy {
+    epoch: Instant,
+    since: AtomicU64,
+}
+
+impl Busy {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            since: AtomicU64::new(0),
+        }
+    }
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+    fn start(&self) {
+        self.since.store(self.now_ms(), Ordering::Relaxed);
+    }
+    fn stop(&self) {
+        self.since.store(0, Ordering::Relaxed);
+    }
+    /// One call has been running for longer than a caller waits.
+    fn stuck(&self) -> bool {
+        let since = self.since.load(Ordering::Relaxed);
+        let limit = u64::try_from(ANSWER_WITHIN.as_millis()).unwrap_or(u64::MAX);
+        since != 0 && self.now_ms().saturating_sub(since) > limit
+    }
 }
 
 /// The connection thread's state.
@@ -141,15 +178,19 @@ impl PgStore {
             last_attempt: None,
         };
         let (jobs, rx) = mpsc::channel::<Job>();
+        let busy = Arc::new(Busy::new());
+        let marks = busy.clone();
         std::thread::Builder::new()
             .name("confab-postgres".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
+                    marks.start();
                     job(&mut session);
+                    marks.stop();
                 }
             })
             .map_err(|e| StoreError::Unavailable(format!("cannot start a thread: {e}")))?;
-        let store = Self { jobs, target };
+        let store = Self { jobs, busy, target };
         // even the first connection is made on the store's thread: `open` may be called
         // from async code, where the blocking client cannot run
         store.call(Session::migrate)?;
@@ -161,6 +202,16 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut Session) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        if self.busy.stuck() {
+            // a database that hangs (frozen, or a network that drops without a reset) holds
+            // the connection thread; every call queued behind it would wait its full time in
+            // turn, so calls fail at once until the hung one returns
+            return Err(StoreError::Unavailable(format!(
+                "{} has not answered for over {} s",
+                self.target,
+                ANSWER_WITHIN.as_secs()
+            )));
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |s| {
             let out = f(s);
@@ -345,6 +396,15 @@ fn insert_user(
 }
 
 impl Store for PgStore {
+    fn worker_handle(&self) -> Option<Box<dyn Store>> {
+        // the same connection thread: its jobs queue behind each other, not behind the engine
+        Some(Box::new(Self {
+            jobs: self.jobs.clone(),
+            busy: self.busy.clone(),
+            target: self.target.clone(),
+        }))
+    }
+
     fn describe(&self) -> String {
         self.target.clone()
     }
