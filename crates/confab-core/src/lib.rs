@@ -18,6 +18,6 @@ mod routing;
 pub mod server;
 
 pub use config::EngineConfig;
-pub use engine::{Engine, Now, Output, DRAIN_SETTING, SERVER_SETTING};
+pub use engine::{Engine, Fetched, Now, Output, StoreJob, DRAIN_SETTING, SERVER_SETTING};
 pub use homing::{HomePool, Homing};
 pub use presence::{Availability, PresenceConfig};

@@ -303,25 +303,55 @@ impl Location {
     /// Saves the refreshes waiting since the last call, in one transaction; returns how many.
     /// On failure they stay waiting for the next call.
     pub(crate) fn write_back(&mut self, store: &dyn Store) -> confab_store::Result<usize> {
-        if self.dirty.is_empty() {
+        let (recs, stored) = self.take_dirty();
+        if recs.is_empty() {
             return Ok(0);
         }
-        let recs: Vec<Binding> = self
-            .dirty
-            .iter()
-            .filter_map(|aor| self.by_aor.get(aor))
-            .flatten()
-            .filter(|b| b.dirty)
-            .map(|b| b.rec.clone())
-            .collect();
-        store.save_bindings(&recs)?;
-        for aor in std::mem::take(&mut self.dirty) {
-            for b in self.by_aor.get_mut(&aor).into_iter().flatten() {
-                b.stored_expires = b.rec.expires_at;
-                b.dirty = false;
+        match store.save_bindings(&recs) {
+            Ok(()) => Ok(recs.len()),
+            Err(e) => {
+                self.unsaved(&recs, &stored);
+                Err(e)
             }
         }
-        Ok(recs.len())
+    }
+
+    /// The refreshes waiting to be saved, and the expiry the store held for each; they count
+    /// as saved from now on, until [`Self::unsaved`] says the save failed.
+    pub(crate) fn take_dirty(&mut self) -> (Vec<Binding>, Vec<i64>) {
+        let mut recs = Vec::new();
+        let mut stored = Vec::new();
+        for aor in std::mem::take(&mut self.dirty) {
+            for b in self.by_aor.get_mut(&aor).into_iter().flatten() {
+                if b.dirty {
+                    recs.push(b.rec.clone());
+                    stored.push(b.stored_expires);
+                    b.stored_expires = b.rec.expires_at;
+                    b.dirty = false;
+                }
+            }
+        }
+        (recs, stored)
+    }
+
+    /// Saving `recs` (from [`Self::take_dirty`]) failed: those still live wait for the next
+    /// write-back, with the expiry the store still holds.
+    pub(crate) fn unsaved(&mut self, recs: &[Binding], stored: &[i64]) {
+        for (rec, &was) in recs.iter().zip(stored) {
+            let Some(list) = self.by_aor.get_mut(&rec.aor) else {
+                continue;
+            };
+            let listed = list.iter().any(|b| b.dirty);
+            if let Some(b) = list.iter_mut().find(|b| b.rec.key == rec.key) {
+                b.stored_expires = b.stored_expires.min(was);
+                if !b.dirty {
+                    b.dirty = true;
+                    if !listed {
+                        self.dirty.push(rec.aor.clone());
+                    }
+                }
+            }
+        }
     }
 
     /// Drops `aor`'s binding `key` from memory (and the AOR when it was the last).

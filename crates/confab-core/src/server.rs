@@ -10,7 +10,7 @@ use sip_transport::{Batch, Config as TransportConfig, Listeners, Transports};
 use tokio::sync::mpsc;
 
 use crate::config::EngineConfig;
-use crate::engine::{Engine, Now};
+use crate::engine::{Engine, Fetched, Now, StoreJob};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +58,12 @@ pub async fn run(
     let mut datagrams = Vec::with_capacity(BATCH);
     // consecutive UDP batches that left datagrams waiting: the socket is filling up
     let mut udp_behind = 0u32;
+    let worker = store.worker_handle();
     let mut engine = Engine::new(cfg, store, secret, now())?;
+    // reads on the request path go to a thread of their own when the database is remote
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let jobs = worker.and_then(|store| store_worker(store, done_tx));
+    engine.park_store_reads(jobs.is_some());
     tokio::pin!(shutdown);
     let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
@@ -112,7 +117,14 @@ pub async fn run(
                     engine.handle_event(t, ev);
                 }
             }
+            Some(done) = done_rx.recv() => engine.job_done(now(), done),
             () = sleep_until(deadline) => engine.handle_timeout(now()),
+        }
+        while let Some(job) = engine.poll_job() {
+            if let Some(jobs) = &jobs {
+                // the worker lives as long as this loop; a send cannot fail before it ends
+                let _ = jobs.send(job);
+            }
         }
         while let Some(o) = engine.poll_transmit() {
             transports.send(o.target, o.bytes);
@@ -142,6 +154,31 @@ pub async fn run(
         "server stopped"
     );
     Ok(())
+}
+
+/// A thread that runs the engine's store reads (blocking on the database) and hands each
+/// result back to the engine's task; it ends when the engine's side of the queue is dropped.
+fn store_worker(
+    store: Box<dyn Store>,
+    done: mpsc::UnboundedSender<Fetched>,
+) -> Option<std::sync::mpsc::Sender<StoreJob>> {
+    let (tx, rx) = std::sync::mpsc::channel::<StoreJob>();
+    let spawned = std::thread::Builder::new()
+        .name("confab-store".into())
+        .spawn(move || {
+            for job in rx {
+                if done.send(job.run(store.as_ref())).is_err() {
+                    break;
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            tracing::error!(event = "server.store_worker", error = %e, "could not start the store thread: database reads are made inline");
+            None
+        }
+    }
 }
 
 /// Answers new work 503 while the engine is behind: more than a quarter of the stream queue

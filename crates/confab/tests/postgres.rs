@@ -184,3 +184,102 @@ fn nothing_acknowledged_is_lost_when_postgres_restarts_under_load() {
         acked.len()
     );
 }
+
+/// The second attempt of a REGISTER for `user`, answering the 401 `challenge` (MD5).
+fn authorized_register(
+    server: &Server,
+    local: std::net::SocketAddr,
+    user: &str,
+    challenge: &str,
+) -> String {
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a nonce in the challenge");
+    let uri = "sip:example.com";
+    let alg = sip_auth::Algorithm::Md5;
+    let ha1 = sip_auth::ha1(alg, user, "example.com", &server.password(user));
+    let response = sip_auth::client_response(alg, &ha1, "REGISTER", uri, nonce, "00000001", "c0");
+    format!(
+        "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKfrozen2;rport\r\nFrom: <sip:{user}@example.com>;tag=f1\r\nTo: <sip:{user}@example.com>\r\nCall-ID: frozen-{user}\r\nCSeq: 2 REGISTER\r\nContact: <sip:{user}@{local}>\r\nAuthorization: Digest username=\"{user}\", realm=\"example.com\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0\"\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn a_hung_database_delays_only_the_requests_that_need_it() {
+    let pg = Postgres::start();
+    let server = Server::start_with(&["--database", &pg.url()]);
+    let signer = common::udp_client();
+    let local = signer.local_addr().unwrap();
+    let first = format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKfrozen1;rport\r\nFrom: <sip:alice@example.com>;tag=f1\r\nTo: <sip:alice@example.com>\r\nCall-ID: frozen-alice\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@{local}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    let challenge = common::udp_exchange(&signer, &server, first.as_bytes()).expect("a 401");
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+
+    pg.freeze();
+    // alice's record must be read (the server has not seen her yet): this sign-in waits for
+    // the database; a health probe sent after it needs none and is answered first
+    signer
+        .send_to(
+            authorized_register(&server, local, "alice", &challenge).as_bytes(),
+            server.addr(),
+        )
+        .unwrap();
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let options = format!(
+        "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bKhung;rport\r\nFrom: <sip:probe@example.com>;tag=h1\r\nTo: <sip:{0}>\r\nCall-ID: hung-probe\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        server.addr(),
+        probe.local_addr().unwrap()
+    );
+    let pong = common::udp_exchange(&probe, &server, options.as_bytes());
+    assert!(
+        pong.as_deref()
+            .is_some_and(|p| p.starts_with("SIP/2.0 200")),
+        "OPTIONS answered while the database hangs: {pong:?}"
+    );
+    signer.set_nonblocking(true).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let early = signer
+        .recv_from(&mut buf)
+        .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned());
+    assert!(
+        early.is_err(),
+        "the sign-in was answered before the probe, so the engine waited for the database: {early:?}"
+    );
+    signer.set_nonblocking(false).unwrap();
+    signer
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let (n, _) = signer
+        .recv_from(&mut buf)
+        .expect("the sign-in is answered in the end");
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        answer.starts_with("SIP/2.0 503 Service Unavailable (user database unreachable)")
+            && answer.contains("Retry-After:"),
+        "a database that does not answer is a 503 with Retry-After:\n{answer}"
+    );
+    pg.thaw();
+    // and service resumes by itself
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = Sipp::new(&server, "register.xml")
+            .args(["-s", "alice", "-key", "contact_port", "5996"])
+            .auth("alice", &server.password("alice"))
+            .run();
+        if r.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice could not sign in after the database came back:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

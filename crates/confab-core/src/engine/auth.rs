@@ -4,6 +4,7 @@
 use sip_proto::{HeaderName, Message, Method, Uri};
 use sip_transport::Transport;
 
+use super::park::Fetch;
 use super::{Ctx, Engine, Now};
 use crate::pipeline::Flow;
 use crate::routing::is_our_via;
@@ -220,12 +221,13 @@ impl Engine {
         self.respond(now, ctx, code, reason, &extra);
     }
 
-    /// Looks a user up; a store failure is answered (503 with Retry-After when the database is
-    /// unreachable, else 500) and gives `None`.
+    /// Looks a user up (the cache, else the store); a store failure is answered (503 with
+    /// Retry-After when the database is unreachable, else 500) and gives `None`, and so does a
+    /// read that parked the request (`ctx.waiting` says which).
     pub(super) fn lookup_user(
         &mut self,
         now: Now,
-        ctx: &Ctx,
+        ctx: &mut Ctx,
         aor: &str,
     ) -> Option<Option<confab_store::User>> {
         // where sign-ins are redirected by home pool, a REGISTER reads the user afresh: a move
@@ -234,7 +236,11 @@ impl Engine {
         if let Some(u) = self.users.get(aor).filter(|_| !fresh) {
             return Some(Some(u.clone()));
         }
-        match self.store.user(aor) {
+        let result = match self.fetch_user(ctx, aor) {
+            Fetch::Ready(r) => r,
+            Fetch::Parked => return None,
+        };
+        match result {
             Ok(u) => {
                 if let Some(u) = &u {
                     if self.users.len() >= USER_CACHE {

@@ -5,6 +5,7 @@ use sip_proto::header::NameAddr;
 use sip_proto::{Method, Uri};
 use sip_transport::{Target, Transport};
 
+use super::park::Fetch;
 use super::{Ctx, Engine, Now};
 use crate::location::LiveBinding;
 use crate::pipeline::Flow;
@@ -153,7 +154,10 @@ impl Engine {
         let others = if self.is_peer_forwarded(ctx) {
             Vec::new() // the forwarding server covered the others
         } else {
-            self.other_servers(now, &aor, &mut bindings)
+            match self.other_servers(now, ctx, &aor, &mut bindings) {
+                Some(others) => others,
+                None => return Flow::Stop, // parked
+            }
         };
         if bindings.is_empty() && others.is_empty() {
             self.respond(
@@ -203,17 +207,19 @@ impl Engine {
     pub(super) fn other_servers(
         &mut self,
         now: Now,
+        ctx: &mut Ctx,
         aor: &str,
         local: &mut Vec<LiveBinding>,
-    ) -> Vec<std::net::SocketAddr> {
+    ) -> Option<Vec<std::net::SocketAddr>> {
         if self.cfg.peers.is_empty() {
-            return Vec::new();
+            return Some(Vec::new());
         }
-        let rows = match self.store.bindings(now.unix, Some(aor)) {
-            Ok(rows) => rows,
-            Err(e) => {
+        let rows = match self.fetch_bindings(now, ctx, aor) {
+            Fetch::Parked => return None,
+            Fetch::Ready(Ok(rows)) => rows,
+            Fetch::Ready(Err(e)) => {
                 tracing::warn!(event = "store.error", error = %e, user = %aor, "registrations at other servers unknown; delivering to this server's only");
-                return Vec::new();
+                return Some(Vec::new());
             }
         };
         let me = &self.cfg.server_id;
@@ -231,7 +237,7 @@ impl Engine {
                 }
             }
         }
-        out
+        Some(out)
     }
 
     /// Where to reach a registered device: its Path, its open connection, or its contact.

@@ -14,6 +14,8 @@ mod auth;
 mod branches;
 mod checks;
 mod dispatch;
+mod housekeeping;
+mod park;
 mod presence_sip;
 mod proxy;
 mod registrar;
@@ -22,6 +24,7 @@ mod reply;
 mod sim;
 mod txn;
 
+pub use park::{Fetched, StoreJob};
 pub use registrar::{DRAIN_SETTING, SERVER_SETTING};
 use txn::{ClientEntry, ClientRole, ServerEntry, TimerOwner};
 
@@ -74,6 +77,10 @@ struct Ctx {
     home_pool: Option<String>,
     /// To carries a tag: the request belongs to a dialog. Decoded once, as four stages ask.
     in_dialog: bool,
+    /// A processor parked the request for this job (see `park`).
+    waiting: Option<u64>,
+    /// What the job it waited for brought back.
+    fetched: Option<park::Answer>,
 }
 
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
@@ -112,6 +119,14 @@ pub struct Engine {
     alternates: Vec<String>,
     /// Connections to close (`poll_close`).
     closes: Vec<FlowId>,
+    /// Store reads wait off the engine (`park_store_reads`).
+    park_reads: bool,
+    /// Reads for the driver to run, and the requests parked on them, by job token.
+    jobs: VecDeque<StoreJob>,
+    parked: HashMap<u64, park::Parked>,
+    /// Housekeeping's database work still running on the driver's thread: none is started
+    /// again until it is back (a slow database gets no pile of them).
+    upkeep_pending: usize,
 }
 
 impl Engine {
@@ -184,6 +199,10 @@ impl Engine {
             pool_draining: false,
             alternates: Vec::new(),
             closes: Vec::new(),
+            park_reads: false,
+            jobs: VecDeque::new(),
+            parked: HashMap::new(),
+            upkeep_pending: 0,
             cfg,
         };
         e.timers
@@ -317,31 +336,6 @@ impl Engine {
         self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
-    fn housekeeping(&mut self, now: Now) {
-        self.write_back();
-        let gone = self.location.expire(now.unix);
-        if !gone.is_empty() {
-            tracing::debug!(event = "registrar.expired", count = gone.len());
-        }
-        for (aor, _) in gone {
-            self.devices_changed(now, &aor);
-        }
-        self.refresh_membership();
-        let changed = self.presence.housekeeping(self.store.as_ref(), now.unix);
-        for aor in changed {
-            self.users.remove(&aor);
-            self.recheck_user(now, &aor);
-        }
-        self.flush_presence(now);
-        if let Err(e) = self.store.purge_expired(now.unix) {
-            tracing::error!(event = "store.error", error = %e, "could not purge expired registrations");
-        }
-        for d in self.digest.values_mut() {
-            d.purge(now.mono);
-        }
-        self.lockout.purge(now.mono);
-    }
-
     fn handle_bytes(&mut self, now: Now, bytes: Vec<u8>, source: Source) {
         if let Some(f) = source.flow {
             self.open_flows.insert(f);
@@ -350,20 +344,17 @@ impl Engine {
             Ok(m) if m.is_request() => {
                 self.stats.requests += 1;
                 let in_dialog = m.to().ok().and_then(|t| t.tag()).is_some();
-                let mut ctx = Ctx {
+                let ctx = Ctx {
                     msg: m,
                     source,
                     key: None,
                     routes: Vec::new(),
                     home_pool: None,
                     in_dialog,
+                    waiting: None,
+                    fetched: None,
                 };
-                for &p in self.pipeline {
-                    if self.process(p, now, &mut ctx) == Flow::Stop {
-                        break;
-                    }
-                }
-                self.guard(now, &ctx);
+                self.run_chain(now, ctx, 0);
             }
             Ok(m) => {
                 self.stats.responses += 1;
@@ -371,6 +362,21 @@ impl Engine {
             }
             Err((e, bytes)) => self.malformed(&bytes, source, &e),
         }
+    }
+
+    /// Runs the role's processors on a request from processor `from` on, until one stops it;
+    /// a processor that stopped to wait for a read parks it (see `park`).
+    fn run_chain(&mut self, now: Now, mut ctx: Ctx, from: usize) {
+        for (i, &p) in self.pipeline.iter().enumerate().skip(from) {
+            if self.process(p, now, &mut ctx) == Flow::Stop {
+                if let Some(token) = ctx.waiting.take() {
+                    self.parked.insert(token, park::Parked { ctx, at: i });
+                    return;
+                }
+                break;
+            }
+        }
+        self.guard(now, &ctx);
     }
 
     /// Answers an unparseable message with an error when one can be built, else drops it.

@@ -162,19 +162,39 @@ impl Engine {
     /// database at start), whether an operator drains it, and which servers of the pool take
     /// sign-ins instead. A database failure leaves what was known.
     pub(super) fn refresh_membership(&mut self) {
-        let Some(pool) = self.cfg.homing.as_ref().and_then(|h| h.local_pool.clone()) else {
-            return;
-        };
-        if self.cfg.peers.is_empty() {
+        if self.membership_pool().is_none() {
             return;
         }
-        let me = self.cfg.server_id.clone();
         let (Ok(servers), Ok(drains)) = (
             self.store.settings(SERVER_SETTING),
             self.store.settings(DRAIN_SETTING),
         ) else {
             return;
         };
+        self.apply_membership(servers, drains);
+    }
+
+    /// This server's pool, when it shares it with other servers (membership matters).
+    pub(super) fn membership_pool(&self) -> Option<String> {
+        let pool = self
+            .cfg
+            .homing
+            .as_ref()
+            .and_then(|h| h.local_pool.clone())?;
+        (!self.cfg.peers.is_empty()).then_some(pool)
+    }
+
+    /// Takes the pool's servers and drains as read from the database (see
+    /// `refresh_membership`); announces this server when it is not among them yet.
+    pub(super) fn apply_membership(
+        &mut self,
+        servers: Vec<(String, String)>,
+        drains: Vec<(String, String)>,
+    ) {
+        let Some(pool) = self.membership_pool() else {
+            return;
+        };
+        let me = self.cfg.server_id.clone();
         if !servers.iter().any(|(n, _)| n[SERVER_SETTING.len()..] == me) {
             if let Err(e) = self
                 .store

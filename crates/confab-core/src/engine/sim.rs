@@ -104,6 +104,24 @@ impl Sim {
         mine.into_iter().map(|(_, m)| m).collect()
     }
 
+    /// The database answers: every queued read runs, and its request resumes.
+    pub(crate) fn run_jobs(&mut self) -> usize {
+        let jobs: Vec<_> = std::iter::from_fn(|| self.engine.poll_job()).collect();
+        let n = jobs.len();
+        for job in jobs {
+            let done = job.run(self.engine.store.as_ref());
+            self.finish_job(done);
+        }
+        n
+    }
+
+    /// A job's result reaches the engine.
+    pub(crate) fn finish_job(&mut self, done: super::Fetched) {
+        let now = self.now();
+        self.engine.job_done(now, done);
+        self.collect();
+    }
+
     fn collect(&mut self) {
         while let Some(o) = self.engine.poll_transmit() {
             let m = Message::parse(o.bytes, &Limits::default()).expect("the engine sends SIP");

@@ -640,8 +640,22 @@ impl Presence {
     }
 
     /// Expires publications and subscriptions; picks up contact-list, privacy and user changes
-    /// made by other processes, and returns the users that changed.
+    /// made by other processes, and returns the users that changed. (The engine makes the two
+    /// steps apart, so that the change log can be read off its thread.)
+    #[cfg(test)]
     pub(crate) fn housekeeping(&mut self, store: &dyn Store, now: i64) -> Vec<String> {
+        self.expire(store, now);
+        let changes = store.changes_since(self.rev);
+        self.apply_changes(store, now, changes)
+    }
+
+    /// The change-log revision seen last (read what came after it).
+    pub(crate) fn rev(&self) -> i64 {
+        self.rev
+    }
+
+    /// Expires publications and subscriptions.
+    pub(crate) fn expire(&mut self, store: &dyn Store, now: i64) {
         let mut touched = Vec::new();
         for (aor, list) in &mut self.pubs {
             list.retain(|p| {
@@ -667,7 +681,18 @@ impl Presence {
         for id in expired {
             self.terminate(store, now, id, "timeout");
         }
-        match store.changes_since(self.rev) {
+    }
+
+    /// Applies what the change log said since [`Self::rev`] (contact lists, privacy, users,
+    /// and presence changed at other servers); returns the users that changed.
+    pub(crate) fn apply_changes(
+        &mut self,
+        store: &dyn Store,
+        now: i64,
+        changes: confab_store::Result<(i64, Vec<String>)>,
+    ) -> Vec<String> {
+        match changes {
+            Ok((rev, _)) if rev < self.rev => Vec::new(), // an older read answered late
             Ok((rev, entries)) => {
                 self.rev = rev;
                 let mut users = Vec::new();

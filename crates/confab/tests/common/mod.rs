@@ -783,6 +783,35 @@ impl Postgres {
         self.run("pg_ctl", &["start", "-w", "-o", &opts, "-l", &log]);
     }
 
+    /// Freezes every process of the server (SIGSTOP): connections stay open and nothing
+    /// answers, as with a database that hangs.
+    pub(crate) fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Undoes [`Self::freeze`].
+    pub(crate) fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid_file = std::fs::read_to_string(self.dir.0.join("data/postmaster.pid"))
+            .expect("PostgreSQL is running (postmaster.pid)");
+        let pid = pid_file
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        for cmd in [
+            format!("pkill -{sig} -P {pid}"),
+            format!("kill -{sig} {pid}"),
+        ] {
+            // pkill exits 1 when the postmaster has no children: that is fine
+            let _ = Command::new("sh").args(["-c", &cmd]).status();
+        }
+    }
+
     /// Fails naming every user in `acknowledged` (from `acknowledged`) without a stored
     /// registration.
     pub(crate) fn assert_none_lost(&self, acknowledged: &std::collections::BTreeSet<String>) {

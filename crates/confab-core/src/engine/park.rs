@@ -1,0 +1,245 @@
+//! Parking: a request that needs something slow waits here while the engine serves others,
+//! and its processor chain resumes, at the processor that parked it, when the answer comes.
+//!
+//! Today the slow things are reads from a database on the network (PostgreSQL): a processor
+//! asks through [`Engine::fetch_user`] or [`Engine::fetch_bindings`]; with an embedded
+//! database the read is made inline (microseconds), otherwise the request is parked and a
+//! [`StoreJob`] is queued for the driver, which runs it on a thread that may block and hands
+//! the result back with [`Engine::job_done`]. The processor runs again from its start with the
+//! answer waiting in the request's context, so everything before the read must be free of
+//! side effects (it is: the checks before a lookup only read). RFC 3263 next-hop resolution
+//! will park the same way.
+
+use confab_store::{Binding, Store, StoreError, User};
+
+use super::{Ctx, Engine, Now};
+
+/// Database work to run off the engine, on a thread that may block.
+pub struct StoreJob {
+    pub(super) token: u64,
+    pub(super) op: Op,
+}
+
+/// What a job does: a parked request's read, or housekeeping's work.
+#[derive(Debug)]
+pub(super) enum Op {
+    User(String),
+    Bindings {
+        aor: String,
+        now: i64,
+    },
+    /// Registration refreshes to write back, with the expiry the store held for each.
+    SaveBindings(Vec<Binding>, Vec<i64>),
+    PurgeExpired(i64),
+    Membership,
+    Changes(i64),
+}
+
+/// What a job brought back, for [`Engine::job_done`].
+#[derive(Debug)]
+pub struct Fetched {
+    pub(super) token: u64,
+    pub(super) answer: Answer,
+}
+
+#[derive(Debug)]
+pub(super) enum Answer {
+    User(String, Result<Option<User>, StoreError>),
+    Bindings(String, Result<Vec<Binding>, StoreError>),
+    Saved(Vec<Binding>, Vec<i64>, Result<(), StoreError>),
+    Purged(Result<usize, StoreError>),
+    Membership(Result<Settings, StoreError>),
+    Changes(Result<(i64, Vec<String>), StoreError>),
+}
+
+/// The pool's servers and drains (see `registrar`).
+pub(super) type Settings = (Vec<(String, String)>, Vec<(String, String)>);
+
+impl StoreJob {
+    /// Runs the job against `store` (blocking: call it off the engine's thread).
+    pub fn run(self, store: &dyn Store) -> Fetched {
+        Fetched {
+            token: self.token,
+            answer: run(store, self.op),
+        }
+    }
+}
+
+fn run(store: &dyn Store, op: Op) -> Answer {
+    match op {
+        Op::User(aor) => {
+            let result = store.user(&aor);
+            Answer::User(aor, result)
+        }
+        Op::Bindings { aor, now } => {
+            let result = store.bindings(now, Some(&aor));
+            Answer::Bindings(aor, result)
+        }
+        Op::SaveBindings(recs, stored) => {
+            let result = store.save_bindings(&recs);
+            Answer::Saved(recs, stored, result)
+        }
+        Op::PurgeExpired(now) => Answer::Purged(store.purge_expired(now)),
+        Op::Membership => Answer::Membership(super::housekeeping::membership(store)),
+        Op::Changes(rev) => Answer::Changes(store.changes_since(rev)),
+    }
+}
+
+/// A request waiting for a read: resumed at processor `at` of the chain.
+pub(super) struct Parked {
+    pub(super) ctx: Ctx,
+    pub(super) at: usize,
+}
+
+/// A fetch's outcome: the answer, or the request is parked until it comes (the processor
+/// then stops; the chain resumes it).
+pub(super) enum Fetch<T> {
+    Ready(Result<T, StoreError>),
+    Parked,
+}
+
+impl Engine {
+    /// Store reads on the request path are queued as [`StoreJob`]s (see [`Engine::poll_job`])
+    /// instead of being made inline: for a database on the network, whose slowness must not
+    /// stall every other request.
+    pub fn park_store_reads(&mut self, on: bool) {
+        self.park_reads = on;
+    }
+
+    /// A read for the driver to run; its result goes to [`Engine::job_done`].
+    pub fn poll_job(&mut self) -> Option<StoreJob> {
+        self.jobs.pop_front()
+    }
+
+    /// Requests waiting for a read.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// A job finished: its request resumes where it parked, or housekeeping takes the result.
+    pub fn job_done(&mut self, now: Now, done: Fetched) {
+        match self.parked.remove(&done.token) {
+            Some(Parked { mut ctx, at }) => {
+                ctx.fetched = Some(done.answer);
+                self.run_chain(now, ctx, at);
+            }
+            None => self.upkeep_done(now, done.answer),
+        }
+    }
+
+    pub(super) fn queue_job(&mut self, token: u64, op: Op) {
+        self.jobs.push_back(StoreJob { token, op });
+    }
+
+    /// `aor`'s user record: the answer a resumed request brought, an inline read, or a park.
+    pub(super) fn fetch_user(&mut self, ctx: &mut Ctx, aor: &str) -> Fetch<Option<User>> {
+        if let Some(Answer::User(a, _)) = &ctx.fetched {
+            if a == aor {
+                if let Some(Answer::User(_, r)) = ctx.fetched.take() {
+                    return Fetch::Ready(r);
+                }
+            }
+        }
+        self.fetch(ctx, Op::User(aor.to_owned()), |s| s.user(aor))
+    }
+
+    /// `aor`'s registrations at every server of the pool.
+    pub(super) fn fetch_bindings(
+        &mut self,
+        now: Now,
+        ctx: &mut Ctx,
+        aor: &str,
+    ) -> Fetch<Vec<Binding>> {
+        if let Some(Answer::Bindings(a, _)) = &ctx.fetched {
+            if a == aor {
+                if let Some(Answer::Bindings(_, r)) = ctx.fetched.take() {
+                    return Fetch::Ready(r);
+                }
+            }
+        }
+        let r = Op::Bindings {
+            aor: aor.to_owned(),
+            now: now.unix,
+        };
+        self.fetch(ctx, r, |s| s.bindings(now.unix, Some(aor)))
+    }
+
+    fn fetch<T>(
+        &mut self,
+        ctx: &mut Ctx,
+        r: Op,
+        inline: impl FnOnce(&dyn Store) -> Result<T, StoreError>,
+    ) -> Fetch<T> {
+        if !self.park_reads {
+            return Fetch::Ready(inline(self.store.as_ref()));
+        }
+        let token = self.next_id();
+        self.queue_job(token, r);
+        ctx.waiting = Some(token);
+        Fetch::Parked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::sim::{Sim, ALICE, BOB, INVITE_BOB};
+
+    const OPTIONS: &str = "OPTIONS sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.7:5070;branch=z9hG4bKo1\r\nMax-Forwards: 70\r\nFrom: <sip:probe@example.org>;tag=o1\r\nTo: <sip:example.com>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn while_a_read_waits_for_the_database_other_requests_are_served() {
+        let mut sim = Sim::with_users(&["alice", "bob"], &[("bob", BOB)]);
+        sim.engine.park_store_reads(true);
+        let to_alice = sim.send_authenticated(ALICE, "alice", INVITE_BOB);
+        let codes: Vec<u16> = to_alice.iter().map(|m| m.status()).collect();
+        assert_eq!(
+            codes,
+            vec![100],
+            "alice's record is being read: only Trying so far"
+        );
+        assert_eq!(sim.engine.parked(), 1);
+        // the database is slow; a request that needs none is answered meanwhile
+        sim.send("127.0.0.7:5070", OPTIONS);
+        let probe = sim.take_to("127.0.0.7:5070");
+        assert_eq!(
+            probe.iter().map(|m| m.status()).collect::<Vec<_>>(),
+            vec![200]
+        );
+        // alice's record arrives: verified, then bob's record is read in turn
+        assert_eq!(sim.run_jobs(), 1);
+        assert!(sim.take_to(BOB).is_empty());
+        assert_eq!(sim.run_jobs(), 1);
+        let invite = sim.take_to(BOB);
+        assert_eq!(
+            invite.len(),
+            1,
+            "the INVITE reached bob once the reads were answered"
+        );
+        assert_eq!(invite[0].method_str(), "INVITE");
+        assert_eq!(sim.engine.parked(), 0);
+        // alice and bob are known now: the next call needs no read at all
+        assert_eq!(sim.engine.users.len(), 2);
+    }
+
+    #[test]
+    fn a_read_that_fails_is_answered_503_after_it_resumes() {
+        let mut sim = Sim::with_users(&["alice"], &[]);
+        sim.engine.park_store_reads(true);
+        sim.send_authenticated(ALICE, "alice", INVITE_BOB);
+        assert_eq!(sim.engine.parked(), 1);
+        let job = sim.engine.poll_job().expect("a read queued");
+        let done = super::Fetched {
+            token: job.token,
+            answer: super::Answer::User(
+                "alice@example.com".into(),
+                Err(confab_store::StoreError::Unavailable(
+                    "no answer within 5 s".into(),
+                )),
+            ),
+        };
+        sim.finish_job(done);
+        let up = sim.take_to(ALICE);
+        assert_eq!(up.last().map(|m| m.status()), Some(503));
+        assert_eq!(sim.engine.in_flight(), 0);
+    }
+}
