@@ -36,9 +36,10 @@ impl Baresip {
         } else {
             server.port
         };
+        // baresip listens for TLS on the port after its sip_listen port: both must be free
         let config = format!(
             "sip_listen 127.0.0.1:{}\nsip_cafile {}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule_app account.so\nmodule_app menu.so\n",
-            free_port(),
+            common::free_sip_port(),
             server.dir.0.join("ca.pem").display()
         );
         let mut config = config;
