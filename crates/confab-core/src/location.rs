@@ -49,6 +49,46 @@ pub(crate) struct Location {
     by_flow: HashMap<FlowId, HashSet<String>>,
 }
 
+/// What one REGISTER changes: decided first ([`Location::plan`]), written to the store
+/// ([`Change::write`], which may run off the engine), then taken into memory
+/// ([`Location::apply`]). Memory changes only after the store took the change, so a database
+/// outage leaves the live bindings as they were.
+#[derive(Debug)]
+pub(crate) struct Change {
+    aor: String,
+    flow: Option<FlowId>,
+    /// Bindings removed (Expires 0, or `*`), by key.
+    removes: Vec<String>,
+    /// New, moved or changed bindings: saved before the 200 OK.
+    saves: Vec<Binding>,
+    /// Refreshes that move only the expiry, with the expiry the store holds: written back
+    /// later.
+    refreshes: Vec<(Binding, i64)>,
+}
+
+impl Change {
+    pub(crate) fn aor(&self) -> &str {
+        &self.aor
+    }
+
+    /// Whether the store must take this change before the REGISTER is answered.
+    pub(crate) fn writes_through(&self) -> bool {
+        !self.removes.is_empty() || !self.saves.is_empty()
+    }
+
+    /// Writes what must be stored before the 200 OK.
+    pub(crate) fn write(&self, store: &dyn Store) -> confab_store::Result<()> {
+        for key in &self.removes {
+            store.remove_binding(&self.aor, key)?;
+        }
+        match self.saves.as_slice() {
+            [] => Ok(()),
+            [one] => store.save_binding(one),
+            many => store.save_bindings(many),
+        }
+    }
+}
+
 /// Why a REGISTER was refused: status, reason phrase, extra header.
 pub(crate) type Refusal = (u16, String, Option<(&'static str, String)>);
 
@@ -151,7 +191,9 @@ impl Location {
     }
 
     /// Applies a REGISTER for `aor` (already authenticated) and returns the Contact values of
-    /// the 200 OK, or why it is refused.
+    /// the 200 OK, or why it is refused: [`Self::plan`], [`Change::write`], [`Self::apply`]
+    /// in a row (the engine makes them apart, so that the write can wait off its thread).
+    #[cfg(test)]
     pub(crate) fn register(
         &mut self,
         cfg: &EngineConfig,
@@ -161,6 +203,21 @@ impl Location {
         source: &Source,
         now: i64,
     ) -> Result<Vec<String>, Refusal> {
+        let change = self.plan(cfg, req, aor, source, now)?;
+        change.write(store).map_err(storage_error)?;
+        Ok(self.apply(change, now))
+    }
+
+    /// What a REGISTER for `aor` (already authenticated) would change, decided before
+    /// anything changes; or why it is refused.
+    pub(crate) fn plan(
+        &self,
+        cfg: &EngineConfig,
+        req: &Message,
+        aor: &str,
+        source: &Source,
+        now: i64,
+    ) -> Result<Change, Refusal> {
         let bad = |r: &str| (400, r.to_owned(), None);
         let contacts = req.contacts().map_err(|e| bad(&e.to_string()))?;
         let header_expires = req.expires().map_err(|e| bad(&e.to_string()))?;
@@ -170,32 +227,31 @@ impl Location {
             .values(HeaderName::Supported)
             .chain(req.values(HeaderName::Require))
             .any(|v| v.is_ok_and(|v| v.eq_ignore_ascii_case("outbound")));
-        let path: Vec<String> = req
-            .values(HeaderName::Path)
-            .filter_map(Result::ok)
-            .map(str::to_owned)
-            .collect();
-
+        let mut change = Change {
+            aor: aor.to_owned(),
+            flow: source.flow,
+            removes: Vec::new(),
+            saves: Vec::new(),
+            refreshes: Vec::new(),
+        };
         if contacts.iter().any(|c| matches!(c, ContactValue::Star)) {
             // RFC 3261 §10.3 step 6: `*` only alone and with Expires: 0
             if contacts.len() != 1 || header_expires != Some(0) {
                 return Err(bad("Contact * requires Expires: 0 and no other Contact"));
             }
-            let drop: Vec<String> = self
+            change.removes = self
                 .lookup(aor)
                 .iter()
                 .filter(|b| !(b.rec.call_id == call_id && b.rec.cseq >= cseq))
                 .map(|b| b.rec.key.clone())
                 .collect();
-            for key in &drop {
-                store.remove_binding(aor, key).map_err(storage_error)?;
-                self.forget(aor, key);
-            }
-            return Ok(self.contact_values(aor, now));
+            return Ok(change);
         }
-
-        // validate everything before changing anything
-        let mut updates = Vec::with_capacity(contacts.len());
+        let path: Vec<String> = req
+            .values(HeaderName::Path)
+            .filter_map(Result::ok)
+            .map(str::to_owned)
+            .collect();
         for c in &contacts {
             let ContactValue::Addr(na) = c else {
                 unreachable!("star handled above")
@@ -220,29 +276,17 @@ impl Location {
                     return Err(bad("Invalid q-value in Contact"));
                 }
             }
-            updates.push((
-                binding_key(na, outbound_ok),
-                na,
-                expires.min(cfg.max_expires),
-            ));
-        }
-        for (key, _, _) in &updates {
-            if let Some(old) = self.lookup(aor).iter().find(|b| &b.rec.key == key) {
-                if old.rec.call_id == call_id && old.rec.cseq >= cseq {
-                    return Err((
-                        500,
-                        "Out-of-order REGISTER (CSeq not above the last one)".into(),
-                        None,
-                    ));
-                }
+            let key = binding_key(na, outbound_ok);
+            let old = self.lookup(aor).iter().find(|b| b.rec.key == key);
+            if old.is_some_and(|old| old.rec.call_id == call_id && old.rec.cseq >= cseq) {
+                return Err((
+                    500,
+                    "Out-of-order REGISTER (CSeq not above the last one)".into(),
+                    None,
+                ));
             }
-        }
-        // memory changes only after the store took the change: a database outage leaves the
-        // live bindings as they were
-        for (key, na, expires) in updates {
             if expires == 0 {
-                store.remove_binding(aor, &key).map_err(storage_error)?;
-                self.forget(aor, &key);
+                change.removes.push(key);
                 continue;
             }
             let rec = Binding {
@@ -251,7 +295,7 @@ impl Location {
                 key,
                 contact: na.uri_text.to_owned(),
                 params: echo_params(na),
-                expires_at: now + i64::from(expires),
+                expires_at: now + i64::from(expires.min(cfg.max_expires)),
                 call_id: call_id.clone(),
                 cseq,
                 path: path.clone(),
@@ -259,45 +303,59 @@ impl Location {
                 source: source.remote.to_string(),
                 server: cfg.server_id.clone(),
             };
-            let write_back = self
-                .lookup(aor)
+            // a refresh that moves only the expiry is written back later, unless the stored
+            // copy is close to its end
+            match old.filter(|old| {
+                only_expiry_moved(&old.rec, &rec) && old.stored_expires - now >= WRITE_BACK_MARGIN
+            }) {
+                Some(old) => change.refreshes.push((rec, old.stored_expires)),
+                None => change.saves.push(rec),
+            }
+        }
+        Ok(change)
+    }
+
+    /// Takes a change into memory once the store took it ([`Change::write`]); returns the
+    /// Contact values of the 200 OK.
+    pub(crate) fn apply(&mut self, change: Change, now: i64) -> Vec<String> {
+        let aor = change.aor;
+        for key in &change.removes {
+            self.forget(&aor, key);
+        }
+        let saved = change
+            .saves
+            .into_iter()
+            .map(|rec| (rec.expires_at, false, rec));
+        let kept = change
+            .refreshes
+            .into_iter()
+            .map(|(rec, stored)| (stored, true, rec));
+        for (stored_expires, dirty, rec) in saved.chain(kept) {
+            let was_dirty = self
+                .lookup(&aor)
                 .iter()
-                .find(|b| b.rec.key == rec.key)
-                .filter(|old| {
-                    only_expiry_moved(&old.rec, &rec)
-                        && old.stored_expires - now >= WRITE_BACK_MARGIN
-                })
-                .map(|old| (old.stored_expires, old.dirty));
-            let (stored_expires, dirty) = match write_back {
-                Some((stored, was_dirty)) => {
-                    if !was_dirty {
-                        self.dirty.push(aor.to_owned());
-                    }
-                    (stored, true)
-                }
-                None => {
-                    store.save_binding(&rec).map_err(storage_error)?;
-                    (rec.expires_at, false)
-                }
-            };
-            self.forget(aor, &rec.key);
-            if let Some(flow) = source.flow {
+                .any(|b| b.rec.key == rec.key && b.dirty);
+            if dirty && !was_dirty {
+                self.dirty.push(aor.clone());
+            }
+            self.forget(&aor, &rec.key);
+            if let Some(flow) = change.flow {
                 let users = self.by_flow.entry(flow).or_default();
-                if !users.contains(aor) {
-                    users.insert(aor.to_owned());
+                if !users.contains(&aor) {
+                    users.insert(aor.clone());
                 }
             }
             self.by_aor
-                .entry(aor.to_owned())
+                .entry(aor.clone())
                 .or_default()
                 .push(LiveBinding {
                     rec,
-                    flow: source.flow,
+                    flow: change.flow,
                     stored_expires,
                     dirty,
                 });
         }
-        Ok(self.contact_values(aor, now))
+        self.contact_values(&aor, now)
     }
 
     /// Saves the refreshes waiting since the last call, in one transaction; returns how many.
@@ -411,7 +469,7 @@ fn echo_params(na: &NameAddr<'_>) -> String {
         .collect()
 }
 
-fn storage_error(e: confab_store::StoreError) -> Refusal {
+pub(crate) fn storage_error(e: confab_store::StoreError) -> Refusal {
     tracing::error!(event = "store.error", error = %e, "registration not saved");
     if e.is_unavailable() {
         return (

@@ -81,7 +81,8 @@ impl Engine {
             Answer::Purged(Ok(_))
             | Answer::Membership(Err(_))
             | Answer::User(..)
-            | Answer::Bindings(..) => {}
+            | Answer::Bindings(..)
+            | Answer::Registered(..) => {}
         }
     }
 
@@ -133,7 +134,8 @@ mod tests {
         sim.engine.park_store_reads(true);
         let early = sim.send_authenticated(ALICE, "alice", &register(1));
         assert!(early.is_empty(), "waits for alice's record: {early:?}");
-        assert_eq!(sim.run_jobs(), 1);
+        assert_eq!(sim.run_jobs(), 1, "alice's record");
+        assert_eq!(sim.run_jobs(), 1, "her new device, stored before the 200");
         let ok = sim.take_to(ALICE);
         assert_eq!(ok.last().map(|m| m.status()), Some(200), "{ok:?}");
         let first = stored_expiry(&sim);

@@ -77,8 +77,8 @@ struct Ctx {
     home_pool: Option<String>,
     /// To carries a tag: the request belongs to a dialog. Decoded once, as four stages ask.
     in_dialog: bool,
-    /// A processor parked the request for this job (see `park`).
-    waiting: Option<u64>,
+    /// A processor parked the request for this job, and what then (see `park`).
+    waiting: Option<(u64, park::Then)>,
     /// What the job it waited for brought back.
     fetched: Option<park::Answer>,
 }
@@ -369,8 +369,8 @@ impl Engine {
     fn run_chain(&mut self, now: Now, mut ctx: Ctx, from: usize) {
         for (i, &p) in self.pipeline.iter().enumerate().skip(from) {
             if self.process(p, now, &mut ctx) == Flow::Stop {
-                if let Some(token) = ctx.waiting.take() {
-                    self.parked.insert(token, park::Parked { ctx, at: i });
+                if let Some((token, then)) = ctx.waiting.take() {
+                    self.parked.insert(token, park::Parked { ctx, at: i, then });
                     return;
                 }
                 break;

@@ -1,8 +1,10 @@
 //! Parking: a request that needs something slow waits here while the engine serves others,
 //! and its processor chain resumes, at the processor that parked it, when the answer comes.
 //!
-//! Today the slow things are reads from a database on the network (PostgreSQL): a processor
-//! asks through [`Engine::fetch_user`] or [`Engine::fetch_bindings`]; with an embedded
+//! Today the slow things are a database on the network (PostgreSQL): a processor reads
+//! through [`Engine::fetch_user`] or [`Engine::fetch_bindings`], the registrar stores a new
+//! device through [`Engine::park_write`] (the REGISTER is then answered by
+//! `finish_register`, not by running its processor again); with an embedded
 //! database the read is made inline (microseconds), otherwise the request is parked and a
 //! [`StoreJob`] is queued for the driver, which runs it on a thread that may block and hands
 //! the result back with [`Engine::job_done`]. The processor runs again from its start with the
@@ -13,6 +15,7 @@
 use confab_store::{Binding, Store, StoreError, User};
 
 use super::{Ctx, Engine, Now};
+use crate::location::Change;
 
 /// Database work to run off the engine, on a thread that may block.
 pub struct StoreJob {
@@ -33,6 +36,8 @@ pub(super) enum Op {
     PurgeExpired(i64),
     Membership,
     Changes(i64),
+    /// A REGISTER's change, stored before its 200.
+    Register(Change),
 }
 
 /// What a job brought back, for [`Engine::job_done`].
@@ -50,6 +55,7 @@ pub(super) enum Answer {
     Purged(Result<usize, StoreError>),
     Membership(Result<Settings, StoreError>),
     Changes(Result<(i64, Vec<String>), StoreError>),
+    Registered(Change, Result<(), StoreError>),
 }
 
 /// The pool's servers and drains (see `registrar`).
@@ -82,13 +88,27 @@ fn run(store: &dyn Store, op: Op) -> Answer {
         Op::PurgeExpired(now) => Answer::Purged(store.purge_expired(now)),
         Op::Membership => Answer::Membership(super::housekeeping::membership(store)),
         Op::Changes(rev) => Answer::Changes(store.changes_since(rev)),
+        Op::Register(change) => {
+            let result = change.write(store);
+            Answer::Registered(change, result)
+        }
     }
 }
 
-/// A request waiting for a read: resumed at processor `at` of the chain.
+/// A request waiting for a job: its context, the processor that parked it, what follows.
 pub(super) struct Parked {
     pub(super) ctx: Ctx,
     pub(super) at: usize,
+    pub(super) then: Then,
+}
+
+/// What a parked request does when its job is back.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Then {
+    /// The processor that parked it runs again, the answer waiting in `ctx.fetched`.
+    Rerun,
+    /// The REGISTER is answered from its written change (`registrar::finish_register`).
+    FinishRegister,
 }
 
 /// A fetch's outcome: the answer, or the request is parked until it comes (the processor
@@ -118,12 +138,18 @@ impl Engine {
 
     /// A job finished: its request resumes where it parked, or housekeeping takes the result.
     pub fn job_done(&mut self, now: Now, done: Fetched) {
-        match self.parked.remove(&done.token) {
-            Some(Parked { mut ctx, at }) => {
-                ctx.fetched = Some(done.answer);
+        let Some(Parked { mut ctx, at, then }) = self.parked.remove(&done.token) else {
+            return self.upkeep_done(now, done.answer);
+        };
+        match (then, done.answer) {
+            (Then::FinishRegister, Answer::Registered(change, written)) => {
+                self.finish_register(now, &ctx, change, written);
+                self.guard(now, &ctx);
+            }
+            (_, answer) => {
+                ctx.fetched = Some(answer);
                 self.run_chain(now, ctx, at);
             }
-            None => self.upkeep_done(now, done.answer),
         }
     }
 
@@ -175,8 +201,15 @@ impl Engine {
         }
         let token = self.next_id();
         self.queue_job(token, r);
-        ctx.waiting = Some(token);
+        ctx.waiting = Some((token, Then::Rerun));
         Fetch::Parked
+    }
+
+    /// Parks a REGISTER while its change is stored.
+    pub(super) fn park_write(&mut self, ctx: &mut Ctx, change: Change) {
+        let token = self.next_id();
+        self.queue_job(token, Op::Register(change));
+        ctx.waiting = Some((token, Then::FinishRegister));
     }
 }
 
@@ -219,6 +252,32 @@ mod tests {
         assert_eq!(sim.engine.parked(), 0);
         // alice and bob are known now: the next call needs no read at all
         assert_eq!(sim.engine.users.len(), 2);
+    }
+
+    #[test]
+    fn a_new_device_is_stored_off_the_engine_before_its_200() {
+        let mut sim = Sim::with_users(&["alice"], &[]);
+        sim.engine.park_store_reads(true);
+        let register = "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bKw1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=w1\r\nTo: <sip:alice@example.com>\r\nCall-ID: w1\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@127.0.0.2:5062>\r\n{auth}Content-Length: 0\r\n\r\n";
+        sim.send_authenticated(ALICE, "alice", register);
+        assert_eq!(sim.run_jobs(), 1, "alice's record read");
+        assert!(
+            sim.take_to(ALICE).is_empty(),
+            "no 200 before the device is stored"
+        );
+        let stored = |sim: &Sim| sim.engine.store.bindings(0, None).unwrap().len();
+        assert_eq!(stored(&sim), 0);
+        assert_eq!(
+            sim.engine.registrations(),
+            0,
+            "memory follows the store, not before"
+        );
+        assert_eq!(sim.run_jobs(), 1, "the device stored");
+        assert_eq!(stored(&sim), 1);
+        let ok = sim.take_to(ALICE);
+        assert_eq!(ok.iter().map(|m| m.status()).collect::<Vec<_>>(), vec![200]);
+        assert_eq!(sim.engine.registrations(), 1);
+        assert_eq!(sim.engine.in_flight(), 0);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use sip_transport::{Target, Transport};
 
 use super::{Ctx, Engine, Now};
 use crate::homing::Place;
+use crate::location::{storage_error, Change, Refusal};
 
 /// Settings naming the servers of the deployment (`server:<ip:port>` = pool) and those being
 /// drained (`drain:<ip:port>`).
@@ -91,45 +92,63 @@ impl Engine {
                 return;
             }
         }
-        let devices_before = self.location.devices_fingerprint(&aor);
-        let result = self.location.register(
-            &self.cfg,
-            self.store.as_ref(),
-            &ctx.msg,
-            &aor,
-            &ctx.source,
-            now.unix,
-        );
-        match result {
-            Ok(contacts) => {
-                let mut extra: Vec<(&str, String)> =
-                    contacts.into_iter().map(|c| ("Contact", c)).collect();
-                for p in ctx.msg.values(HeaderName::Path).filter_map(Result::ok) {
-                    extra.push(("Path", p.to_owned()));
-                }
-                let outbound = ctx.msg.contacts().ok().is_some_and(|cs| {
-                    cs.iter().any(|c| matches!(c, sip_proto::header::ContactValue::Addr(a) if a.param("reg-id").is_some()))
-                });
-                if outbound {
-                    extra.push(("Require", "outbound".into()));
-                }
-                extra.push(("Supported", "path, outbound".into()));
-                // a device arriving or leaving is news (for the log, presence and the other
-                // servers of a pool); a refresh, the bulk of the traffic, is not
-                let devices = self.location.devices_fingerprint(&aor);
-                self.respond(now, ctx, 200, "OK", &extra);
-                if devices == devices_before {
-                    tracing::debug!(event = "registrar.refreshed", user = %aor, remote = %ctx.source.remote, devices = devices.0);
-                } else {
-                    tracing::info!(event = "registrar.registered", user = %aor, remote = %ctx.source.remote, devices = devices.0);
-                    self.devices_changed(now, &aor);
-                }
-            }
-            Err((code, reason, header)) => {
-                let extra: Vec<(&str, String)> = header.into_iter().collect();
-                self.respond(now, ctx, code, &reason, &extra);
-            }
+        let change = match self
+            .location
+            .plan(&self.cfg, &ctx.msg, &aor, &ctx.source, now.unix)
+        {
+            Ok(c) => c,
+            Err(refusal) => return self.refuse_register(now, ctx, refusal),
+        };
+        if change.writes_through() && self.park_reads {
+            // a new, moved or removed device is stored before the 200, off the engine
+            self.park_write(ctx, change);
+            return;
         }
+        let written = change.write(self.store.as_ref());
+        self.finish_register(now, ctx, change, written);
+    }
+
+    /// A REGISTER's change was written (or refused by the store): taken into memory and
+    /// answered 200 with the user's contacts, or answered 503/500.
+    pub(super) fn finish_register(
+        &mut self,
+        now: Now,
+        ctx: &Ctx,
+        change: Change,
+        written: confab_store::Result<()>,
+    ) {
+        if let Err(e) = written {
+            return self.refuse_register(now, ctx, storage_error(e));
+        }
+        let aor = change.aor().to_owned();
+        let devices_before = self.location.devices_fingerprint(&aor);
+        let contacts = self.location.apply(change, now.unix);
+        let mut extra: Vec<(&str, String)> = contacts.into_iter().map(|c| ("Contact", c)).collect();
+        for p in ctx.msg.values(HeaderName::Path).filter_map(Result::ok) {
+            extra.push(("Path", p.to_owned()));
+        }
+        let outbound = ctx.msg.contacts().ok().is_some_and(|cs| {
+            cs.iter().any(|c| matches!(c, sip_proto::header::ContactValue::Addr(a) if a.param("reg-id").is_some()))
+        });
+        if outbound {
+            extra.push(("Require", "outbound".into()));
+        }
+        extra.push(("Supported", "path, outbound".into()));
+        // a device arriving or leaving is news (for the log, presence and the other
+        // servers of a pool); a refresh, the bulk of the traffic, is not
+        let devices = self.location.devices_fingerprint(&aor);
+        self.respond(now, ctx, 200, "OK", &extra);
+        if devices == devices_before {
+            tracing::debug!(event = "registrar.refreshed", user = %aor, remote = %ctx.source.remote, devices = devices.0);
+        } else {
+            tracing::info!(event = "registrar.registered", user = %aor, remote = %ctx.source.remote, devices = devices.0);
+            self.devices_changed(now, &aor);
+        }
+    }
+
+    fn refuse_register(&mut self, now: Now, ctx: &Ctx, (code, reason, header): Refusal) {
+        let extra: Vec<(&str, String)> = header.into_iter().collect();
+        self.respond(now, ctx, code, &reason, &extra);
     }
 
     /// A user changed in the store (perhaps by another process): when it was removed or moved
