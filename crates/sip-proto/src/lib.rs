@@ -1,5 +1,5 @@
 //! SIP protocol core for Confab: the message model, a zero-copy parser and printer, URIs and
-//! typed header views, stream framing, and the RFC 3261 transaction state machines.
+//! typed header views, stream framing, the RFC 3261 transaction state machines and dialogs.
 //!
 //! This crate does no I/O and reads no clock: there is no tokio, no socket and no
 //! `Instant::now()` in it. Bytes come in as arguments, time comes in as an `Instant` argument,
@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dialog;
 mod error;
 pub mod framing;
 pub mod header;
