@@ -4,6 +4,7 @@ use sip_proto::transaction::{client_key, ClientEvent, ClientTransaction};
 use sip_proto::{HeaderName, Message, Writer};
 use std::cmp::Reverse;
 
+use super::CoreEvent;
 use super::{ClientEntry, ClientRole, Engine, Now, TimerOwner};
 use crate::routing::strip_top_via;
 use std::time::Instant;
@@ -64,7 +65,8 @@ impl Engine {
                 }
                 if let Some(req) = request {
                     self.cancel_branches(now, proxy_id, Some(index));
-                    self.call_answered(now, &req);
+                    let (call_id, parties) = self.call_parties(&req);
+                    self.emit(CoreEvent::CallAnswered { call_id, parties });
                 }
             }
             _ => {

@@ -6,6 +6,7 @@ use sip_proto::{Method, Uri};
 use sip_transport::{Target, Transport};
 
 use super::park::Fetch;
+use super::CoreEvent;
 use super::{Ctx, Engine, Now};
 use crate::location::LiveBinding;
 use crate::pipeline::Flow;
@@ -59,8 +60,7 @@ impl Engine {
         }
         if in_dialog && method == Method::Bye {
             if let Ok(call_id) = ctx.msg.call_id() {
-                let call_id = call_id.to_owned();
-                self.call_over(now, &call_id);
+                self.emit(CoreEvent::CallEnded(call_id.to_owned()));
             }
         }
         if in_dialog || method == Method::Ack {

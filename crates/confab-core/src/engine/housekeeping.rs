@@ -6,7 +6,7 @@
 
 use super::park::{Answer, Op};
 use super::registrar::{DRAIN_SETTING, SERVER_SETTING};
-use super::{Engine, Now};
+use super::{CoreEvent, Engine, Now};
 
 impl Engine {
     pub(super) fn housekeeping(&mut self, now: Now) {
@@ -26,7 +26,7 @@ impl Engine {
             tracing::debug!(event = "registrar.expired", count = gone.len());
         }
         for (aor, _) in gone {
-            self.devices_changed(now, &aor);
+            self.emit(CoreEvent::DevicesChanged(aor));
         }
         self.presence.expire(self.store.as_ref(), now.unix);
         self.flush_presence(now);
@@ -62,9 +62,14 @@ impl Engine {
         }
     }
 
-    /// Housekeeping's database work came back from the driver.
+    /// Housekeeping's database work (or a write nobody waits for) came back from the driver.
     pub(super) fn upkeep_done(&mut self, now: Now, answer: Answer) {
-        self.upkeep_pending = self.upkeep_pending.saturating_sub(1);
+        if matches!(
+            answer,
+            Answer::Saved(..) | Answer::Purged(_) | Answer::Membership(_) | Answer::Changes(_)
+        ) {
+            self.upkeep_pending = self.upkeep_pending.saturating_sub(1);
+        }
         match answer {
             Answer::Saved(recs, stored, Err(e)) => {
                 tracing::warn!(event = "store.error", error = %e, bindings = recs.len(), "could not save registration refreshes; retrying at the next housekeeping");
@@ -78,11 +83,14 @@ impl Engine {
             }
             Answer::Membership(Ok((servers, drains))) => self.apply_membership(servers, drains),
             Answer::Changes(changes) => self.changes_read(now, changes),
-            Answer::Purged(Ok(_))
-            | Answer::Membership(Err(_))
-            | Answer::User(..)
-            | Answer::Bindings(..)
-            | Answer::Registered(..) => {}
+            other => self.written_behind(other),
+        }
+    }
+
+    /// The outcome of a write nobody waits for: only a failure is news.
+    pub(super) fn written_behind(&mut self, answer: Answer) {
+        if let Answer::Removed(Err(e)) = answer {
+            tracing::error!(event = "store.error", error = %e, "could not remove a binding whose connection closed; it expires by itself");
         }
     }
 
@@ -92,8 +100,7 @@ impl Engine {
             .presence
             .apply_changes(self.store.as_ref(), now.unix, changes);
         for aor in changed {
-            self.users.remove(&aor);
-            self.recheck_user(now, &aor);
+            self.emit(CoreEvent::UserChanged(aor));
         }
         self.flush_presence(now);
     }

@@ -14,6 +14,7 @@ mod auth;
 mod branches;
 mod checks;
 mod dispatch;
+mod events;
 mod housekeeping;
 mod park;
 mod presence_sip;
@@ -24,6 +25,7 @@ mod reply;
 mod sim;
 mod txn;
 
+use events::CoreEvent;
 pub use park::{Fetched, StoreJob};
 pub use registrar::{DRAIN_SETTING, SERVER_SETTING};
 use txn::{ClientEntry, ClientRole, ServerEntry, TimerOwner};
@@ -124,6 +126,8 @@ pub struct Engine {
     /// Reads for the driver to run, and the requests parked on them, by job token.
     jobs: VecDeque<StoreJob>,
     parked: HashMap<u64, park::Parked>,
+    /// Published, not yet delivered (see `events`).
+    core_events: VecDeque<CoreEvent>,
     /// Housekeeping's database work still running on the driver's thread: none is started
     /// again until it is back (a slow database gets no pile of them).
     upkeep_pending: usize,
@@ -202,6 +206,7 @@ impl Engine {
             park_reads: false,
             jobs: VecDeque::new(),
             parked: HashMap::new(),
+            core_events: VecDeque::new(),
             upkeep_pending: 0,
             cfg,
         };
@@ -257,6 +262,11 @@ impl Engine {
 
     /// Feeds one transport event.
     pub fn handle_event(&mut self, now: Now, ev: Event) {
+        self.transport_event(now, ev);
+        self.deliver_events(now);
+    }
+
+    fn transport_event(&mut self, now: Now, ev: Event) {
         match ev {
             Event::Message { bytes, source } => self.handle_bytes(now, bytes, source),
             Event::Unframeable {
@@ -264,16 +274,7 @@ impl Engine {
                 source,
                 reason,
             } => self.malformed(&bytes, source, &reason),
-            Event::FlowClosed { flow, .. } => {
-                self.open_flows.remove(&flow);
-                for (aor, key) in self.location.flow_closed(flow) {
-                    tracing::info!(event = "registrar.flow_failed", user = %aor, "outbound flow closed; binding removed");
-                    if let Err(e) = self.store.remove_binding(&aor, &key) {
-                        tracing::error!(event = "store.error", error = %e);
-                    }
-                    self.devices_changed(now, &aor);
-                }
-            }
+            Event::FlowClosed { flow, .. } => self.emit(CoreEvent::ConnectionClosed(flow)),
             Event::ConnectFailed { target } => {
                 let keys: Vec<String> = self
                     .client_tx
@@ -295,6 +296,11 @@ impl Engine {
 
     /// Fires what is due.
     pub fn handle_timeout(&mut self, now: Now) {
+        self.fire_timers(now);
+        self.deliver_events(now);
+    }
+
+    fn fire_timers(&mut self, now: Now) {
         while let Some(Reverse((at, _))) = self.timers.peek() {
             if *at > now.mono {
                 break;

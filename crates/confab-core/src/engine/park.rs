@@ -38,6 +38,8 @@ pub(super) enum Op {
     Changes(i64),
     /// A REGISTER's change, stored before its 200.
     Register(Change),
+    /// A binding that ended with its connection.
+    RemoveBinding(String, String),
 }
 
 /// What a job brought back, for [`Engine::job_done`].
@@ -56,6 +58,7 @@ pub(super) enum Answer {
     Membership(Result<Settings, StoreError>),
     Changes(Result<(i64, Vec<String>), StoreError>),
     Registered(Change, Result<(), StoreError>),
+    Removed(Result<(), StoreError>),
 }
 
 /// The pool's servers and drains (see `registrar`).
@@ -92,6 +95,7 @@ fn run(store: &dyn Store, op: Op) -> Answer {
             let result = change.write(store);
             Answer::Registered(change, result)
         }
+        Op::RemoveBinding(aor, key) => Answer::Removed(store.remove_binding(&aor, &key)),
     }
 }
 
@@ -138,6 +142,11 @@ impl Engine {
 
     /// A job finished: its request resumes where it parked, or housekeeping takes the result.
     pub fn job_done(&mut self, now: Now, done: Fetched) {
+        self.resume(now, done);
+        self.deliver_events(now);
+    }
+
+    fn resume(&mut self, now: Now, done: Fetched) {
         let Some(Parked { mut ctx, at, then }) = self.parked.remove(&done.token) else {
             return self.upkeep_done(now, done.answer);
         };
@@ -203,6 +212,18 @@ impl Engine {
         self.queue_job(token, r);
         ctx.waiting = Some((token, Then::Rerun));
         Fetch::Parked
+    }
+
+    /// A write whose outcome changes nothing here (a failure is logged): inline with an
+    /// embedded database, else a job nobody waits for.
+    pub(super) fn write_behind(&mut self, op: Op) {
+        if self.park_reads {
+            let token = self.next_id();
+            self.queue_job(token, op);
+        } else {
+            let answer = run(self.store.as_ref(), op);
+            self.written_behind(answer);
+        }
     }
 
     /// Parks a REGISTER while its change is stored.

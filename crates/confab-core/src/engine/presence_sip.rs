@@ -412,8 +412,8 @@ impl Engine {
         self.flush_presence(now);
     }
 
-    /// A proxied INVITE was answered 2xx: its parties are in a call.
-    pub(super) fn call_answered(&mut self, now: Now, invite: &Message) {
+    /// Our users among the caller and callee of `invite`, with its Call-ID.
+    pub(super) fn call_parties(&self, invite: &Message) -> (String, Vec<String>) {
         let mut aors = Vec::new();
         for na in [invite.from(), invite.to()].into_iter().flatten() {
             if let Some(u) = na.uri.as_sip() {
@@ -423,11 +423,17 @@ impl Engine {
             }
         }
         aors.dedup();
-        if let Ok(call_id) = invite.call_id() {
-            self.presence
-                .call_started(self.store.as_ref(), now.unix, call_id, aors);
-            self.flush_presence(now);
+        (invite.call_id().unwrap_or_default().to_owned(), aors)
+    }
+
+    /// A proxied INVITE was answered 2xx: its parties are in a call.
+    pub(super) fn call_answered(&mut self, now: Now, call_id: &str, parties: Vec<String>) {
+        if call_id.is_empty() {
+            return;
         }
+        self.presence
+            .call_started(self.store.as_ref(), now.unix, call_id, parties);
+        self.flush_presence(now);
     }
 
     /// A BYE passed through: the call is over.

@@ -4,9 +4,12 @@
 use sip_proto::HeaderName;
 use sip_transport::{Target, Transport};
 
+use super::park::Op;
+use super::CoreEvent;
 use super::{Ctx, Engine, Now};
 use crate::homing::Place;
 use crate::location::{storage_error, Change, Refusal};
+use sip_transport::FlowId;
 
 /// Settings naming the servers of the deployment (`server:<ip:port>` = pool) and those being
 /// drained (`drain:<ip:port>`).
@@ -142,7 +145,7 @@ impl Engine {
             tracing::debug!(event = "registrar.refreshed", user = %aor, remote = %ctx.source.remote, devices = devices.0);
         } else {
             tracing::info!(event = "registrar.registered", user = %aor, remote = %ctx.source.remote, devices = devices.0);
-            self.devices_changed(now, &aor);
+            self.emit(CoreEvent::DevicesChanged(aor));
         }
     }
 
@@ -154,7 +157,7 @@ impl Engine {
     /// A user changed in the store (perhaps by another process): when it was removed or moved
     /// to another pool, its registrations here go (their devices are redirected at their next
     /// REGISTER). A database outage drops nothing.
-    pub(super) fn recheck_user(&mut self, now: Now, aor: &str) {
+    pub(super) fn recheck_user(&mut self, aor: &str) {
         if self.location.lookup(aor).is_empty() {
             return;
         }
@@ -173,7 +176,16 @@ impl Engine {
             // a device connected here learns at once: it reconnects and signs in again (and
             // is redirected to its new pool)
             self.closes.extend(gone.iter().filter_map(|b| b.flow));
-            self.devices_changed(now, aor);
+            self.emit(CoreEvent::DevicesChanged(aor.to_owned()));
+        }
+    }
+
+    /// A connection closed: the outbound (RFC 5626) bindings that lived on it end.
+    pub(super) fn connection_closed(&mut self, flow: FlowId) {
+        for (aor, key) in self.location.flow_closed(flow) {
+            tracing::info!(event = "registrar.flow_failed", user = %aor, "outbound flow closed; binding removed");
+            self.write_behind(Op::RemoveBinding(aor.clone(), key));
+            self.emit(CoreEvent::DevicesChanged(aor));
         }
     }
 
