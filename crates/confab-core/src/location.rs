@@ -5,7 +5,9 @@
 //! next housekeeping ([`Location::write_back`]), one transaction for all.
 //! RFC 3327 Path and RFC 5626 outbound (`+sip.instance` with `reg-id`) are supported.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use foldhash::HashMap;
 use std::net::SocketAddr;
 
 use confab_store::{Binding, Store};
@@ -128,7 +130,7 @@ impl Location {
         (bindings.len(), hash)
     }
 
-    pub(crate) fn device_keys(&self) -> HashMap<String, Vec<String>> {
+    pub(crate) fn device_keys(&self) -> std::collections::HashMap<String, Vec<String>> {
         self.by_aor
             .iter()
             .map(|(aor, v)| (aor.clone(), v.iter().map(|b| b.rec.key.clone()).collect()))

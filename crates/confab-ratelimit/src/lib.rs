@@ -6,7 +6,7 @@
 //! sources) are forgotten, and if none has, the new source is refused until one does — a flood
 //! of spoofed addresses costs a bounded amount of memory, never an unbounded one.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::net::IpAddr;
 use std::time::Instant;
 

@@ -1,6 +1,6 @@
 //! Challenges, stateless nonces and response verification.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 

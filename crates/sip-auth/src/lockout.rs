@@ -1,6 +1,6 @@
 //! Refusing further attempts after repeated authentication failures, per user and per source.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
 /// Counts failures per key (`user:...`, `ip:...`) within a window and locks the key for a while
