@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod apps;
 pub mod config;
 mod engine;
 pub mod homing;

@@ -64,6 +64,11 @@ impl Engine {
             }
         }
         if in_dialog || method == Method::Ack {
+            if let Some(no) = self.app_dialog_of(&ctx.msg) {
+                let app = self.app_dialogs.get(&no).map(|d| d.app).unwrap_or_default();
+                self.app_request(now, ctx, app, Some(no));
+                return Flow::Stop;
+            }
             match uri_target(&uri, ctx.source.transport)
                 .filter(|_| !is_our_address(&self.cfg, &uri))
             {
@@ -108,6 +113,10 @@ impl Engine {
         }
         if matches!(method, Method::Publish | Method::Subscribe) {
             self.presence_request(now, ctx, &uri);
+            return Flow::Stop;
+        }
+        if let Some(app) = uri.user.and_then(|u| self.app_for(u)) {
+            self.app_request(now, ctx, app, None);
             return Flow::Stop;
         }
         let Some(user) = uri.user else {

@@ -13,6 +13,7 @@ use sip_auth::{DigestServer, Lockout};
 use sip_proto::{salvage_response, Message, ParseError};
 use sip_transport::{Event, FlowId, Source, Target};
 
+mod apps;
 mod auth;
 mod branches;
 mod checks;
@@ -131,6 +132,11 @@ pub struct Engine {
     parked: HashMap<u64, park::Parked>,
     /// Published, not yet delivered (see `events`).
     core_events: VecDeque<CoreEvent>,
+    /// User agents inside the server (see `crate::apps`), the dialogs they own by number, and
+    /// the numbers by dialog identity.
+    apps: Vec<Box<dyn crate::apps::Application>>,
+    app_dialogs: HashMap<u64, apps::AppDialog>,
+    app_dialog_ids: HashMap<sip_proto::dialog::DialogId, u64>,
     /// Housekeeping's database work still running on the driver's thread: none is started
     /// again until it is back (a slow database gets no pile of them).
     upkeep_pending: usize,
@@ -210,6 +216,9 @@ impl Engine {
             jobs: VecDeque::new(),
             parked: HashMap::new(),
             core_events: VecDeque::new(),
+            apps: Vec::new(),
+            app_dialogs: HashMap::new(),
+            app_dialog_ids: HashMap::new(),
             upkeep_pending: 0,
             cfg,
         };
@@ -322,6 +331,7 @@ impl Engine {
                     }
                 }
                 TimerOwner::Branch { proxy, index } => self.timer_c_fired(now, proxy, index),
+                TimerOwner::App(no) => self.app_timer(now, no),
                 TimerOwner::Housekeeping => {
                     self.housekeeping(now);
                     self.timers

@@ -21,6 +21,8 @@ pub(super) enum TimerOwner {
         proxy: u64,
         index: usize,
     },
+    /// An application dialog's 2xx waits for its ACK (see `apps`).
+    App(u64),
     Housekeeping,
 }
 
@@ -41,6 +43,10 @@ pub(super) enum ClientRole {
     /// A NOTIFY of a subscription (`None` for the final one: its outcome changes nothing).
     Notify {
         sub: Option<u64>,
+    },
+    /// A request an application sent within its dialog number `dialog`.
+    App {
+        dialog: u64,
     },
 }
 
@@ -237,7 +243,11 @@ impl Engine {
         }
         let role = match c.role {
             ClientRole::Branch { proxy, index } => Some((proxy, index)),
-            ClientRole::Cancel | ClientRole::Notify { .. } => None,
+            ClientRole::Cancel | ClientRole::Notify { .. } | ClientRole::App { .. } => None,
+        };
+        let app = match c.role {
+            ClientRole::App { dialog } => Some(dialog),
+            _ => None,
         };
         // a NOTIFY answered 481 (or never answered) means the watcher is gone (RFC 6665)
         let failed_sub = match c.role {
@@ -261,6 +271,10 @@ impl Engine {
         if let Some((proxy, index)) = role {
             for ev in events {
                 self.on_branch_event(now, proxy, index, ev);
+            }
+        } else if let Some(dialog) = app {
+            for ev in events {
+                self.app_event(now, dialog, ev);
             }
         }
         if let Some(sub) = failed_sub {
