@@ -39,6 +39,21 @@ pub const FRONT_END: &[Processor] = &[
     Processor::Dispatch,
 ];
 
+/// Where a request for one of our users may go: each source adds branches to the proxy's
+/// fork, in the order the role lists them. Voice routes (a number dialled out through a
+/// gateway) and hunt groups (a response group's agents) will be sources too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetSource {
+    /// The user's devices registered at this server: their Path, connection or Contact.
+    Devices,
+    /// The other servers of the pool that hold some of the user's registrations (each forks
+    /// to its own devices); this server's devices that moved to another are dropped.
+    PoolServers,
+}
+
+/// The Front End's target sources.
+pub const FRONT_END_TARGETS: &[TargetSource] = &[TargetSource::Devices, TargetSource::PoolServers];
+
 /// What a processor decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flow {

@@ -3,12 +3,9 @@
 //! servers of the pool).
 use sip_proto::header::NameAddr;
 use sip_proto::{Method, Uri};
-use sip_transport::{Target, Transport};
 
-use super::park::Fetch;
 use super::CoreEvent;
 use super::{Ctx, Engine, Now};
-use crate::location::LiveBinding;
 use crate::pipeline::Flow;
 use crate::routing::{is_our_address, uri_target};
 
@@ -153,127 +150,18 @@ impl Engine {
             }
             None => return Flow::Stop,
         }
-        let mut bindings: Vec<LiveBinding> = self
-            .location
-            .lookup(&aor)
-            .iter()
-            .filter(|b| b.rec.expires_at > now.unix)
-            .cloned()
-            .collect();
-        let others = if self.is_peer_forwarded(ctx) {
-            Vec::new() // the forwarding server covered the others
+        let Some(found) = self.find_targets(now, ctx, &aor, &uri_text) else {
+            return Flow::Stop; // parked
+        };
+        let reason = if found.registered == 0 {
+            "Temporarily Unavailable (no device registered)"
+        } else if found.targets.is_empty() {
+            "Temporarily Unavailable (no reachable device)"
         } else {
-            match self.other_servers(now, ctx, &aor, &mut bindings) {
-                Some(others) => others,
-                None => return Flow::Stop, // parked
-            }
+            self.fork(now, ctx, found.targets);
+            return Flow::Stop;
         };
-        if bindings.is_empty() && others.is_empty() {
-            self.respond(
-                now,
-                ctx,
-                480,
-                "Temporarily Unavailable (no device registered)",
-                &[],
-            );
-            return Flow::Stop;
-        }
-        let mut targets = Vec::new();
-        for b in &bindings {
-            if let Some(t) = self.binding_target(b) {
-                targets.push((b.rec.contact.clone(), b.rec.path.clone(), t));
-            }
-        }
-        for addr in others {
-            // the Request-URI stays the user's: that server forks to its own devices; servers
-            // talk over mutually authenticated TLS, on the port after their SIP port
-            let tls = std::net::SocketAddr::new(addr.ip(), addr.port().saturating_add(1));
-            let route = format!("<sip:{tls};transport=tls;lr>");
-            let target = Target {
-                transport: Transport::Tls,
-                addr: tls,
-                flow: None,
-            };
-            targets.push((uri_text.clone(), vec![route], target));
-        }
-        if targets.is_empty() {
-            self.respond(
-                now,
-                ctx,
-                480,
-                "Temporarily Unavailable (no reachable device)",
-                &[],
-            );
-            return Flow::Stop;
-        }
-        self.fork(now, ctx, targets);
+        self.respond(now, ctx, 480, reason, &[]);
         Flow::Stop
-    }
-
-    /// In a deployment of several servers: the other servers holding `aor`'s registrations
-    /// (from the store, by their SIP address), and `local` trimmed of registrations that moved to another server
-    /// since this one took them. A database failure leaves `local` as it is.
-    pub(super) fn other_servers(
-        &mut self,
-        now: Now,
-        ctx: &mut Ctx,
-        aor: &str,
-        local: &mut Vec<LiveBinding>,
-    ) -> Option<Vec<std::net::SocketAddr>> {
-        if self.cfg.peers.is_empty() {
-            return Some(Vec::new());
-        }
-        let rows = match self.fetch_bindings(now, ctx, aor) {
-            Fetch::Parked => return None,
-            Fetch::Ready(Ok(rows)) => rows,
-            Fetch::Ready(Err(e)) => {
-                tracing::warn!(event = "store.error", error = %e, user = %aor, "registrations at other servers unknown; delivering to this server's only");
-                return Some(Vec::new());
-            }
-        };
-        let me = &self.cfg.server_id;
-        local.retain(|b| rows.iter().any(|r| r.key == b.rec.key && &r.server == me));
-        let mut out: Vec<std::net::SocketAddr> = Vec::new();
-        for r in rows {
-            if &r.server == me || r.server.is_empty() {
-                continue;
-            }
-            match r.server.parse() {
-                Ok(addr) if !out.contains(&addr) => out.push(addr),
-                Ok(_) => {}
-                Err(_) => {
-                    tracing::warn!(event = "registrar.bad_server", user = %aor, server = %r.server, "registration names a server that is not host:port; skipped")
-                }
-            }
-        }
-        Some(out)
-    }
-
-    /// Where to reach a registered device: its Path, its open connection, or its contact.
-    pub(super) fn binding_target(&self, b: &LiveBinding) -> Option<Target> {
-        let transport = Transport::from_name(&b.rec.transport).unwrap_or(Transport::Udp);
-        if let Some(first) = b.rec.path.first() {
-            let na = NameAddr::parse(first, "Path").ok()?;
-            return uri_target(na.uri.as_sip()?, transport);
-        }
-        if transport.is_reliable() {
-            if let (Some(flow), Some(addr)) =
-                (b.flow.filter(|f| self.open_flows.contains(f)), b.source())
-            {
-                return Some(Target {
-                    transport,
-                    addr,
-                    flow: Some(flow),
-                });
-            }
-        }
-        let uri = Uri::parse(&b.rec.contact).ok()?;
-        uri_target(uri.as_sip()?, transport).or_else(|| {
-            b.source().map(|addr| Target {
-                transport,
-                addr,
-                flow: None,
-            })
-        })
     }
 }

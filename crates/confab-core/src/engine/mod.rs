@@ -27,6 +27,7 @@ mod registrar;
 mod reply;
 #[cfg(test)]
 mod sim;
+mod targets;
 mod txn;
 
 use events::CoreEvent;
@@ -96,6 +97,8 @@ pub struct Engine {
     cfg: EngineConfig,
     store: Box<dyn Store>,
     pipeline: &'static [Processor],
+    /// Where requests for a user go, in order (the role's target sources).
+    target_sources: &'static [crate::pipeline::TargetSource],
     digest: HashMap<String, DigestServer>,
     lockout: Lockout,
     location: Location,
@@ -190,6 +193,7 @@ impl Engine {
         let mut e = Self {
             store,
             pipeline: FRONT_END,
+            target_sources: crate::pipeline::FRONT_END_TARGETS,
             digest,
             lockout,
             location,

@@ -6,6 +6,7 @@ use sip_proto::{HeaderName, Message, Method, Writer};
 use sip_transport::{Target, Transport};
 use std::cmp::Reverse;
 
+use super::targets::ForkTarget;
 use super::{Branch, ClientEntry, ClientRole, Ctx, Engine, Now, Output, ProxyCtx, TimerOwner};
 use crate::routing::{is_our_via, loop_hash, our_port, strip_top_via, via_target};
 
@@ -23,16 +24,17 @@ impl Engine {
             self.out.push_back(Output { target, bytes });
             return;
         }
-        self.fork(now, ctx, vec![(uri, Vec::new(), target)]);
+        let branch = ForkTarget {
+            uri,
+            path: Vec::new(),
+            target,
+            binding: None,
+        };
+        self.fork(now, ctx, vec![branch]);
     }
 
     /// Forwards the request statefully to every target in parallel (RFC 3261 §16.6).
-    pub(super) fn fork(
-        &mut self,
-        now: Now,
-        ctx: &mut Ctx,
-        targets: Vec<(String, Vec<String>, Target)>,
-    ) {
+    pub(super) fn fork(&mut self, now: Now, ctx: &mut Ctx, targets: Vec<ForkTarget>) {
         let Some(server_key) = ctx.key.clone() else {
             return;
         };
@@ -47,7 +49,10 @@ impl Engine {
         let lh = loop_hash(&ctx.msg);
         let mut branches = Vec::new();
         let mut starts = Vec::new();
-        for (uri, path, target) in targets {
+        for ForkTarget {
+            uri, path, target, ..
+        } in targets
+        {
             let seal = self.spiral_seal(&ctx.msg);
             let branch = format!(
                 "{}{lh}-{:x}-{seal}",
