@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod flow_queue;
 mod stream;
 mod transports;
 

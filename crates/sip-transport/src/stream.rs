@@ -1,25 +1,41 @@
-//! One TCP or TLS connection: a reader that frames messages and answers keep-alive pings, and a
-//! writer fed by a queue. Both end when either side fails, the peer closes, or a timeout hits.
+//! One TCP or TLS connection, on one task: it frames what arrives (answering keep-alive pings)
+//! and writes what is queued for it, until either side fails, the peer closes, or a timeout
+//! hits.
+//!
+//! Memory per connection is what bounds how many users one Front End holds, so an idle
+//! connection keeps no read buffer: reads land in a scratch buffer of the thread, borrowed only
+//! while a read completes, and bytes are kept only while a message is incomplete.
 
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use sip_proto::framing::{next_frame, Frame};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{timeout, Instant};
 
+use crate::flow_queue::FlowQueue;
 use crate::transports::Inner;
 use crate::{Event, FlowId, Source, Stats};
 
+/// How long a connection that sent an unframeable message stays open for the answer.
+const UNFRAMEABLE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Bytes one read may bring.
+const SCRATCH: usize = 16 * 1024;
+
+thread_local! {
+    /// The read buffer every connection on this thread shares, one read at a time.
+    static SCRATCH_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
+}
+
 /// Runs a connection (`source` says which: its flow, ends, whether the peer is verified) until
 /// it ends, then removes it from the flow table.
-pub(crate) async fn run<S>(
-    inner: Arc<Inner>,
-    stream: S,
-    source: Source,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+pub(crate) async fn run<S>(inner: Arc<Inner>, stream: S, source: Source, queue: Arc<FlowQueue>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let Source {
         transport,
@@ -28,28 +44,49 @@ pub(crate) async fn run<S>(
         ..
     } = source;
     let flow: FlowId = flow.unwrap_or(0);
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = rx.recv().await {
-            if wr.write_all(&bytes).await.is_err() {
-                break;
+    let mut stream = stream;
+    let mut conn = Reading::default();
+    let ended = loop {
+        let limit = conn.deadline(&inner);
+        tokio::select! {
+            read = timeout(limit, read_some(&mut stream, &mut conn.buf)) => {
+                match read {
+                    Ok(Ok(0)) | Ok(Err(_)) => break Ending::Closed,
+                    Ok(Ok(_)) => {
+                        if let Some(end) = conn.frame(&inner, source) {
+                            break end;
+                        }
+                    }
+                    Err(_) => break conn.timed_out(&inner, source),
+                }
             }
+            out = queue.pop() => match out {
+                Some(bytes) => {
+                    if stream.write_all(&bytes).await.is_err() {
+                        break Ending::Closed;
+                    }
+                }
+                None => break Ending::Closed, // closed by the engine, all written
+            },
         }
-        let _ = wr.shutdown().await;
-    });
-    let ended = read_loop(&inner, &mut rd, source).await;
+    };
     if ended == Ending::Unframeable {
         // The engine answers an unframeable message (400 naming the problem) on this flow:
-        // stop reading, give the answer a moment to be queued, then let the writer drain the
-        // queue and close. The flow table holds the queue's only sender, so removing the flow
-        // ends the writer once it has written what was queued.
+        // stop reading, give the answer a moment to be queued, write what was, then close.
         tokio::time::sleep(UNFRAMEABLE_GRACE).await;
         inner.remove_flow(flow, transport, remote);
-        let _ = timeout(UNFRAMEABLE_GRACE, writer).await;
+        let _ = timeout(UNFRAMEABLE_GRACE, async {
+            while let Some(bytes) = queue.pop().await {
+                if stream.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
     } else {
-        writer.abort();
         inner.remove_flow(flow, transport, remote);
     }
+    let _ = timeout(UNFRAMEABLE_GRACE, stream.shutdown()).await;
     let _ = inner
         .events
         .send(Event::FlowClosed {
@@ -60,41 +97,72 @@ pub(crate) async fn run<S>(
         .await;
 }
 
-/// Read buffer of a connection between messages; grows (doubling) for a message that needs more.
-const IDLE_BUFFER: usize = 2048;
-
-/// How long a connection that sent an unframeable message stays open for the answer.
-const UNFRAMEABLE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+/// Reads what is there into the thread's scratch buffer and appends it to `buf`; the number of
+/// bytes, 0 at the end of the stream. Nothing is held while it waits.
+async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    poll_fn(|cx| {
+        SCRATCH_BUF.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut rb = ReadBuf::new(&mut scratch[..]);
+            match Pin::new(&mut *rd).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    buf.extend_from_slice(rb.filled());
+                    Poll::Ready(Ok(rb.filled().len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+    .await
+}
 
 #[derive(Debug, PartialEq, Eq)]
 enum Ending {
-    /// The peer closed, a timeout hit, or reading failed.
+    /// The peer closed, a timeout hit, or reading or writing failed.
     Closed,
     /// The peer sent bytes that cannot be cut into a message; it may get a 400 before closing.
     Unframeable,
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Source) -> Ending {
-    let cfg = inner.config;
-    // Read straight into `buf`; an idle connection keeps only a small buffer (memory per
-    // connection is what bounds how many users one Front End holds).
-    let mut buf: Vec<u8> = Vec::new();
-    // when the first byte of the message now being read arrived
-    let mut started: Option<Instant> = None;
-    loop {
-        // frame everything already buffered
+/// What a connection has read of a message not complete yet.
+#[derive(Default)]
+struct Reading {
+    buf: Vec<u8>,
+    /// When the first byte of the message now being read arrived.
+    started: Option<Instant>,
+}
+
+impl Reading {
+    /// How long the next read may wait: the header timeout while a message is incomplete,
+    /// the idle timeout between messages.
+    fn deadline(&self, inner: &Inner) -> std::time::Duration {
+        match self.started {
+            Some(t0) => {
+                (t0 + inner.config.header_timeout).saturating_duration_since(Instant::now())
+            }
+            None => inner.config.idle_timeout,
+        }
+    }
+
+    /// Delivers every complete message read so far; `Some` when the connection must end.
+    fn frame(&mut self, inner: &Inner, source: Source) -> Option<Ending> {
+        let mut at = 0;
         loop {
-            match next_frame(&buf, cfg.max_message_size) {
+            match next_frame(&self.buf[at..], inner.config.max_message_size) {
                 Ok(Frame::Ping) => {
-                    buf.drain(..4);
-                    inner.send_on_flow(source.flow.unwrap_or(0), b"\r\n".to_vec());
+                    at += 4;
+                    let _ = inner.send_on_flow(source.flow.unwrap_or(0), b"\r\n".to_vec());
                 }
-                Ok(Frame::Skip) => {
-                    buf.drain(..2);
+                Ok(Frame::Skip) => at += 2,
+                Ok(Frame::Message(n)) if at == 0 && n == self.buf.len() => {
+                    // the common case, one whole message: handed over, not copied
+                    inner.deliver(std::mem::take(&mut self.buf), source);
+                    break;
                 }
                 Ok(Frame::Message(n)) => {
-                    let bytes: Vec<u8> = buf.drain(..n).collect();
-                    inner.deliver(bytes, source);
+                    inner.deliver(self.buf[at..at + n].to_vec(), source);
+                    at += n;
                 }
                 Ok(Frame::Incomplete) => break,
                 Err(reason) => {
@@ -104,48 +172,35 @@ async fn read_loop<R: AsyncRead + Unpin>(inner: &Inner, rd: &mut R, source: Sour
                         Stats::bump(&inner.stats.unframeable);
                     }
                     tracing::warn!(event = "stream.unframeable", remote = %source.remote, %reason, "closing connection: message cannot be framed");
-                    let bytes = std::mem::take(&mut buf);
+                    let bytes = std::mem::take(&mut self.buf);
                     let _ = inner.events.try_send(Event::Unframeable {
                         bytes,
                         source,
                         reason,
                     });
-                    return Ending::Unframeable;
+                    return Some(Ending::Unframeable);
                 }
             }
         }
-        started = if buf.is_empty() {
-            None
+        if at == self.buf.len() {
+            // nothing pending: an idle connection keeps no buffer
+            self.buf = Vec::new();
+            self.started = None;
         } else {
-            started.or(Some(Instant::now()))
-        };
-        let limit = match started {
-            Some(t0) => (t0 + cfg.header_timeout).saturating_duration_since(Instant::now()),
-            None => cfg.idle_timeout,
-        };
-        if buf.is_empty() && buf.capacity() > IDLE_BUFFER {
-            buf = Vec::new(); // a large message has gone: give its room back
+            self.buf.drain(..at);
+            self.started = self.started.or(Some(Instant::now()));
         }
-        if buf.capacity() - buf.len() < IDLE_BUFFER / 4 {
-            buf.reserve(if buf.is_empty() {
-                IDLE_BUFFER
-            } else {
-                buf.len()
-            });
+        None
+    }
+
+    fn timed_out(&self, inner: &Inner, source: Source) -> Ending {
+        if self.started.is_some() {
+            Stats::bump(&inner.stats.header_timeouts);
+            tracing::warn!(event = "stream.slow_message", remote = %source.remote, "closing connection: message not complete within the header timeout");
+        } else {
+            Stats::bump(&inner.stats.idle_closed);
+            tracing::debug!(event = "stream.idle", remote = %source.remote, "closing idle connection");
         }
-        match timeout(limit, rd.read_buf(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return Ending::Closed,
-            Ok(Ok(_)) => {}
-            Err(_) => {
-                if started.is_some() {
-                    Stats::bump(&inner.stats.header_timeouts);
-                    tracing::warn!(event = "stream.slow_message", remote = %source.remote, "closing connection: message not complete within the header timeout");
-                } else {
-                    Stats::bump(&inner.stats.idle_closed);
-                    tracing::debug!(event = "stream.idle", remote = %source.remote, "closing idle connection");
-                }
-                return Ending::Closed;
-            }
-        }
+        Ending::Closed
     }
 }

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::flow_queue::FlowQueue;
 use crate::{is_sendable, stream, Config, Event, FlowId, Source, Stats, Target, Transport};
 
 /// Bound sockets handed to [`Transports::start`] (IO is injected: tests bind port 0).
@@ -25,7 +26,7 @@ pub struct Listeners {
 }
 
 struct FlowHandle {
-    tx: mpsc::Sender<Vec<u8>>,
+    queue: Arc<FlowQueue>,
 }
 
 pub(crate) struct Inner {
@@ -121,13 +122,16 @@ impl Transports {
     /// Closes a connection once what is queued on it is written (the peer sees it end and,
     /// if it is a client that wants to stay signed in, connects and registers again).
     pub fn close(&self, flow: FlowId) {
-        // dropping the flow's queue ends its writer, which shuts the connection down; the
-        // reader then ends and removes the rest
-        self.inner
+        // the connection writes what is queued, shuts down and removes the rest
+        let handle = self
+            .inner
             .flows
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&flow);
+        if let Some(h) = handle {
+            h.queue.close();
+        }
     }
 
     /// Sends `bytes`; never blocks. Over a stream, an open flow to the target is reused, else a
@@ -169,11 +173,12 @@ impl Transports {
                             .get(&(transport, target.addr))
                             .copied()
                     });
-                match flow {
-                    Some(f) if self.inner.send_on_flow(f, bytes.clone()) => {}
-                    _ => {
-                        tokio::spawn(connect(self.inner.clone(), target, bytes));
-                    }
+                let unsent = match flow {
+                    Some(f) => self.inner.send_on_flow(f, bytes).err(),
+                    None => Some(bytes),
+                };
+                if let Some(bytes) = unsent {
+                    tokio::spawn(connect(self.inner.clone(), target, bytes));
                 }
             }
         }
@@ -256,31 +261,33 @@ impl Inner {
         true
     }
 
-    /// Queues bytes on a flow; false if the flow is gone.
-    pub(crate) fn send_on_flow(&self, flow: FlowId, bytes: Vec<u8>) -> bool {
-        let flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
-        match flows.get(&flow) {
-            Some(h) => {
-                if h.tx.try_send(bytes).is_err() {
-                    Stats::bump(&self.stats.send_dropped);
-                }
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn add_flow(
-        &self,
-        transport: Transport,
-        remote: SocketAddr,
-    ) -> (FlowId, mpsc::Receiver<Vec<u8>>) {
-        let id = self.next_flow.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(256);
-        self.flows
+    /// Queues bytes on a flow; gives them back if the flow is gone (a full queue drops them,
+    /// counted).
+    pub(crate) fn send_on_flow(&self, flow: FlowId, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
+        let queue = self
+            .flows
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, FlowHandle { tx });
+            .get(&flow)
+            .map(|h| h.queue.clone());
+        let Some(queue) = queue else {
+            return Err(bytes);
+        };
+        if queue.push(bytes).is_err() {
+            Stats::bump(&self.stats.send_dropped);
+        }
+        Ok(())
+    }
+
+    fn add_flow(&self, transport: Transport, remote: SocketAddr) -> (FlowId, Arc<FlowQueue>) {
+        let id = self.next_flow.fetch_add(1, Ordering::Relaxed);
+        let queue = Arc::new(FlowQueue::default());
+        self.flows.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            id,
+            FlowHandle {
+                queue: queue.clone(),
+            },
+        );
         self.by_remote
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -292,14 +299,18 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .entry(remote.ip())
             .or_insert(0) += 1;
-        (id, rx)
+        (id, queue)
     }
 
     pub(crate) fn remove_flow(&self, flow: FlowId, transport: Transport, remote: SocketAddr) {
-        self.flows
+        let handle = self
+            .flows
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&flow);
+        if let Some(h) = handle {
+            h.queue.close();
+        }
         let mut by = self.by_remote.lock().unwrap_or_else(|e| e.into_inner());
         if by.get(&(transport, remote)) == Some(&flow) {
             by.remove(&(transport, remote));
@@ -491,7 +502,7 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
         return fail(&inner);
     };
     let (flow, rx) = inner.add_flow(target.transport, target.addr);
-    inner.send_on_flow(flow, first);
+    let _ = inner.send_on_flow(flow, first);
     let source = |peer_verified| Source {
         transport: target.transport,
         remote: target.addr,

@@ -1,0 +1,105 @@
+//! What waits to be written on one connection: filled from any thread (the engine's sends),
+//! drained by the connection's task. An empty queue holds no allocation — a channel would keep
+//! a block of slots per connection, and idle connections are what a Front End holds by the
+//! ten thousand.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+/// Messages a connection may have waiting; more are dropped (and counted by the caller).
+const CAPACITY: usize = 256;
+
+#[derive(Default)]
+pub(crate) struct FlowQueue {
+    state: Mutex<State>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<Vec<u8>>,
+    closed: bool,
+}
+
+impl FlowQueue {
+    /// Queues `bytes`; gives them back when the queue is full or closed.
+    pub(crate) fn push(&self, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.closed || s.items.len() >= CAPACITY {
+            return Err(bytes);
+        }
+        s.items.push_back(bytes);
+        drop(s);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// No more pushes: the connection writes what is queued, then ends.
+    pub(crate) fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.ready.notify_one();
+    }
+
+    /// The next message to write; `None` once closed and drained. Cancel-safe: nothing is
+    /// taken until it is returned.
+    pub(crate) async fn pop(&self) -> Option<Vec<u8>> {
+        loop {
+            {
+                let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(b) = s.items.pop_front() {
+                    if s.items.is_empty() {
+                        s.items = VecDeque::new(); // give the room back while idle
+                    }
+                    return Some(b);
+                }
+                if s.closed {
+                    return None;
+                }
+            }
+            // a push between the check and here leaves a permit: this returns at once
+            self.ready.notified().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn queued_messages_come_out_in_order_then_none_after_close() {
+        let q = FlowQueue::default();
+        q.push(b"a".to_vec()).unwrap();
+        q.push(b"b".to_vec()).unwrap();
+        q.close();
+        assert_eq!(
+            q.push(b"c".to_vec()),
+            Err(b"c".to_vec()),
+            "closed: given back"
+        );
+        assert_eq!(q.pop().await.as_deref(), Some(&b"a"[..]));
+        assert_eq!(q.pop().await.as_deref(), Some(&b"b"[..]));
+        assert_eq!(q.pop().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_gives_the_message_back_and_a_waiting_pop_wakes_on_push() {
+        let q = std::sync::Arc::new(FlowQueue::default());
+        for i in 0..CAPACITY {
+            q.push(vec![i as u8]).unwrap();
+        }
+        assert!(q.push(vec![0]).is_err());
+        for _ in 0..CAPACITY {
+            q.pop().await.unwrap();
+        }
+        let waiter = tokio::spawn({
+            let q = q.clone();
+            async move { q.pop().await }
+        });
+        tokio::task::yield_now().await;
+        q.push(b"late".to_vec()).unwrap();
+        assert_eq!(waiter.await.unwrap().as_deref(), Some(&b"late"[..]));
+    }
+}
