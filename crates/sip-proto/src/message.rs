@@ -33,21 +33,21 @@ impl Default for Limits {
     }
 }
 
-type Span = (u32, u32);
+pub(crate) type Span = (u32, u32);
 
-fn span(r: Range<usize>) -> Span {
+pub(crate) fn span(r: Range<usize>) -> Span {
     (r.start as u32, r.end as u32)
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Field {
-    name: HeaderName,
-    name_span: Span,
-    value_span: Span,
+pub(crate) struct Field {
+    pub(crate) name: HeaderName,
+    pub(crate) name_span: Span,
+    pub(crate) value_span: Span,
 }
 
 #[derive(Debug, Clone, Copy)]
-enum StartLine {
+pub(crate) enum StartLine {
     Request {
         method: Method,
         method_span: Span,
@@ -91,6 +91,26 @@ impl Message {
             }),
             Err(e) => Err((e, buf)),
         }
+    }
+
+    /// A message whose parts are known already: what [`crate::Writer`] built.
+    pub(crate) fn from_parts(
+        buf: Vec<u8>,
+        start: StartLine,
+        fields: Vec<Field>,
+        body: Span,
+    ) -> Self {
+        Self {
+            buf,
+            start,
+            fields,
+            body,
+        }
+    }
+
+    /// The message's bytes, given up.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Whether this is a request.

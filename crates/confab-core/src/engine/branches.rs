@@ -197,9 +197,7 @@ impl Engine {
         }
         let seq = inv.cseq().map(|c| c.seq).unwrap_or(0);
         w.header("CSeq", format!("{seq} CANCEL"));
-        let Ok(req) = Message::parse(w.finish(b""), &self.cfg.limits) else {
-            return;
-        };
+        let req = w.finish_message(b"");
         let branch = req
             .top_via()
             .ok()

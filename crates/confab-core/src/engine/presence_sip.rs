@@ -305,13 +305,7 @@ impl Engine {
         );
         w.header("Content-Type", &*n.content_type);
         w.header("User-Agent", &self.cfg.server_name);
-        let Ok(req) = Message::parse(w.finish(n.body.as_bytes()), &self.cfg.limits) else {
-            tracing::error!(
-                event = "presence.notify_unbuildable",
-                "NOTIFY could not be built"
-            );
-            return;
-        };
+        let req = w.finish_message(n.body.as_bytes());
         let key = sip_proto::transaction::client_key(&branch, "NOTIFY");
         let tx = ClientTransaction::new(
             now.mono,

@@ -20,7 +20,9 @@ impl Engine {
                 sip_proto::header::MAGIC_COOKIE,
                 loop_hash(&ctx.msg)
             );
-            let bytes = self.build_forward(ctx, &uri, &[], &branch, target, false);
+            let bytes = self
+                .build_forward(ctx, &uri, &[], &branch, target, false)
+                .into_bytes();
             self.out.push_back(Output { target, bytes });
             return;
         }
@@ -59,10 +61,7 @@ impl Engine {
                 sip_proto::header::MAGIC_COOKIE,
                 self.next_id()
             );
-            let bytes = self.build_forward(ctx, &uri, &path, &branch, target, record_route);
-            let Ok(req) = Message::parse(bytes, &self.cfg.limits) else {
-                continue;
-            };
+            let req = self.build_forward(ctx, &uri, &path, &branch, target, record_route);
             let key = client_key(&branch, ctx.msg.method_str());
             let index = branches.len();
             let mut branch = Branch::new(key.clone());
@@ -129,7 +128,7 @@ impl Engine {
         branch: &str,
         target: Target,
         record_route: bool,
-    ) -> Vec<u8> {
+    ) -> Message {
         let host = self.cfg.host_toward(&target.addr);
         let mut w = self.request_from_us(ctx.msg.method_str(), uri, target, branch);
         if record_route {
@@ -177,7 +176,7 @@ impl Engine {
                 w.raw(n, v);
             }
         }
-        w.finish(ctx.msg.body())
+        w.finish_message(ctx.msg.body())
     }
 
     /// A request line and our Via for `target`: how every request we send starts.
