@@ -56,8 +56,11 @@ impl Credentials {
                     match b.get(i)? {
                         b'"' => break,
                         b'\\' => {
-                            i += 1;
-                            out.push(*b.get(i)? as char);
+                            // a quoted-pair escapes one character, which may take several
+                            // bytes: take it whole, so the next slice starts on a boundary
+                            let ch = rest.get(i + 1..)?.chars().next()?;
+                            out.push(ch);
+                            i += 1 + ch.len_utf8();
                         }
                         _ => {
                             let start = i;
@@ -65,10 +68,8 @@ impl Credentials {
                                 i += 1;
                             }
                             out.push_str(&rest[start..i]);
-                            continue;
                         }
                     }
-                    i += 1;
                 }
                 i += 1;
                 out
@@ -114,6 +115,21 @@ mod tests {
         assert_eq!(c.cnonce.as_deref(), Some("x\"y"));
         assert_eq!(c.nc.as_deref(), Some("00000001"));
         assert_eq!(c.algorithm.as_deref(), Some("MD5"));
+    }
+
+    #[test]
+    fn an_escaped_character_of_several_bytes_is_kept_whole() {
+        // found by fuzzing: the escape took one byte of 'é', and the next slice panicked
+        let c = Credentials::parse(
+            "Digest username=\"a\\\u{e9}b\", realm=\"r\\\u{1f600}\", nonce=\"n\", uri=\"sip:x\", response=\"0\"",
+        )
+        .unwrap();
+        assert_eq!(c.username, "a\u{e9}b");
+        assert_eq!(c.realm, "r\u{1f600}");
+        assert!(
+            Credentials::parse("Digest username=\"a\\").is_none(),
+            "a lone escape at the end"
+        );
     }
 
     #[test]
