@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use sip_proto::dialog::{Dialog, DialogId};
 use sip_proto::header::{format_via, MAGIC_COOKIE};
-use sip_proto::transaction::{client_key, ClientEvent, ClientTransaction};
+use sip_proto::transaction::{client_key, ClientEvent};
 use sip_proto::{Message, Method, Uri, Writer};
 use sip_transport::{Target, Transport};
 
-use super::{ClientEntry, ClientRole, Ctx, Engine, Now, Output, TimerOwner};
+use super::{ClientRole, Ctx, Engine, Now, Output, TimerOwner};
 use crate::apps::{Action, Reply};
 use crate::routing::{our_port, response_target, uri_target};
 
@@ -240,21 +240,7 @@ impl Engine {
             return;
         };
         let key = client_key(&branch, method);
-        let tx = ClientTransaction::new(
-            now.mono,
-            req,
-            target.transport.is_reliable(),
-            self.cfg.timers,
-        );
-        self.client_tx.insert(
-            key.clone(),
-            ClientEntry {
-                tx,
-                target,
-                role: ClientRole::App { dialog: no },
-            },
-        );
-        self.flush_client(now, &key);
+        self.start_client(now, key, req, target, ClientRole::App { dialog: no });
     }
 
     /// What a client transaction of an application heard.

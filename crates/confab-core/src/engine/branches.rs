@@ -1,11 +1,11 @@
 //! A proxied request's branches (RFC 3261 §16.7): provisional responses passed up, the best
 //! final response chosen, CANCELs for the branches that lost, and Timer C for ringing ones.
-use sip_proto::transaction::{client_key, ClientEvent, ClientTransaction};
+use sip_proto::transaction::{client_key, ClientEvent};
 use sip_proto::{HeaderName, Message, Writer};
 use std::cmp::Reverse;
 
 use super::CoreEvent;
-use super::{ClientEntry, ClientRole, Engine, Now, TimerOwner};
+use super::{ClientRole, Engine, Now, TimerOwner};
 use crate::routing::strip_top_via;
 use std::time::Instant;
 
@@ -204,21 +204,7 @@ impl Engine {
             .and_then(|v| v.branch().map(str::to_owned))
             .unwrap_or_default();
         let ckey = client_key(&branch, "CANCEL");
-        let tx = ClientTransaction::new(
-            now.mono,
-            req,
-            target.transport.is_reliable(),
-            self.cfg.timers,
-        );
-        self.client_tx.insert(
-            ckey.clone(),
-            ClientEntry {
-                tx,
-                target,
-                role: ClientRole::Cancel,
-            },
-        );
-        self.flush_client(now, &ckey);
+        self.start_client(now, ckey, req, target, ClientRole::Cancel);
         // §9.1: a UAS that never answers the CANCEL or the INVITE must not hold the branch
         let at = now.mono + self.cfg.timers.t1 * 64;
         if let Some(b) = self

@@ -2,11 +2,10 @@
 //! answers them, and turns the agent's notices into NOTIFY client transactions.
 
 use sip_proto::header::NameAddr;
-use sip_proto::transaction::ClientTransaction;
 use sip_proto::{HeaderName, Message, Method, SipUri, Uri};
 use sip_transport::{Target, Transport};
 
-use super::{ClientEntry, ClientRole, Ctx, Engine, Now};
+use super::{ClientRole, Ctx, Engine, Now};
 use crate::presence::{
     dialog_key, list_owner_user, Dialog, Notice, PublishRequest, Refusal, Resource, SubState,
 };
@@ -307,19 +306,11 @@ impl Engine {
         w.header("User-Agent", &self.cfg.server_name);
         let req = w.finish_message(n.body.as_bytes());
         let key = sip_proto::transaction::client_key(&branch, "NOTIFY");
-        let tx = ClientTransaction::new(
-            now.mono,
-            req,
-            target.transport.is_reliable(),
-            self.cfg.timers,
-        );
         let role = match n.state {
             SubState::Active { .. } => ClientRole::Notify { sub: Some(n.sub) },
             SubState::Terminated(_) => ClientRole::Notify { sub: None },
         };
-        self.client_tx
-            .insert(key.clone(), ClientEntry { tx, target, role });
-        self.flush_client(now, &key);
+        self.start_client(now, key, req, target, role);
     }
 
     /// Where a NOTIFY goes: the first Route, the watcher's open connection, or its Contact.

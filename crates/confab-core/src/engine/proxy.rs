@@ -1,13 +1,13 @@
 //! Forwarding (RFC 3261 §16): one target or a fork to several, the request as sent to each
 //! branch, and responses matched to branches (or routed back by Via when no branch waits).
 use sip_proto::header::{format_via, Via};
-use sip_proto::transaction::{client_key, ClientTransaction};
+use sip_proto::transaction::client_key;
 use sip_proto::{HeaderName, Message, Method, Writer};
 use sip_transport::{Target, Transport};
 use std::cmp::Reverse;
 
 use super::targets::ForkTarget;
-use super::{Branch, ClientEntry, ClientRole, Ctx, Engine, Now, Output, ProxyCtx, TimerOwner};
+use super::{Branch, ClientRole, Ctx, Engine, Now, Output, ProxyCtx, TimerOwner};
 use crate::routing::{is_our_via, loop_hash, our_port, strip_top_via, via_target};
 
 impl Engine {
@@ -100,21 +100,13 @@ impl Engine {
             },
         );
         for (key, req, target, index) in starts {
-            let tx = ClientTransaction::new(
-                now.mono,
+            self.start_client(
+                now,
+                key,
                 req,
-                target.transport.is_reliable(),
-                self.cfg.timers,
+                target,
+                ClientRole::Branch { proxy: id, index },
             );
-            self.client_tx.insert(
-                key.clone(),
-                ClientEntry {
-                    tx,
-                    target,
-                    role: ClientRole::Branch { proxy: id, index },
-                },
-            );
-            self.flush_client(now, &key);
         }
     }
 

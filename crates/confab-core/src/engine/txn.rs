@@ -3,6 +3,7 @@
 //! heap that wakes them. What a transaction's outcome means is decided elsewhere (`branches`,
 //! `presence_sip`).
 use sip_proto::transaction::{server_key, ClientEvent, ClientTransaction, ServerTransaction};
+use sip_proto::Message;
 use sip_proto::Method;
 use sip_transport::Target;
 use std::cmp::Reverse;
@@ -195,6 +196,26 @@ impl Engine {
             },
         );
         ctx.key = Some(key);
+    }
+
+    /// Starts a client transaction for `req` toward `target` on behalf of `role`, and sends it.
+    pub(super) fn start_client(
+        &mut self,
+        now: Now,
+        key: String,
+        req: Message,
+        target: Target,
+        role: ClientRole,
+    ) {
+        let tx = ClientTransaction::new(
+            now.mono,
+            req,
+            target.transport.is_reliable(),
+            self.cfg.timers,
+        );
+        self.client_tx
+            .insert(key.clone(), ClientEntry { tx, target, role });
+        self.flush_client(now, &key);
     }
 
     pub(super) fn send_upstream(&mut self, now: Now, server_key: &str, code: u16, bytes: Vec<u8>) {
