@@ -7,7 +7,7 @@ use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
 use sip_proto::dialog::{Dialog, DialogId};
-use sip_proto::header::{format_via, MAGIC_COOKIE};
+use sip_proto::header::MAGIC_COOKIE;
 use sip_proto::transaction::{client_key, ClientEvent};
 use sip_proto::{Message, Method, Uri, Writer};
 use sip_transport::{Target, Transport};
@@ -222,15 +222,7 @@ impl Engine {
             tracing::warn!(event = "app.unroutable", next_hop = %hop, "an application's request has no reachable next hop");
             return;
         };
-        w.header(
-            "Via",
-            format_via(
-                target.transport.via_name(),
-                self.cfg.host_toward(&target.addr),
-                our_port(&self.cfg, target.transport),
-                &branch,
-            ),
-        );
+        w.header("Via", self.our_via(target, &branch));
         w.header("Max-Forwards", "70");
         w.header("Contact", self.our_contact(target.transport, &target.addr));
         for (n, v) in headers {

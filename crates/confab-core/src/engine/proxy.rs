@@ -180,16 +180,18 @@ impl Engine {
         branch: &str,
     ) -> Writer {
         let mut w = Writer::request(method, uri);
-        w.header(
-            "Via",
-            format_via(
-                target.transport.via_name(),
-                self.cfg.host_toward(&target.addr),
-                our_port(&self.cfg, target.transport),
-                branch,
-            ),
-        );
+        w.header("Via", self.our_via(target, branch));
         w
+    }
+
+    /// Our Via toward `target`: its transport, our address and port for it, `branch`.
+    pub(super) fn our_via(&self, target: Target, branch: &str) -> String {
+        format_via(
+            target.transport.via_name(),
+            self.cfg.host_toward(&target.addr),
+            our_port(&self.cfg, target.transport),
+            branch,
+        )
     }
 
     pub(super) fn handle_response(&mut self, now: Now, resp: Message) {
