@@ -150,6 +150,13 @@ impl Engine {
         let Some(Parked { mut ctx, at, then }) = self.parked.remove(&done.token) else {
             return self.upkeep_done(now, done.answer);
         };
+        let answered = ctx
+            .key
+            .as_deref()
+            .is_some_and(|k| self.server_tx.get(k).is_none_or(|s| s.tx.is_final()));
+        if answered {
+            return; // answered while it waited (a CANCEL): nothing more to do
+        }
         match (then, done.answer) {
             (Then::FinishRegister, Answer::Registered(change, written)) => {
                 self.finish_register(now, &ctx, change, written);
@@ -159,6 +166,18 @@ impl Engine {
                 ctx.fetched = Some(answer);
                 self.run_chain(now, ctx, at);
             }
+        }
+    }
+
+    /// A CANCEL for an INVITE still waiting here: the INVITE is answered 487 now.
+    pub(super) fn cancel_parked(&mut self, now: Now, invite_key: &str) {
+        let bytes = self
+            .parked
+            .values()
+            .find(|p| p.ctx.key.as_deref() == Some(invite_key))
+            .map(|p| self.response_bytes(&p.ctx.msg, 487, "Request Terminated", &[]));
+        if let Some(bytes) = bytes {
+            self.send_upstream(now, invite_key, 487, bytes);
         }
     }
 
@@ -273,6 +292,25 @@ mod tests {
         assert_eq!(sim.engine.parked(), 0);
         // alice and bob are known now: the next call needs no read at all
         assert_eq!(sim.engine.users.len(), 2);
+    }
+
+    #[test]
+    fn an_invite_cancelled_while_it_waits_for_the_database_ends_487_and_rings_nobody() {
+        let mut sim = Sim::with_users(&["alice", "bob"], &[("bob", BOB)]);
+        sim.engine.park_store_reads(true);
+        sim.send_authenticated(ALICE, "alice", INVITE_BOB);
+        assert_eq!(sim.engine.parked(), 1);
+        let cancel = INVITE_BOB
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("z9hG4bKinv1", "z9hG4bK2-inv1")
+            .replace("CSeq: 1 INVITE", "CSeq: 2 CANCEL")
+            .replace("{auth}", "");
+        sim.send(ALICE, &cancel);
+        let codes: Vec<u16> = sim.take_to(ALICE).iter().map(|m| m.status()).collect();
+        assert_eq!(codes, vec![200, 487], "the CANCEL's 200, the INVITE's 487");
+        while sim.run_jobs() > 0 {}
+        assert!(sim.take_to(BOB).is_empty(), "bob's phone never rang");
+        assert_eq!(sim.engine.parked(), 0);
     }
 
     #[test]

@@ -153,10 +153,12 @@ impl Engine {
                 match target {
                     Some((proxy, is_final)) => {
                         self.respond(now, ctx, 200, "OK", &[]);
-                        if !is_final {
-                            if let Some(p) = proxy {
-                                self.cancel_branches(now, p, None);
-                            }
+                        match (is_final, proxy, invite_key) {
+                            (false, Some(p), _) => self.cancel_branches(now, p, None),
+                            // not forwarded yet (parked): it ends here, and is dropped when
+                            // it resumes (see `park`)
+                            (false, None, Some(k)) => self.cancel_parked(now, &k),
+                            _ => {}
                         }
                     }
                     None => self.respond(now, ctx, 481, "Call/Transaction Does Not Exist", &[]),
