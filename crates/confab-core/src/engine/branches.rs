@@ -297,7 +297,7 @@ pub(super) fn rank(code: u16) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::sim::{reply, Sim, ALICE, BOB, INVITE_BOB};
+    use crate::engine::sim::{cancel_bob, reply, Sim, ALICE, BOB, INVITE_BOB};
     use std::time::Duration;
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -404,12 +404,7 @@ mod tests {
     fn a_callers_cancel_unanswered_by_the_device_still_ends_the_call() {
         let mut sim = Sim::with_users(&["alice", "bob"], &[("bob", BOB)]);
         ringing(&mut sim);
-        let cancel = INVITE_BOB
-            .replace("INVITE sip", "CANCEL sip")
-            .replace("z9hG4bKinv1", "z9hG4bK2-inv1")
-            .replace("CSeq: 1 INVITE", "CSeq: 2 CANCEL")
-            .replace("{auth}", "");
-        sim.send(ALICE, &cancel);
+        sim.send(ALICE, &cancel_bob());
         assert_eq!(statuses(&sim.take_to(ALICE)), vec![200]);
         assert!(sim.take_to(BOB).iter().any(|m| m.method_str() == "CANCEL"));
         sim.advance(33 * SECOND);

@@ -255,7 +255,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use crate::engine::sim::{Sim, ALICE, BOB, INVITE_BOB};
+    use crate::engine::sim::{cancel_bob, Sim, ALICE, BOB, INVITE_BOB};
 
     const OPTIONS: &str = "OPTIONS sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.7:5070;branch=z9hG4bKo1\r\nMax-Forwards: 70\r\nFrom: <sip:probe@example.org>;tag=o1\r\nTo: <sip:example.com>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
 
@@ -300,12 +300,7 @@ mod tests {
         sim.engine.park_store_reads(true);
         sim.send_authenticated(ALICE, "alice", INVITE_BOB);
         assert_eq!(sim.engine.parked(), 1);
-        let cancel = INVITE_BOB
-            .replace("INVITE sip", "CANCEL sip")
-            .replace("z9hG4bKinv1", "z9hG4bK2-inv1")
-            .replace("CSeq: 1 INVITE", "CSeq: 2 CANCEL")
-            .replace("{auth}", "");
-        sim.send(ALICE, &cancel);
+        sim.send(ALICE, &cancel_bob());
         let codes: Vec<u16> = sim.take_to(ALICE).iter().map(|m| m.status()).collect();
         assert_eq!(codes, vec![200, 487], "the CANCEL's 200, the INVITE's 487");
         while sim.run_jobs() > 0 {}

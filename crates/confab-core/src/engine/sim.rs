@@ -251,6 +251,15 @@ fn param(challenge: &str, name: &str) -> String {
 /// An INVITE from alice (at 127.0.0.2:5062) to bob, with `{auth}` where credentials go.
 pub(crate) const INVITE_BOB: &str = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bKinv1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.2:5062>\r\n{auth}Content-Length: 0\r\n\r\n";
 
+/// alice's CANCEL of [`INVITE_BOB`] as [`Sim::send_authenticated`] sent it the second time.
+pub(crate) fn cancel_bob() -> String {
+    INVITE_BOB
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("z9hG4bKinv1", "z9hG4bK2-inv1")
+        .replace("CSeq: 1 INVITE", "CSeq: 2 CANCEL")
+        .replace("{auth}", "")
+}
+
 /// Where alice and bob are.
 pub(crate) const ALICE: &str = "127.0.0.2:5062";
 pub(crate) const BOB: &str = "127.0.0.3:5064";
