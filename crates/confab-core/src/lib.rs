@@ -13,12 +13,13 @@ pub mod config;
 mod engine;
 pub mod homing;
 mod location;
+mod parts;
 pub mod pipeline;
 pub mod presence;
 mod routing;
 pub mod server;
 
 pub use config::EngineConfig;
-pub use engine::{Engine, Fetched, Now, Output, StoreJob, DRAIN_SETTING, SERVER_SETTING};
+pub use engine::{Engine, Fetched, Handover, Now, Output, StoreJob, DRAIN_SETTING, SERVER_SETTING};
 pub use homing::{HomePool, Homing};
 pub use presence::{Availability, PresenceConfig};

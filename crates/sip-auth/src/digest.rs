@@ -2,6 +2,7 @@
 
 use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use md5::Md5;
@@ -91,7 +92,10 @@ pub enum Verdict {
     Replay,
 }
 
-/// Issues and checks digest challenges for one realm.
+/// Stripes of the replay state: consecutive serials fall in different ones.
+const STRIPES: usize = 16;
+
+/// Issues and checks digest challenges for one realm; shared by the engines of all cores.
 #[derive(Debug)]
 pub struct DigestServer {
     realm: String,
@@ -100,7 +104,9 @@ pub struct DigestServer {
     ttl: Duration,
     /// Highest nonce-count accepted per nonce still alive, keyed by the nonce's issue time and
     /// serial (what makes it unique): about 40 bytes per verified nonce, not a copy of it.
-    seen: HashMap<u128, (u32, u64)>,
+    /// Striped by serial, so that the engines of several cores verify at once without
+    /// waiting for one lock.
+    seen: Box<[Mutex<HashMap<u128, (u32, u64)>>]>,
     /// Makes every nonce unique, so that two clients never share one (nor its nonce-counts).
     counter: AtomicU64,
 }
@@ -113,7 +119,7 @@ impl DigestServer {
             secret,
             epoch,
             ttl,
-            seen: HashMap::new(),
+            seen: (0..STRIPES).map(|_| Mutex::new(HashMap::new())).collect(),
             counter: AtomicU64::new(0),
         }
     }
@@ -142,7 +148,7 @@ impl DigestServer {
 
     /// Checks `creds` for `method` against the stored HA1 for its algorithm (`ha1_for`).
     pub fn verify(
-        &mut self,
+        &self,
         now: Instant,
         method: &str,
         creds: &Credentials,
@@ -180,25 +186,36 @@ impl DigestServer {
         if age > self.ttl.as_secs() {
             return Verdict::Stale;
         }
-        match self.seen.get_mut(&id) {
+        let mut seen = self.stripe(id);
+        match seen.get_mut(&id) {
             Some((last, _)) if nc_val <= *last => return Verdict::Replay,
             Some((last, _)) => *last = nc_val,
             None => {
-                self.seen.insert(id, (nc_val, issued));
+                seen.insert(id, (nc_val, issued));
             }
         }
         Verdict::Ok
     }
 
     /// Forgets nonce-counts of nonces that have expired anyway.
-    pub fn purge(&mut self, now: Instant) {
+    pub fn purge(&self, now: Instant) {
         let horizon = self.secs(now).saturating_sub(self.ttl.as_secs());
-        self.seen.retain(|_, (_, issued)| *issued >= horizon);
+        for id in 0..STRIPES {
+            self.stripe(id as u128)
+                .retain(|_, (_, issued)| *issued >= horizon);
+        }
     }
 
     /// How many nonces carry replay state.
     pub fn tracked_nonces(&self) -> usize {
-        self.seen.len()
+        (0..STRIPES).map(|id| self.stripe(id as u128).len()).sum()
+    }
+
+    /// The replay state of nonce `id` (a stripe of it; a panic elsewhere leaves it usable).
+    fn stripe(&self, id: u128) -> MutexGuard<'_, HashMap<u128, (u32, u64)>> {
+        self.seen[id as usize % STRIPES]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn secs(&self, now: Instant) -> u64 {

@@ -205,7 +205,7 @@ impl Engine {
         let Some(&no) = self.app_dialog_ids.get(id) else {
             return;
         };
-        let branch = format!("{MAGIC_COOKIE}{:x}-ua", self.next_id());
+        let branch = format!("{MAGIC_COOKIE}{:x}{}-ua", self.next_id(), self.mark());
         let Some(d) = self.app_dialogs.get_mut(&no) else {
             return;
         };

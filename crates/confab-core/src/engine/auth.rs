@@ -75,11 +75,8 @@ impl Engine {
         let aor = format!("{user}@{host}");
         let user_key = format!("user:{aor}");
         let ip_key = format!("ip:{}", ctx.source.remote.ip());
-        if let Some(left) = self
-            .lockout
-            .locked(&user_key, now.mono)
-            .or_else(|| self.lockout.locked(&ip_key, now.mono))
-        {
+        let locked = |key: &str| self.shared.lockout.of(key).locked(key, now.mono);
+        if let Some(left) = locked(&user_key).or_else(|| locked(&ip_key)) {
             let reason = format!(
                 "Forbidden (too many failed authentications; retry in {} s)",
                 left.as_secs().max(1)
@@ -124,7 +121,7 @@ impl Engine {
         let Some(stored) = self.lookup_user(now, ctx, &aor) else {
             return Flow::Stop;
         };
-        let Some(digest) = self.digest.get_mut(&host) else {
+        let Some(digest) = self.shared.digest.get(&host) else {
             return Flow::Stop;
         };
         let enabled = &self.cfg.digest_algorithms;
@@ -142,7 +139,7 @@ impl Engine {
         });
         match verdict {
             sip_auth::Verdict::Ok => {
-                self.lockout.record_success(&user_key);
+                self.shared.lockout.of(&user_key).record_success(&user_key);
                 ctx.home_pool = stored.and_then(|u| u.pool);
                 Flow::Continue
             }
@@ -156,8 +153,9 @@ impl Engine {
             }
             sip_auth::Verdict::BadResponse => {
                 self.stats.auth_failures += 1;
-                let locked_user = self.lockout.record_failure(&user_key, now.mono);
-                let locked_ip = self.lockout.record_failure(&ip_key, now.mono);
+                let fail = |key: &str| self.shared.lockout.of(key).record_failure(key, now.mono);
+                let locked_user = fail(&user_key);
+                let locked_ip = fail(&ip_key);
                 tracing::warn!(event = "auth.failed", user = %aor, remote = %ctx.source.remote, "wrong credentials");
                 if locked_user || locked_ip {
                     self.stats.lockouts += 1;
@@ -181,7 +179,7 @@ impl Engine {
 
     pub(super) fn challenge(&mut self, now: Now, ctx: &Ctx, realm: &str, stale: bool) {
         tracing::debug!(event = "auth.challenge", remote = %ctx.source.remote, top_via = ?ctx.msg.values(HeaderName::Via).next(), stale);
-        let Some(d) = self.digest.get(realm) else {
+        let Some(d) = self.shared.digest.get(realm) else {
             return;
         };
         let (code, reason, header) = if ctx.msg.method() == Method::Register {
@@ -233,8 +231,10 @@ impl Engine {
         // where sign-ins are redirected by home pool, a REGISTER reads the user afresh: a move
         // (`confab user move`) redirects the very next sign-in
         let fresh = self.cfg.homing.is_some() && ctx.msg.method() == Method::Register;
-        if let Some(u) = self.users.get(aor).filter(|_| !fresh) {
-            return Some(Some(u.clone()));
+        if !fresh {
+            if let Some(u) = self.shared.users.of(aor).get(aor) {
+                return Some(Some(u.clone()));
+            }
         }
         let result = match self.fetch_user(ctx, aor) {
             Fetch::Ready(r) => r,
@@ -243,10 +243,11 @@ impl Engine {
         match result {
             Ok(u) => {
                 if let Some(u) = &u {
-                    if self.users.len() >= USER_CACHE {
-                        self.users.clear();
+                    let mut users = self.shared.users.of(aor);
+                    if users.len() >= USER_CACHE / crate::parts::PARTS {
+                        users.clear();
                     }
-                    self.users.insert(aor.to_owned(), u.clone());
+                    users.insert(aor.to_owned(), u.clone());
                 }
                 Some(u)
             }

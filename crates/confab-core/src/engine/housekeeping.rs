@@ -21,7 +21,7 @@ impl Engine {
                 tracing::error!(event = "store.error", error = %e, "could not purge expired registrations");
             }
         }
-        let gone = self.location.expire(now.unix);
+        let gone = self.shared.location.expire(now.unix);
         if !gone.is_empty() {
             tracing::debug!(event = "registrar.expired", count = gone.len());
         }
@@ -30,10 +30,12 @@ impl Engine {
         }
         self.presence.expire(self.store.as_ref(), now.unix);
         self.flush_presence(now);
-        for d in self.digest.values_mut() {
+        for d in self.shared.digest.values() {
             d.purge(now.mono);
         }
-        self.lockout.purge(now.mono);
+        for mut part in self.shared.lockout.each() {
+            part.purge(now.mono);
+        }
     }
 
     /// Queues housekeeping's database work for the driver, unless the last round's is still
@@ -47,7 +49,7 @@ impl Engine {
             );
             return;
         }
-        let (recs, stored) = self.location.take_dirty();
+        let (recs, stored) = self.shared.location.take_dirty();
         let mut ops = vec![Op::PurgeExpired(now.unix), Op::Changes(self.presence.rev())];
         if !recs.is_empty() {
             ops.push(Op::SaveBindings(recs, stored));
@@ -73,7 +75,7 @@ impl Engine {
         match answer {
             Answer::Saved(recs, stored, Err(e)) => {
                 tracing::warn!(event = "store.error", error = %e, bindings = recs.len(), "could not save registration refreshes; retrying at the next housekeeping");
-                self.location.unsaved(&recs, &stored);
+                self.shared.location.unsaved(&recs, &stored);
             }
             Answer::Saved(recs, _, Ok(())) => {
                 tracing::debug!(event = "registrar.written_back", bindings = recs.len());

@@ -9,7 +9,6 @@ use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
 use confab_store::Store;
-use sip_auth::{DigestServer, Lockout};
 use sip_proto::{salvage_response, Message, ParseError};
 use sip_transport::{Event, FlowId, Source, Target};
 
@@ -25,6 +24,8 @@ mod presence_sip;
 mod proxy;
 mod registrar;
 mod reply;
+mod shards;
+mod shared;
 #[cfg(test)]
 mod sim;
 mod targets;
@@ -33,10 +34,13 @@ mod txn;
 use events::CoreEvent;
 pub use park::{Fetched, StoreJob};
 pub use registrar::{DRAIN_SETTING, SERVER_SETTING};
+pub use shards::Handover;
+use shared::Shared;
 use txn::{ClientEntry, ClientRole, ServerEntry, TimerOwner};
 
 use crate::config::EngineConfig;
 use crate::location::Location;
+use crate::parts::Parts;
 use crate::pipeline::{Flow, Processor, FRONT_END};
 use crate::presence::{Presence, PresenceStats};
 use crate::routing::response_target;
@@ -99,17 +103,21 @@ pub struct Engine {
     pipeline: &'static [Processor],
     /// Where requests for a user go, in order (the role's target sources).
     target_sources: &'static [crate::pipeline::TargetSource],
-    digest: HashMap<String, DigestServer>,
-    lockout: Lockout,
-    location: Location,
+    /// This engine's number among the shards, and how many there are (see `shards`).
+    shard: usize,
+    shards: usize,
+    /// What every shard shares: location, users, digest, lockout, open connections.
+    shared: std::sync::Arc<Shared>,
+    /// Work for other shards (`poll_handover`).
+    handovers: Vec<(usize, Handover)>,
+    /// Connections this shard has seen messages on (it hears of their end, too): they are
+    /// added to `shared.open_flows` once, not at every message.
+    seen_flows: HashSet<FlowId>,
+    /// The presence agent; in use on the owner shard only (see `shards`).
     presence: Presence,
     server_tx: HashMap<String, ServerEntry>,
     client_tx: HashMap<String, ClientEntry>,
     proxies: HashMap<u64, ProxyCtx>,
-    open_flows: HashSet<FlowId>,
-    /// Users already read from the store, dropped when the change log names them (a password
-    /// change, a move, a removal); a user unknown here is always read from the store.
-    users: HashMap<String, confab_store::User>,
     /// Sources known to be clients that stop at a non-MD5 challenge (see `md5_only_client`).
     md5_only_sources: HashSet<std::net::SocketAddr>,
     timers: BinaryHeap<Reverse<(Instant, TimerOwner)>>,
@@ -133,8 +141,9 @@ pub struct Engine {
     /// Reads for the driver to run, and the requests parked on them, by job token.
     jobs: VecDeque<StoreJob>,
     parked: HashMap<u64, park::Parked>,
-    /// Published, not yet delivered (see `events`).
-    core_events: VecDeque<CoreEvent>,
+    /// Published, not yet delivered (see `events`), and whether published here (else handed
+    /// over by another shard).
+    core_events: VecDeque<(CoreEvent, bool)>,
     /// User agents inside the server (see `crate::apps`), the dialogs they own by number, and
     /// the numbers by dialog identity.
     apps: Vec<Box<dyn crate::apps::Application>>,
@@ -154,6 +163,21 @@ impl Engine {
         secret: [u8; 32],
         now: Now,
     ) -> Result<Self, confab_store::StoreError> {
+        let mut one = Self::sharded(cfg, vec![store], secret, now)?;
+        Ok(one.remove(0))
+    }
+
+    /// One engine per store given (each its own connection to the database), sharing the
+    /// state of `shared.rs`; see `shards` for how work is split between them.
+    pub fn sharded(
+        cfg: EngineConfig,
+        stores: Vec<Box<dyn Store>>,
+        secret: [u8; 32],
+        now: Now,
+    ) -> Result<Vec<Self>, confab_store::StoreError> {
+        let Some(store) = stores.first() else {
+            return Ok(Vec::new());
+        };
         let bindings: Vec<_> = store
             .bindings(now.unix, None)?
             .into_iter()
@@ -165,44 +189,57 @@ impl Engine {
             bindings = bindings.len(),
             "registrations restored from the store"
         );
-        let digest = cfg
-            .domains
-            .iter()
-            .map(|d| {
-                (
-                    d.to_ascii_lowercase(),
-                    DigestServer::new(d, secret, now.mono, cfg.nonce_ttl),
+        let location = Parts::<Location>::load(bindings);
+        let shared = std::sync::Arc::new(Shared::new(&cfg, location, secret, now.mono));
+        let shards = stores.len();
+        let engines = stores
+            .into_iter()
+            .enumerate()
+            .map(|(shard, store)| {
+                Self::one_shard(
+                    cfg.clone(),
+                    store,
+                    shared.clone(),
+                    (shard, shards),
+                    secret,
+                    now,
                 )
             })
             .collect();
-        let lockout = Lockout::new(
-            cfg.lockout_failures,
-            cfg.lockout_window,
-            cfg.lockout_duration,
-            100_000,
-        );
-        let location = Location::load(bindings);
+        Ok(engines)
+    }
+
+    fn one_shard(
+        cfg: EngineConfig,
+        store: Box<dyn Store>,
+        shared: std::sync::Arc<Shared>,
+        (shard, shards): (usize, usize),
+        secret: [u8; 32],
+        now: Now,
+    ) -> Self {
         let mut presence = Presence::new(
             cfg.presence.clone(),
             u64::from_le_bytes(secret[8..16].try_into().unwrap_or_default()) ^ cfg.instance_seed,
         );
-        if !cfg.peers.is_empty() {
-            presence.share(&cfg.server_id);
+        if shard == shards::OWNER {
+            if !cfg.peers.is_empty() {
+                presence.share(&cfg.server_id);
+            }
+            presence.restore(store.as_ref(), now.unix, shared.location.device_keys());
         }
-        presence.restore(store.as_ref(), now.unix, location.device_keys());
         let mut e = Self {
             store,
             pipeline: FRONT_END,
             target_sources: crate::pipeline::FRONT_END_TARGETS,
-            digest,
-            lockout,
-            location,
+            shard,
+            shards,
+            shared,
+            handovers: Vec::new(),
+            seen_flows: HashSet::new(),
             presence,
             server_tx: HashMap::new(),
             client_tx: HashMap::new(),
             proxies: HashMap::new(),
-            open_flows: HashSet::new(),
-            users: HashMap::new(),
             md5_only_sources: HashSet::new(),
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
@@ -226,10 +263,13 @@ impl Engine {
             upkeep_pending: 0,
             cfg,
         };
-        e.timers
-            .push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
+        if e.is_owner() {
+            e.timers
+                .push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
+        }
         e.refresh_membership();
-        Ok(e)
+        e.deliver_events(now);
+        e
     }
 
     /// Starts draining for shutdown: new work is refused (see `Processor::Admission`) while
@@ -266,12 +306,12 @@ impl Engine {
         self.stats
     }
 
-    /// Registered devices.
+    /// Registered devices (of all shards).
     pub fn registrations(&self) -> usize {
-        self.location.count()
+        self.shared.location.count()
     }
 
-    /// Publications, subscriptions and NOTIFYs sent.
+    /// Publications, subscriptions and NOTIFYs sent (by the owner shard; none elsewhere).
     pub fn presence_stats(&self) -> PresenceStats {
         self.presence.stats()
     }
@@ -361,29 +401,38 @@ impl Engine {
 
     fn handle_bytes(&mut self, now: Now, bytes: Vec<u8>, source: Source) {
         if let Some(f) = source.flow {
-            self.open_flows.insert(f);
+            if self.seen_flows.insert(f) {
+                self.shared.open_flows.of(&f).insert(f);
+            }
         }
         match Message::try_parse(bytes, &self.cfg.limits) {
-            Ok(m) if m.is_request() => {
-                self.stats.requests += 1;
-                let in_dialog = m.to().ok().and_then(|t| t.tag()).is_some();
-                let ctx = Ctx {
-                    msg: m,
-                    source,
-                    key: None,
-                    routes: Vec::new(),
-                    home_pool: None,
-                    in_dialog,
-                    waiting: None,
-                    fetched: None,
-                };
-                self.run_chain(now, ctx, 0);
-            }
-            Ok(m) => {
-                self.stats.responses += 1;
-                self.handle_response(now, m);
-            }
+            Ok(m) => match self.belongs_elsewhere(&m) {
+                Some(shard) => self.hand_over(shard, shards::Work::Message(m, source)),
+                None => self.handle_message(now, m, source),
+            },
             Err((e, bytes)) => self.malformed(&bytes, source, &e),
+        }
+    }
+
+    /// A parsed message that is this shard's to handle.
+    fn handle_message(&mut self, now: Now, m: Message, source: Source) {
+        if m.is_request() {
+            self.stats.requests += 1;
+            let in_dialog = m.to().ok().and_then(|t| t.tag()).is_some();
+            let ctx = Ctx {
+                msg: m,
+                source,
+                key: None,
+                routes: Vec::new(),
+                home_pool: None,
+                in_dialog,
+                waiting: None,
+                fetched: None,
+            };
+            self.run_chain(now, ctx, 0);
+        } else {
+            self.stats.responses += 1;
+            self.handle_response(now, m);
         }
     }
 

@@ -291,7 +291,15 @@ mod tests {
         assert_eq!(invite[0].method_str(), "INVITE");
         assert_eq!(sim.engine.parked(), 0);
         // alice and bob are known now: the next call needs no read at all
-        assert_eq!(sim.engine.users.len(), 2);
+        assert_eq!(
+            sim.engine
+                .shared
+                .users
+                .each()
+                .map(|p| p.len())
+                .sum::<usize>(),
+            2
+        );
     }
 
     #[test]

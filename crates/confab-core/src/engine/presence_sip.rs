@@ -283,7 +283,12 @@ impl Engine {
                 .notify_failed(self.store.as_ref(), now.unix, n.sub);
             return;
         };
-        let branch = format!("{}n{:x}", sip_proto::header::MAGIC_COOKIE, self.next_id());
+        let branch = format!(
+            "{}n{:x}{}",
+            sip_proto::header::MAGIC_COOKIE,
+            self.next_id(),
+            self.mark()
+        );
         let mut w = self.request_from_us("NOTIFY", &d.remote_target, target, &branch);
         w.header("Max-Forwards", "70");
         for r in &d.route_set {
@@ -322,9 +327,7 @@ impl Engine {
         }
         let source = d.source.parse().ok();
         if transport.is_reliable() {
-            if let (Some(flow), Some(addr)) =
-                (d.flow.filter(|f| self.open_flows.contains(f)), source)
-            {
+            if let (Some(flow), Some(addr)) = (d.flow.filter(|f| self.flow_is_open(*f)), source) {
                 return Some(Target {
                     transport,
                     addr,
@@ -368,7 +371,9 @@ impl Engine {
     /// The registered device a request came from: the binding with the same connection or
     /// source address.
     fn device_of(&self, aor: &str, ctx: &Ctx) -> Option<String> {
-        self.location
+        self.shared
+            .location
+            .of(aor)
             .lookup(aor)
             .iter()
             .find(|b| {
@@ -381,7 +386,9 @@ impl Engine {
     /// Tells the presence agent which devices `aor` has now.
     pub(super) fn devices_changed(&mut self, now: Now, aor: &str) {
         let mut keys: Vec<String> = self
+            .shared
             .location
+            .of(aor)
             .lookup(aor)
             .iter()
             .map(|b| b.rec.key.clone())

@@ -57,9 +57,10 @@ impl Engine {
         {
             let seal = self.spiral_seal(&ctx.msg);
             let branch = format!(
-                "{}{lh}-{:x}-{seal}",
+                "{}{lh}-{:x}{}-{seal}",
                 sip_proto::header::MAGIC_COOKIE,
-                self.next_id()
+                self.next_id(),
+                self.mark()
             );
             let req = self.build_forward(ctx, &uri, &path, &branch, target, record_route);
             let key = client_key(&branch, ctx.msg.method_str());

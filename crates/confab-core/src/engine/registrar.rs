@@ -95,10 +95,12 @@ impl Engine {
                 return;
             }
         }
-        let change = match self
-            .location
-            .plan(&self.cfg, &ctx.msg, &aor, &ctx.source, now.unix)
-        {
+        let plan =
+            self.shared
+                .location
+                .of(&aor)
+                .plan(&self.cfg, &ctx.msg, &aor, &ctx.source, now.unix);
+        let change = match plan {
             Ok(c) => c,
             Err(refusal) => return self.refuse_register(now, ctx, refusal),
         };
@@ -124,8 +126,12 @@ impl Engine {
             return self.refuse_register(now, ctx, storage_error(e));
         }
         let aor = change.aor().to_owned();
-        let devices_before = self.location.devices_fingerprint(&aor);
-        let contacts = self.location.apply(change, now.unix);
+        let (devices_before, contacts, devices) = {
+            let mut location = self.shared.location.of(&aor);
+            let before = location.devices_fingerprint(&aor);
+            let contacts = location.apply(change, now.unix);
+            (before, contacts, location.devices_fingerprint(&aor))
+        };
         let mut extra: Vec<(&str, String)> = contacts.into_iter().map(|c| ("Contact", c)).collect();
         for p in ctx.msg.values(HeaderName::Path).filter_map(Result::ok) {
             extra.push(("Path", p.to_owned()));
@@ -139,7 +145,6 @@ impl Engine {
         extra.push(("Supported", "path, outbound".into()));
         // a device arriving or leaving is news (for the log, presence and the other
         // servers of a pool); a refresh, the bulk of the traffic, is not
-        let devices = self.location.devices_fingerprint(&aor);
         self.respond(now, ctx, 200, "OK", &extra);
         if devices == devices_before {
             tracing::debug!(event = "registrar.refreshed", user = %aor, remote = %ctx.source.remote, devices = devices.0);
@@ -158,7 +163,7 @@ impl Engine {
     /// to another pool, its registrations here go (their devices are redirected at their next
     /// REGISTER). A database outage drops nothing.
     pub(super) fn recheck_user(&mut self, aor: &str) {
-        if self.location.lookup(aor).is_empty() {
+        if self.shared.location.of(aor).lookup(aor).is_empty() {
             return;
         }
         let stays = match self.store.user(aor) {
@@ -171,7 +176,7 @@ impl Engine {
             Err(_) => true,
         };
         if !stays {
-            let gone = self.location.forget_user(aor);
+            let gone = self.shared.location.of(aor).forget_user(aor);
             tracing::info!(event = "registrar.user_left", user = %aor, bindings = gone.len(), "user removed or moved to another pool: its registrations here are dropped and their connections closed");
             // a device connected here learns at once: it reconnects and signs in again (and
             // is redirected to its new pool)
@@ -182,7 +187,7 @@ impl Engine {
 
     /// A connection closed: the outbound (RFC 5626) bindings that lived on it end.
     pub(super) fn connection_closed(&mut self, flow: FlowId) {
-        for (aor, key) in self.location.flow_closed(flow) {
+        for (aor, key) in self.shared.location.flow_closed(flow) {
             tracing::info!(event = "registrar.flow_failed", user = %aor, "outbound flow closed; binding removed");
             self.write_behind(Op::RemoveBinding(aor.clone(), key));
             self.emit(CoreEvent::DevicesChanged(aor));
@@ -239,7 +244,21 @@ impl Engine {
             .map(|(n, _)| &n[DRAIN_SETTING.len()..])
             .collect();
         let draining = drained.contains(&me.as_str());
-        if draining != self.pool_draining {
+        let alternates = servers
+            .into_iter()
+            .filter(|(_, p)| *p == pool)
+            .map(|(n, _)| n[SERVER_SETTING.len()..].to_owned())
+            .filter(|id| *id != me && !drained.contains(&id.as_str()))
+            .collect();
+        self.emit(CoreEvent::PoolChanged {
+            draining,
+            alternates,
+        });
+    }
+
+    /// Every shard's copy of this server's place in its pool (see `apply_membership`).
+    pub(super) fn pool_changed(&mut self, draining: bool, alternates: Vec<String>) {
+        if draining != self.pool_draining && self.is_owner() {
             tracing::warn!(
                 event = "server.pool_drain",
                 draining,
@@ -252,18 +271,13 @@ impl Engine {
             );
         }
         self.pool_draining = draining;
-        self.alternates = servers
-            .into_iter()
-            .filter(|(_, p)| *p == pool)
-            .map(|(n, _)| n[SERVER_SETTING.len()..].to_owned())
-            .filter(|id| *id != me && !drained.contains(&id.as_str()))
-            .collect();
+        self.alternates = alternates;
     }
 
     /// Saves the registration refreshes kept in memory only (see `registrar`); housekeeping
     /// does this every period, and the server before it exits.
     pub fn write_back(&mut self) {
-        match self.location.write_back(self.store.as_ref()) {
+        match self.shared.location.write_back(self.store.as_ref()) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(event = "registrar.written_back", bindings = n),
             Err(e) => {

@@ -43,7 +43,8 @@ impl Engine {
         w.finish(b"")
     }
 
-    /// A To tag for our own responses, the same for every retransmission of a request.
+    /// A To tag for our own responses, the same for every retransmission of a request, with
+    /// this shard's mark (requests in the dialog it may make come back to this shard).
     pub(super) fn to_tag(&self, req: &Message) -> String {
         let mut h = self.tag_seed;
         for b in req.call_id().unwrap_or("").bytes().chain(
@@ -54,6 +55,6 @@ impl Engine {
         ) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
-        format!("{h:x}")
+        format!("{h:x}{}", self.mark())
     }
 }

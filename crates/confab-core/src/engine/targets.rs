@@ -53,7 +53,8 @@ impl Engine {
 
     /// The user's unexpired registrations here.
     fn device_targets(&self, now: Now, aor: &str, found: &mut Found) {
-        for b in self.location.lookup(aor) {
+        let location = self.shared.location.of(aor);
+        for b in location.lookup(aor) {
             if b.rec.expires_at <= now.unix {
                 continue;
             }
@@ -140,8 +141,7 @@ impl Engine {
             return uri_target(na.uri.as_sip()?, transport);
         }
         if transport.is_reliable() {
-            if let (Some(flow), Some(addr)) =
-                (b.flow.filter(|f| self.open_flows.contains(f)), b.source())
+            if let (Some(flow), Some(addr)) = (b.flow.filter(|f| self.flow_is_open(*f)), b.source())
             {
                 return Some(Target {
                     transport,

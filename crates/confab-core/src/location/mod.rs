@@ -2,7 +2,7 @@
 //! `confab-store`: a new, changed or removed binding is written through before the 200 OK, so
 //! that a restart loses no registration; a refresh that only moves the expiry of a binding whose
 //! stored copy has over [`WRITE_BACK_MARGIN`] to live is written back with the others at the
-//! next housekeeping ([`Location::write_back`]), one transaction for all.
+//! next housekeeping (`Parts<Location>::write_back`), one transaction for all.
 //! RFC 3327 Path and RFC 5626 outbound (`+sip.instance` with `reg-id`) are supported.
 
 use std::collections::HashSet;
@@ -17,6 +17,8 @@ use sip_transport::{FlowId, Source};
 
 use crate::config::EngineConfig;
 
+mod parts;
+
 /// A binding plus what only the running server knows: the connection it arrived on.
 #[derive(Debug, Clone)]
 pub(crate) struct LiveBinding {
@@ -24,7 +26,7 @@ pub(crate) struct LiveBinding {
     pub(crate) flow: Option<FlowId>,
     /// The expiry the store holds (earlier than `rec`'s while a refresh waits to be written).
     stored_expires: i64,
-    /// A refresh waits for [`Location::write_back`].
+    /// A refresh waits for the write-back (`Location::take_dirty`).
     dirty: bool,
 }
 
@@ -42,7 +44,7 @@ impl LiveBinding {
 #[derive(Debug, Default)]
 pub(crate) struct Location {
     by_aor: HashMap<String, Vec<LiveBinding>>,
-    /// Users with a binding waiting for [`Location::write_back`].
+    /// Users with a binding waiting for the write-back.
     dirty: Vec<String>,
     /// Users with a binding that arrived on each connection, so that a closed connection
     /// costs its own bindings rather than a scan of all. A hint: a binding since moved to
@@ -95,19 +97,25 @@ impl Change {
 pub(crate) type Refusal = (u16, String, Option<(&'static str, String)>);
 
 impl Location {
+    /// Takes a binding read from the store (its connection is gone).
+    fn restore(&mut self, rec: Binding) {
+        self.by_aor
+            .entry(rec.aor.clone())
+            .or_default()
+            .push(LiveBinding {
+                stored_expires: rec.expires_at,
+                rec,
+                flow: None,
+                dirty: false,
+            });
+    }
+
     /// Restores bindings read from the store (their connections are gone).
+    #[cfg(test)]
     pub(crate) fn load(bindings: Vec<Binding>) -> Self {
         let mut loc = Self::default();
         for rec in bindings {
-            loc.by_aor
-                .entry(rec.aor.clone())
-                .or_default()
-                .push(LiveBinding {
-                    stored_expires: rec.expires_at,
-                    rec,
-                    flow: None,
-                    dirty: false,
-                });
+            loc.restore(rec);
         }
         loc
     }
@@ -358,22 +366,6 @@ impl Location {
                 });
         }
         self.contact_values(&aor, now)
-    }
-
-    /// Saves the refreshes waiting since the last call, in one transaction; returns how many.
-    /// On failure they stay waiting for the next call.
-    pub(crate) fn write_back(&mut self, store: &dyn Store) -> confab_store::Result<usize> {
-        let (recs, stored) = self.take_dirty();
-        if recs.is_empty() {
-            return Ok(0);
-        }
-        match store.save_bindings(&recs) {
-            Ok(()) => Ok(recs.len()),
-            Err(e) => {
-                self.unsaved(&recs, &stored);
-                Err(e)
-            }
-        }
     }
 
     /// The refreshes waiting to be saved, and the expiry the store held for each; they count
@@ -644,9 +636,14 @@ mod tests {
         loc.register(&cfg, &store, &req("<sip:a@h1>", "", 2), aor, &src(), 100)
             .unwrap();
         assert_eq!((stored(0).expires_at, stored(0).cseq), (3600, 1));
-        assert_eq!(loc.write_back(&store).unwrap(), 1);
+        let write_back = |loc: &mut Location| {
+            let (recs, _) = loc.take_dirty();
+            store.save_bindings(&recs).unwrap();
+            recs.len()
+        };
+        assert_eq!(write_back(&mut loc), 1);
         assert_eq!((stored(0).expires_at, stored(0).cseq), (3700, 2));
-        assert_eq!(loc.write_back(&store).unwrap(), 0, "nothing left waiting");
+        assert_eq!(write_back(&mut loc), 0, "nothing left waiting");
         // a new address is where calls go: written through
         let moved = Source {
             remote: "10.0.0.9:5060".parse().unwrap(),

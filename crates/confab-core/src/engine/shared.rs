@@ -1,0 +1,74 @@
+//! What the engines of all cores share (see `shards`): the location table, the user cache,
+//! digest replay state, lockout counters and which connections are open. Each is cut into
+//! [`Parts`] by key, so that two engines wait for each other only when they touch the same
+//! part at the same moment: no lock covers a whole table on the request path.
+
+use std::collections::HashSet;
+
+use foldhash::{HashMap, HashMapExt};
+use sip_auth::{DigestServer, Lockout};
+use sip_transport::FlowId;
+
+use crate::config::EngineConfig;
+use crate::location::Location;
+use crate::parts::Parts;
+
+/// The state every engine of the process reads and writes.
+pub(crate) struct Shared {
+    /// Digest challenges and replay state per realm (each striped inside).
+    pub(crate) digest: HashMap<String, DigestServer>,
+    /// Failures per user and per source, counted once however many engines see them.
+    pub(crate) lockout: Parts<Lockout>,
+    pub(crate) location: Parts<Location>,
+    /// Users already read from the store, dropped when the change log names them (a password
+    /// change, a move, a removal); a user unknown here is always read from the store.
+    pub(crate) users: Parts<HashMap<String, confab_store::User>>,
+    /// Connections messages arrived on and not yet closed: a binding's connection is used
+    /// only while it is here.
+    pub(crate) open_flows: Parts<HashSet<FlowId>>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        cfg: &EngineConfig,
+        location: Parts<Location>,
+        secret: [u8; 32],
+        epoch: std::time::Instant,
+    ) -> Self {
+        let digest = cfg
+            .domains
+            .iter()
+            .map(|d| {
+                (
+                    d.to_ascii_lowercase(),
+                    DigestServer::new(d, secret, epoch, cfg.nonce_ttl),
+                )
+            })
+            .collect();
+        let lockout = Parts::new(|| {
+            Lockout::new(
+                cfg.lockout_failures,
+                cfg.lockout_window,
+                cfg.lockout_duration,
+                LOCKOUT_KEYS / crate::parts::PARTS,
+            )
+        });
+        Self {
+            digest,
+            lockout,
+            location,
+            users: Parts::new(HashMap::new),
+            open_flows: Parts::new(HashSet::new),
+        }
+    }
+}
+
+/// Keys (users and sources) the lockout tracks at most, over all parts.
+const LOCKOUT_KEYS: usize = 100_000;
+
+impl super::Engine {
+    /// Whether a connection is still open (a binding's connection is used only while it is).
+    pub(super) fn flow_is_open(&self, flow: FlowId) -> bool {
+        self.shared.open_flows.of(&flow).contains(&flow)
+    }
+}
