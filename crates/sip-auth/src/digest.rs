@@ -92,6 +92,9 @@ pub enum Verdict {
     Replay,
 }
 
+/// Per nonce (issue time and serial): the highest nonce-count accepted and the issue time.
+type NonceCounts = HashMap<u128, (u32, u64)>;
+
 /// Stripes of the replay state: consecutive serials fall in different ones.
 const STRIPES: usize = 16;
 
@@ -106,7 +109,7 @@ pub struct DigestServer {
     /// serial (what makes it unique): about 40 bytes per verified nonce, not a copy of it.
     /// Striped by serial, so that the engines of several cores verify at once without
     /// waiting for one lock.
-    seen: Box<[Mutex<HashMap<u128, (u32, u64)>>]>,
+    seen: Box<[Mutex<NonceCounts>]>,
     /// Makes every nonce unique, so that two clients never share one (nor its nonce-counts).
     counter: AtomicU64,
 }
@@ -212,7 +215,7 @@ impl DigestServer {
     }
 
     /// The replay state of nonce `id` (a stripe of it; a panic elsewhere leaves it usable).
-    fn stripe(&self, id: u128) -> MutexGuard<'_, HashMap<u128, (u32, u64)>> {
+    fn stripe(&self, id: u128) -> MutexGuard<'_, NonceCounts> {
         self.seen[id as usize % STRIPES]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
