@@ -331,7 +331,7 @@ mod tests {
     fn md5_and_sha256_responses_verify() {
         let now = Instant::now();
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
-            let mut s = server(now);
+            let s = server(now);
             let c = creds_for(&s, now, alg, "secret", "00000001");
             assert_eq!(
                 s.verify(now, "REGISTER", &c, stored),
@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn wrong_password_is_a_bad_response() {
         let now = Instant::now();
-        let mut s = server(now);
+        let s = server(now);
         let c = creds_for(&s, now, Algorithm::Md5, "guess", "00000001");
         assert_eq!(s.verify(now, "REGISTER", &c, stored), Verdict::BadResponse);
     }
@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn replayed_nonce_count_is_refused_and_higher_count_accepted() {
         let now = Instant::now();
-        let mut s = server(now);
+        let s = server(now);
         let c1 = creds_for(&s, now, Algorithm::Md5, "secret", "00000001");
         assert_eq!(s.verify(now, "REGISTER", &c1, stored), Verdict::Ok);
         assert_eq!(s.verify(now, "REGISTER", &c1, stored), Verdict::Replay);
@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn expired_nonce_is_stale_and_forged_nonce_is_refused() {
         let t0 = Instant::now();
-        let mut s = server(t0);
+        let s = server(t0);
         let c = creds_for(&s, t0, Algorithm::Sha256, "secret", "00000001");
         assert_eq!(
             s.verify(t0 + Duration::from_secs(301), "REGISTER", &c, stored),
@@ -403,7 +403,7 @@ mod tests {
     #[test]
     fn purge_forgets_expired_nonces() {
         let t0 = Instant::now();
-        let mut s = server(t0);
+        let s = server(t0);
         let c = creds_for(&s, t0, Algorithm::Md5, "secret", "00000001");
         s.verify(t0, "REGISTER", &c, stored);
         assert_eq!(s.tracked_nonces(), 1);
