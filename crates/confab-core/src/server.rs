@@ -1,16 +1,20 @@
-//! Runs an [`Engine`] on real sockets: transport events in, transmissions out, timers on the
-//! tokio clock. One task owns the engine and reads the UDP sockets itself (no hand-over per
-//! datagram); connections run on tasks of their own and queue their messages to it.
+//! Runs the engines (one per shard, see `engine/shards.rs`) on real sockets: transport
+//! events in, transmissions out, timers on the tokio clock. Each shard is a task that owns
+//! its engine and reads its own UDP sockets (no hand-over per datagram); connections run on
+//! tasks of their own and queue their messages to their shard; shards hand each other the
+//! messages and events that belong to another.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use confab_store::Store;
-use sip_transport::{Batch, Config as TransportConfig, Listeners, Transports};
-use tokio::sync::mpsc;
+use sip_transport::{Batch, Config as TransportConfig, Event, Listeners, Transports};
+use tokio::sync::{mpsc, watch};
 
 use crate::config::EngineConfig;
-use crate::engine::{Engine, Fetched, Now, StoreJob};
+use crate::engine::{Engine, EngineStats, Fetched, Handover, Now, StoreJob};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +37,7 @@ fn now() -> Now {
     }
 }
 
-/// Messages that may wait for the engine; the transports drop (and count) what does not fit.
+/// Messages that may wait for a shard; the transports drop (and count) what does not fit.
 const QUEUE: usize = 16_384;
 
 /// Messages handled between two rounds of sending.
@@ -43,101 +47,65 @@ const BATCH: usize = 256;
 const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves until `shutdown` resolves, then drains: new requests are refused with 503 while
-/// those in flight finish (at most [`DRAIN_FOR`]).
+/// those in flight finish (at most [`DRAIN_FOR`]). One shard per store in `stores` (each its
+/// own connection to the database); `listeners.udp` has the same number of socket sets.
 pub async fn run(
     cfg: EngineConfig,
-    store: Box<dyn Store>,
+    stores: Vec<Box<dyn Store>>,
     listeners: Listeners,
     transport_cfg: TransportConfig,
     secret: [u8; 32],
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let (tx, mut rx) = mpsc::channel(QUEUE);
-    let transports = Transports::start(listeners, transport_cfg, tx)?;
-    let mut udp = transports.udp_receiver();
-    let mut datagrams = Vec::with_capacity(BATCH);
-    // consecutive UDP batches that left datagrams waiting: the socket is filling up
-    let mut udp_behind = 0u32;
-    let worker = store.worker_handle();
-    let mut engine = Engine::new(cfg, store, secret, now())?;
-    // reads on the request path go to a thread of their own when the database is remote
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let jobs = worker.and_then(|store| store_worker(store, done_tx));
-    engine.park_store_reads(jobs.is_some());
-    tokio::pin!(shutdown);
-    let mut drain_until: Option<tokio::time::Instant> = None;
-    loop {
-        if let Some(until) = drain_until {
-            let left = engine.in_flight();
-            if left == 0 || tokio::time::Instant::now() >= until {
-                tracing::info!(
-                    event = "server.drained",
-                    unanswered = left,
-                    "in-flight requests finished"
-                );
-                break;
-            }
-        }
-        let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
-        let deadline = match drain_until {
-            // wake at least every 50 ms while draining to see whether it is done
-            Some(_) => Some(deadline.map_or(
-                tokio::time::Instant::now() + std::time::Duration::from_millis(50),
-                |d| d.min(tokio::time::Instant::now() + std::time::Duration::from_millis(50)),
-            )),
-            None => deadline,
+    let n = stores.len();
+    let (event_txs, event_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(QUEUE)).unzip();
+    let transports = Transports::start(listeners, transport_cfg, event_txs)?;
+    let workers: Vec<_> = stores.iter().map(|s| s.worker_handle()).collect();
+    let engines = Engine::sharded(cfg, stores, secret, now())?;
+    let (hand_txs, hand_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let in_flight: Arc<[AtomicUsize]> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+    let mut tasks = Vec::with_capacity(n);
+    for (((engine, events), handovers), worker) in engines
+        .into_iter()
+        .zip(event_rxs)
+        .zip(hand_rxs)
+        .zip(workers)
+    {
+        let shard = Shard {
+            transports: transports.for_shard(engine.shard().0),
+            engine,
+            events,
+            handovers,
+            peers: hand_txs.clone(),
+            drain: drain_rx.clone(),
+            in_flight: in_flight.clone(),
         };
-        tokio::select! {
-            () = &mut shutdown, if drain_until.is_none() => {
-                engine.drain();
-                tracing::info!(event = "server.draining", in_flight = engine.in_flight(), "refusing new requests while those in flight finish");
-                drain_until = Some(tokio::time::Instant::now() + DRAIN_FOR);
+        tasks.push(tokio::spawn(shard.run(worker)));
+    }
+    drop(hand_txs);
+    shutdown.await;
+    let _ = drain_tx.send(true);
+    let mut engines = Vec::with_capacity(n);
+    for task in tasks {
+        match task.await {
+            Ok(engine) => engines.push(engine),
+            Err(e) => {
+                tracing::error!(event = "server.shard_failed", error = %e, "a shard stopped abnormally")
             }
-            ev = rx.recv() => {
-                let Some(ev) = ev else { break };
-                overload(&mut engine, rx.len(), udp_behind);
-                let t = now();
-                engine.handle_event(t, ev);
-                // drain what is already queued before sending: fewer wake-ups under load
-                for _ in 0..BATCH {
-                    match rx.try_recv() {
-                        Ok(ev) => engine.handle_event(t, ev),
-                        Err(_) => break,
-                    }
-                }
-            }
-            batch = udp.recv(&mut datagrams, BATCH) => {
-                udp_behind = match batch {
-                    Batch::Full => udp_behind.saturating_add(1),
-                    Batch::Drained => 0,
-                };
-                overload(&mut engine, rx.len(), udp_behind);
-                let t = now();
-                for ev in datagrams.drain(..) {
-                    engine.handle_event(t, ev);
-                }
-            }
-            Some(done) = done_rx.recv() => engine.job_done(now(), done),
-            () = sleep_until(deadline) => engine.handle_timeout(now()),
-        }
-        while let Some(job) = engine.poll_job() {
-            if let Some(jobs) = &jobs {
-                // the worker lives as long as this loop; a send cannot fail before it ends
-                let _ = jobs.send(job);
-            }
-        }
-        while let Some(o) = engine.poll_transmit() {
-            transports.send(o.target, o.bytes);
-        }
-        while let Some(flow) = engine.poll_close() {
-            transports.close(flow);
         }
     }
-    engine.write_back();
-    let s = engine.stats();
+    let mut s = EngineStats::default();
+    for e in &mut engines {
+        s.add(&e.stats());
+    }
+    if let Some(owner) = engines.first_mut() {
+        owner.write_back();
+    }
     let t = transports.stats();
     tracing::info!(
         event = "server.stopped",
+        shards = n,
         requests = s.requests,
         responses = s.responses,
         malformed_answered = s.malformed_answered,
@@ -145,15 +113,142 @@ pub async fn run(
         auth_failures = s.auth_failures,
         shed = s.shed,
         lockouts = s.lockouts,
-        oversized = t.oversized.load(std::sync::atomic::Ordering::Relaxed),
-        header_timeouts = t.header_timeouts.load(std::sync::atomic::Ordering::Relaxed),
-        rate_limited = t.rate_limited.load(std::sync::atomic::Ordering::Relaxed),
-        connections_refused = t
-            .connections_refused
-            .load(std::sync::atomic::Ordering::Relaxed),
+        oversized = t.oversized.load(Ordering::Relaxed),
+        header_timeouts = t.header_timeouts.load(Ordering::Relaxed),
+        rate_limited = t.rate_limited.load(Ordering::Relaxed),
+        connections_refused = t.connections_refused.load(Ordering::Relaxed),
         "server stopped"
     );
     Ok(())
+}
+
+/// One shard's engine and what feeds it.
+struct Shard {
+    engine: Engine,
+    transports: Transports,
+    /// Its connections' messages.
+    events: mpsc::Receiver<Event>,
+    /// What other shards hand it, and how to reach each of them.
+    handovers: mpsc::UnboundedReceiver<Handover>,
+    peers: Vec<mpsc::UnboundedSender<Handover>>,
+    drain: watch::Receiver<bool>,
+    /// Requests waiting for their final response, per shard: shards stop together, once none
+    /// is left anywhere (a response may reach any shard's socket).
+    in_flight: Arc<[AtomicUsize]>,
+}
+
+impl Shard {
+    /// Serves until the drain is over; gives the engine back.
+    async fn run(mut self, worker: Option<Box<dyn Store>>) -> Engine {
+        let mut udp = self.transports.udp_receiver();
+        let mut datagrams = Vec::with_capacity(BATCH);
+        // consecutive UDP batches that left datagrams waiting: the socket is filling up
+        let mut udp_behind = 0u32;
+        // reads on the request path go to a thread of their own when the database is remote
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let jobs = worker.and_then(|store| store_worker(store, done_tx));
+        self.engine.park_store_reads(jobs.is_some());
+        let mut drain_until: Option<tokio::time::Instant> = None;
+        let (me, _) = self.engine.shard();
+        loop {
+            if let Some(until) = drain_until {
+                self.in_flight[me].store(self.engine.in_flight(), Ordering::Relaxed);
+                let left: usize = self
+                    .in_flight
+                    .iter()
+                    .map(|n| n.load(Ordering::Relaxed))
+                    .sum();
+                if left == 0 || tokio::time::Instant::now() >= until {
+                    if me == 0 {
+                        tracing::info!(
+                            event = "server.drained",
+                            unanswered = left,
+                            "in-flight requests finished"
+                        );
+                    }
+                    break;
+                }
+            }
+            let deadline = self
+                .engine
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
+            let deadline = match drain_until {
+                // wake at least every 50 ms while draining to see whether it is done
+                Some(_) => Some(deadline.map_or(
+                    tokio::time::Instant::now() + std::time::Duration::from_millis(50),
+                    |d| d.min(tokio::time::Instant::now() + std::time::Duration::from_millis(50)),
+                )),
+                None => deadline,
+            };
+            tokio::select! {
+                Ok(()) = self.drain.changed(), if drain_until.is_none() => {
+                    self.engine.drain();
+                    if me == 0 {
+                        tracing::info!(event = "server.draining", in_flight = self.engine.in_flight(), "refusing new requests while those in flight finish");
+                    }
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN_FOR);
+                }
+                ev = self.events.recv() => {
+                    let Some(ev) = ev else { break };
+                    overload(&mut self.engine, self.events.len(), udp_behind);
+                    let t = now();
+                    self.engine.handle_event(t, ev);
+                    // drain what is already queued before sending: fewer wake-ups under load
+                    for _ in 0..BATCH {
+                        match self.events.try_recv() {
+                            Ok(ev) => self.engine.handle_event(t, ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                batch = udp.recv(&mut datagrams, BATCH) => {
+                    udp_behind = match batch {
+                        Batch::Full => udp_behind.saturating_add(1),
+                        Batch::Drained => 0,
+                    };
+                    overload(&mut self.engine, self.events.len(), udp_behind);
+                    let t = now();
+                    for ev in datagrams.drain(..) {
+                        self.engine.handle_event(t, ev);
+                    }
+                }
+                Some(h) = self.handovers.recv() => {
+                    let t = now();
+                    self.engine.handle_handover(t, h);
+                    while let Ok(h) = self.handovers.try_recv() {
+                        self.engine.handle_handover(t, h);
+                    }
+                }
+                Some(done) = done_rx.recv() => self.engine.job_done(now(), done),
+                () = sleep_until(deadline) => self.engine.handle_timeout(now()),
+            }
+            self.flush(jobs.as_ref());
+        }
+        self.engine
+    }
+
+    /// Carries out what the engine asked for: store jobs, transmissions, closes, hand-overs.
+    fn flush(&mut self, jobs: Option<&std::sync::mpsc::Sender<StoreJob>>) {
+        while let Some(job) = self.engine.poll_job() {
+            if let Some(jobs) = jobs {
+                // the worker lives as long as this loop; a send cannot fail before it ends
+                let _ = jobs.send(job);
+            }
+        }
+        while let Some(o) = self.engine.poll_transmit() {
+            self.transports.send(o.target, o.bytes);
+        }
+        while let Some(flow) = self.engine.poll_close() {
+            self.transports.close(flow);
+        }
+        while let Some((shard, h)) = self.engine.poll_handover() {
+            if let Some(peer) = self.peers.get(shard) {
+                // a shard that already stopped (the very end of a drain) drops it
+                let _ = peer.send(h);
+            }
+        }
+    }
 }
 
 /// A thread that runs the engine's store reads (blocking on the database) and hands each

@@ -28,7 +28,7 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the all-in-one server (Front End) on this machine.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Manage users (works while the server runs).
     #[command(subcommand)]
     User(UserCommand),
@@ -315,6 +315,10 @@ pub(crate) struct UpArgs {
     /// Front End, where clients behind a NAT or load balancer share addresses]
     #[arg(long, value_name = "PER_SECOND")]
     pub(crate) per_source_rate: Option<u32>,
+    /// Engines serving SIP, each on a core of its own with its own UDP socket and share of
+    /// the connections (1 to 64). [default: the number of cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) shards: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     cli::init_logging(cli.log_format, cli.verbose);
     let result = match cli.command {
-        cli::Command::Up(args) => up::run(args),
+        cli::Command::Up(args) => up::run(*args),
         cli::Command::User(cmd) => users::run(cmd),
         cli::Command::Contacts(cmd) => users::contacts(cmd),
         cli::Command::Privacy(cmd) => users::privacy(cmd),

@@ -89,8 +89,17 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
         ensure_demo_users(store.as_ref(), &dir, &args.domain, local_pool.as_deref())?
     };
 
+    let shards = args.shards.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
+        usize::from,
+    );
+    // one store handle per shard: each its own connection to the database
+    let mut stores = vec![store];
+    for _ in 1..shards {
+        stores.push(datadir::open_store(&args.data, &dir)?);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(shards.max(2))
         .enable_all()
         .build()?;
     let site = Site {
@@ -98,11 +107,11 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
         topology_file,
         pki,
         demo,
-        database: store.describe(),
+        database: stores[0].describe(),
         director,
         homing,
     };
-    runtime.block_on(serve(args, store, site, &dir))
+    runtime.block_on(serve(args, stores, site, &dir))
 }
 
 /// This server's pool (by `--fqdn`: the pool's name or one of its servers') and the home-pool
@@ -193,7 +202,12 @@ fn topology_for(
     Ok((topology, file))
 }
 
-async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> anyhow::Result<()> {
+async fn serve(
+    args: UpArgs,
+    stores: Vec<Box<dyn Store>>,
+    site: Site,
+    dir: &Path,
+) -> anyhow::Result<()> {
     let pki = &site.pki;
     let sip = SocketAddr::new(args.bind, args.sip_port);
     let tls = SocketAddr::new(args.bind, args.sip_port + 1);
@@ -214,11 +228,12 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
             SocketAddr::new(ip, args.sip_port + 1),
         );
         if on("udp") {
-            listeners.udp.push(
-                tokio::net::UdpSocket::bind(sip)
-                    .await
-                    .with_context(|| busy("UDP", sip))?,
-            );
+            let socks =
+                sip_transport::bind_udp(sip, stores.len()).with_context(|| busy("UDP", sip))?;
+            listeners.udp.resize_with(socks.len(), Vec::new);
+            for (shard, sock) in socks.into_iter().enumerate() {
+                listeners.udp[shard].push(sock);
+            }
         }
         if on("tcp") {
             listeners.tcp.push(
@@ -308,7 +323,7 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
         };
     // shared by every server of the deployment: a nonce from one is good at another, and a
     // request another server forwarded carries a seal this one can check
-    let secret = store
+    let secret = stores[0]
         .deployment_secret()
         .context("cannot read the deployment secret from the database")?;
 
@@ -355,7 +370,7 @@ async fn serve(args: UpArgs, store: Box<dyn Store>, site: Site, dir: &Path) -> a
     // the engine is then seen on the worker that runs it
     tokio::spawn(confab_core::server::run(
         cfg,
-        store,
+        stores,
         listeners,
         transport_cfg,
         secret,

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use transports::{Batch, Listeners, Transports, UdpReceiver};
+pub use transports::{bind_udp, Batch, Listeners, Transports, UdpReceiver};
 
 /// A transport protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -88,7 +88,7 @@ where
     }
     let _ = timeout(UNFRAMEABLE_GRACE, stream.shutdown()).await;
     let _ = inner
-        .events
+        .events_for(flow)
         .send(Event::FlowClosed {
             flow,
             transport,
@@ -173,11 +173,14 @@ impl Reading {
                     }
                     tracing::warn!(event = "stream.unframeable", remote = %source.remote, %reason, "closing connection: message cannot be framed");
                     let bytes = std::mem::take(&mut self.buf);
-                    let _ = inner.events.try_send(Event::Unframeable {
-                        bytes,
-                        source,
-                        reason,
-                    });
+                    let _ =
+                        inner
+                            .events_for(source.flow.unwrap_or(0))
+                            .try_send(Event::Unframeable {
+                                bytes,
+                                source,
+                                reason,
+                            });
                     return Some(Ending::Unframeable);
                 }
             }

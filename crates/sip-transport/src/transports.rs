@@ -16,7 +16,8 @@ use crate::{is_sendable, stream, Config, Event, FlowId, Source, Stats, Target, T
 /// Bound sockets handed to [`Transports::start`] (IO is injected: tests bind port 0).
 #[derive(Debug)]
 pub struct Listeners {
-    pub udp: Vec<UdpSocket>,
+    /// UDP sockets per shard (`udp[shard]`, one per address; see [`bind_udp`]), or none.
+    pub udp: Vec<Vec<UdpSocket>>,
     pub tcp: Vec<TcpListener>,
     pub tls: Vec<TcpListener>,
     /// Server side of TLS; required when `tls` is not empty.
@@ -31,13 +32,14 @@ struct FlowHandle {
 
 pub(crate) struct Inner {
     pub(crate) config: Config,
-    pub(crate) events: mpsc::Sender<Event>,
+    /// Where each shard's events go; a connection's go to shard `flow % shards`.
+    events: Vec<mpsc::Sender<Event>>,
     pub(crate) stats: Stats,
     limiter: Option<Mutex<confab_ratelimit::RateLimiter>>,
     /// Open connections per remote address (for `max_connections_per_source`).
     per_source: Mutex<HashMap<std::net::IpAddr, usize>>,
-    /// UDP sockets and their local addresses.
-    udp: Vec<(UdpSocket, SocketAddr)>,
+    /// Each shard's UDP sockets and their local addresses.
+    udp: Vec<Vec<(UdpSocket, SocketAddr)>>,
     flows: Mutex<HashMap<FlowId, FlowHandle>>,
     by_remote: Mutex<HashMap<(Transport, SocketAddr), FlowId>>,
     next_flow: AtomicU64,
@@ -48,23 +50,63 @@ pub(crate) struct Inner {
     local_tls: Vec<SocketAddr>,
 }
 
-/// Handle to the running transports; cheap to clone.
+/// Handle to the running transports for one shard (its UDP sockets); cheap to clone.
 #[derive(Clone)]
 pub struct Transports {
     inner: Arc<Inner>,
+    shard: usize,
+}
+
+/// Binds one UDP socket per shard to `addr`, all on the same port with `SO_REUSEPORT`: the
+/// kernel gives each source's datagrams to one of them. Fails as a plain bind would when
+/// another program holds the port (it is tried without `SO_REUSEPORT` first, so that no
+/// other server's port is silently shared). Call within the runtime that will read them.
+pub fn bind_udp(addr: SocketAddr, shards: usize) -> std::io::Result<Vec<UdpSocket>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if addr.port() != 0 {
+        drop(std::net::UdpSocket::bind(addr)?);
+    }
+    let mut port = addr.port();
+    (0..shards.max(1))
+        .map(|_| {
+            let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+            if addr.is_ipv6() {
+                s.set_only_v6(true)?;
+            }
+            s.set_reuse_port(true)?;
+            s.set_nonblocking(true)?;
+            s.bind(&SocketAddr::new(addr.ip(), port).into())?;
+            let std: std::net::UdpSocket = s.into();
+            port = std.local_addr()?.port();
+            UdpSocket::from_std(std)
+        })
+        .collect()
 }
 
 impl Transports {
-    /// Starts receiving on every listener; events go to `events`.
+    /// Starts receiving on every listener. `events` has one queue per shard: a connection's
+    /// messages and end go to one of them; datagrams are read by each shard's
+    /// [`UdpReceiver`] from its own sockets (`listeners.udp[shard]`).
     pub fn start(
         listeners: Listeners,
         config: Config,
-        events: mpsc::Sender<Event>,
+        events: Vec<mpsc::Sender<Event>>,
     ) -> std::io::Result<Self> {
+        if events.is_empty() || !(listeners.udp.is_empty() || listeners.udp.len() == events.len()) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "one event queue per shard, and UDP sockets for each shard or none",
+            ));
+        }
         let udp = listeners
             .udp
             .into_iter()
-            .map(|s| s.local_addr().map(|a| (s, a)))
+            .map(|shard| {
+                shard
+                    .into_iter()
+                    .map(|s| s.local_addr().map(|a| (s, a)))
+                    .collect::<std::io::Result<Vec<_>>>()
+            })
             .collect::<std::io::Result<Vec<_>>>()?;
         let local_tcp = listeners
             .tcp
@@ -107,14 +149,23 @@ impl Transports {
                 tokio::spawn(accept_loop(inner.clone(), l, Some(acceptor.clone())));
             }
         }
-        Ok(Self { inner })
+        Ok(Self { inner, shard: 0 })
     }
 
-    /// The receiving side of the UDP sockets, for the task that handles what arrives (UDP
-    /// messages do not go through the event channel).
+    /// The handle for `shard`: it reads and sends UDP on that shard's sockets.
+    pub fn for_shard(&self, shard: usize) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shard,
+        }
+    }
+
+    /// The receiving side of this shard's UDP sockets, for the task that handles what arrives
+    /// (UDP messages do not go through the event channel).
     pub fn udp_receiver(&self) -> UdpReceiver {
         UdpReceiver {
             inner: self.inner.clone(),
+            shard: self.shard,
             buf: vec![0u8; 65_535],
         }
     }
@@ -147,7 +198,9 @@ impl Transports {
                 let sock = self
                     .inner
                     .udp
-                    .iter()
+                    .get(self.shard)
+                    .into_iter()
+                    .flatten()
                     .find(|(_, a)| a.is_ipv4() == target.addr.is_ipv4())
                     .map(|(s, _)| s);
                 match sock {
@@ -210,12 +263,25 @@ impl Inner {
         if !self.within_rate(&source) {
             return;
         }
+        let flow = source.flow.unwrap_or(0);
         if self
-            .events
+            .events_for(flow)
             .try_send(Event::Message { bytes, source })
             .is_err()
         {
             Stats::bump(&self.stats.queue_full);
+        }
+    }
+
+    /// The queue of the shard that handles connection `flow`.
+    pub(crate) fn events_for(&self, flow: FlowId) -> &mpsc::Sender<Event> {
+        &self.events[flow as usize % self.events.len()]
+    }
+
+    /// Tells every shard (whichever asked for the connection) that it could not be made.
+    fn connect_failed(&self, target: Target) {
+        for events in &self.events {
+            let _ = events.try_send(Event::ConnectFailed { target });
         }
     }
 
@@ -330,6 +396,7 @@ impl Inner {
 /// never crosses a channel or a thread on its way in, and a busy socket is read in batches.
 pub struct UdpReceiver {
     inner: Arc<Inner>,
+    shard: usize,
     buf: Vec<u8>,
 }
 
@@ -348,12 +415,13 @@ impl UdpReceiver {
     /// their source's rate are dropped and counted. Cancel-safe: nothing is taken off a socket
     /// but what lands in `into`. Never finishes when there is no UDP socket.
     pub async fn recv(&mut self, into: &mut Vec<Event>, max: usize) -> Batch {
-        let Self { inner, buf } = self;
+        let Self { inner, shard, buf } = self;
+        let socks = inner.udp.get(*shard).map_or(&[][..], Vec::as_slice);
         loop {
             std::future::poll_fn(|cx| {
                 // readiness is registered on every socket, so whichever becomes readable wakes us
                 let mut ready = false;
-                for (s, _) in &inner.udp {
+                for (s, _) in socks {
                     ready |= s.poll_recv_ready(cx).is_ready();
                 }
                 if ready {
@@ -366,7 +434,7 @@ impl UdpReceiver {
             let before = into.len();
             // datagrams read, kept or dropped: a flood of dropped ones must not hold the task
             let mut read = 0;
-            for (sock, local) in &inner.udp {
+            for (sock, local) in socks {
                 loop {
                     if read >= max {
                         return Batch::Full;
@@ -478,7 +546,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<TlsAc
 
 async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
     let fail = |inner: &Inner| {
-        let _ = inner.events.try_send(Event::ConnectFailed { target });
+        inner.connect_failed(target);
     };
     let tcp = match tokio::time::timeout(
         inner.config.handshake_timeout,
@@ -551,13 +619,13 @@ mod tests {
             ..Config::default()
         };
         let listeners = Listeners {
-            udp: vec![server],
+            udp: vec![vec![server]],
             tcp: vec![],
             tls: vec![],
             tls_server: None,
             tls_client: None,
         };
-        let transports = Transports::start(listeners, config, tx).unwrap();
+        let transports = Transports::start(listeners, config, vec![tx]).unwrap();
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for _ in 0..20 {
             // on loopback a datagram is queued at the receiver before send_to returns

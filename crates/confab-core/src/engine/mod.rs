@@ -76,6 +76,21 @@ pub struct EngineStats {
     pub unanswered: u64,
 }
 
+impl EngineStats {
+    /// Adds another shard's counts.
+    pub fn add(&mut self, o: &Self) {
+        self.requests += o.requests;
+        self.responses += o.responses;
+        self.malformed_answered += o.malformed_answered;
+        self.malformed_dropped += o.malformed_dropped;
+        self.retransmissions_absorbed += o.retransmissions_absorbed;
+        self.auth_failures += o.auth_failures;
+        self.lockouts += o.lockouts;
+        self.shed += o.shed;
+        self.unanswered += o.unanswered;
+    }
+}
+
 /// A request travelling through the processor chain.
 struct Ctx {
     msg: Message,

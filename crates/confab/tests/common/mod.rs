@@ -129,6 +129,11 @@ impl Server {
         if !extra.contains(&"--web-port") {
             own.extend(["--web-port".to_owned(), web_port.to_string()]);
         }
+        if !extra.contains(&"--shards") {
+            // the suite runs with two engines whatever the machine: every behaviour must be
+            // the same as with one
+            own.extend(["--shards".to_owned(), "2".to_owned()]);
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_confab"))
             .args(["up", "--data-dir"])
             .arg(&dir.0)
