@@ -639,4 +639,14 @@ mod tests {
         assert_eq!(got.len(), 1, "only the first is within the source's burst");
         assert_eq!(transports.stats().rate_limited.load(Ordering::Relaxed), 7);
     }
+
+    #[tokio::test]
+    async fn shards_share_a_udp_port_but_never_another_programs() {
+        let socks = bind_udp("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let port = socks[0].local_addr().unwrap().port();
+        assert_eq!(socks[1].local_addr().unwrap().port(), port);
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let err = bind_udp(taken.local_addr().unwrap(), 2).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    }
 }

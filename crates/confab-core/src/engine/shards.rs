@@ -103,6 +103,137 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::EngineConfig;
+    use crate::engine::sim::{add_users, reply, Sim, ALICE, BOB};
+    use std::time::Duration;
+
+    fn register(user: &str, at: &str, n: u32) -> String {
+        format!("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP {at};branch=z9hG4bKr{n}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag=r{n}\r\nTo: <sip:{user}@example.com>\r\nCall-ID: reg-{user}-{n}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@{at}>\r\n{{auth}}Content-Length: 0\r\n\r\n")
+    }
+
+    const MESSAGE_BOB: &str = "MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bKm1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: msg-1\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\n{auth}Content-Length: 2\r\n\r\nhi";
+
+    /// Two shards; alice's messages reach shard 0, bob's shard 1.
+    fn two_shards(cfg: EngineConfig) -> Sim {
+        let mut sim = Sim::sharded(2, cfg, |s| add_users(s, &["alice", "bob"], &[]));
+        sim.arrive_at(ALICE, 0);
+        sim.arrive_at(BOB, 1);
+        sim
+    }
+
+    #[test]
+    fn a_device_registered_on_one_shard_is_reached_from_another_and_its_answer_comes_back() {
+        let mut sim = two_shards(EngineConfig::default());
+        let ok = sim.send_authenticated(BOB, "bob", &register("bob", BOB, 1));
+        assert_eq!(ok[0].status(), 200, "bob signs in through shard 1");
+        assert_eq!(sim.engine.registrations(), 1, "shard 0 sees bob's device");
+        sim.send_authenticated(ALICE, "alice", MESSAGE_BOB);
+        let to_bob = sim.take_to(BOB);
+        assert_eq!(to_bob.len(), 1, "shard 0 forwards alice's MESSAGE to bob");
+        let branch = to_bob[0].top_via().unwrap().branch().unwrap().to_owned();
+        assert_eq!(marked(&branch), Some(0), "{branch}");
+        // bob's answer reaches shard 1, which hands it to shard 0's transaction
+        sim.send(BOB, &reply(&to_bob[0], 200, "OK", "b1"));
+        let up = sim.take_to(ALICE);
+        assert_eq!(up.iter().map(Message::status).collect::<Vec<_>>(), [200]);
+        assert_eq!(sim.others[0].stats().responses, 0, "handed over untouched");
+        assert_eq!(sim.engine.stats().responses, 1);
+    }
+
+    #[test]
+    fn a_request_in_a_dialog_another_shard_made_is_handed_to_it() {
+        let mut sim = two_shards(EngineConfig::default());
+        let bye = "BYE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5062;branch=z9hG4bKb1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>;tag=77~1\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+        sim.send(ALICE, bye);
+        assert_eq!(sim.engine.stats().requests, 0, "shard 0 only passed it on");
+        assert_eq!(
+            sim.others[0].stats().requests,
+            1,
+            "the dialog's shard took it"
+        );
+        // a tag naming no shard of ours (another program's `~`) stays where it arrived
+        sim.send(
+            ALICE,
+            &bye.replace("tag=77~1", "tag=77~9").replace("bKb1", "bKb2"),
+        );
+        assert_eq!(sim.engine.stats().requests, 1);
+    }
+
+    #[test]
+    fn failures_on_different_shards_count_once_toward_a_lockout() {
+        let cfg = EngineConfig {
+            lockout_failures: 4,
+            ..EngineConfig::default()
+        };
+        let mut sim = two_shards(cfg);
+        let elsewhere = "127.0.0.4:5066";
+        sim.arrive_at(elsewhere, 1);
+        for (n, from) in [(1, ALICE), (2, elsewhere), (3, ALICE), (4, elsewhere)] {
+            let r = sim.send_with_password(from, "alice", "wrong", &register("alice", from, n));
+            let expected = if n < 4 { 401 } else { 403 };
+            assert_eq!(r[0].status(), expected, "attempt {n}: {}", r[0].reason());
+        }
+        for from in [ALICE, elsewhere] {
+            sim.send(from, &register("alice", from, 5).replace("{auth}", ""));
+            let r = sim.take_to(from);
+            assert_eq!(
+                r[0].status(),
+                403,
+                "locked on every shard: {}",
+                r[0].reason()
+            );
+        }
+        assert_eq!(
+            sim.engine.stats().lockouts + sim.others[0].stats().lockouts,
+            1
+        );
+    }
+
+    #[test]
+    fn presence_requests_and_the_news_presence_needs_go_to_the_owner_shard() {
+        let mut sim = two_shards(EngineConfig::default());
+        let body = "<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:bob@example.com\"><tuple id=\"t1\"><status><basic>open</basic></status></tuple></presence>";
+        let publish = format!("PUBLISH sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {BOB};branch=z9hG4bKp1\r\nMax-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=p1\r\nTo: <sip:bob@example.com>\r\nCall-ID: pub-1\r\nCSeq: 1 PUBLISH\r\nEvent: presence\r\nExpires: 600\r\nContent-Type: application/pidf+xml\r\n{{auth}}Content-Length: {}\r\n\r\n{body}", body.len());
+        let ok = sim.send_authenticated(BOB, "bob", &publish);
+        assert_eq!(ok[0].status(), 200, "{}", ok[0].reason());
+        assert_eq!(
+            sim.engine.presence_stats().publications,
+            1,
+            "the owner holds it"
+        );
+        assert_eq!(sim.others[0].presence_stats().publications, 0);
+        // alice watches bob through shard 1 too; the owner answers and NOTIFYs
+        sim.arrive_at(ALICE, 1);
+        let subscribe = format!("SUBSCRIBE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKs1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=s1\r\nTo: <sip:bob@example.com>\r\nCall-ID: sub-1\r\nCSeq: 1 SUBSCRIBE\r\nEvent: presence\r\nAccept: application/pidf+xml\r\nContact: <sip:alice@{ALICE}>\r\nExpires: 600\r\n{{auth}}Content-Length: 0\r\n\r\n");
+        let got = sim.send_authenticated(ALICE, "alice", &subscribe);
+        let notify = got
+            .iter()
+            .find(|m| m.is_request())
+            .expect("a NOTIFY")
+            .clone();
+        assert!(got.iter().any(|m| m.status() / 100 == 2), "{got:?}");
+        // alice's 200 to the NOTIFY reaches shard 1 and ends the owner's transaction: no
+        // retransmission follows
+        sim.send(ALICE, &reply(&notify, 200, "OK", "x"));
+        sim.advance(Duration::from_secs(10));
+        let again: Vec<_> = sim
+            .take_to(ALICE)
+            .into_iter()
+            .filter(|m| m.is_request())
+            .collect();
+        assert!(
+            again.is_empty(),
+            "NOTIFY resent: its 200 was lost: {again:?}"
+        );
+        // bob's devices change on shard 1 (a REGISTER): the owner hears of it
+        let before = sim.engine.presence_stats().notices;
+        let ok = sim.send_authenticated(BOB, "bob", &register("bob", BOB, 9));
+        assert_eq!(ok[0].status(), 200);
+        assert!(
+            sim.engine.presence_stats().notices > before,
+            "the owner NOTIFYs alice of bob's new device"
+        );
+    }
 
     #[test]
     fn a_mark_is_read_back_wherever_it_sits_in_a_token() {

@@ -1,7 +1,9 @@
-//! A simulated world for engine tests: one engine over an in-memory store, a clock the test
-//! advances, and SIP peers that are only addresses whose messages the test writes and reads.
-//! Timers (transaction, Timer C, guards, housekeeping) fire as the clock passes them, so a
-//! three-minute ringing call is tested in milliseconds.
+//! A simulated world for engine tests: one engine, or several shards, over an in-memory
+//! store, a clock the test advances, and SIP peers that are only addresses whose messages the
+//! test writes and reads. Timers (transaction, Timer C, guards, housekeeping) fire as the
+//! clock passes them, so a three-minute ringing call is tested in milliseconds. With shards,
+//! the test says which shard each peer's messages reach (the kernel's choice, by source, in
+//! the real server), and what shards hand each other is delivered at once.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -18,9 +20,14 @@ pub(crate) const PASSWORD: &str = "pw";
 /// The server's own address.
 pub(crate) const SERVER: &str = "127.0.0.1:5060";
 
-/// One engine and the simulated time it runs on.
+/// One engine (or several shards) and the simulated time it runs on.
 pub(crate) struct Sim {
+    /// The engine, or shard 0 (the owner) when there are several.
     pub(crate) engine: Engine,
+    /// Shards 1 and on.
+    pub(crate) others: Vec<Engine>,
+    /// The shard each peer's messages reach (0 when not listed).
+    arrivals: Vec<(SocketAddr, usize)>,
     start: Instant,
     unix0: i64,
     now: Instant,
@@ -31,17 +38,39 @@ pub(crate) struct Sim {
 impl Sim {
     /// An engine for `cfg` whose store `setup` filled first (users, bindings).
     pub(crate) fn new(cfg: EngineConfig, setup: impl FnOnce(&dyn Store)) -> Self {
-        let store = confab_store::SqliteStore::in_memory().expect("in-memory SQLite");
-        setup(&store);
+        Self::sharded(1, cfg, setup)
+    }
+
+    /// `shards` engines sharing one in-memory store (a connection each) and their state.
+    pub(crate) fn sharded(
+        shards: usize,
+        cfg: EngineConfig,
+        setup: impl FnOnce(&dyn Store),
+    ) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static DATABASES: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "file:sim-{}-{}?mode=memory&cache=shared",
+            std::process::id(),
+            DATABASES.fetch_add(1, Ordering::Relaxed)
+        );
+        let open = || {
+            confab_store::SqliteStore::open(std::path::Path::new(&name)).expect("in-memory SQLite")
+        };
+        let stores: Vec<Box<dyn Store>> = (0..shards).map(|_| Box::new(open()) as _).collect();
+        setup(stores[0].as_ref());
         let start = Instant::now();
         let unix0 = 1_800_000_000;
         let now = Now {
             mono: start,
             unix: unix0,
         };
-        let engine = Engine::new(cfg, Box::new(store), [7; 32], now).expect("engine starts");
+        let mut engines = Engine::sharded(cfg, stores, [7; 32], now).expect("engines start");
+        let engine = engines.remove(0);
         Self {
             engine,
+            others: engines,
+            arrivals: Vec::new(),
             start,
             unix0,
             now: start,
@@ -62,6 +91,24 @@ impl Sim {
         }
     }
 
+    /// `from`'s messages reach `shard` from now on.
+    pub(crate) fn arrive_at(&mut self, from: &str, shard: usize) {
+        self.arrivals
+            .push((from.parse().expect("an ip:port"), shard));
+    }
+
+    /// Shard `k`.
+    pub(crate) fn shard(&mut self, k: usize) -> &mut Engine {
+        match k {
+            0 => &mut self.engine,
+            k => &mut self.others[k - 1],
+        }
+    }
+
+    fn engines(&mut self) -> impl Iterator<Item = &mut Engine> {
+        std::iter::once(&mut self.engine).chain(self.others.iter_mut())
+    }
+
     /// `text` arrives over UDP from `from`.
     pub(crate) fn send(&mut self, from: &str, text: &str) {
         let source = Source {
@@ -72,7 +119,13 @@ impl Sim {
             peer_verified: false,
         };
         let now = self.now();
-        self.engine.handle_event(
+        let shard = self
+            .arrivals
+            .iter()
+            .rev()
+            .find(|(a, _)| *a == source.remote)
+            .map_or(0, |(_, k)| *k);
+        self.shard(shard).handle_event(
             now,
             Event::Message {
                 bytes: text.as_bytes().to_vec(),
@@ -85,10 +138,16 @@ impl Sim {
     /// Moves the clock `by` forward, firing every timer that falls due on the way, in order.
     pub(crate) fn advance(&mut self, by: Duration) {
         let until = self.now + by;
-        while let Some(at) = self.engine.poll_timeout().filter(|at| *at <= until) {
+        while let Some((k, at)) = self
+            .engines()
+            .enumerate()
+            .filter_map(|(k, e)| Some((k, e.poll_timeout()?)))
+            .min_by_key(|(_, at)| *at)
+            .filter(|(_, at)| *at <= until)
+        {
             self.now = self.now.max(at);
             let now = self.now();
-            self.engine.handle_timeout(now);
+            self.shard(k).handle_timeout(now);
             self.collect();
         }
         self.now = until;
@@ -106,11 +165,16 @@ impl Sim {
 
     /// The database answers: every queued read runs, and its request resumes.
     pub(crate) fn run_jobs(&mut self) -> usize {
-        let jobs: Vec<_> = std::iter::from_fn(|| self.engine.poll_job()).collect();
-        let n = jobs.len();
-        for job in jobs {
-            let done = job.run(self.engine.store.as_ref());
-            self.finish_job(done);
+        let mut n = 0;
+        for k in 0..=self.others.len() {
+            let jobs: Vec<_> = std::iter::from_fn(|| self.shard(k).poll_job()).collect();
+            n += jobs.len();
+            for job in jobs {
+                let done = job.run(self.shard(k).store.as_ref());
+                let now = self.now();
+                self.shard(k).job_done(now, done);
+                self.collect();
+            }
         }
         n
     }
@@ -122,10 +186,26 @@ impl Sim {
         self.collect();
     }
 
+    /// Delivers what shards handed each other, until none has more; keeps what they sent.
     fn collect(&mut self) {
-        while let Some(o) = self.engine.poll_transmit() {
-            let m = Message::parse(o.bytes, &Limits::default()).expect("the engine sends SIP");
-            self.sent.push((o.target.addr, m));
+        let now = self.now();
+        loop {
+            let mut handed = Vec::new();
+            let mut sent = Vec::new();
+            for e in self.engines() {
+                handed.extend(std::iter::from_fn(|| e.poll_handover()));
+                sent.extend(std::iter::from_fn(|| e.poll_transmit()));
+            }
+            for o in sent {
+                let m = Message::parse(o.bytes, &Limits::default()).expect("the engine sends SIP");
+                self.sent.push((o.target.addr, m));
+            }
+            if handed.is_empty() {
+                break;
+            }
+            for (k, h) in handed {
+                self.shard(k).handle_handover(now, h);
+            }
         }
     }
 
@@ -136,6 +216,17 @@ impl Sim {
         &mut self,
         from: &str,
         user: &str,
+        request: &str,
+    ) -> Vec<Message> {
+        self.send_with_password(from, user, PASSWORD, request)
+    }
+
+    /// [`Sim::send_authenticated`] with `password` (a wrong one, say).
+    pub(crate) fn send_with_password(
+        &mut self,
+        from: &str,
+        user: &str,
+        password: &str,
         request: &str,
     ) -> Vec<Message> {
         self.send(from, &request.replace("{auth}", ""));
@@ -167,7 +258,7 @@ impl Sim {
         let uri = first.uri_str().to_owned();
         let method = first.method_str().to_owned();
         let alg = sip_auth::Algorithm::Md5;
-        let ha1 = sip_auth::ha1(alg, user, "example.com", PASSWORD);
+        let ha1 = sip_auth::ha1(alg, user, "example.com", password);
         let response =
             sip_auth::client_response(alg, &ha1, &method, &uri, &nonce, "00000001", "c0");
         let creds = format!(
