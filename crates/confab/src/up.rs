@@ -93,10 +93,15 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
         || std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
         usize::from,
     );
-    // one store handle per shard: each its own connection to the database
+    // one store handle per shard: with PostgreSQL a handle on the same connection (one
+    // outage, one recovery, whichever shard asks), with SQLite a connection of its own
     let mut stores = vec![store];
     for _ in 1..shards {
-        stores.push(datadir::open_store(&args.data, &dir)?);
+        let handle = match stores[0].worker_handle() {
+            Some(h) => h,
+            None => datadir::open_store(&args.data, &dir)?,
+        };
+        stores.push(handle);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(shards.max(2))
