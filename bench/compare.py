@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Confab against Kamailio, side by side, with identical SIPp loads (run by bench/compare).
 
-For each workload the servers take turns (Confab, Kamailio, then the UDP floor where it
-applies), each freshly started, and each gets:
+For each workload the servers take turns (Confab with each --shards count, shown as
+confab/N, then Kamailio, then the UDP floor where it applies), each freshly started, and each
+gets:
   1. a rate search: SIPp at rising call rates for a few seconds each; the highest rate at which
      every call succeeded with no retransmission is the "clean rate";
   2. a measured run at half that rate: server CPU time (utime+stime of every server process,
@@ -12,6 +13,13 @@ applies), each freshly started, and each gets:
      sampled every 250 ms for its whole life.
 A transaction is one SIPp call: REGISTER (challenge + 200), MESSAGE (challenge + relayed 200),
 or a call (INVITE challenged, INVITE relayed, 200, ACK, BYE).
+
+SIPp sends each UDP workload from one socket, so the kernel gives all of its requests to one
+Confab shard (SO_REUSEPORT spreads by source); answers from the callee's SIPp may reach the
+other shard and are handed over. With one source confab/2 therefore shows what a second
+shard costs, not what it adds; --udp-sources many gives every call a socket of its own
+(SIPp -t un), for every server alike, and workload (d) opens a connection per user, which
+Confab spreads over its shards.
 
 Prints one table, writes CSV and a PNG chart (gnuplot) into the output directory.
 Standard library only; needs sipp, kamailio and gnuplot on PATH (bench/compare installs them).
@@ -186,11 +194,11 @@ class Server:
 
 
 class Confab(Server):
-    name = "confab"
-
-    def __init__(self, port, work, binary):
+    def __init__(self, port, work, binary, shards):
         super().__init__(port, work)
         self.binary = binary
+        self.shards = shards
+        self.name = f"confab/{shards}"
         self.data = os.path.join(work, "confab-data")
 
     def command(self):
@@ -198,7 +206,7 @@ class Confab(Server):
             self.binary, "up", "--data-dir", self.data, "--bind", HOST,
             "--sip-port", str(self.port), "--domain", "example.com", "--no-demo-users",
             "--dns", "off", "--web-port", "0", "--lockout-failures", "0",
-            "--digest-algorithms", "md5",
+            "--digest-algorithms", "md5", "--shards", str(self.shards),
         ]  # fmt: skip
 
     def after_start(self, users):
@@ -246,8 +254,14 @@ class SippRun:
         self.rtts = rtts
 
 
+# "u1" (one socket) or "un" (a socket per call) for the UDP workloads: --udp-sources
+UDP_MODE = "u1"
+
+
 def sipp_load(server, workload, rate, count, users_csv, work):
     _, scenario, transport, _, _ = WORKLOADS[workload]
+    if transport == "u1":
+        transport = UDP_MODE
     run_dir = tempfile.mkdtemp(dir=work, prefix=f"sipp-{workload}-")
     stat = os.path.join(run_dir, "stat.csv")
     args = [
@@ -433,7 +447,7 @@ def report(results, out_dir):
         w.writerows(results)
 
     head = (
-        f"{'workload':<30} {'server':<10} {'CPU µs/txn':>11} {'clean rate/s':>13} "
+        f"{'workload':<30} {'server':<12} {'CPU µs/txn':>11} {'clean rate/s':>13} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'peak MiB':>9}"
     )
     lines = [head, "-" * len(head)]
@@ -445,15 +459,18 @@ def report(results, out_dir):
         for r in rows:
             cap = "≥" if r["capped"] else " "
             lines.append(
-                f"{title:<30} {r['server']:<10} {r['cpu_us_per_txn']:>11.1f} "
+                f"{title:<30} {r['server']:<12} {r['cpu_us_per_txn']:>11.1f} "
                 f"{cap}{r['clean_rate']:>12} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
                 f"{r['peak_mib']:>9.1f}"
             )
             title = ""
-        c, k = by.get((key, "confab")), by.get((key, "kamailio"))
-        if c and k:
+        k = by.get((key, "kamailio"))
+        for c in (r for r in rows if r["server"].startswith("confab")):
+            if not k:
+                break
+            label = "C" + c["server"][len("confab"):] + "/K"
             lines.append(
-                f"{'':<30} {'ratio C/K':<10} {ratio(c['cpu_us_per_txn'], k['cpu_us_per_txn']):>11.2f} "
+                f"{'':<30} {label:<12} {ratio(c['cpu_us_per_txn'], k['cpu_us_per_txn']):>11.2f} "
                 f" {ratio(c['clean_rate'], k['clean_rate']):>12.2f} "
                 f"{ratio(c['p50_ms'], k['p50_ms']):>7.2f} {ratio(c['p99_ms'], k['p99_ms']):>7.2f} "
                 f"{ratio(c['peak_mib'], k['peak_mib']):>9.2f}"
@@ -469,7 +486,8 @@ def chart(results, out_dir, stamp):
     if not shutil.which("gnuplot"):
         return None
     data = os.path.join(out_dir, f"compare-{stamp}.dat")
-    servers = ["confab", "kamailio", "udp-floor"]
+    servers = sorted({r["server"] for r in results if r["server"].startswith("confab")})
+    servers += ["kamailio", "udp-floor"]
     with open(data, "w") as f:
         f.write("workload " + " ".join(f"{s}_cpu {s}_rate" for s in servers) + "\n")
         for key, (title, *_r) in WORKLOADS.items():
@@ -482,6 +500,16 @@ def chart(results, out_dir, stamp):
                 vals += [f"{r['cpu_us_per_txn']:.1f}", str(r["clean_rate"])] if r else ["0", "0"]
             f.write(f'"{title}" ' + " ".join(vals) + "\n")
     png = os.path.join(out_dir, f"compare-{stamp}.png")
+
+    def plots(first_col):
+        parts = []
+        for i, name in enumerate(servers):
+            col = first_col + 2 * i
+            src = f'"{data}" using {col}:xtic(1)' if i == 0 else f'"" using {col}'
+            parts.append(f'{src} title "{name}"')
+        return ", ".join(parts)
+
+    cpu_plots, rate_plots = plots(2), plots(3)
     script = f"""
 set terminal pngcairo size 1100,500 font ",10" noenhanced
 set output "{png}"
@@ -493,9 +521,9 @@ set key top left
 set xtics rotate by -20
 set grid ytics
 set title "CPU time per transaction (µs, lower is better)"
-plot "{data}" using 2:xtic(1) title "Confab", "" using 4 title "Kamailio", "" using 6 title "UDP floor"
+plot {cpu_plots}
 set title "Highest clean rate (transactions/s, higher is better)"
-plot "{data}" using 3:xtic(1) title "Confab", "" using 5 title "Kamailio", "" using 7 title "UDP floor"
+plot {rate_plots}
 unset multiplot
 """
     r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
@@ -519,8 +547,13 @@ def main():
     p.add_argument("--step-seconds", type=int, default=3, help="length of each search step")
     p.add_argument("--bisect", type=int, default=3, help="bisection steps after a failure")
     p.add_argument("--measure-seconds", type=int, default=10, help="length of the CPU run")
+    p.add_argument("--udp-sources", choices=("one", "many"), default="one",
+                   help="UDP workloads from one SIPp socket, or a socket per call (default one)")
+    p.add_argument("--shards", default="1,2", help="Confab's shard counts to run (default 1,2)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench/results"), help="output dir")
     args = p.parse_args()
+    global UDP_MODE
+    UDP_MODE = "un" if args.udp_sources == "many" else "u1"
     args.confab, args.floor = os.path.abspath(args.confab), os.path.abspath(args.floor)
 
     for tool in ("sipp", "kamailio"):
@@ -536,9 +569,9 @@ def main():
         if wl not in WORKLOADS:
             die(f"unknown workload {wl!r}; choose from a,b,c,d")
         servers = [
-            lambda: Confab(5080, work, args.confab),
-            lambda: Kamailio(5090, work),
+            (lambda n=int(n): Confab(5080, work, args.confab, n)) for n in args.shards.split(",")
         ]
+        servers.append(lambda: Kamailio(5090, work))
         if wl == "a":
             servers.append(lambda: Floor(5100, work, args.floor))
         for make in servers:

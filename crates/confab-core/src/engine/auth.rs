@@ -195,13 +195,18 @@ impl Engine {
             .unwrap_or("");
         // libre's event client (SUBSCRIBE) sends no User-Agent: remember the addresses that
         // identified themselves as such a client (bounded), so their other requests get MD5 too
-        if md5_only_client(ua) && !self.md5_only_sources.contains(&ctx.source.remote) {
-            if self.md5_only_sources.len() >= 10_000 {
-                self.md5_only_sources.clear();
+        let md5_only = {
+            let remote = ctx.source.remote;
+            let mut known = self.shared.md5_only_sources.of(&remote);
+            if md5_only_client(ua) && !known.contains(&remote) {
+                if known.len() >= 10_000 / crate::parts::PARTS {
+                    known.clear();
+                }
+                known.insert(remote);
             }
-            self.md5_only_sources.insert(ctx.source.remote);
-        }
-        let md5_only = (md5_only_client(ua) || self.md5_only_sources.contains(&ctx.source.remote))
+            known.contains(&remote)
+        };
+        let md5_only = md5_only
             && self
                 .cfg
                 .digest_algorithms

@@ -133,8 +133,6 @@ pub struct Engine {
     server_tx: HashMap<String, ServerEntry>,
     client_tx: HashMap<String, ClientEntry>,
     proxies: HashMap<u64, ProxyCtx>,
-    /// Sources known to be clients that stop at a non-MD5 challenge (see `md5_only_client`).
-    md5_only_sources: HashSet<std::net::SocketAddr>,
     timers: BinaryHeap<Reverse<(Instant, TimerOwner)>>,
     out: VecDeque<Output>,
     next_id: u64,
@@ -255,7 +253,6 @@ impl Engine {
             server_tx: HashMap::new(),
             client_tx: HashMap::new(),
             proxies: HashMap::new(),
-            md5_only_sources: HashSet::new(),
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
             next_id: 1,

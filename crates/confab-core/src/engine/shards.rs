@@ -243,4 +243,27 @@ mod tests {
         assert_eq!(marked("tag~"), None);
         assert_eq!(marked("a~1~2"), Some(2));
     }
+
+    #[test]
+    fn a_client_known_to_need_md5_alone_is_known_to_the_presence_owner_too() {
+        let mut sim = two_shards(EngineConfig::default());
+        let challenges = |sim: &mut Sim| {
+            let r = sim.take_to(BOB);
+            r[0].values(sip_proto::HeaderName::WwwAuthenticate)
+                .chain(r[0].values(sip_proto::HeaderName::ProxyAuthenticate))
+                .count()
+        };
+        let reg = register("bob", BOB, 1)
+            .replace("{auth}", "User-Agent: baresip v1.0.0 (x86_64/linux)\r\n");
+        sim.send(BOB, &reg);
+        assert_eq!(
+            challenges(&mut sim),
+            1,
+            "MD5 alone for baresip 1.0, on shard 1"
+        );
+        // libre's SUBSCRIBE names no User-Agent, and goes to the owner shard
+        let subscribe = format!("SUBSCRIBE sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {BOB};branch=z9hG4bKs1\r\nMax-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=s1\r\nTo: <sip:alice@example.com>\r\nCall-ID: sub-1\r\nCSeq: 1 SUBSCRIBE\r\nEvent: presence\r\nContact: <sip:bob@{BOB}>\r\nContent-Length: 0\r\n\r\n");
+        sim.send(BOB, &subscribe);
+        assert_eq!(challenges(&mut sim), 1, "MD5 alone from the owner as well");
+    }
 }

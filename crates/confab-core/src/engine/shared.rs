@@ -26,6 +26,9 @@ pub(crate) struct Shared {
     /// Connections messages arrived on and not yet closed: a binding's connection is used
     /// only while it is here.
     pub(crate) open_flows: Parts<HashSet<FlowId>>,
+    /// Sources known to be clients that stop at a non-MD5 challenge (see `md5_only_client`):
+    /// their SUBSCRIBEs, which go to the presence owner, name no User-Agent.
+    pub(crate) md5_only_sources: Parts<HashSet<std::net::SocketAddr>>,
 }
 
 impl Shared {
@@ -59,6 +62,7 @@ impl Shared {
             location,
             users: Parts::new(HashMap::new),
             open_flows: Parts::new(HashSet::new),
+            md5_only_sources: Parts::new(HashSet::new),
         }
     }
 }
