@@ -1,8 +1,11 @@
 //! Applications: user agents inside the server (response groups, meetings, voice mail to
 //! come). An application answers requests addressed to it, owns the dialogs its answers
-//! create, and sends requests within them; the engine does the SIP around it — transactions,
-//! retransmitting a 2xx until its ACK, Via and Contact, matching in-dialog requests and
-//! responses back to it.
+//! create, sends requests within them, places calls of its own (every registered device of
+//! the user called rings; the first to answer wins) and connects two of its dialogs, so that
+//! what one side sends reaches the other (a back-to-back user agent: a caller put through to
+//! an agent). The engine does the SIP around it — transactions, retransmitting a 2xx until its
+//! ACK, ACKing the 2xx it receives, CANCELling devices that lost the race, Via and Contact,
+//! matching in-dialog requests and responses back to it.
 //!
 //! Sans-IO like the engine: an application is called with what arrived and says what to do
 //! by pushing [`Action`]s; the engine carries them out after it returns. It keeps no sockets,
@@ -34,6 +37,22 @@ pub trait Application: Send {
 
     /// The dialog ended (a BYE either way, or the peer never acknowledged our 2xx).
     fn on_dialog_ended(&mut self, _dialog: &DialogId) {}
+
+    /// What became of a call it placed ([`Action::Call`]).
+    fn on_call(&mut self, _call: u64, _event: CallEvent, _out: &mut Vec<Action>) {}
+}
+
+/// What became of a call an application placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    /// A device is ringing (the first provisional response above 100).
+    Ringing,
+    /// A device answered: the call is a dialog of the application's now. `body` is the
+    /// answer's (its SDP).
+    Answered { dialog: DialogId, body: Vec<u8> },
+    /// No device answered: the best final response, or 408 when none came, 480 when the
+    /// user has no device.
+    Failed { code: u16, reason: String },
 }
 
 /// What an application wants done.
@@ -49,6 +68,25 @@ pub enum Action {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     },
+    /// Places a call: an INVITE from `from` (an address the application speaks for, as
+    /// `sip:helpdesk@example.com`) to `to` (a user of ours, whose registered devices all ring,
+    /// or any SIP URI). `call` is the application's own number for it, given back with each
+    /// [`CallEvent`] in [`Application::on_call`].
+    Call {
+        call: u64,
+        from: String,
+        to: String,
+        /// `(name, value)` header fields beyond those the engine writes (Content-Type, ...).
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Gives up a call not answered yet: every device still ringing is CANCELled, and the
+    /// call ends [`CallEvent::Failed`] (487).
+    CancelCall { call: u64 },
+    /// Connects two dialogs of the application: from now on a request arriving in one
+    /// (re-INVITE, UPDATE, INFO, MESSAGE, ...) is sent in the other and its final response
+    /// returned, and a BYE on either ends both. The application hears of neither any more.
+    Connect { a: DialogId, b: DialogId },
 }
 
 /// A response of an application.

@@ -19,11 +19,13 @@ use crate::routing::{our_port, response_target, uri_target};
 /// A dialog an application owns.
 pub(super) struct AppDialog {
     pub(super) app: usize,
-    dialog: Dialog,
+    pub(super) dialog: Dialog,
     /// The transport the dialog was made on: requests go back on it.
-    transport: Transport,
+    pub(super) transport: Transport,
     /// Our 2xx to the INVITE, resent until its ACK.
-    unacked: Option<Unacked>,
+    pub(super) unacked: Option<Unacked>,
+    /// The dialog connected to this one (`Action::Connect`): what arrives here goes there.
+    pub(super) peer: Option<u64>,
 }
 
 pub(super) struct Unacked {
@@ -73,21 +75,55 @@ impl Engine {
             if method == Method::Ack {
                 d.unacked = None;
             }
+            if let Some(peer) = d.peer {
+                return self.relay_request(now, ctx, no, peer);
+            }
             id = Some(d.dialog.id().clone());
         }
         let mut actions = Vec::new();
         if let Some(a) = self.apps.get_mut(app) {
             a.on_request(&ctx.msg, id.as_ref(), &mut actions);
         }
+        self.app_actions(now, Some(ctx), app, no, actions);
+    }
+
+    /// Carries out what application `app` said, handling `ctx` (in dialog `no`) if any.
+    pub(super) fn app_actions(
+        &mut self,
+        now: Now,
+        ctx: Option<&Ctx>,
+        app: usize,
+        no: Option<u64>,
+        actions: Vec<Action>,
+    ) {
         for action in actions {
             match action {
-                Action::Reply(r) => self.app_reply(now, ctx, app, no, r),
+                Action::Reply(r) => match ctx {
+                    Some(ctx) => self.app_reply(now, ctx, app, no, r),
+                    None => tracing::warn!(
+                        event = "app.stray_reply",
+                        "an application answered when no request was before it"
+                    ),
+                },
                 Action::Request {
                     dialog,
                     method,
                     headers,
                     body,
-                } => self.app_send(now, &dialog, &method, &headers, &body),
+                } => {
+                    if let Some(&no) = self.app_dialog_ids.get(&dialog) {
+                        self.app_send(now, no, &method, &headers, &body, None);
+                    }
+                }
+                Action::Call {
+                    call,
+                    from,
+                    to,
+                    headers,
+                    body,
+                } => self.app_call(now, app, call, (&from, &to), &headers, &body),
+                Action::CancelCall { call } => self.cancel_app_call(now, app, call),
+                Action::Connect { a, b } => self.connect_dialogs(&a, &b),
             }
         }
     }
@@ -162,6 +198,7 @@ impl Engine {
                 dialog,
                 transport: ctx.source.transport,
                 unacked,
+                peer: None,
             },
         );
     }
@@ -193,35 +230,26 @@ impl Engine {
         self.timers.push(Reverse((at, TimerOwner::App(no))));
     }
 
-    /// A request of an application within its dialog, on a client transaction of its own.
-    fn app_send(
+    /// A request within dialog `no`, on a client transaction of its own (`relay`: what waits
+    /// for its answer, when it was relayed from the connected dialog). False when the dialog
+    /// has no reachable next hop.
+    pub(super) fn app_send(
         &mut self,
         now: Now,
-        id: &DialogId,
+        no: u64,
         method: &str,
         headers: &[(String, String)],
         body: &[u8],
-    ) {
-        let Some(&no) = self.app_dialog_ids.get(id) else {
-            return;
-        };
+        relay: Option<u64>,
+    ) -> bool {
         let branch = format!("{MAGIC_COOKIE}{:x}{}-ua", self.next_id(), self.mark());
         let Some(d) = self.app_dialogs.get_mut(&no) else {
-            return;
+            return false;
         };
-        let hop = d.dialog.route_set().first().map_or_else(
-            || d.dialog.remote_target().to_owned(),
-            |r| r.trim_matches(['<', '>']).to_owned(),
-        );
-        let transport = d.transport;
+        let Some(target) = next_hop(d) else {
+            return false;
+        };
         let mut w = d.dialog.request(method);
-        let target = Uri::parse(&hop)
-            .ok()
-            .and_then(|u| u.as_sip().and_then(|s| uri_target(s, transport)));
-        let Some(target) = target else {
-            tracing::warn!(event = "app.unroutable", next_hop = %hop, "an application's request has no reachable next hop");
-            return;
-        };
         w.header("Via", self.our_via(target, &branch));
         w.header("Max-Forwards", "70");
         w.header("Contact", self.our_contact(target.transport, &target.addr));
@@ -229,17 +257,15 @@ impl Engine {
             w.header(n, v);
         }
         let Ok(req) = Message::parse(w.finish(body), &self.cfg.limits) else {
-            return;
+            return false;
         };
         let key = client_key(&branch, method);
-        self.start_client(now, key, req, target, ClientRole::App { dialog: no });
+        self.start_client(now, key, req, target, ClientRole::App { dialog: no, relay });
+        true
     }
 
     /// What a client transaction of an application heard.
-    pub(super) fn app_event(&mut self, now: Now, no: u64, ev: ClientEvent) {
-        let Some(d) = self.app_dialogs.get_mut(&no) else {
-            return;
-        };
+    pub(super) fn app_event(&mut self, now: Now, no: u64, relay: Option<u64>, ev: ClientEvent) {
         let resp = match ev {
             ClientEvent::Response(r) => r,
             ClientEvent::Timeout => {
@@ -247,34 +273,60 @@ impl Engine {
                     event = "app.request_timeout",
                     "no answer to an application's request: dialog ended"
                 );
+                if let Some(r) = relay {
+                    self.relay_answer(now, r, None);
+                }
                 self.app_dialog_ended(no);
                 return;
             }
         };
+        let Some(d) = self.app_dialogs.get_mut(&no) else {
+            return;
+        };
         let _ = d.dialog.on_response(&resp);
-        let (app, id) = (d.app, d.dialog.id().clone());
-        let mut actions = Vec::new();
-        if let Some(a) = self.apps.get_mut(app) {
-            a.on_response(&id, &resp, &mut actions);
+        let invite = resp.cseq().is_ok_and(|c| c.method == "INVITE");
+        if invite && (200..300).contains(&resp.status()) {
+            self.ack_2xx(no, &resp);
         }
         let bye = resp.cseq().is_ok_and(|c| c.method == "BYE");
+        if let Some(r) = relay {
+            if resp.status() >= 200 {
+                self.relay_answer(now, r, Some(&resp));
+            }
+        } else if let Some(d) = self.app_dialogs.get(&no) {
+            let (app, id) = (d.app, d.dialog.id().clone());
+            let mut actions = Vec::new();
+            if let Some(a) = self.apps.get_mut(app) {
+                a.on_response(&id, &resp, &mut actions);
+            }
+            self.app_actions(now, None, app, Some(no), actions);
+        }
         if bye && resp.status() >= 200 {
             self.app_dialog_ended(no);
         }
-        for action in actions {
-            if let Action::Request {
-                dialog,
-                method,
-                headers,
-                body,
-            } = action
-            {
-                self.app_send(now, &dialog, &method, &headers, &body);
-            }
-        }
     }
 
-    fn app_dialog_ended(&mut self, no: u64) {
+    /// ACKs a 2xx to our INVITE in dialog `no` (RFC 3261 §13.2.2.4): the dialog's next hop,
+    /// no transaction.
+    pub(super) fn ack_2xx(&mut self, no: u64, resp: &Message) {
+        let Some(d) = self.app_dialogs.get(&no) else {
+            return;
+        };
+        let Some(target) = next_hop(d) else {
+            return;
+        };
+        let seq = resp.cseq().map_or(1, |c| c.seq);
+        let mut w = d.dialog.ack(seq);
+        let branch = format!("{MAGIC_COOKIE}{:x}{}-ack", self.next_id(), self.mark());
+        w.header("Via", self.our_via(target, &branch));
+        w.header("Max-Forwards", "70");
+        self.out.push_back(Output {
+            target,
+            bytes: w.finish(b""),
+        });
+    }
+
+    pub(super) fn app_dialog_ended(&mut self, no: u64) {
         let Some(d) = self.app_dialogs.remove(&no) else {
             return;
         };
@@ -285,7 +337,7 @@ impl Engine {
     }
 
     /// Our Contact toward `peer` on `transport`.
-    fn our_contact(&self, transport: Transport, peer: &std::net::SocketAddr) -> String {
+    pub(super) fn our_contact(&self, transport: Transport, peer: &std::net::SocketAddr) -> String {
         format!(
             "<sip:{}:{};transport={}>",
             self.cfg.host_toward(peer),
@@ -293,6 +345,21 @@ impl Engine {
             transport.param()
         )
     }
+}
+
+/// Where a request of dialog `d` goes: its first Route, else the peer's Contact.
+fn next_hop(d: &AppDialog) -> Option<Target> {
+    let hop = d.dialog.route_set().first().map_or_else(
+        || d.dialog.remote_target().to_owned(),
+        |r| r.trim_matches(['<', '>']).to_owned(),
+    );
+    let target = Uri::parse(&hop)
+        .ok()
+        .and_then(|u| u.as_sip().and_then(|s| uri_target(s, d.transport)));
+    if target.is_none() {
+        tracing::warn!(event = "app.unroutable", next_hop = %hop, "an application's request has no reachable next hop");
+    }
+    target
 }
 
 #[cfg(test)]

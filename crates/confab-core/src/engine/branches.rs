@@ -163,8 +163,7 @@ impl Engine {
         }
     }
 
-    /// CANCEL for one branch (RFC 3261 §9.1): same Request-URI, top Via, Call-ID, From, To,
-    /// Route and CSeq number as the INVITE, method CANCEL.
+    /// CANCEL for one branch (RFC 3261 §9.1), and Timer C's guard on the branch after it.
     pub(super) fn send_cancel(&mut self, now: Now, proxy_id: u64, index: usize) {
         let Some(key) = self
             .proxies
@@ -174,7 +173,32 @@ impl Engine {
         else {
             return;
         };
-        let Some(entry) = self.client_tx.get(&key) else {
+        self.cancel_client(now, &key);
+        // §9.1: a UAS that never answers the CANCEL or the INVITE must not hold the branch
+        let at = now.mono + self.cfg.timers.t1 * 64;
+        if let Some(b) = self
+            .proxies
+            .get_mut(&proxy_id)
+            .and_then(|p| p.branches.get_mut(index))
+        {
+            b.cancelled = true;
+            b.timer_c = Some(at);
+            self.timers.push(Reverse((
+                at,
+                TimerOwner::Branch {
+                    proxy: proxy_id,
+                    index,
+                },
+            )));
+        }
+    }
+}
+
+impl Engine {
+    /// Sends the CANCEL of the INVITE client transaction `key` (RFC 3261 §9.1): same
+    /// Request-URI, top Via, Call-ID, From, To, Route and CSeq number, method CANCEL.
+    pub(super) fn cancel_client(&mut self, now: Now, key: &str) {
+        let Some(entry) = self.client_tx.get(key) else {
             return;
         };
         let inv = entry.tx.request();
@@ -205,23 +229,6 @@ impl Engine {
             .unwrap_or_default();
         let ckey = client_key(&branch, "CANCEL");
         self.start_client(now, ckey, req, target, ClientRole::Cancel);
-        // §9.1: a UAS that never answers the CANCEL or the INVITE must not hold the branch
-        let at = now.mono + self.cfg.timers.t1 * 64;
-        if let Some(b) = self
-            .proxies
-            .get_mut(&proxy_id)
-            .and_then(|p| p.branches.get_mut(index))
-        {
-            b.cancelled = true;
-            b.timer_c = Some(at);
-            self.timers.push(Reverse((
-                at,
-                TimerOwner::Branch {
-                    proxy: proxy_id,
-                    index,
-                },
-            )));
-        }
     }
 }
 

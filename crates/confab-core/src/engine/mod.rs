@@ -12,6 +12,7 @@ use confab_store::Store;
 use sip_proto::{salvage_response, Message, ParseError};
 use sip_transport::{Event, FlowId, Source, Target};
 
+mod app_calls;
 mod apps;
 mod auth;
 mod branches;
@@ -162,6 +163,10 @@ pub struct Engine {
     apps: Vec<Box<dyn crate::apps::Application>>,
     app_dialogs: HashMap<u64, apps::AppDialog>,
     app_dialog_ids: HashMap<sip_proto::dialog::DialogId, u64>,
+    /// Calls applications placed, not yet answered or failed, and requests relayed between
+    /// connected dialogs waiting for their answer (see `app_calls`).
+    app_calls: HashMap<u64, app_calls::AppCall>,
+    app_relays: HashMap<u64, app_calls::Relay>,
     /// Housekeeping's database work still running on the driver's thread: none is started
     /// again until it is back (a slow database gets no pile of them).
     upkeep_pending: usize,
@@ -272,6 +277,8 @@ impl Engine {
             apps: Vec::new(),
             app_dialogs: HashMap::new(),
             app_dialog_ids: HashMap::new(),
+            app_calls: HashMap::new(),
+            app_relays: HashMap::new(),
             upkeep_pending: 0,
             cfg,
         };

@@ -87,7 +87,7 @@ impl Engine {
             return;
         }
         if let Some(s) = self.server_tx.get_mut(&server_key) {
-            s.proxy = Some(id);
+            s.owner = Some(super::txn::Owner::Proxy(id));
         }
         self.proxies.insert(
             id,

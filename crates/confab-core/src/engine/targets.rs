@@ -52,7 +52,7 @@ impl Engine {
     }
 
     /// The user's unexpired registrations here.
-    fn device_targets(&self, now: Now, aor: &str, found: &mut Found) {
+    pub(super) fn device_targets(&self, now: Now, aor: &str, found: &mut Found) {
         let location = self.shared.location.of(aor);
         for b in location.lookup(aor) {
             if b.rec.expires_at <= now.unix {

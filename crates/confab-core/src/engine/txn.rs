@@ -30,9 +30,19 @@ pub(super) enum TimerOwner {
 pub(super) struct ServerEntry {
     pub(super) tx: ServerTransaction,
     pub(super) target: Target,
-    pub(super) proxy: Option<u64>,
+    /// Who will give it its final response, once it is not the chain itself.
+    pub(super) owner: Option<Owner>,
     /// The safety deadline of a request still without a final response (see `guard`).
     pub(super) guard: Option<Instant>,
+}
+
+/// What answers a request later than its pass through the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Owner {
+    /// The proxy, with the best response of its branches.
+    Proxy(u64),
+    /// The dialog it is relayed to (`app_calls`), with that dialog's answer.
+    Relay(u64),
 }
 
 pub(super) enum ClientRole {
@@ -45,9 +55,15 @@ pub(super) enum ClientRole {
     Notify {
         sub: Option<u64>,
     },
-    /// A request an application sent within its dialog number `dialog`.
+    /// A request an application sent within its dialog number `dialog`, or relayed there
+    /// from the dialog connected to it (`relay`: what waits for its answer, see `app_calls`).
     App {
         dialog: u64,
+        relay: Option<u64>,
+    },
+    /// An INVITE of a call an application placed (`app_calls`), to one device.
+    AppCall {
+        call: u64,
     },
 }
 
@@ -73,7 +89,7 @@ impl Engine {
         if s.tx.is_final() {
             return;
         }
-        if s.proxy.is_none() {
+        if s.owner.is_none() {
             tracing::error!(event = "transaction.unanswered", method = %ctx.msg.method_str(), remote = %ctx.source.remote, "the request was left without an answer: 500 sent (a defect; please report it)");
             self.stats.unanswered += 1;
             self.respond(
@@ -101,7 +117,7 @@ impl Engine {
     /// proxy is gone is dropped, and the client's own timeout answers it.
     pub(super) fn server_timer(&mut self, now: Now, key: &str) {
         let at = now.mono + self.guard_period();
-        let proxies = &self.proxies;
+        let (proxies, relays) = (&self.proxies, &self.app_relays);
         let Some(s) = self.server_tx.get_mut(key) else {
             return;
         };
@@ -113,13 +129,18 @@ impl Engine {
         if s.tx.is_final() || s.guard.is_none_or(|g| g > now.mono) {
             return;
         }
-        if s.proxy.is_some_and(|p| proxies.contains_key(&p)) {
+        let owner_lives = match s.owner {
+            Some(Owner::Proxy(p)) => proxies.contains_key(&p),
+            Some(Owner::Relay(r)) => relays.contains_key(&r),
+            None => false,
+        };
+        if owner_lives {
             s.guard = Some(at);
             self.timers
                 .push(Reverse((at, TimerOwner::Server(key.to_owned()))));
             return;
         }
-        tracing::error!(event = "transaction.unanswered", "a proxied request lost its branches without a final response: transaction dropped (a defect; please report it)");
+        tracing::error!(event = "transaction.unanswered", "a proxied or relayed request lost its owner without a final response: transaction dropped (a defect; please report it)");
         self.stats.unanswered += 1;
         self.server_tx.remove(key);
     }
@@ -149,12 +170,12 @@ impl Engine {
                 let target = invite_key
                     .as_ref()
                     .and_then(|k| self.server_tx.get(k))
-                    .map(|s| (s.proxy, s.tx.is_final()));
+                    .map(|s| (s.owner, s.tx.is_final()));
                 match target {
                     Some((proxy, is_final)) => {
                         self.respond(now, ctx, 200, "OK", &[]);
                         match (is_final, proxy, invite_key) {
-                            (false, Some(p), _) => self.cancel_branches(now, p, None),
+                            (false, Some(Owner::Proxy(p)), _) => self.cancel_branches(now, p, None),
                             // not forwarded yet (parked): it ends here, and is dropped when
                             // it resumes (see `park`)
                             (false, None, Some(k)) => self.cancel_parked(now, &k),
@@ -193,7 +214,7 @@ impl Engine {
             ServerEntry {
                 tx,
                 target,
-                proxy: None,
+                owner: None,
                 guard: None,
             },
         );
@@ -266,10 +287,14 @@ impl Engine {
         }
         let role = match c.role {
             ClientRole::Branch { proxy, index } => Some((proxy, index)),
-            ClientRole::Cancel | ClientRole::Notify { .. } | ClientRole::App { .. } => None,
+            _ => None,
         };
         let app = match c.role {
-            ClientRole::App { dialog } => Some(dialog),
+            ClientRole::App { dialog, relay } => Some((dialog, relay)),
+            _ => None,
+        };
+        let call = match c.role {
+            ClientRole::AppCall { call } => Some(call),
             _ => None,
         };
         // a NOTIFY answered 481 (or never answered) means the watcher is gone (RFC 6665)
@@ -295,9 +320,13 @@ impl Engine {
             for ev in events {
                 self.on_branch_event(now, proxy, index, ev);
             }
-        } else if let Some(dialog) = app {
+        } else if let Some((dialog, relay)) = app {
             for ev in events {
-                self.app_event(now, dialog, ev);
+                self.app_event(now, dialog, relay, ev);
+            }
+        } else if let Some(call) = call {
+            for ev in events {
+                self.app_call_event(now, call, key, ev);
             }
         }
         if let Some(sub) = failed_sub {
