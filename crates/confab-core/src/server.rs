@@ -64,7 +64,8 @@ pub async fn run(
     let engines = Engine::sharded(cfg, stores, secret, now())?;
     let (hand_txs, hand_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
     let (drain_tx, drain_rx) = watch::channel(false);
-    let in_flight: Arc<[AtomicUsize]> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+    // 1 until a shard reports: none may stop before every one has said it has nothing left
+    let in_flight: Arc<[AtomicUsize]> = (0..n).map(|_| AtomicUsize::new(1)).collect();
     let mut tasks = Vec::with_capacity(n);
     for (((engine, events), handovers), worker) in engines
         .into_iter()
