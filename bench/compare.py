@@ -2,7 +2,7 @@
 """Confab against Kamailio, side by side, with identical SIPp loads (run by bench/compare).
 
 For each workload the servers take turns (Confab with each --shards count, shown as
-confab/N, then Kamailio, then the UDP floor where it applies), each freshly started, and each
+confab-N, then Kamailio, then the UDP floor where it applies), each freshly started, and each
 gets:
   1. a rate search: SIPp at rising call rates for a few seconds each; the highest rate at which
      every call succeeded with no retransmission is the "clean rate";
@@ -16,7 +16,7 @@ or a call (INVITE challenged, INVITE relayed, 200, ACK, BYE).
 
 SIPp sends each UDP workload from one socket, so the kernel gives all of its requests to one
 Confab shard (SO_REUSEPORT spreads by source); answers from the callee's SIPp may reach the
-other shard and are handed over. With one source confab/2 therefore shows what a second
+other shard and are handed over. With one source confab-2 therefore shows what a second
 shard costs, not what it adds; --udp-sources many gives every call a socket of its own
 (SIPp -t un), for every server alike, and workload (d) opens a connection per user, which
 Confab spreads over its shards.
@@ -198,7 +198,7 @@ class Confab(Server):
         super().__init__(port, work)
         self.binary = binary
         self.shards = shards
-        self.name = f"confab/{shards}"
+        self.name = f"confab-{shards}"
         self.data = os.path.join(work, "confab-data")
 
     def command(self):
