@@ -209,13 +209,17 @@ class Confab(Server):
             "--digest-algorithms", "md5", "--shards", str(self.shards),
         ]  # fmt: skip
 
+    def store_args(self):
+        """How the CLI reaches the server's store."""
+        return ["--data-dir", self.data]
+
     def after_start(self, users):
         path = os.path.join(self.work, "users.txt")
         with open(path, "w") as f:
             for u in users:
                 f.write(f"{u}@example.com {PASSWORD}\n")
         subprocess.run(
-            [self.binary, "user", "import", path, "--data-dir", self.data],
+            [self.binary, "user", "import", path, *self.store_args()],
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
 

@@ -92,15 +92,8 @@ class SlowDbConfab(compare.Confab):
     def command(self):
         return super().command() + ["--database", self.via_proxy]
 
-    def after_start(self, users):
-        path = os.path.join(self.work, "users.txt")
-        with open(path, "w") as f:
-            for u in users:
-                f.write(f"{u}@example.com {compare.PASSWORD}\n")
-        subprocess.run(
-            [self.binary, "user", "import", path, "--database", self.direct],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+    def store_args(self):
+        return ["--database", self.direct]
 
 
 def with_database(url, name):
