@@ -154,6 +154,14 @@ pub trait Store: Send {
         None
     }
 
+    /// Another handle on the same connection, for another engine of this process (a shard):
+    /// the engines then take turns on one connection, so that a database outage and its end
+    /// are the same for all, and SQLite's writers do not wait on its file lock. `None` where
+    /// a store cannot share its connection.
+    fn handle(&self) -> Option<Box<dyn Store>> {
+        None
+    }
+
     /// The secret every server of the deployment shares (digest nonces, branch seals), made on
     /// first use.
     fn deployment_secret(&self) -> Result<[u8; 32]> {

@@ -398,6 +398,10 @@ fn insert_user(
 impl Store for PgStore {
     fn worker_handle(&self) -> Option<Box<dyn Store>> {
         // the same connection thread: its jobs queue behind each other, not behind the engine
+        self.handle()
+    }
+
+    fn handle(&self) -> Option<Box<dyn Store>> {
         Some(Box::new(Self {
             jobs: self.jobs.clone(),
             busy: self.busy.clone(),

@@ -2,6 +2,7 @@
 //! server runs; the server sees a new user at its next lookup.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -98,7 +99,9 @@ fn enable_wal(conn: &Connection) -> Result<()> {
 /// SQLite-backed [`Store`].
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Connection,
+    /// One connection, which every handle of this store shares ([`Store::handle`]): the
+    /// engines of one process take turns on it instead of waiting for SQLite's file lock.
+    conn: Arc<Mutex<Connection>>,
 }
 
 impl SqliteStore {
@@ -129,7 +132,35 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
         }
         tx.commit()?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The connection, locked (a panic while it was held leaves it usable: SQLite rolled back
+    /// what was unfinished).
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a user on `conn` (the connection, or a transaction on it).
+    fn add_user_on(
+        &self,
+        conn: &Connection,
+        aor: &str,
+        password: &str,
+        pool: Option<&str>,
+    ) -> Result<()> {
+        let norm = normalize_aor(aor)?;
+        let (realm, md5, sha) = hashes(&norm, password)?;
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO users (aor, realm, ha1_md5, ha1_sha256, pool) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![norm, realm, md5, sha, pool],
+        )?;
+        if n == 0 {
+            return Err(StoreError::UserExists(norm));
+        }
+        self.log_change(conn, &norm)
     }
 
     /// Records that `aor`'s user, list or privacy changed, trimming old entries.
@@ -148,8 +179,9 @@ impl SqliteStore {
 
     /// Runs `f` in a transaction and logs a change of `owner`.
     fn change<T>(&self, owner: &str, f: impl FnOnce(&Connection, &str) -> Result<T>) -> Result<T> {
+        let conn = self.conn();
         let owner = normalize_aor(owner)?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = conn.unchecked_transaction()?;
         let out = f(&tx, &owner)?;
         self.log_change(&tx, &owner)?;
         tx.commit()?;
@@ -158,31 +190,30 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn handle(&self) -> Option<Box<dyn Store>> {
+        Some(Box::new(Self {
+            conn: self.conn.clone(),
+        }))
+    }
+
     fn describe(&self) -> String {
-        match self.conn.path() {
+        let conn = self.conn();
+        match conn.path() {
             Some(p) if !p.is_empty() => format!("SQLite {p}"),
             _ => "SQLite in memory".into(),
         }
     }
 
     fn add_user(&self, aor: &str, password: &str, pool: Option<&str>) -> Result<()> {
-        let norm = normalize_aor(aor)?;
-        let (realm, md5, sha) = hashes(&norm, password)?;
-        let n = self.conn.execute(
-            "INSERT OR IGNORE INTO users (aor, realm, ha1_md5, ha1_sha256, pool) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![norm, realm, md5, sha, pool],
-        )?;
-        if n == 0 {
-            return Err(StoreError::UserExists(norm));
-        }
-        self.log_change(&self.conn, &norm)
+        self.add_user_on(&self.conn(), aor, password, pool)
     }
 
     fn import_users(&self, users: &[(String, String)], pool: Option<&str>) -> Result<usize> {
-        let tx = self.conn.unchecked_transaction()?;
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
         let mut added = 0;
         for (aor, password) in users {
-            match self.add_user(aor, password, pool) {
+            match self.add_user_on(&tx, aor, password, pool) {
                 Ok(()) => added += 1,
                 Err(StoreError::UserExists(_)) => {}
                 Err(e) => return Err(e),
@@ -209,15 +240,15 @@ impl Store for SqliteStore {
     }
 
     fn users_in_pool(&self, pool: &str) -> Result<Vec<String>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT aor FROM users WHERE pool = ?1 ORDER BY aor")?;
+        let conn = self.conn();
+        let mut st = conn.prepare_cached("SELECT aor FROM users WHERE pool = ?1 ORDER BY aor")?;
         let rows = st.query_map(params![pool], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn home_unhomed(&self, pool: &str) -> Result<usize> {
-        Ok(self.conn.execute(
+        let conn = self.conn();
+        Ok(conn.execute(
             "UPDATE users SET pool = ?1 WHERE pool IS NULL",
             params![pool],
         )?)
@@ -240,8 +271,9 @@ impl Store for SqliteStore {
     }
 
     fn remove_user(&self, aor: &str) -> Result<()> {
+        let conn = self.conn();
         let norm = normalize_aor(aor)?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = conn.unchecked_transaction()?;
         let n = tx.execute("DELETE FROM users WHERE aor = ?1", params![norm])?;
         for table in ["bindings", "soft_state"] {
             tx.execute(
@@ -264,7 +296,8 @@ impl Store for SqliteStore {
     }
 
     fn user(&self, aor: &str) -> Result<Option<User>> {
-        let mut st = self.conn.prepare_cached(
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
             "SELECT aor, realm, ha1_md5, ha1_sha256, pool FROM users WHERE aor = ?1",
         )?;
         Ok(st
@@ -281,17 +314,20 @@ impl Store for SqliteStore {
     }
 
     fn list_users(&self) -> Result<Vec<String>> {
-        let mut st = self.conn.prepare("SELECT aor FROM users ORDER BY aor")?;
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT aor FROM users ORDER BY aor")?;
         let rows = st.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn save_binding(&self, b: &Binding) -> Result<()> {
-        save_binding(&self.conn, b)
+        let conn = self.conn();
+        save_binding(&conn, b)
     }
 
     fn save_bindings(&self, bs: &[Binding]) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
         for b in bs {
             save_binding(&tx, b)?;
         }
@@ -300,14 +336,15 @@ impl Store for SqliteStore {
     }
 
     fn remove_binding(&self, aor: &str, key: &str) -> Result<()> {
-        self.conn
-            .prepare_cached("DELETE FROM bindings WHERE aor = ?1 AND key = ?2")?
+        let conn = self.conn();
+        conn.prepare_cached("DELETE FROM bindings WHERE aor = ?1 AND key = ?2")?
             .execute(params![aor, key])?;
         Ok(())
     }
 
     fn bindings(&self, now: i64, aor: Option<&str>) -> Result<Vec<Binding>> {
-        let mut st = self.conn.prepare_cached(
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
             "SELECT aor, key, contact, params, expires_at, call_id, cseq, path, transport, source, outbound, server
              FROM bindings WHERE expires_at > ?1 AND (?2 IS NULL OR aor = ?2)",
         )?;
@@ -331,20 +368,20 @@ impl Store for SqliteStore {
     }
 
     fn set_setting(&self, name: &str, value: Option<&str>) -> Result<()> {
+        let conn = self.conn();
         match value {
-            Some(v) => self.conn.execute(
+            Some(v) => conn.execute(
                 "INSERT OR REPLACE INTO settings (name, value) VALUES (?1, ?2)",
                 params![name, v],
             )?,
-            None => self
-                .conn
-                .execute("DELETE FROM settings WHERE name = ?1", params![name])?,
+            None => conn.execute("DELETE FROM settings WHERE name = ?1", params![name])?,
         };
         Ok(())
     }
 
     fn settings(&self, prefix: &str) -> Result<Vec<(String, String)>> {
-        let mut st = self.conn.prepare_cached(
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
             "SELECT name, value FROM settings WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
         )?;
         let rows = st.query_map(params![prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -352,11 +389,12 @@ impl Store for SqliteStore {
     }
 
     fn shared_setting(&self, name: &str, candidate: &str) -> Result<String> {
-        self.conn.execute(
+        let conn = self.conn();
+        conn.execute(
             "INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)",
             params![name, candidate],
         )?;
-        Ok(self.conn.query_row(
+        Ok(conn.query_row(
             "SELECT value FROM settings WHERE name = ?1",
             params![name],
             |r| r.get(0),
@@ -364,19 +402,19 @@ impl Store for SqliteStore {
     }
 
     fn purge_expired(&self, now: i64) -> Result<usize> {
-        self.conn
-            .prepare_cached("DELETE FROM soft_state WHERE expires_at <= ?1")?
+        let conn = self.conn();
+        conn.prepare_cached("DELETE FROM soft_state WHERE expires_at <= ?1")?
             .execute(params![now])?;
-        Ok(self
-            .conn
+        let purged = conn
             .prepare_cached("DELETE FROM bindings WHERE expires_at <= ?1")?
-            .execute(params![now])?)
+            .execute(params![now])?;
+        Ok(purged)
     }
 
     fn contacts(&self, owner: &str) -> Result<Vec<ContactEntry>> {
+        let conn = self.conn();
         let owner = normalize_aor(owner)?;
-        let mut st = self
-            .conn
+        let mut st = conn
             .prepare_cached("SELECT contact, grp FROM contacts WHERE owner = ?1 ORDER BY rowid")?;
         let rows = st.query_map(params![owner], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(group_contacts(rows.collect::<rusqlite::Result<Vec<_>>>()?))
@@ -430,10 +468,10 @@ impl Store for SqliteStore {
     }
 
     fn groups(&self, owner: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
         let owner = normalize_aor(owner)?;
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT name FROM contact_groups WHERE owner = ?1 ORDER BY name")?;
+        let mut st =
+            conn.prepare_cached("SELECT name FROM contact_groups WHERE owner = ?1 ORDER BY name")?;
         let rows = st.query_map(params![owner], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -471,15 +509,14 @@ impl Store for SqliteStore {
     }
 
     fn privacy(&self, owner: &str) -> Result<Privacy> {
+        let conn = self.conn();
         let owner = normalize_aor(owner)?;
-        let visibility: Option<String> = self
-            .conn
+        let visibility: Option<String> = conn
             .prepare_cached("SELECT visibility FROM privacy WHERE owner = ?1")?
             .query_row(params![owner], |r| r.get(0))
             .optional()?;
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT watcher FROM blocked WHERE owner = ?1 ORDER BY watcher")?;
+        let mut st =
+            conn.prepare_cached("SELECT watcher FROM blocked WHERE owner = ?1 ORDER BY watcher")?;
         let blocked = st
             .query_map(params![owner], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
@@ -517,9 +554,9 @@ impl Store for SqliteStore {
     }
 
     fn changes_since(&self, rev: i64) -> Result<(i64, Vec<String>)> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT rev, aor FROM changes WHERE rev > ?1 ORDER BY rev")?;
+        let conn = self.conn();
+        let mut st =
+            conn.prepare_cached("SELECT rev, aor FROM changes WHERE rev > ?1 ORDER BY rev")?;
         let rows = st.query_map(params![rev], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(fold_changes(
             rev,
@@ -535,24 +572,25 @@ impl Store for SqliteStore {
         expires_at: i64,
         data: &str,
     ) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO soft_state (kind, key, aor, expires_at, data)
+        let conn = self.conn();
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO soft_state (kind, key, aor, expires_at, data)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![kind, key, aor, expires_at, data])?;
+        )?
+        .execute(params![kind, key, aor, expires_at, data])?;
         Ok(())
     }
 
     fn remove_state(&self, kind: &str, key: &str) -> Result<()> {
-        self.conn
-            .prepare_cached("DELETE FROM soft_state WHERE kind = ?1 AND key = ?2")?
+        let conn = self.conn();
+        conn.prepare_cached("DELETE FROM soft_state WHERE kind = ?1 AND key = ?2")?
             .execute(params![kind, key])?;
         Ok(())
     }
 
     fn states(&self, kind: &str, now: i64, aor: Option<&str>) -> Result<Vec<(String, String)>> {
-        let mut st = self.conn.prepare_cached(
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
             "SELECT key, data FROM soft_state WHERE kind = ?1 AND expires_at > ?2
              AND (?3 IS NULL OR aor = ?3) ORDER BY rowid",
         )?;
@@ -561,7 +599,8 @@ impl Store for SqliteStore {
     }
 
     fn note_change(&self, aor: &str) -> Result<()> {
-        self.log_change(&self.conn, aor)
+        let conn = self.conn();
+        self.log_change(&conn, aor)
     }
 }
 

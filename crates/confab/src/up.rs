@@ -93,11 +93,11 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
         || std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
         usize::from,
     );
-    // one store handle per shard: with PostgreSQL a handle on the same connection (one
-    // outage, one recovery, whichever shard asks), with SQLite a connection of its own
+    // one store handle per shard, all on the same connection (one outage, one recovery,
+    // whichever shard asks; no SQLite writer waiting on another's file lock)
     let mut stores = vec![store];
     for _ in 1..shards {
-        let handle = match stores[0].worker_handle() {
+        let handle = match stores[0].handle() {
             Some(h) => h,
             None => datadir::open_store(&args.data, &dir)?,
         };

@@ -41,23 +41,18 @@ impl Sim {
         Self::sharded(1, cfg, setup)
     }
 
-    /// `shards` engines sharing one in-memory store (a connection each) and their state.
+    /// `shards` engines sharing one in-memory store (as `confab up` shares its connection)
+    /// and their state.
     pub(crate) fn sharded(
         shards: usize,
         cfg: EngineConfig,
         setup: impl FnOnce(&dyn Store),
     ) -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static DATABASES: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "file:sim-{}-{}?mode=memory&cache=shared",
-            std::process::id(),
-            DATABASES.fetch_add(1, Ordering::Relaxed)
-        );
-        let open = || {
-            confab_store::SqliteStore::open(std::path::Path::new(&name)).expect("in-memory SQLite")
-        };
-        let stores: Vec<Box<dyn Store>> = (0..shards).map(|_| Box::new(open()) as _).collect();
+        let store = confab_store::SqliteStore::in_memory().expect("in-memory SQLite");
+        let mut stores: Vec<Box<dyn Store>> = vec![Box::new(store)];
+        for _ in 1..shards {
+            stores.push(stores[0].handle().expect("SQLite shares its connection"));
+        }
         setup(stores[0].as_ref());
         let start = Instant::now();
         let unix0 = 1_800_000_000;
