@@ -12,12 +12,14 @@
 mod flow_queue;
 mod stream;
 mod transports;
+mod udp;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use transports::{bind_udp, Batch, Listeners, Transports, UdpReceiver};
+pub use transports::{Listeners, Transports};
+pub use udp::{bind_udp, Batch, UdpReceiver};
 
 /// A transport protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

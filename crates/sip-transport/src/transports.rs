@@ -39,7 +39,7 @@ pub(crate) struct Inner {
     /// Open connections per remote address (for `max_connections_per_source`).
     per_source: Mutex<HashMap<std::net::IpAddr, usize>>,
     /// Each shard's UDP sockets and their local addresses.
-    udp: Vec<Vec<(UdpSocket, SocketAddr)>>,
+    pub(crate) udp: Vec<Vec<(UdpSocket, SocketAddr)>>,
     flows: Mutex<HashMap<FlowId, FlowHandle>>,
     by_remote: Mutex<HashMap<(Transport, SocketAddr), FlowId>>,
     next_flow: AtomicU64,
@@ -55,32 +55,6 @@ pub(crate) struct Inner {
 pub struct Transports {
     inner: Arc<Inner>,
     shard: usize,
-}
-
-/// Binds one UDP socket per shard to `addr`, all on the same port with `SO_REUSEPORT`: the
-/// kernel gives each source's datagrams to one of them. Fails as a plain bind would when
-/// another program holds the port (it is tried without `SO_REUSEPORT` first, so that no
-/// other server's port is silently shared). Call within the runtime that will read them.
-pub fn bind_udp(addr: SocketAddr, shards: usize) -> std::io::Result<Vec<UdpSocket>> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    if addr.port() != 0 {
-        drop(std::net::UdpSocket::bind(addr)?);
-    }
-    let mut port = addr.port();
-    (0..shards.max(1))
-        .map(|_| {
-            let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-            if addr.is_ipv6() {
-                s.set_only_v6(true)?;
-            }
-            s.set_reuse_port(true)?;
-            s.set_nonblocking(true)?;
-            s.bind(&SocketAddr::new(addr.ip(), port).into())?;
-            let std: std::net::UdpSocket = s.into();
-            port = std.local_addr()?.port();
-            UdpSocket::from_std(std)
-        })
-        .collect()
 }
 
 impl Transports {
@@ -162,12 +136,8 @@ impl Transports {
 
     /// The receiving side of this shard's UDP sockets, for the task that handles what arrives
     /// (UDP messages do not go through the event channel).
-    pub fn udp_receiver(&self) -> UdpReceiver {
-        UdpReceiver {
-            inner: self.inner.clone(),
-            shard: self.shard,
-            buf: vec![0u8; 65_535],
-        }
+    pub fn udp_receiver(&self) -> crate::UdpReceiver {
+        crate::UdpReceiver::new(self.inner.clone(), self.shard)
     }
 
     /// Closes a connection once what is queued on it is written (the peer sees it end and,
@@ -287,7 +257,12 @@ impl Inner {
 
     /// A received datagram as an event, or `None` when it is a keep-alive, too big or over its
     /// source's rate.
-    fn datagram(&self, data: &[u8], remote: SocketAddr, local: SocketAddr) -> Option<Event> {
+    pub(crate) fn datagram(
+        &self,
+        data: &[u8],
+        remote: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<Event> {
         if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
             return None; // keep-alive
         }
@@ -387,76 +362,6 @@ impl Inner {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 per.remove(&remote.ip());
-            }
-        }
-    }
-}
-
-/// Receives datagrams for the task that owns the engine ([`Transports::udp_receiver`]): UDP
-/// never crosses a channel or a thread on its way in, and a busy socket is read in batches.
-pub struct UdpReceiver {
-    inner: Arc<Inner>,
-    shard: usize,
-    buf: Vec<u8>,
-}
-
-/// What one [`UdpReceiver::recv`] took.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Batch {
-    /// Every waiting datagram.
-    Drained,
-    /// As many datagrams as asked for were read; more may be waiting.
-    Full,
-}
-
-impl UdpReceiver {
-    /// Waits until a datagram arrives on any UDP socket, then reads what is waiting (at most
-    /// `max` datagrams) and appends the messages to `into`. Keep-alives are skipped; datagrams over the size limit or over
-    /// their source's rate are dropped and counted. Cancel-safe: nothing is taken off a socket
-    /// but what lands in `into`. Never finishes when there is no UDP socket.
-    pub async fn recv(&mut self, into: &mut Vec<Event>, max: usize) -> Batch {
-        let Self { inner, shard, buf } = self;
-        let socks = inner.udp.get(*shard).map_or(&[][..], Vec::as_slice);
-        loop {
-            std::future::poll_fn(|cx| {
-                // readiness is registered on every socket, so whichever becomes readable wakes us
-                let mut ready = false;
-                for (s, _) in socks {
-                    ready |= s.poll_recv_ready(cx).is_ready();
-                }
-                if ready {
-                    std::task::Poll::Ready(())
-                } else {
-                    std::task::Poll::Pending
-                }
-            })
-            .await;
-            let before = into.len();
-            // datagrams read, kept or dropped: a flood of dropped ones must not hold the task
-            let mut read = 0;
-            for (sock, local) in socks {
-                loop {
-                    if read >= max {
-                        return Batch::Full;
-                    }
-                    match sock.try_recv_from(buf) {
-                        Ok((n, remote)) => {
-                            read += 1;
-                            if let Some(ev) = inner.datagram(&buf[..n], remote, *local) {
-                                into.push(ev);
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        // ICMP errors surface here on Linux; they concern an earlier send
-                        Err(e) => {
-                            read += 1;
-                            tracing::debug!(event = "udp.recv_error", error = %e);
-                        }
-                    }
-                }
-            }
-            if into.len() > before {
-                return Batch::Drained;
             }
         }
     }
@@ -602,6 +507,7 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Batch;
 
     /// Datagrams dropped on arrival (here: over their source's rate) still count toward a
     /// batch, so a flood of them cannot keep the engine's task reading forever.
@@ -638,15 +544,5 @@ mod tests {
         assert_eq!(udp.recv(&mut got, 8).await, Batch::Full);
         assert_eq!(got.len(), 1, "only the first is within the source's burst");
         assert_eq!(transports.stats().rate_limited.load(Ordering::Relaxed), 7);
-    }
-
-    #[tokio::test]
-    async fn shards_share_a_udp_port_but_never_another_programs() {
-        let socks = bind_udp("127.0.0.1:0".parse().unwrap(), 2).unwrap();
-        let port = socks[0].local_addr().unwrap().port();
-        assert_eq!(socks[1].local_addr().unwrap().port(), port);
-        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let err = bind_udp(taken.local_addr().unwrap(), 2).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     }
 }

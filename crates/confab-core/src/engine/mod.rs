@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet, VecDeque};
 
 // SipHash cost 4.5% of a REGISTER's CPU; these keys (branches, users) are hashed every request
-use foldhash::{HashMap, HashMapExt};
+use foldhash::HashMap;
 use std::time::{Duration, Instant};
 
 use confab_store::Store;
@@ -40,9 +40,7 @@ use shared::Shared;
 use txn::{ClientEntry, ClientRole, ServerEntry, TimerOwner};
 
 use crate::config::EngineConfig;
-use crate::location::Location;
-use crate::parts::Parts;
-use crate::pipeline::{Flow, Processor, FRONT_END};
+use crate::pipeline::{Flow, Processor};
 use crate::presence::{Presence, PresenceStats};
 use crate::routing::response_target;
 use branches::{Branch, ProxyCtx};
@@ -183,112 +181,6 @@ impl Engine {
     ) -> Result<Self, confab_store::StoreError> {
         let mut one = Self::sharded(cfg, vec![store], secret, now)?;
         Ok(one.remove(0))
-    }
-
-    /// One engine per store given (each its own connection to the database), sharing the
-    /// state of `shared.rs`; see `shards` for how work is split between them.
-    pub fn sharded(
-        cfg: EngineConfig,
-        stores: Vec<Box<dyn Store>>,
-        secret: [u8; 32],
-        now: Now,
-    ) -> Result<Vec<Self>, confab_store::StoreError> {
-        let Some(store) = stores.first() else {
-            return Ok(Vec::new());
-        };
-        let bindings: Vec<_> = store
-            .bindings(now.unix, None)?
-            .into_iter()
-            .filter(|b| b.server == cfg.server_id || b.server.is_empty())
-            .collect();
-        store.purge_expired(now.unix)?;
-        tracing::info!(
-            event = "registrar.restored",
-            bindings = bindings.len(),
-            "registrations restored from the store"
-        );
-        let location = Parts::<Location>::load(bindings);
-        let shared = std::sync::Arc::new(Shared::new(&cfg, location, secret, now.mono));
-        let shards = stores.len();
-        let engines = stores
-            .into_iter()
-            .enumerate()
-            .map(|(shard, store)| {
-                Self::one_shard(
-                    cfg.clone(),
-                    store,
-                    shared.clone(),
-                    (shard, shards),
-                    secret,
-                    now,
-                )
-            })
-            .collect();
-        Ok(engines)
-    }
-
-    fn one_shard(
-        cfg: EngineConfig,
-        store: Box<dyn Store>,
-        shared: std::sync::Arc<Shared>,
-        (shard, shards): (usize, usize),
-        secret: [u8; 32],
-        now: Now,
-    ) -> Self {
-        let mut presence = Presence::new(
-            cfg.presence.clone(),
-            u64::from_le_bytes(secret[8..16].try_into().unwrap_or_default()) ^ cfg.instance_seed,
-        );
-        if shard == shards::OWNER {
-            if !cfg.peers.is_empty() {
-                presence.share(&cfg.server_id);
-            }
-            presence.restore(store.as_ref(), now.unix, shared.location.device_keys());
-        }
-        let mut e = Self {
-            store,
-            pipeline: FRONT_END,
-            target_sources: crate::pipeline::FRONT_END_TARGETS,
-            shard,
-            shards,
-            shared,
-            handovers: Vec::new(),
-            seen_flows: HashSet::new(),
-            presence,
-            server_tx: HashMap::new(),
-            client_tx: HashMap::new(),
-            proxies: HashMap::new(),
-            timers: BinaryHeap::new(),
-            out: VecDeque::new(),
-            next_id: 1,
-            tag_seed: u64::from_le_bytes(secret[..8].try_into().unwrap_or_default())
-                ^ cfg.instance_seed.rotate_left(17),
-            secret,
-            stats: EngineStats::default(),
-            draining: false,
-            overloaded: false,
-            pool_draining: false,
-            alternates: Vec::new(),
-            closes: Vec::new(),
-            park_reads: false,
-            jobs: VecDeque::new(),
-            parked: HashMap::new(),
-            core_events: VecDeque::new(),
-            apps: Vec::new(),
-            app_dialogs: HashMap::new(),
-            app_dialog_ids: HashMap::new(),
-            app_calls: HashMap::new(),
-            app_relays: HashMap::new(),
-            upkeep_pending: 0,
-            cfg,
-        };
-        if e.is_owner() {
-            e.timers
-                .push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
-        }
-        e.refresh_membership();
-        e.deliver_events(now);
-        e
     }
 
     /// Starts draining for shutdown: new work is refused (see `Processor::Admission`) while

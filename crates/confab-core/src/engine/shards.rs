@@ -12,8 +12,21 @@ use std::fmt;
 use sip_proto::{Message, Method};
 use sip_transport::Source;
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet, VecDeque};
+
+use confab_store::Store;
+use foldhash::{HashMap, HashMapExt};
+
 use super::events::CoreEvent;
-use super::{Engine, Now};
+use super::shared::Shared;
+use super::txn::TimerOwner;
+use super::{Engine, EngineStats, Now, HOUSEKEEPING};
+use crate::config::EngineConfig;
+use crate::location::Location;
+use crate::parts::Parts;
+use crate::pipeline::FRONT_END;
+use crate::presence::Presence;
 
 /// The shard that owns presence (its requests, its state, its NOTIFYs) and housekeeping.
 pub(super) const OWNER: usize = 0;
@@ -48,6 +61,112 @@ pub(super) fn marked(token: &str) -> Option<usize> {
 }
 
 impl Engine {
+    /// One engine per store handle given (`Store::handle`: the same connection), sharing the
+    /// state of `shared.rs`; see the module's doc for how work is split between them.
+    pub fn sharded(
+        cfg: EngineConfig,
+        stores: Vec<Box<dyn Store>>,
+        secret: [u8; 32],
+        now: Now,
+    ) -> Result<Vec<Self>, confab_store::StoreError> {
+        let Some(store) = stores.first() else {
+            return Ok(Vec::new());
+        };
+        let bindings: Vec<_> = store
+            .bindings(now.unix, None)?
+            .into_iter()
+            .filter(|b| b.server == cfg.server_id || b.server.is_empty())
+            .collect();
+        store.purge_expired(now.unix)?;
+        tracing::info!(
+            event = "registrar.restored",
+            bindings = bindings.len(),
+            "registrations restored from the store"
+        );
+        let location = Parts::<Location>::load(bindings);
+        let shared = std::sync::Arc::new(Shared::new(&cfg, location, secret, now.mono));
+        let shards = stores.len();
+        let engines = stores
+            .into_iter()
+            .enumerate()
+            .map(|(shard, store)| {
+                Self::one_shard(
+                    cfg.clone(),
+                    store,
+                    shared.clone(),
+                    (shard, shards),
+                    secret,
+                    now,
+                )
+            })
+            .collect();
+        Ok(engines)
+    }
+
+    fn one_shard(
+        cfg: EngineConfig,
+        store: Box<dyn Store>,
+        shared: std::sync::Arc<Shared>,
+        (shard, shards): (usize, usize),
+        secret: [u8; 32],
+        now: Now,
+    ) -> Self {
+        let mut presence = Presence::new(
+            cfg.presence.clone(),
+            u64::from_le_bytes(secret[8..16].try_into().unwrap_or_default()) ^ cfg.instance_seed,
+        );
+        if shard == OWNER {
+            if !cfg.peers.is_empty() {
+                presence.share(&cfg.server_id);
+            }
+            presence.restore(store.as_ref(), now.unix, shared.location.device_keys());
+        }
+        let mut e = Self {
+            store,
+            pipeline: FRONT_END,
+            target_sources: crate::pipeline::FRONT_END_TARGETS,
+            shard,
+            shards,
+            shared,
+            handovers: Vec::new(),
+            seen_flows: HashSet::new(),
+            presence,
+            server_tx: HashMap::new(),
+            client_tx: HashMap::new(),
+            proxies: HashMap::new(),
+            timers: BinaryHeap::new(),
+            out: VecDeque::new(),
+            next_id: 1,
+            tag_seed: u64::from_le_bytes(secret[..8].try_into().unwrap_or_default())
+                ^ cfg.instance_seed.rotate_left(17),
+            secret,
+            stats: EngineStats::default(),
+            draining: false,
+            overloaded: false,
+            pool_draining: false,
+            alternates: Vec::new(),
+            closes: Vec::new(),
+            park_reads: false,
+            jobs: VecDeque::new(),
+            parked: HashMap::new(),
+            core_events: VecDeque::new(),
+            apps: Vec::new(),
+            app_dialogs: HashMap::new(),
+            app_dialog_ids: HashMap::new(),
+            app_calls: HashMap::new(),
+            app_relays: HashMap::new(),
+            upkeep_pending: 0,
+            cfg,
+        };
+        if e.is_owner() {
+            e.timers
+                .push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
+        }
+        e.refresh_membership();
+        e.deliver_events(now);
+        e
+    }
+
     /// This shard's mark, for branches and tags it mints.
     pub(super) fn mark(&self) -> Mark {
         Mark(self.shard)
