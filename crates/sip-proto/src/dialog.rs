@@ -48,6 +48,15 @@ impl DialogId {
             remote_tag: tag(&req.from()?, "From tag")?,
         })
     }
+
+    /// The dialog a response to our own request names: From tag ours, To tag theirs.
+    pub fn of_response(resp: &Message) -> Result<Self, DialogError> {
+        Ok(Self {
+            call_id: resp.call_id()?.to_owned(),
+            local_tag: tag(&resp.from()?, "From tag")?,
+            remote_tag: tag(&resp.to()?, "To tag")?,
+        })
+    }
 }
 
 /// Early (a provisional response made it) or confirmed (a 2xx did).

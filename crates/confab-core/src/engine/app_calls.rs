@@ -463,10 +463,18 @@ mod tests {
         let mut ok = Writer::response_to(&to_bob, 200, "OK", "b1");
         ok.header("Contact", format!("<sip:bob@{BOB}>"));
         ok.header("Content-Type", "application/sdp");
-        sim.send(BOB, &String::from_utf8(ok.finish(b"v=1\r\n")).unwrap());
+        let ok = String::from_utf8(ok.finish(b"v=1\r\n")).unwrap();
+        sim.send(BOB, &ok);
         let acked = sim.take_to(BOB);
         assert_eq!(
             acked.iter().map(Message::method_str).collect::<Vec<_>>(),
+            ["ACK"]
+        );
+        // the ACK was lost: bob sends his 2xx again and is ACKed again
+        sim.send(BOB, &ok);
+        let reacked = sim.take_to(BOB);
+        assert_eq!(
+            reacked.iter().map(Message::method_str).collect::<Vec<_>>(),
             ["ACK"]
         );
         let cancelled = sim.take_to(BOB2);

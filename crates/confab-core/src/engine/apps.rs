@@ -306,6 +306,21 @@ impl Engine {
         }
     }
 
+    /// A 2xx to an application's INVITE that its callee sent again (our ACK was lost; the
+    /// INVITE's transaction is over): ACKed again. False when no dialog of ours matches.
+    pub(super) fn reack(&mut self, resp: &Message) -> bool {
+        if self.app_dialogs.is_empty() {
+            return false;
+        }
+        let no = DialogId::of_response(resp)
+            .ok()
+            .and_then(|id| self.app_dialog_ids.get(&id).copied());
+        if let Some(no) = no {
+            self.ack_2xx(no, resp);
+        }
+        no.is_some()
+    }
+
     /// ACKs a 2xx to our INVITE in dialog `no` (RFC 3261 §13.2.2.4): the dialog's next hop,
     /// no transaction.
     pub(super) fn ack_2xx(&mut self, no: u64, resp: &Message) {

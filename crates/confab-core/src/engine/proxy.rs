@@ -200,10 +200,14 @@ impl Engine {
         let Ok(cseq) = resp.cseq() else { return };
         let key = client_key(via.branch().unwrap_or(""), cseq.method);
         let ours = is_our_via(&self.cfg, &via);
+        let invite = cseq.method == "INVITE";
         drop(via);
         if let Some(c) = self.client_tx.get_mut(&key) {
             c.tx.handle_response(now.mono, resp);
             self.flush_client(now, &key);
+            return;
+        }
+        if invite && resp.status() / 100 == 2 && self.reack(&resp) {
             return;
         }
         // no transaction (a 2xx retransmission, or a fork's late 2xx): forward by Via, if the
