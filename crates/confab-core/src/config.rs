@@ -37,11 +37,11 @@ pub struct EngineConfig {
     pub digest_over_plain: bool,
     /// Digest nonce lifetime.
     pub nonce_ttl: Duration,
-    /// Failed authentications per user or per source before a lockout.
-    pub lockout_failures: u32,
-    pub lockout_window: Duration,
-    pub lockout_duration: Duration,
-    /// Value of the Server / User-Agent header.
+    /// When failed authentications lock a user at an address, an address, or a user's
+    /// unfamiliar addresses (`sip_auth::Guards`); the per-address limit is `failures` too.
+    pub lockout: sip_auth::Policy,
+    /// Value of the Server / User-Agent header (the product without its version by default:
+    /// less to fingerprint).
     pub server_name: String,
     /// Presence limits and lifetimes.
     pub presence: crate::presence::PresenceConfig,
@@ -79,10 +79,14 @@ impl Default for EngineConfig {
             digest_algorithms: vec![sip_auth::Algorithm::Md5, sip_auth::Algorithm::Sha256],
             digest_over_plain: true,
             nonce_ttl: Duration::from_secs(300),
-            lockout_failures: 10,
-            lockout_window: Duration::from_secs(60),
-            lockout_duration: Duration::from_secs(60),
-            server_name: concat!("Confab/", env!("CARGO_PKG_VERSION")).into(),
+            lockout: sip_auth::Policy {
+                failures: 10,
+                ceiling: 50,
+                window: Duration::from_secs(60),
+                lock_for: Duration::from_secs(60),
+                familiar_for: Duration::from_secs(30 * 86_400),
+            },
+            server_name: "Confab".into(),
             presence: crate::presence::PresenceConfig::default(),
             homing: None,
             server_id: String::new(),

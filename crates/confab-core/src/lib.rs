@@ -20,6 +20,8 @@ mod routing;
 pub mod server;
 
 pub use config::EngineConfig;
-pub use engine::{Engine, Fetched, Handover, Now, Output, StoreJob, DRAIN_SETTING, SERVER_SETTING};
+pub use engine::{
+    Engine, Fetched, Handover, Now, Output, StoreJob, DRAIN_SETTING, SERVER_SETTING, UNLOCK_CHANGE,
+};
 pub use homing::{HomePool, Homing};
 pub use presence::{Availability, PresenceConfig};

@@ -12,7 +12,9 @@ pub enum Processor {
     /// While the server drains for shutdown: 503 with Retry-After for new dialogs and
     /// out-of-dialog requests; requests within existing dialogs go on.
     Admission,
-    /// Remove the Route values that name this server (loose routing, RFC 3261 §16.4).
+    /// Remove the Route values that name this server (loose routing, RFC 3261 §16.4); a
+    /// request claiming a dialog without our sealed Route is handled as out-of-dialog (a stray
+    /// ACK dropped), so that only dialogs we are on are relayed as such.
     RoutePop,
     /// 483 when Max-Forwards is exhausted.
     MaxForwards,
@@ -30,8 +32,8 @@ pub enum Processor {
 pub const FRONT_END: &[Processor] = &[
     Processor::Sanity,
     Processor::Transaction,
-    Processor::Admission,
     Processor::RoutePop,
+    Processor::Admission,
     Processor::MaxForwards,
     Processor::LoopDetection,
     Processor::Extensions,

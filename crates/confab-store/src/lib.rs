@@ -206,9 +206,9 @@ pub trait Store: Send {
     /// `(key, data)` of every unexpired entry of `kind`, or only of those about `aor`, oldest
     /// first.
     fn states(&self, kind: &str, now: i64, aor: Option<&str>) -> Result<Vec<(String, String)>>;
-    /// Records in the change log that `aor`'s presence changed here, so that the other
-    /// servers of the deployment look again.
-    fn note_change(&self, aor: &str) -> Result<()>;
+    /// Appends `entry` to the change log, for the running servers to act on (`presence:<aor>`:
+    /// look at that user's presence again; `unlock:<aor>`: lift its lockout).
+    fn note_change(&self, entry: &str) -> Result<()>;
 }
 
 /// One entry of a contact list.

@@ -254,15 +254,29 @@ pub(crate) struct UpArgs {
     /// Do not create the demo users on first start.
     #[arg(long)]
     pub(crate) no_demo_users: bool,
-    /// Failed authentications (per user or per source address) before a lockout; 0 disables.
+    /// Failed authentications of a user from one address (that user is then refused from that
+    /// address only), or of any users from one address (the address is then refused for users
+    /// to which it is not familiar), before a lockout; 0 disables lockouts.
     #[arg(long, default_value_t = 10)]
     pub(crate) lockout_failures: u32,
+    /// Failed authentications of a user from all its unfamiliar addresses together before
+    /// those are refused too (a guess spread over many addresses is slowed; the user's
+    /// familiar addresses keep working).
+    #[arg(long, default_value_t = 50)]
+    pub(crate) lockout_user_ceiling: u32,
+    /// Days an address stays familiar to a user after a successful sign-in from it.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) lockout_familiar_days: u64,
     /// Window in seconds in which failures are counted.
     #[arg(long, default_value_t = 60)]
     pub(crate) lockout_window: u64,
-    /// How long a lockout lasts, in seconds.
+    /// How long a lockout lasts, in seconds (`confab user unlock` ends one sooner).
     #[arg(long, default_value_t = 60)]
     pub(crate) lockout_seconds: u64,
+    /// Product named in the Server and User-Agent headers; the version is left out unless you
+    /// add it (less for a scanner to fingerprint).
+    #[arg(long, default_value = "Confab", value_parser = parse_header_value)]
+    pub(crate) server_header: String,
     /// Digest algorithms to challenge with, in the order offered (md5, sha256). Clients that
     /// answer only the first challenge (SIPp) need md5 first; `sha256,md5` prefers SHA-256.
     #[arg(long, value_delimiter = ',', default_value = "md5,sha256", value_parser = parse_algorithm)]
@@ -361,6 +375,13 @@ pub(crate) enum UserCommand {
     },
     /// List users with their home pools.
     List {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Lift a user's lockout after failed sign-ins, at every address, on the running servers
+    /// (within a housekeeping period, 2 s).
+    Unlock {
+        address: String,
         #[command(flatten)]
         data: DataDirArg,
     },
@@ -482,6 +503,15 @@ fn parse_algorithm(s: &str) -> Result<sip_auth::Algorithm, String> {
             "unknown digest algorithm '{other}' (use md5, sha256)"
         )),
     }
+}
+
+/// A Server/User-Agent value: printable text on one line (RFC 3261 `server-val`s).
+fn parse_header_value(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() || s.chars().any(|c| c.is_control()) {
+        return Err("give a product name on one line, such as 'Confab' or 'Confab/1.0'".into());
+    }
+    Ok(s.to_owned())
 }
 
 /// An address, or none (`off`).

@@ -279,9 +279,14 @@ async fn serve(
         },
         min_expires: args.min_expires,
         digest_algorithms: args.digest_algorithms.clone(),
-        lockout_failures: args.lockout_failures,
-        lockout_window: Duration::from_secs(args.lockout_window),
-        lockout_duration: Duration::from_secs(args.lockout_seconds),
+        lockout: sip_auth::Policy {
+            failures: args.lockout_failures,
+            ceiling: args.lockout_user_ceiling,
+            window: Duration::from_secs(args.lockout_window),
+            lock_for: Duration::from_secs(args.lockout_seconds),
+            familiar_for: Duration::from_secs(args.lockout_familiar_days.saturating_mul(86_400)),
+        },
+        server_name: args.server_header.clone(),
         presence: confab_core::PresenceConfig {
             max_body: args.presence_max_body,
             min_expires: args.presence_min_expires,

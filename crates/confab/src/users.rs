@@ -62,6 +62,14 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
                 println!("{u}\t{}", pool.as_deref().unwrap_or("(no home pool)"));
             }
         }
+        UserCommand::Unlock { address, data } => {
+            let store = datadir::open_existing(&data)?;
+            if store.user(&address)?.is_none() {
+                anyhow::bail!("no such user: {address} (see `confab user list`)");
+            }
+            store.note_change(&format!("{}{address}", confab_core::UNLOCK_CHANGE))?;
+            println!("{address} unlocked: running servers lift its lockout within 2 s (its familiar addresses stay familiar)");
+        }
         UserCommand::Remove { address, data } => {
             datadir::open_existing(&data)?
                 .remove_user(&address)

@@ -165,7 +165,7 @@ fn repeated_wrong_passwords_lock_the_user_out_for_a_while() {
     r.assert_success("locked out");
     assert!(
         r.trace()
-            .contains("403 Forbidden (too many failed authentications; retry in"),
+            .contains("403 Forbidden (too many failed authentications for this user from this address; retry in"),
         "{}",
         r.trace()
     );

@@ -414,8 +414,13 @@ fn requests_reach_devices_through_the_server_that_holds_them() {
         "Record-Route keeps both servers on the dialog:\n{trace}"
     );
     assert!(
-        rr.contains(&format!("<sip:127.0.0.12:{};transport=tls;lr>", d.port + 1))
-            && rr.contains(&format!("<sip:127.0.0.13:{};transport=tls;lr>", d.port + 1)),
+        rr.contains(&format!(
+            "<sip:127.0.0.12:{};transport=tls;lr;seal=",
+            d.port + 1
+        )) && rr.contains(&format!(
+            "<sip:127.0.0.13:{};transport=tls;lr;seal=",
+            d.port + 1
+        )),
         "the servers talk TLS to each other:\n{trace}"
     );
     bob.assert_success("bob answered, got ACK and BYE through FE1");

@@ -5,7 +5,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{device, message, register, udp_client, udp_exchange, Server, Sipp};
@@ -94,24 +93,7 @@ fn a_crlf_ping_on_tcp_gets_a_pong() {
 /// Sends `msg` to the server's TLS port with openssl (TLS `version`, verifying the server's
 /// certificate against the data dir's CA) and returns the first answer.
 fn over_tls(server: &Server, version: &str, msg: &str) -> String {
-    common::require("openssl");
-    let mut child = Command::new("openssl")
-        .args([
-            "s_client",
-            "-quiet",
-            "-verify_return_error",
-            version,
-            "-connect",
-            &format!("127.0.0.1:{}", server.port + 1),
-        ])
-        .arg("-CAfile")
-        .arg(server.dir.0.join("ca.pem"))
-        .args(["-verify_ip", "127.0.0.1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::tls_client(server, Some(version));
     child
         .stdin
         .as_mut()

@@ -9,8 +9,10 @@
 
 mod credentials;
 mod digest;
+mod guard;
 mod lockout;
 
 pub use credentials::Credentials;
 pub use digest::{client_response, ha1, seal, Algorithm, DigestServer, Verdict};
+pub use guard::{Guards, Locked, Policy};
 pub use lockout::Lockout;

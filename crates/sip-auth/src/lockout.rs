@@ -14,11 +14,56 @@ pub struct Lockout {
     entries: HashMap<String, Entry>,
 }
 
+/// Failures within a window, and the lock they led to.
 #[derive(Debug, Clone, Copy)]
-struct Entry {
+pub(crate) struct Entry {
     failures: u32,
     window_start: Instant,
     locked_until: Option<Instant>,
+}
+
+impl Entry {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            failures: 0,
+            window_start: now,
+            locked_until: None,
+        }
+    }
+
+    /// How much longer the lock lasts, if there is one.
+    pub(crate) fn locked(&self, now: Instant) -> Option<Duration> {
+        let until = self.locked_until?;
+        (until > now).then(|| until - now)
+    }
+
+    /// Counts a failure; true when it locked (`max` failures within `window` lock for
+    /// `lock_for`).
+    pub(crate) fn fail(
+        &mut self,
+        now: Instant,
+        max: u32,
+        window: Duration,
+        lock_for: Duration,
+    ) -> bool {
+        if max == 0 {
+            return false;
+        }
+        if now - self.window_start > window {
+            *self = Self::new(now);
+        }
+        self.failures += 1;
+        if self.failures >= max && self.locked_until.is_none_or(|u| u <= now) {
+            self.locked_until = Some(now + lock_for);
+            return true;
+        }
+        false
+    }
+
+    /// Whether anything is left to remember: a lock in force or failures in the window.
+    pub(crate) fn live(&self, now: Instant, window: Duration) -> bool {
+        self.locked_until.is_some_and(|u| u > now) || now - self.window_start <= window
+    }
 }
 
 impl Lockout {
@@ -36,8 +81,7 @@ impl Lockout {
 
     /// How much longer `key` stays locked, if it is.
     pub fn locked(&self, key: &str, now: Instant) -> Option<Duration> {
-        let until = self.entries.get(key)?.locked_until?;
-        (until > now).then(|| until - now)
+        self.entries.get(key)?.locked(now)
     }
 
     /// Records a failure; returns true when this failure locked the key.
@@ -51,24 +95,10 @@ impl Lockout {
                 return false;
             }
         }
-        let e = self.entries.entry(key.to_owned()).or_insert(Entry {
-            failures: 0,
-            window_start: now,
-            locked_until: None,
-        });
-        if now - e.window_start > self.window {
-            *e = Entry {
-                failures: 0,
-                window_start: now,
-                locked_until: None,
-            };
-        }
-        e.failures += 1;
-        if e.failures >= self.max_failures && e.locked_until.is_none_or(|u| u <= now) {
-            e.locked_until = Some(now + self.lock_for);
-            return true;
-        }
-        false
+        self.entries
+            .entry(key.to_owned())
+            .or_insert(Entry::new(now))
+            .fail(now, self.max_failures, self.window, self.lock_for)
     }
 
     /// A success clears the key's failures.
@@ -79,9 +109,7 @@ impl Lockout {
     /// Drops entries whose window and lock are both over.
     pub fn purge(&mut self, now: Instant) {
         let window = self.window;
-        self.entries.retain(|_, e| {
-            e.locked_until.is_some_and(|u| u > now) || now - e.window_start <= window
-        });
+        self.entries.retain(|_, e| e.live(now, window));
     }
 }
 

@@ -1,6 +1,9 @@
 //! Who sent a request: digest authentication and challenges, lockout, the user cache, and the
 //! seals that prove a request was authenticated here (a spiral) or by another server of the
 //! deployment.
+use std::net::IpAddr;
+
+use sip_auth::Locked;
 use sip_proto::{HeaderName, Message, Method, Uri};
 use sip_transport::Transport;
 
@@ -73,15 +76,10 @@ impl Engine {
             return Flow::Stop;
         }
         let aor = format!("{user}@{host}");
-        let user_key = format!("user:{aor}");
-        let ip_key = format!("ip:{}", ctx.source.remote.ip());
-        let locked = |key: &str| self.shared.lockout.of(key).locked(key, now.mono);
-        if let Some(left) = locked(&user_key).or_else(|| locked(&ip_key)) {
-            let reason = format!(
-                "Forbidden (too many failed authentications; retry in {} s)",
-                left.as_secs().max(1)
-            );
-            self.respond(now, ctx, 403, &reason, &[]);
+        let ip = ctx.source.remote.ip();
+        if let Some(lock) = self.locked_out(&aor, ip, now) {
+            self.stats.refused_locked += 1;
+            self.respond(now, ctx, 403, &lock_reason(lock), &[]);
             return Flow::Stop;
         }
         let header = if register {
@@ -139,7 +137,7 @@ impl Engine {
         });
         match verdict {
             sip_auth::Verdict::Ok => {
-                self.shared.lockout.of(&user_key).record_success(&user_key);
+                self.shared.guards.of(&aor).success(&aor, ip, now.mono);
                 ctx.home_pool = stored.and_then(|u| u.pool);
                 Flow::Continue
             }
@@ -152,29 +150,71 @@ impl Engine {
                 Flow::Stop
             }
             sip_auth::Verdict::BadResponse => {
-                self.stats.auth_failures += 1;
-                let fail = |key: &str| self.shared.lockout.of(key).record_failure(key, now.mono);
-                let locked_user = fail(&user_key);
-                let locked_ip = fail(&ip_key);
-                tracing::warn!(event = "auth.failed", user = %aor, remote = %ctx.source.remote, "wrong credentials");
-                if locked_user || locked_ip {
-                    self.stats.lockouts += 1;
-                    tracing::warn!(
-                        event = "auth.lockout", user = %aor, remote = %ctx.source.remote,
-                        seconds = self.cfg.lockout_duration.as_secs(),
-                        "too many failed authentications; further attempts refused for a while (see --lockout-* options)"
-                    );
-                    let reason = format!(
-                        "Forbidden (too many failed authentications; retry in {} s)",
-                        self.cfg.lockout_duration.as_secs()
-                    );
-                    self.respond(now, ctx, 403, &reason, &[]);
-                } else {
-                    self.challenge(now, ctx, &host, false);
-                }
+                self.auth_failed(now, ctx, &aor, &host);
                 Flow::Stop
             }
         }
+    }
+
+    /// Counts a wrong password of `aor` from the request's source: a lock it starts is
+    /// logged, and the request is refused when its user is now locked there; else challenged
+    /// again.
+    fn auth_failed(&mut self, now: Now, ctx: &Ctx, aor: &str, host: &str) {
+        self.stats.auth_failures += 1;
+        let remote = ctx.source.remote;
+        let ip = remote.ip();
+        tracing::warn!(event = "auth.failed", user = %aor, %remote, "wrong credentials");
+        let src = ip.to_string();
+        let lock_for = self.cfg.lockout.lock_for;
+        let source_lock = (self.shared.lockout.of(&src))
+            .record_failure(&src, now.mono)
+            .then_some(Locked::Source(lock_for));
+        let user_lock = self.shared.guards.of(aor).failure(aor, ip, now.mono);
+        if user_lock.is_some() || source_lock.is_some() {
+            self.stats.lockouts += 1;
+        }
+        for lock in [user_lock, source_lock].into_iter().flatten() {
+            tracing::warn!(
+                event = "auth.lockout", user = %aor, %remote, seconds = lock_for.as_secs(),
+                "too many failed authentications {}: further attempts refused for a while (see --lockout-* options; `confab user unlock` ends it)",
+                lock.why()
+            );
+        }
+        match self.locked_out(aor, ip, now) {
+            Some(lock) => self.respond(now, ctx, 403, &lock_reason(lock), &[]),
+            None => self.challenge(now, ctx, host, false),
+        }
+    }
+
+    /// Whether `aor` is refused from `ip` (smart lockout, `sip_auth::Guards`): that user at
+    /// that address, or the user's unfamiliar addresses, or the address for every user to
+    /// which it is not familiar.
+    fn locked_out(&self, aor: &str, ip: IpAddr, now: Now) -> Option<Locked> {
+        {
+            let guards = self.shared.guards.of(aor);
+            if let Some(lock) = guards.locked(aor, ip, now.mono) {
+                return Some(lock);
+            }
+            if guards.familiar(aor, ip, now.mono) {
+                return None;
+            }
+        }
+        let src = ip.to_string();
+        (self.shared.lockout.of(&src))
+            .locked(&src, now.mono)
+            .map(Locked::Source)
+    }
+
+    /// An administrator unlocked `aor` (`confab user unlock`, through the change log): its
+    /// failures are forgotten, and so are those of the addresses it failed from (the user's
+    /// own device may have locked its address).
+    pub(super) fn unlock_user(&mut self, now: Now, aor: &str) {
+        let addresses = self.shared.guards.of(aor).unlock(aor, now.mono);
+        for ip in &addresses {
+            let src = ip.to_string();
+            self.shared.lockout.of(&src).record_success(&src);
+        }
+        tracing::info!(event = "auth.unlocked", user = %aor, addresses = ?addresses, "lockout of the user lifted by an administrator");
     }
 
     pub(super) fn challenge(&mut self, now: Now, ctx: &Ctx, realm: &str, stale: bool) {
@@ -284,6 +324,29 @@ impl Engine {
         sip_auth::seal(&self.secret, &data)
     }
 
+    /// The seal on our Record-Route (`;seal=`): proves, without state and across restarts and
+    /// the servers of a deployment, that we record-routed the dialog of Call-ID `call_id`
+    /// whose initiator's tag is `tag` (the From tag of the initial request, so the From tag
+    /// of the initiator's in-dialog requests and the To tag of the other side's).
+    pub(super) fn dialog_seal(&self, call_id: &str, tag: &str) -> String {
+        let data = [b"rr|", call_id.as_bytes(), b"|", tag.as_bytes()].concat();
+        sip_auth::seal(&self.secret, &data)
+    }
+
+    /// Whether `seal` is the one we put on a Route of this request's dialog.
+    pub(super) fn seal_fits(&self, msg: &Message, seal: &str) -> bool {
+        let Ok(call_id) = msg.call_id() else {
+            return false;
+        };
+        let tags = [
+            msg.from().ok().and_then(|f| f.tag().map(str::to_owned)),
+            msg.to().ok().and_then(|t| t.tag().map(str::to_owned)),
+        ];
+        tags.iter()
+            .flatten()
+            .any(|tag| same(self.dialog_seal(call_id, tag).as_bytes(), seal.as_bytes()))
+    }
+
     /// Whether the top Via is one we added to this very request (a spiral back to us).
     pub(super) fn is_own_spiral(&self, msg: &Message) -> bool {
         let Ok(via) = msg.top_via() else { return false };
@@ -307,6 +370,19 @@ impl Engine {
         via.branch()
             .is_some_and(|b| b.ends_with(&format!("-{}", self.spiral_seal(msg))))
     }
+}
+
+/// Compares in time independent of where the bytes differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn lock_reason(lock: Locked) -> String {
+    format!(
+        "Forbidden (too many failed authentications {}; retry in {} s)",
+        lock.why(),
+        lock.remaining().as_secs().max(1)
+    )
 }
 
 /// Clients known to abort on any non-MD5 digest challenge even when an MD5 one is offered too:

@@ -52,24 +52,65 @@ impl Engine {
         Flow::Stop
     }
 
+    /// Removes the Route values that name us, noting whether one carries our seal; then
+    /// decides whether a request that claims a dialog (a To tag, or an ACK no transaction
+    /// took) may be forwarded as such: only along a Route we sealed, or from a peer of the
+    /// deployment. Without that it is handled as out-of-dialog (authenticated, then under the
+    /// domain and federation policy), and a stray ACK is dropped: we relay for nobody else.
     pub(super) fn route_pop(&mut self, _now: Now, ctx: &mut Ctx) -> Flow {
-        if ctx.msg.count(HeaderName::Route) == 0 {
+        let mut sealed = false;
+        if ctx.msg.count(HeaderName::Route) > 0 {
+            let mut routes: Vec<String> = owned_values(&ctx.msg, HeaderName::Route);
+            while let Some(first) = routes.first() {
+                let Some(seal) = NameAddr::parse(first, "Route").ok().and_then(|na| {
+                    na.uri
+                        .as_sip()
+                        .filter(|u| is_our_address(&self.cfg, u))
+                        .map(|u| u.param("seal").flatten().map(str::to_owned))
+                }) else {
+                    break;
+                };
+                sealed = sealed || seal.is_some_and(|s| self.seal_fits(&ctx.msg, &s));
+                routes.remove(0);
+            }
+            ctx.routes = routes;
+        }
+        let ack = ctx.msg.method() == Method::Ack;
+        if !(ctx.in_dialog || ack) || sealed || !self.would_relay(ctx) {
             return Flow::Continue;
         }
-        let mut routes: Vec<String> = owned_values(&ctx.msg, HeaderName::Route);
-        while let Some(first) = routes.first() {
-            let ours = NameAddr::parse(first, "Route").ok().is_some_and(|na| {
-                na.uri
-                    .as_sip()
-                    .is_some_and(|u| is_our_address(&self.cfg, u))
-            });
-            if !ours {
-                break;
-            }
-            routes.remove(0);
+        if self.is_peer_forwarded(ctx) {
+            return Flow::Continue; // the peer checked the seal
         }
-        ctx.routes = routes;
+        let why = if ctx.routes.is_empty() && ctx.msg.count(HeaderName::Route) > 0 {
+            "its Route names this server without a valid seal"
+        } else if ctx.routes.is_empty() {
+            "it has no Route naming this server"
+        } else {
+            "its Route names another host"
+        };
+        tracing::info!(
+            event = "relay.unsealed", method = ctx.msg.method_str(), uri = ctx.msg.uri_str(),
+            from = ctx.msg.header_str(HeaderName::From).ok().flatten().unwrap_or(""),
+            remote = %ctx.source.remote,
+            "request claims a dialog this server is not on ({why}): {}",
+            if ack { "ACK dropped" } else { "handled as out-of-dialog" }
+        );
+        if ack {
+            self.stats.stray_acks += 1;
+            return Flow::Stop;
+        }
+        self.stats.unsealed_in_dialog += 1;
+        ctx.in_dialog = false;
         Flow::Continue
+    }
+
+    /// Whether the request, as routed so far, would leave this server: a Route to another
+    /// host remains, or its Request-URI names somewhere else. (One addressed to us is ours to
+    /// answer: a dialog of ours, or 481.)
+    fn would_relay(&self, ctx: &Ctx) -> bool {
+        !ctx.routes.is_empty()
+            || !matches!(Uri::parse(ctx.msg.uri_str()), Ok(Uri::Sip(u)) if is_our_address(&self.cfg, &u))
     }
 
     pub(super) fn max_forwards(&mut self, now: Now, ctx: &mut Ctx) -> Flow {

@@ -36,6 +36,9 @@ impl Engine {
         for mut part in self.shared.lockout.each() {
             part.purge(now.mono);
         }
+        for mut part in self.shared.guards.each() {
+            part.purge(now.mono);
+        }
     }
 
     /// Queues housekeeping's database work for the driver, unless the last round's is still
@@ -98,6 +101,15 @@ impl Engine {
 
     /// The change log since the last read: users and presence edited elsewhere.
     fn changes_read(&mut self, now: Now, changes: confab_store::Result<(i64, Vec<String>)>) {
+        let changes = changes.map(|(rev, entries)| {
+            let (unlocks, rest): (Vec<_>, Vec<_>) = entries
+                .into_iter()
+                .partition(|e| e.starts_with(UNLOCK_CHANGE));
+            for e in unlocks {
+                self.unlock_user(now, &e[UNLOCK_CHANGE.len()..]);
+            }
+            (rev, rest)
+        });
         let changed = self
             .presence
             .apply_changes(self.store.as_ref(), now.unix, changes);
@@ -107,6 +119,9 @@ impl Engine {
         self.flush_presence(now);
     }
 }
+
+/// A change-log entry asking running servers to lift a user's lockout (`confab user unlock`).
+pub const UNLOCK_CHANGE: &str = "unlock:";
 
 /// The settings that say which servers are in the pool and which are drained.
 pub(super) fn membership(

@@ -24,6 +24,8 @@ mod park;
 mod presence_sip;
 mod proxy;
 mod registrar;
+#[cfg(test)]
+mod relay_tests;
 mod reply;
 mod shards;
 mod shared;
@@ -33,6 +35,7 @@ mod targets;
 mod txn;
 
 use events::CoreEvent;
+pub use housekeeping::UNLOCK_CHANGE;
 pub use park::{Fetched, StoreJob};
 pub use registrar::{DRAIN_SETTING, SERVER_SETTING};
 pub use shards::Handover;
@@ -69,6 +72,15 @@ pub struct EngineStats {
     pub retransmissions_absorbed: u64,
     pub auth_failures: u64,
     pub lockouts: u64,
+    /// Attempts refused because their user or source was locked out.
+    pub refused_locked: u64,
+    /// Requests that looked in-dialog without our sealed Route (forged, or from a dialog we
+    /// are not on): handled as out-of-dialog.
+    pub unsealed_in_dialog: u64,
+    /// Requests refused forwarding (a Route or Request-URI elsewhere, sender not trusted).
+    pub relay_refused: u64,
+    /// ACKs matching no transaction and no dialog of ours: dropped.
+    pub stray_acks: u64,
     /// New requests answered 503 while draining or overloaded.
     pub shed: u64,
     /// Requests the server failed to answer itself (a defect): answered 500, or dropped.
@@ -85,6 +97,10 @@ impl EngineStats {
         self.retransmissions_absorbed += o.retransmissions_absorbed;
         self.auth_failures += o.auth_failures;
         self.lockouts += o.lockouts;
+        self.refused_locked += o.refused_locked;
+        self.unsealed_in_dialog += o.unsealed_in_dialog;
+        self.relay_refused += o.relay_refused;
+        self.stray_acks += o.stray_acks;
         self.shed += o.shed;
         self.unanswered += o.unanswered;
     }
@@ -506,7 +522,11 @@ mod tests {
             "{shed:?}"
         );
         // within a dialog: not refused here (it goes on to the later checks)
-        let in_dialog = answer(&mut e, &register(3, ";tag=x"));
+        let in_dialog = answer(
+            &mut e,
+            &register(3, ";tag=x")
+                .replace("REGISTER sip:example.com", "REGISTER sip:127.0.0.1:5060"),
+        );
         assert!(!in_dialog[0].starts_with("SIP/2.0 503"), "{in_dialog:?}");
         e.set_overloaded(false);
         assert!(answer(&mut e, &register(4, ""))[0].starts_with("SIP/2.0 401"));

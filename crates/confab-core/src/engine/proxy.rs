@@ -125,9 +125,14 @@ impl Engine {
         let host = self.cfg.host_toward(&target.addr);
         let mut w = self.request_from_us(ctx.msg.method_str(), uri, target, branch);
         if record_route {
+            let from_tag = ctx.msg.from().ok().and_then(|f| f.tag().map(str::to_owned));
+            let seal = self.dialog_seal(
+                ctx.msg.call_id().unwrap_or(""),
+                from_tag.as_deref().unwrap_or(""),
+            );
             let rr = |host: &str, t: Transport| {
                 format!(
-                    "<sip:{host}:{};transport={};lr>",
+                    "<sip:{host}:{};transport={};lr;seal={seal}>",
                     our_port(&self.cfg, t),
                     t.param()
                 )
@@ -162,14 +167,28 @@ impl Engine {
             .map_or(70, |m| m.saturating_sub(1));
         w.header("Max-Forwards", mf.to_string());
         for (name, n, v) in ctx.msg.fields() {
-            if !matches!(
-                name,
-                HeaderName::Route | HeaderName::MaxForwards | HeaderName::ContentLength
-            ) {
+            let skip = match name {
+                HeaderName::Route | HeaderName::MaxForwards | HeaderName::ContentLength => true,
+                HeaderName::Authorization | HeaderName::ProxyAuthorization => {
+                    self.ours_to_consume(v)
+                }
+                _ => false,
+            };
+            if !skip {
                 w.raw(n, v);
             }
         }
         w.finish_message(ctx.msg.body())
+    }
+
+    /// Whether credentials are for one of our realms: those are consumed here (RFC 3261
+    /// §22.3), never passed on to the callee or a partner; credentials for another realm
+    /// travel on.
+    fn ours_to_consume(&self, value: &[u8]) -> bool {
+        std::str::from_utf8(value)
+            .ok()
+            .and_then(sip_auth::Credentials::parse)
+            .is_some_and(|c| self.cfg.serves_domain(&c.realm))
     }
 
     /// A request line and our Via for `target`: how every request we send starts.

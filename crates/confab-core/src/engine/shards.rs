@@ -281,12 +281,18 @@ mod tests {
     #[test]
     fn failures_on_different_shards_count_once_toward_a_lockout() {
         let cfg = EngineConfig {
-            lockout_failures: 4,
+            lockout: sip_auth::Policy {
+                failures: 4,
+                ..EngineConfig::default().lockout
+            },
             ..EngineConfig::default()
         };
         let mut sim = two_shards(cfg);
-        let elsewhere = "127.0.0.4:5066";
+        // the same address (ALICE's), another port: another shard
+        let elsewhere = "127.0.0.2:5066";
         sim.arrive_at(elsewhere, 1);
+        let other_address = "127.0.0.4:5066";
+        sim.arrive_at(other_address, 1);
         for (n, from) in [(1, ALICE), (2, elsewhere), (3, ALICE), (4, elsewhere)] {
             let r = sim.send_with_password(from, "alice", "wrong", &register("alice", from, n));
             let expected = if n < 4 { 401 } else { 403 };
@@ -302,6 +308,12 @@ mod tests {
                 r[0].reason()
             );
         }
+        // smart lockout: the guesses from one address do not lock alice elsewhere
+        sim.send(
+            other_address,
+            &register("alice", other_address, 6).replace("{auth}", ""),
+        );
+        assert_eq!(sim.take_to(other_address)[0].status(), 401);
         assert_eq!(
             sim.engine.stats().lockouts + sim.others[0].stats().lockouts,
             1

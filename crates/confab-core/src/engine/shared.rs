@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use foldhash::{HashMap, HashMapExt};
-use sip_auth::{DigestServer, Lockout};
+use sip_auth::{DigestServer, Guards, Lockout};
 use sip_transport::FlowId;
 
 use crate::config::EngineConfig;
@@ -17,8 +17,12 @@ use crate::parts::Parts;
 pub(crate) struct Shared {
     /// Digest challenges and replay state per realm (each striped inside).
     pub(crate) digest: HashMap<String, DigestServer>,
-    /// Failures per user and per source, counted once however many engines see them.
+    /// Failures per source address (keyed by the address), counted once however many engines
+    /// see them.
     pub(crate) lockout: Parts<Lockout>,
+    /// Per user (keyed by address of record): failures per source, familiar sources, the
+    /// ceiling over unfamiliar ones.
+    pub(crate) guards: Parts<Guards>,
     pub(crate) location: Parts<Location>,
     /// Users already read from the store, dropped when the change log names them (a password
     /// change, a move, a removal); a user unknown here is always read from the store.
@@ -48,17 +52,20 @@ impl Shared {
                 )
             })
             .collect();
+        let p = cfg.lockout;
         let lockout = Parts::new(|| {
             Lockout::new(
-                cfg.lockout_failures,
-                cfg.lockout_window,
-                cfg.lockout_duration,
+                p.failures,
+                p.window,
+                p.lock_for,
                 LOCKOUT_KEYS / crate::parts::PARTS,
             )
         });
+        let guards = Parts::new(|| Guards::new(p, LOCKOUT_KEYS / crate::parts::PARTS));
         Self {
             digest,
             lockout,
+            guards,
             location,
             users: Parts::new(HashMap::new),
             open_flows: Parts::new(HashSet::new),

@@ -158,6 +158,11 @@ impl Sim {
         mine.into_iter().map(|(_, m)| m).collect()
     }
 
+    /// Everything sent and not taken yet, wherever it went.
+    pub(crate) fn take_all(&mut self) -> Vec<(SocketAddr, Message)> {
+        std::mem::take(&mut self.sent)
+    }
+
     /// The database answers: every queued read runs, and its request resumes.
     pub(crate) fn run_jobs(&mut self) -> usize {
         let mut n = 0;

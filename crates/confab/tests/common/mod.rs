@@ -306,6 +306,26 @@ fn options_probe(server: &str, local: SocketAddr, n: u32) -> String {
     )
 }
 
+/// A TLS client to `server`'s TLS port: openssl s_client with TLS `version` (or none: the
+/// highest both speak), verifying the server's certificate against the data dir's CA; what
+/// goes into its stdin is sent, what the server answers comes out of its stdout.
+pub(crate) fn tls_client(server: &Server, version: Option<&str>) -> Child {
+    require("openssl");
+    Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error"])
+        .args(version)
+        .arg("-connect")
+        .arg(format!("127.0.0.1:{}", server.port + 1))
+        .arg("-CAfile")
+        .arg(server.dir.0.join("ca.pem"))
+        .args(["-verify_ip", "127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run openssl s_client")
+}
+
 /// Fails loudly when a peer program is missing: the test command installs them.
 pub(crate) fn require(program: &str) {
     let ok = Command::new("sh")
@@ -377,6 +397,13 @@ impl Sipp {
     /// The domain the scenario's `[domain]` keyword names (default example.com).
     pub(crate) fn domain(mut self, d: &str) -> Self {
         self.domain = d.into();
+        self
+    }
+
+    /// Sends from `ip` (a loopback address other than 127.0.0.1) instead.
+    pub(crate) fn source_ip(mut self, ip: &str) -> Self {
+        let i = self.args.iter().position(|a| a == "-i").expect("-i set") + 1;
+        self.args[i] = ip.into();
         self
     }
 
@@ -480,14 +507,12 @@ impl SippChild {
         );
     }
 
-    /// Waits for SIPp to finish and asserts success.
-    pub(crate) fn assert_success(mut self, what: &str) {
+    /// Waits for SIPp to finish and asserts success; gives its trace.
+    pub(crate) fn assert_success(mut self, what: &str) -> String {
         let st = self.finish(what);
-        assert!(
-            st.success(),
-            "{what}: sipp failed ({st})\n{}",
-            trace_of(&self.dir.0)
-        );
+        let trace = trace_of(&self.dir.0);
+        assert!(st.success(), "{what}: sipp failed ({st})\n{trace}");
+        trace
     }
 
     /// Waits for SIPp to finish, whatever its verdict (a load that expects failures), and
