@@ -1,6 +1,7 @@
 //! baresip (Debian's baresip-core, an unmodified SIP client) signs in over UDP, TCP and TLS
 //! (trusting the demo CA) and receives a MESSAGE sent through the server; two baresips with
-//! each other as contacts see each other's presence change (baresip's presence module).
+//! each other as contacts see each other's presence change (baresip's presence module); two
+//! baresips call, hold and resume (re-INVITEs), and the callee hangs up.
 
 mod common;
 
@@ -19,16 +20,28 @@ struct Baresip {
 impl Baresip {
     /// Starts baresip for `user` over `transport` and waits until it is registered.
     fn sign_in(server: &Server, user: &str, transport: &str) -> Self {
-        Self::start(server, user, transport, None)
+        Self::start(server, user, transport, None, None)
+    }
+
+    /// Starts baresip for `user` taking commands on a UDP console (`cons_port`) and answering
+    /// calls at once.
+    fn answering(server: &Server, user: &str, cons_port: u16) -> Self {
+        Self::start(server, user, "udp", Some(cons_port), None)
     }
 
     /// Starts baresip for `user` with its presence module: it publishes its own state, watches
     /// `contact`, and takes commands on a UDP console (`cons_port`).
     fn with_presence(server: &Server, user: &str, contact: &str, cons_port: u16) -> Self {
-        Self::start(server, user, "udp", Some((contact, cons_port)))
+        Self::start(server, user, "udp", Some(cons_port), Some(contact))
     }
 
-    fn start(server: &Server, user: &str, transport: &str, presence: Option<(&str, u16)>) -> Self {
+    fn start(
+        server: &Server,
+        user: &str,
+        transport: &str,
+        cons_port: Option<u16>,
+        watch: Option<&str>,
+    ) -> Self {
         require("baresip");
         let dir = TempDir::new("baresip");
         let port = if transport == "tls" {
@@ -43,21 +56,25 @@ impl Baresip {
             server.dir.0.join("ca.pem").display()
         );
         let mut config = config;
-        let mut pubint = String::new();
-        if let Some((contact, cons_port)) = presence {
+        let mut params = String::new();
+        if let Some(cons_port) = cons_port {
             config.push_str(&format!(
-                "module cons.so\ncons_listen 127.0.0.1:{cons_port}\nmodule_app contact.so\nmodule_app presence.so\n"
+                "module cons.so\ncons_listen 127.0.0.1:{cons_port}\n"
             ));
+            params.push_str(";answermode=auto");
+        }
+        if let Some(contact) = watch {
+            config.push_str("module_app contact.so\nmodule_app presence.so\n");
             std::fs::write(
                 dir.0.join("contacts"),
                 format!("\"{contact}\" <sip:{contact}@example.com>;presence=p2p\n"),
             )
             .unwrap();
-            pubint = ";pubint=60".into();
+            params.push_str(";pubint=60");
         }
         std::fs::write(dir.0.join("config"), config).unwrap();
         let account = format!(
-            "<sip:{user}@example.com;transport={transport}>;auth_pass={};outbound=\"sip:127.0.0.1:{port};transport={transport}\";regint=600{pubint}\n",
+            "<sip:{user}@example.com;transport={transport}>;auth_pass={};outbound=\"sip:127.0.0.1:{port};transport={transport}\";regint=600{params}\n",
             server.password(user)
         );
         std::fs::write(dir.0.join("accounts"), account).unwrap();
@@ -199,5 +216,37 @@ fn two_baresips_see_each_others_presence_change() {
     bob.wait_for(
         "<sip:alice@example.com> changed status from Online to Offline",
         "bob sees alice offline",
+    );
+}
+
+#[test]
+fn two_baresips_call_hold_and_the_callee_hangs_up() {
+    let server = Server::start();
+    let alice_cons = free_port();
+    let bob_cons = common::free_port_except(&[alice_cons]);
+    let alice = Baresip::answering(&server, "alice", alice_cons);
+    let bob = Baresip::answering(&server, "bob", bob_cons);
+    command(alice_cons, "dial sip:bob@example.com");
+    bob.wait_for("Call established", "bob answered alice's call");
+    alice.wait_for("Call established", "alice hears bob's answer");
+    // a re-INVITE (hold) and back, within the dialog through the server
+    command(alice_cons, "hold");
+    command(alice_cons, "resume");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bob.log().matches("got re-INVITE").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "bob got alice's hold and resume re-INVITEs:\n{}",
+            bob.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // the callee hangs up: his BYE follows the route the server sealed
+    command(bob_cons, "hangup");
+    alice.wait_for("session closed", "alice hears bob hang up");
+    assert!(
+        !server.log_text().contains("relay.unsealed"),
+        "nothing in the call was refused as unsealed:\n{}",
+        server.log_text()
     );
 }

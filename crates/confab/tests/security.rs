@@ -472,3 +472,16 @@ fn a_whole_dialog_works_across_a_restart_and_the_callee_never_sees_credentials()
     );
     assert!(answers_options(&server));
 }
+
+#[test]
+fn a_presence_subscription_is_refreshed_and_ended_within_its_dialog() {
+    let server = Server::start();
+    let r = Sipp::new(&server, "subscribe_refresh.xml")
+        .args(["-s", "bob", "-key", "caller", "alice"])
+        .auth("alice", &server.password("alice"))
+        .run();
+    let trace = r.trace();
+    r.assert_success("SUBSCRIBE, in-dialog refresh and unsubscribe");
+    assert!(trace.contains("CSeq: 3 SUBSCRIBE"), "{trace}");
+    assert!(trace.contains("Subscription-State: terminated"), "{trace}");
+}
