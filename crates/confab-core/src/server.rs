@@ -58,6 +58,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let n = stores.len();
+    let udp_port = cfg.udp_port;
     let (event_txs, event_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(QUEUE)).unzip();
     let transports = Transports::start(listeners, transport_cfg, event_txs)?;
     let workers: Vec<_> = stores.iter().map(|s| s.worker_handle()).collect();
@@ -104,6 +105,7 @@ pub async fn run(
         owner.write_back();
     }
     let t = transports.stats();
+    let kernel_drops = udp_port.and_then(sip_transport::kernel_udp_drops);
     tracing::info!(
         event = "server.stopped",
         shards = n,
@@ -118,6 +120,9 @@ pub async fn run(
         unsealed_in_dialog = s.unsealed_in_dialog,
         relay_refused = s.relay_refused,
         stray_acks = s.stray_acks,
+        acks_absorbed = s.acks_absorbed,
+        not_sip = s.not_sip,
+        kernel_udp_drops = kernel_drops.unwrap_or(0),
         oversized = t.oversized.load(Ordering::Relaxed),
         header_timeouts = t.header_timeouts.load(Ordering::Relaxed),
         rate_limited = t.rate_limited.load(Ordering::Relaxed),

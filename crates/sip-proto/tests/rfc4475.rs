@@ -82,3 +82,20 @@ fn valid_messages_decode_to_what_they_say() {
         "C%6Fntact is an extension header, not Contact"
     );
 }
+
+#[test]
+fn every_torture_message_passes_the_prefilter() {
+    // the prefilter drops only what cannot be SIP: every torture message, valid or not, goes
+    // on to the parser (and an invalid one gets its 400)
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rfc4475");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "dat") {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(sip_proto::looks_like_sip(&bytes), "{}", path.display());
+            n += 1;
+        }
+    }
+    assert_eq!(n, 50);
+}

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use transports::{Listeners, Transports};
-pub use udp::{bind_udp, Batch, UdpReceiver};
+pub use udp::{bind_udp, kernel_udp_drops, Batch, UdpReceiver};
 
 /// A transport protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -26,6 +26,9 @@ pub fn bind_udp(addr: SocketAddr, shards: usize) -> std::io::Result<Vec<UdpSocke
                 s.set_only_v6(true)?;
             }
             s.set_reuse_port(true)?;
+            // room for bursts while the engine is busy: what overflows is dropped by the
+            // kernel before anyone sees it (the kernel caps this at net.core.rmem_max)
+            let _ = s.set_recv_buffer_size(RECV_BUFFER);
             s.set_nonblocking(true)?;
             s.bind(&SocketAddr::new(addr.ip(), port).into())?;
             let std: std::net::UdpSocket = s.into();
@@ -33,6 +36,38 @@ pub fn bind_udp(addr: SocketAddr, shards: usize) -> std::io::Result<Vec<UdpSocke
             UdpSocket::from_std(std)
         })
         .collect()
+}
+
+/// Receive buffer asked for per UDP socket.
+const RECV_BUFFER: usize = 8 << 20;
+
+/// Datagrams the kernel dropped at the UDP sockets on `port` (every shard's, both address
+/// families) because their receive buffers were full: what overload cost before the server
+/// could see it. Read from /proc/net/udp and udp6 (Linux); `None` where they cannot be read.
+pub fn kernel_udp_drops(port: u16) -> Option<u64> {
+    let mut total = None;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        *total.get_or_insert(0) += drops_on_port(&text, port);
+    }
+    total
+}
+
+/// Sums the `drops` column of the rows of a /proc/net/udp table whose local port is `port`.
+fn drops_on_port(table: &str, port: u16) -> u64 {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let local_port = cols.get(1)?.rsplit(':').next()?;
+            (u16::from_str_radix(local_port, 16).ok()? == port)
+                .then(|| cols.last()?.parse::<u64>().ok())
+                .flatten()
+        })
+        .sum()
 }
 
 /// Receives datagrams for the task that owns the engine ([`Transports::udp_receiver`]): UDP
@@ -125,5 +160,19 @@ mod tests {
         let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let err = bind_udp(taken.local_addr().unwrap(), 2).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    }
+}
+
+#[cfg(test)]
+mod proc_tests {
+    #[test]
+    fn drops_are_summed_for_the_port_only() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  1: 0100007F:13C4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 12
+  2: 0100007F:13C4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 3 2 0000000000000000 30
+  3: 0100007F:13C5 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4 2 0000000000000000 7
+";
+        assert_eq!(super::drops_on_port(table, 5060), 42);
+        assert_eq!(super::drops_on_port(table, 5062), 0);
     }
 }

@@ -443,8 +443,9 @@ mod tests {
         }));
         let answers = sim.send_authenticated(ALICE, "alice", INVITE_ECHO);
         let codes: Vec<u16> = answers.iter().map(Message::status).collect();
-        assert_eq!(codes, vec![100, 200]);
-        let ok = &answers[1];
+        // answered at once: the 200 alone, no 100 Trying before it
+        assert_eq!(codes, vec![200]);
+        let ok = &answers[0];
         assert_eq!(ok.body(), b"v=0\r\n");
         let contact = ok.contacts().unwrap().len();
         assert_eq!(contact, 1, "the 2xx names where the dialog continues");

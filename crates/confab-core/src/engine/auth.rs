@@ -94,14 +94,14 @@ impl Engine {
             .filter_map(sip_auth::Credentials::parse)
             .find(|c| c.realm.eq_ignore_ascii_case(&host));
         let Some(creds) = creds else {
-            if method != Method::Invite {
-                // RFC 3261 §8.2.7: a challenge may be sent statelessly. Nonces are stateless
-                // too, so a retransmission is simply challenged again; no transaction waits
-                // 32 s for it, which was half the transactions of every sign-in. (An INVITE
-                // keeps its transaction: the ACK of the 407 must find it.)
-                if let Some(key) = ctx.key.take() {
-                    self.server_tx.remove(&key);
-                }
+            // RFC 3261 §8.2.7: a challenge may be sent statelessly. Nonces are stateless too,
+            // so a retransmission is simply challenged again: no transaction waits 32 s for it
+            // (half the transactions of every sign-in), and a flood of requests without
+            // credentials leaves nothing behind and gets exactly one answer each, never
+            // retransmitted. The ACK of a 407 to an INVITE is recognised by our To tag and
+            // absorbed without state (`transaction`).
+            if let Some(key) = ctx.key.take() {
+                self.server_tx.remove(&key);
             }
             self.challenge(now, ctx, &host, false);
             return Flow::Stop;
@@ -422,6 +422,41 @@ pub(crate) fn lookup_refusal(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invite_without_credentials_is_challenged_once_and_leaves_nothing() {
+        use crate::engine::sim::{ack_for, Sim, ALICE, INVITE_BOB};
+        use std::time::Duration;
+        let mut sim = Sim::with_users(&["alice", "bob"], &[]);
+        sim.send(ALICE, &INVITE_BOB.replace("{auth}", ""));
+        let got = sim.take_to(ALICE);
+        let codes: Vec<u16> = got.iter().map(Message::status).collect();
+        assert_eq!(codes, [407], "one answer, no 100 Trying before it");
+        assert_eq!(sim.engine.server_tx.len(), 0, "no transaction kept");
+        // its ACK is recognised and absorbed without state
+        let invite = Message::parse(
+            INVITE_BOB.replace("{auth}", "").into_bytes(),
+            &sip_proto::Limits::default(),
+        )
+        .unwrap();
+        sim.send(ALICE, &ack_for(&invite, &got[0]));
+        assert_eq!(sim.engine.stats().acks_absorbed, 1);
+        assert_eq!(sim.engine.stats().stray_acks, 0);
+        // a retransmission is challenged again, once; nothing is ever resent
+        sim.send(ALICE, &INVITE_BOB.replace("{auth}", ""));
+        assert_eq!(sim.take_to(ALICE).len(), 1);
+        sim.advance(Duration::from_secs(40));
+        assert!(sim.take_all().is_empty(), "no challenge retransmitted");
+    }
+
+    #[test]
+    fn an_authenticated_invite_still_gets_100_trying() {
+        use crate::engine::sim::{Sim, ALICE, BOB, INVITE_BOB};
+        let mut sim = Sim::with_users(&["alice", "bob"], &[("bob", BOB)]);
+        let got = sim.send_authenticated(ALICE, "alice", INVITE_BOB);
+        assert_eq!(got.iter().map(Message::status).collect::<Vec<_>>(), [100]);
+        assert_eq!(sim.take_to(BOB).len(), 1);
+    }
 
     #[test]
     fn only_old_baresip_is_treated_as_md5_only() {

@@ -156,6 +156,10 @@ impl Engine {
                     self.flush_server(now, &key);
                     return Flow::Stop;
                 }
+                if self.acks_our_stateless_answer(&ctx.msg) {
+                    self.stats.acks_absorbed += 1;
+                    return Flow::Stop;
+                }
                 return Flow::Continue; // ACK for a 2xx: end to end
             }
             Method::Cancel => {
@@ -195,10 +199,33 @@ impl Engine {
             return Flow::Stop;
         }
         self.create_server_tx(now, ctx, key);
-        if ctx.msg.method() == Method::Invite {
+        Flow::Continue
+    }
+
+    /// Whether an ACK that found no transaction acknowledges a final response we sent
+    /// without one (a challenge): its To tag is the one we give that request's answers, and
+    /// no application's dialog has it.
+    fn acks_our_stateless_answer(&self, ack: &Message) -> bool {
+        ack.to().ok().and_then(|t| t.tag().map(str::to_owned)) == Some(self.to_tag(ack))
+            && self.app_dialog_of(ack).is_none()
+    }
+
+    /// An INVITE the chain is done with for now (forwarded, parked, handed to an application)
+    /// and not answered yet gets its 100 Trying (RFC 3261 §16.2), which quenches its
+    /// retransmissions. Deferred to here so that an INVITE answered at once (a challenge, a
+    /// refusal) gets that one answer only.
+    pub(super) fn trying(&mut self, now: Now, ctx: &Ctx) {
+        if ctx.msg.method() != Method::Invite {
+            return;
+        }
+        let waiting = ctx
+            .key
+            .as_deref()
+            .and_then(|k| self.server_tx.get(k))
+            .is_some_and(|s| !s.tx.has_responded());
+        if waiting {
             self.respond(now, ctx, 100, "Trying", &[]);
         }
-        Flow::Continue
     }
 
     pub(super) fn create_server_tx(&mut self, _now: Now, ctx: &mut Ctx, key: String) {

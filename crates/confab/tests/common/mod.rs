@@ -583,6 +583,8 @@ fn reexec_in_namespaces(test_name: &str, unshare: &[&str]) -> bool {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // what the test printed inside (figures), shown with --nocapture
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),
         "{test_name} inside a private network namespace failed (unshare needs root):\n{text}"
