@@ -126,6 +126,7 @@ pub async fn run(
         oversized = t.oversized.load(Ordering::Relaxed),
         header_timeouts = t.header_timeouts.load(Ordering::Relaxed),
         rate_limited = t.rate_limited.load(Ordering::Relaxed),
+        overload_dropped = t.overload_dropped.load(Ordering::Relaxed),
         connections_refused = t.connections_refused.load(Ordering::Relaxed),
         "server stopped"
     );
@@ -201,7 +202,7 @@ impl Shard {
                 }
                 ev = self.events.recv() => {
                     let Some(ev) = ev else { break };
-                    overload(&mut self.engine, self.events.len(), udp_behind);
+                    overload(&mut self.engine, &self.transports, self.events.len(), udp_behind);
                     let t = now();
                     self.engine.handle_event(t, ev);
                     // drain what is already queued before sending: fewer wake-ups under load
@@ -217,7 +218,7 @@ impl Shard {
                         Batch::Full => udp_behind.saturating_add(1),
                         Batch::Drained => 0,
                     };
-                    overload(&mut self.engine, self.events.len(), udp_behind);
+                    overload(&mut self.engine, &self.transports, self.events.len(), udp_behind);
                     let t = now();
                     for ev in datagrams.drain(..) {
                         self.engine.handle_event(t, ev);
@@ -251,6 +252,9 @@ impl Shard {
         }
         while let Some(flow) = self.engine.poll_close() {
             self.transports.close(flow);
+        }
+        while let Some(ip) = self.engine.poll_trusted() {
+            self.transports.trust(ip);
         }
         while let Some((shard, h)) = self.engine.poll_handover() {
             if let Some(peer) = self.peers.get(shard) {
@@ -288,11 +292,14 @@ fn store_worker(
 
 /// Answers new work 503 while the engine is behind: more than a quarter of the stream queue
 /// waiting, or UDP batches that keep leaving datagrams on the socket (a quarter of the queue's
-/// worth in a row); off again once both are short.
-fn overload(engine: &mut Engine, stream_backlog: usize, udp_behind: u32) {
+/// worth in a row); off again once both are short. Addresses users signed in from are still
+/// served, and the transports limit every other address to its share for a few seconds.
+fn overload(engine: &mut Engine, transports: &Transports, stream_backlog: usize, udp_behind: u32) {
     let behind = QUEUE / 4 / BATCH;
     if stream_backlog > QUEUE / 4 || udp_behind as usize > behind {
         engine.set_overloaded(true);
+        // and the transports limit each untrusted address to its share, before parsing
+        transports.overloaded();
     } else if stream_backlog < QUEUE / 16 && udp_behind == 0 {
         engine.set_overloaded(false);
     }

@@ -329,6 +329,11 @@ pub(crate) struct UpArgs {
     /// Front End, where clients behind a NAT or load balancer share addresses]
     #[arg(long, value_name = "PER_SECOND")]
     pub(crate) per_source_rate: Option<u32>,
+    /// While the server is overloaded (and for 5 s after), messages a second each address may
+    /// send when no user has signed in from it; the rest are dropped before parsing. Addresses
+    /// users signed in from are not limited. 0 turns this off.
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 50)]
+    pub(crate) overload_per_source_rate: u32,
     /// Engines serving SIP, each on a core of its own with its own UDP socket and share of
     /// the connections (1 to 64). [default: the number of cores]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]

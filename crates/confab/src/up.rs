@@ -329,6 +329,14 @@ async fn serve(
                     ..Default::default()
                 }),
             },
+            overload_per_source: match args.overload_per_source_rate {
+                0 => None,
+                rate => Some(confab_dns::ratelimit::Limits {
+                    rate: f64::from(rate),
+                    burst: 2.0 * f64::from(rate),
+                    max_sources: 100_000,
+                }),
+            },
             ..Default::default()
         };
     // shared by every server of the deployment: a nonce from one is good at another, and a

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod flow_queue;
+mod guard;
 mod stream;
 mod transports;
 mod udp;
@@ -125,6 +126,9 @@ pub struct Config {
     /// Messages per second (and burst) one source address may send; over it, messages are
     /// dropped at the socket, before any parsing. `None`: no limit.
     pub per_source: Option<confab_ratelimit::Limits>,
+    /// The per-source limit that applies by itself while the engine is behind
+    /// ([`Transports::overloaded`]) to addresses no user authenticated from.
+    pub overload_per_source: Option<confab_ratelimit::Limits>,
 }
 
 impl Default for Config {
@@ -137,6 +141,11 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             per_source: None,
+            overload_per_source: Some(confab_ratelimit::Limits {
+                rate: 50.0,
+                burst: 100.0,
+                max_sources: 100_000,
+            }),
         }
     }
 }
@@ -154,6 +163,8 @@ pub struct Stats {
     pub queue_full: AtomicU64,
     /// Messages dropped because their source was over its rate.
     pub rate_limited: AtomicU64,
+    /// Messages dropped under overload: their (untrusted) source was over its share.
+    pub overload_dropped: AtomicU64,
 }
 
 impl Stats {

@@ -36,6 +36,7 @@ pub(crate) struct Inner {
     events: Vec<mpsc::Sender<Event>>,
     pub(crate) stats: Stats,
     limiter: Option<Mutex<confab_ratelimit::RateLimiter>>,
+    guard: crate::guard::OverloadGuard,
     /// Open connections per remote address (for `max_connections_per_source`).
     per_source: Mutex<HashMap<std::net::IpAddr, usize>>,
     /// Each shard's UDP sockets and their local addresses.
@@ -100,6 +101,7 @@ impl Transports {
             limiter: config
                 .per_source
                 .map(|l| Mutex::new(confab_ratelimit::RateLimiter::new(l))),
+            guard: crate::guard::OverloadGuard::new(config.overload_per_source),
             udp,
             flows: Mutex::new(HashMap::new()),
             by_remote: Mutex::new(HashMap::new()),
@@ -207,6 +209,19 @@ impl Transports {
         }
     }
 
+    /// The engine is behind: for the next few seconds each address no user authenticated from
+    /// may send only its share (`Config::overload_per_source`); the rest is dropped unread.
+    pub fn overloaded(&self) {
+        self.inner
+            .guard
+            .engage(std::time::Instant::now(), std::time::Duration::from_secs(5));
+    }
+
+    /// A user authenticated from `ip`: it is not limited under overload.
+    pub fn trust(&self, ip: std::net::IpAddr) {
+        self.inner.guard.trust(ip);
+    }
+
     /// Whether the flow is still open.
     pub fn flow_is_open(&self, flow: FlowId) -> bool {
         self.inner
@@ -298,6 +313,16 @@ impl Inner {
                 }
                 return false;
             }
+        }
+        if !self
+            .guard
+            .allow(source.remote.ip(), std::time::Instant::now())
+        {
+            let n = self.stats.overload_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(event = "sip.overload_dropped", remote = %source.remote, dropped = n, "under overload, messages over an unauthenticated source's share dropped");
+            }
+            return false;
         }
         true
     }

@@ -138,6 +138,7 @@ impl Engine {
         match verdict {
             sip_auth::Verdict::Ok => {
                 self.shared.guards.of(&aor).success(&aor, ip, now.mono);
+                self.trust_source(ip);
                 ctx.home_pool = stored.and_then(|u| u.pool);
                 Flow::Continue
             }

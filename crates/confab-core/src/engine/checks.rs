@@ -42,14 +42,31 @@ impl Engine {
         }
         let (reason, retry) = if self.draining {
             ("Service Unavailable (server shutting down)", "5")
-        } else if self.overloaded {
+        } else if self.overloaded && self.sheds(ctx) {
             ("Service Unavailable (overloaded)", "2")
         } else {
             return Flow::Continue;
         };
         self.stats.shed += 1;
+        // statelessly, like a challenge: a shed request leaves no transaction behind (a flood
+        // of them kept one each for 32 s, and retransmitted the 503s to INVITEs)
+        if let Some(key) = ctx.key.take() {
+            self.server_tx.remove(&key);
+        }
         self.respond(now, ctx, 503, reason, &[("Retry-After", retry.to_owned())]);
         Flow::Stop
+    }
+
+    /// Under overload, which new requests are refused (the transports already hold each
+    /// address no user signed in from to its share). Not a sign-in, so that new users can
+    /// still join (a REGISTER costs a stateless challenge, then one digest check); not a
+    /// request without credentials (its challenge or refusal costs no more than a 503); not
+    /// one from an address users signed in from. What is left — requests with credentials for
+    /// calls and messages from addresses no user signed in from — waits.
+    fn sheds(&self, ctx: &Ctx) -> bool {
+        ctx.msg.method() != Method::Register
+            && ctx.msg.count(HeaderName::ProxyAuthorization) > 0
+            && !self.is_trusted_source(ctx.source.remote.ip())
     }
 
     /// Removes the Route values that name us, noting whether one carries our seal; then

@@ -146,6 +146,7 @@ impl Engine {
             pool_draining: false,
             alternates: Vec::new(),
             closes: Vec::new(),
+            newly_trusted: Vec::new(),
             park_reads: false,
             jobs: VecDeque::new(),
             parked: HashMap::new(),

@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     /// Sources known to be clients that stop at a non-MD5 challenge (see `md5_only_client`):
     /// their SUBSCRIBEs, which go to the presence owner, name no User-Agent.
     pub(crate) md5_only_sources: Parts<HashSet<std::net::SocketAddr>>,
+    /// Addresses users authenticated from: served first under overload.
+    pub(crate) trusted_sources: Parts<HashSet<std::net::IpAddr>>,
 }
 
 impl Shared {
@@ -70,6 +72,7 @@ impl Shared {
             users: Parts::new(HashMap::new),
             open_flows: Parts::new(HashSet::new),
             md5_only_sources: Parts::new(HashSet::new),
+            trusted_sources: Parts::new(HashSet::new),
         }
     }
 }
@@ -77,7 +80,29 @@ impl Shared {
 /// Keys (users and sources) the lockout tracks at most, over all parts.
 const LOCKOUT_KEYS: usize = 100_000;
 
+/// Trusted addresses kept at most, over all parts (a part starts again when full).
+const TRUSTED_SOURCES: usize = 100_000;
+
 impl super::Engine {
+    /// A user authenticated from `ip`: under overload its requests are served first, here
+    /// and at the transports (told once, through `poll_trusted`).
+    pub(super) fn trust_source(&mut self, ip: std::net::IpAddr) {
+        let mut part = self.shared.trusted_sources.of(&ip);
+        if part.contains(&ip) {
+            return;
+        }
+        if part.len() >= TRUSTED_SOURCES / crate::parts::PARTS {
+            part.clear();
+        }
+        part.insert(ip);
+        drop(part);
+        self.newly_trusted.push(ip);
+    }
+
+    pub(super) fn is_trusted_source(&self, ip: std::net::IpAddr) -> bool {
+        self.shared.trusted_sources.of(&ip).contains(&ip)
+    }
+
     /// Whether a connection is still open (a binding's connection is used only while it is).
     pub(super) fn flow_is_open(&self, flow: FlowId) -> bool {
         self.shared.open_flows.of(&flow).contains(&flow)
