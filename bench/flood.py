@@ -6,7 +6,8 @@ For every server, number of flooding addresses and multiple of --capacity, on a 
 started server: the flood generator (bench/harness `flood`: 40% REGISTER and 30% INVITE
 without credentials, 30% junk, in bursts) runs for the whole step while SIPp signs in
 --legit-rate users a second (each once, digest, bench/sipp/register.xml). Reported per step:
-the share of legitimate sign-ins that succeeded, their p99 time, server CPU seconds, peak
+the rate the generator reached (it shares the machine with the server, so a step may fall
+short of its nominal rate), the share of legitimate sign-ins that succeeded, their p99 time, server CPU seconds, peak
 memory (PSS) and memory at the end, what the flood generator sent and received (datagrams
 out per datagram in: 1.0 means one answer each, more is amplification). Every load is bounded
 by --seconds.
@@ -53,6 +54,7 @@ def one_step(make_server, flood_bin, sources, rate, args, users, users_csv, work
             "peak_mib": server.peak_kib / 1024,
             "end_mib": end_kib / 1024,
             "flood_sent": sent,
+            "sent_per_s": sent / args.seconds,
             "out_per_in": received / max(sent, 1),
         }
     finally:
@@ -82,7 +84,7 @@ def main():
     if not args.no_kamailio:
         makers.append(lambda: compare.Kamailio(5100, work))
     rows = []
-    head = f"{'server':10} {'sources':>7} {'rate/s':>7} {'legit ok':>8} {'p99 ms':>8} {'cpu s':>6} {'peak MiB':>8} {'end MiB':>7} {'out/in':>6}"
+    head = f"{'server':10} {'sources':>7} {'rate/s':>7} {'sent/s':>7} {'legit ok':>8} {'p99 ms':>8} {'cpu s':>6} {'peak MiB':>8} {'end MiB':>7} {'out/in':>6}"
     print(head, flush=True)
     for sources in (int(s) for s in args.sources.split(",")):
         for mult in (int(m) for m in args.multiples.split(",")):
@@ -91,7 +93,7 @@ def main():
                 row["multiple"] = mult
                 rows.append(row)
                 print(
-                    f"{row['server']:10} {sources:>7} {row['rate']:>7} {row['legit_ok_pct']:>7.1f}% "
+                    f"{row['server']:10} {sources:>7} {row['rate']:>7} {row['sent_per_s']:>7.0f} {row['legit_ok_pct']:>7.1f}% "
                     f"{row['legit_p99_ms']:>8.1f} {row['cpu_s']:>6.1f} {row['peak_mib']:>8.1f} "
                     f"{row['end_mib']:>7.1f} {row['out_per_in']:>6.2f}",
                     flush=True,

@@ -82,6 +82,13 @@ impl RateLimiter {
         });
     }
 
+    /// Changes the rate and burst of every source from now on (tokens over the new burst are
+    /// cut at the next message).
+    pub fn set_rate(&mut self, rate: f64, burst: f64) {
+        self.limits.rate = rate;
+        self.limits.burst = burst;
+    }
+
     pub fn tracked_sources(&self) -> usize {
         self.buckets.len()
     }
