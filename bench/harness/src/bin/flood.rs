@@ -121,7 +121,12 @@ fn send_batch(sock: &UdpSocket, target: SocketAddr, msgs: &[Vec<u8>]) {
         .collect();
     // SAFETY: every header points into `sin`, `iovs` and `msgs`, which outlive the call
     unsafe {
-        libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, 0);
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            hdrs.len() as libc::c_uint,
+            0,
+        );
     }
 }
 

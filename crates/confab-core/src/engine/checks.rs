@@ -106,13 +106,26 @@ impl Engine {
         } else {
             "its Route names another host"
         };
-        tracing::info!(
+        // each at debug; at info the first and then every power of two, so that a flood of
+        // forgeries cannot flood the log
+        let seen = self.stats.unsealed_in_dialog + self.stats.stray_acks + 1;
+        let what = if ack {
+            "ACK dropped"
+        } else {
+            "handled as out-of-dialog"
+        };
+        tracing::debug!(
             event = "relay.unsealed", method = ctx.msg.method_str(), uri = ctx.msg.uri_str(),
             from = ctx.msg.header_str(HeaderName::From).ok().flatten().unwrap_or(""),
             remote = %ctx.source.remote,
-            "request claims a dialog this server is not on ({why}): {}",
-            if ack { "ACK dropped" } else { "handled as out-of-dialog" }
+            "request claims a dialog this server is not on ({why}): {what}"
         );
+        if seen.is_power_of_two() {
+            tracing::info!(
+                event = "relay.unsealed", remote = %ctx.source.remote, seen,
+                "{seen} requests so far claimed a dialog this server is not on (the last: {why}; {what}); each is logged at debug"
+            );
+        }
         if ack {
             self.stats.stray_acks += 1;
             return Flow::Stop;
