@@ -145,7 +145,7 @@ pub struct Engine {
     /// What every shard shares: location, users, digest, lockout, open connections.
     shared: std::sync::Arc<Shared>,
     /// Work for other shards (`poll_handover`).
-    handovers: Vec<(usize, Handover)>,
+    handovers: VecDeque<(usize, Handover)>,
     /// Connections this shard has seen messages on (it hears of their end, too): they are
     /// added to `shared.open_flows` once, not at every message.
     seen_flows: HashSet<FlowId>,

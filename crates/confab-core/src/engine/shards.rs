@@ -128,7 +128,7 @@ impl Engine {
             shard,
             shards,
             shared,
-            handovers: Vec::new(),
+            handovers: VecDeque::new(),
             seen_flows: HashSet::new(),
             presence,
             server_tx: HashMap::new(),
@@ -197,7 +197,7 @@ impl Engine {
     }
 
     pub(super) fn hand_over(&mut self, shard: usize, work: Work) {
-        self.handovers.push((shard, Handover(work)));
+        self.handovers.push_back((shard, Handover(work)));
     }
 
     /// Work another shard handed over (see [`Engine::poll_handover`]).
@@ -211,7 +211,7 @@ impl Engine {
 
     /// Work for another shard, to be given to its [`Engine::handle_handover`].
     pub fn poll_handover(&mut self) -> Option<(usize, Handover)> {
-        self.handovers.pop()
+        self.handovers.pop_front()
     }
 
     /// Which shard this engine is, of how many.
@@ -224,7 +224,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::config::EngineConfig;
-    use crate::engine::sim::{add_users, reply, Sim, ALICE, BOB};
+    use crate::engine::sim::{add_users, reply, Sim, ALICE, BOB, INVITE_BOB};
     use std::time::Duration;
 
     fn register(user: &str, at: &str, n: u32) -> String {
@@ -258,6 +258,24 @@ mod tests {
         assert_eq!(up.iter().map(Message::status).collect::<Vec<_>>(), [200]);
         assert_eq!(sim.others[0].stats().responses, 0, "handed over untouched");
         assert_eq!(sim.engine.stats().responses, 1);
+    }
+
+    #[test]
+    fn what_one_shard_hands_another_arrives_in_the_order_it_came() {
+        let mut sim = two_shards(EngineConfig::default());
+        sim.send_authenticated(BOB, "bob", &register("bob", BOB, 1));
+        sim.send_authenticated(ALICE, "alice", INVITE_BOB);
+        let invite = sim.take_to(BOB).pop().expect("the INVITE reaches bob");
+        sim.take_to(ALICE);
+        // bob's 180 and 200 are read in one batch by shard 1 and handed to shard 0 together
+        let ringing = reply(&invite, 180, "Ringing", "b1");
+        let ok = reply(&invite, 200, "OK", "b1");
+        sim.send_batch(BOB, &[&ringing, &ok]);
+        let up = sim.take_to(ALICE);
+        assert_eq!(
+            up.iter().map(Message::status).collect::<Vec<_>>(),
+            [180, 200]
+        );
     }
 
     #[test]

@@ -106,6 +106,12 @@ impl Sim {
 
     /// `text` arrives over UDP from `from`.
     pub(crate) fn send(&mut self, from: &str, text: &str) {
+        self.send_batch(from, &[text]);
+    }
+
+    /// `texts` arrive over UDP from `from` and are read in one wake-up of their shard, before
+    /// anything it hands over or sends goes out (as `server::run` reads a batch).
+    pub(crate) fn send_batch(&mut self, from: &str, texts: &[&str]) {
         let source = Source {
             transport: Transport::Udp,
             remote: from.parse().expect("an ip:port"),
@@ -120,13 +126,15 @@ impl Sim {
             .rev()
             .find(|(a, _)| *a == source.remote)
             .map_or(0, |(_, k)| *k);
-        self.shard(shard).handle_event(
-            now,
-            Event::Message {
-                bytes: text.as_bytes().to_vec(),
-                source,
-            },
-        );
+        for text in texts {
+            self.shard(shard).handle_event(
+                now,
+                Event::Message {
+                    bytes: text.as_bytes().to_vec(),
+                    source,
+                },
+            );
+        }
         self.collect();
     }
 
