@@ -11,16 +11,19 @@
 //! DNS will say, so they cannot disagree with the zone files. The crate does no I/O.
 
 mod certs;
+mod federation;
 mod load;
 mod model;
 mod records;
 mod validate;
 
 pub use certs::{cert_plan, covers, names_pointing_at, CertPlan};
+pub use federation::Decision;
 pub use load::{load, LoadError};
 pub use model::{
-    ClientKind, Deployment, Domain, Edge, Family, LbMode, LoadBalancer, Named, Pool, Role, Server,
-    SignIn, Site, Topology,
+    ClientKind, Deployment, Domain, Edge, ExternalAccess, Family, Federation, FederationMode,
+    HostingProvider, LbMode, LoadBalancer, Named, Partner, Pool, Role, Server, SignIn, Site,
+    Topology, Verification,
 };
 pub use records::{AccessPoint, DomainAccess, Owner, Record, RecordData, View, Zone};
 pub use validate::{validate, Finding, Severity, RULES};

@@ -22,6 +22,10 @@ pub struct Topology {
     pub pools: Vec<Pool>,
     #[serde(default, rename = "edge")]
     pub edges: Vec<Edge>,
+    #[serde(default)]
+    pub federation: Federation,
+    #[serde(default)]
+    pub external_access: ExternalAccess,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -298,8 +302,9 @@ pub struct Edge {
     #[serde(deserialize_with = "fqdn")]
     pub fqdn: String,
     pub site: String,
-    #[serde(deserialize_with = "fqdn")]
-    pub next_hop: String,
+    /// The Director or pool inbound requests go to; `None` is a finding (`edge-next-hop`).
+    #[serde(default, deserialize_with = "opt_fqdn")]
+    pub next_hop: Option<String>,
     /// Names on the external certificate; absent means the planned ones.
     pub certificate: Option<Vec<String>>,
     /// Access Edge: SIP for remote users and federation.
@@ -308,6 +313,100 @@ pub struct Edge {
     pub av: Option<Named>,
     #[serde(default, rename = "server")]
     pub servers: Vec<Server>,
+}
+
+/// Federation with other organisations, through the Edge (`[federation]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Federation {
+    #[serde(default)]
+    pub mode: FederationMode,
+    /// The partners of `mode = "allowed"` (in `open` mode: partners with a known Edge).
+    #[serde(default, rename = "partner")]
+    pub partners: Vec<Partner>,
+    /// Domains refused whatever the mode (written as given; `federation-partner` checks them).
+    #[serde(default)]
+    pub blocked: Vec<String>,
+    /// Hosting providers whose domains federate through their Edge.
+    #[serde(default, rename = "provider")]
+    pub providers: Vec<HostingProvider>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FederationMode {
+    /// No federation: requests to and from other organisations are refused.
+    #[default]
+    Off,
+    /// Only the partners listed.
+    Allowed,
+    /// Any domain whose Access Edge DNS finds (`_sipfederationtls._tcp`), except the blocked.
+    Open,
+}
+
+/// An allowed partner domain, optionally with its Access Edge FQDN (then no SRV lookup).
+/// Kept as written; `validate` reports a malformed name (rule `federation-partner`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partner {
+    pub domain: String,
+    pub edge: Option<String>,
+}
+
+/// A hosting provider (`New-CsHostingProvider`): an organisation's Access Edge that serves
+/// several domains, such as a push-notification clearing house.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostingProvider {
+    pub name: String,
+    /// The provider's Access Edge.
+    pub fqdn: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub verification: Verification,
+    /// The domains it hosts.
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+/// How far requests from a hosting provider are trusted (`VerificationLevel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verification {
+    /// The provider vouches for its users' identities.
+    #[default]
+    AlwaysVerifiable,
+    /// Requests are marked unverified; users may refuse them.
+    AlwaysUnverifiable,
+    /// Trusted only for users who have the sender in their contacts.
+    UseSourceVerification,
+}
+
+/// The global external access policy (`[external_access]`); a user's own setting
+/// (`confab user set --remote-access/--federation`) overrides it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalAccess {
+    /// Users may sign in from outside through the Edge.
+    #[serde(default = "yes")]
+    pub remote_users: bool,
+    /// Users may talk to federated partners.
+    #[serde(default = "yes")]
+    pub federation: bool,
+}
+
+impl Default for ExternalAccess {
+    fn default() -> Self {
+        Self {
+            remote_users: true,
+            federation: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn fqdn<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

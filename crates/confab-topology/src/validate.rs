@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::certs::covers;
-use crate::model::{ClientKind, Family, LbMode, Role, Topology};
+use crate::model::{check_fqdn, ClientKind, Family, LbMode, Role, Topology};
 use crate::records::{in_zone, Owner, RecordData, View};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +78,15 @@ pub const RULES: &[(&str, &str)] = &[
     ("director-hosts-users", "a Director is set to host users"),
     (
         "edge-next-hop",
-        "an Edge's next hop is not a Director or a pool",
+        "an Edge has no next hop, or its next hop is not a Director or a pool",
+    ),
+    (
+        "federation-without-edge",
+        "federation is enabled but no Edge serves the domains to the internet",
+    ),
+    (
+        "federation-partner",
+        "an allowed, blocked or hosted partner domain, or a partner's Edge, is not a host name",
     ),
     (
         "edge-external-names",
@@ -169,13 +177,16 @@ fn references(t: &Topology, f: &mut Findings) {
         }
     }
     for e in &t.edges {
-        if t.pool(&e.next_hop).is_none() && t.edge(&e.next_hop).is_none() {
+        let Some(next_hop) = &e.next_hop else {
+            continue;
+        };
+        if t.pool(next_hop).is_none() && t.edge(next_hop).is_none() {
             missing(
                 f,
                 &e.fqdn,
                 format!(
-                    "Edge {} has next hop `{}`, which is not declared",
-                    e.fqdn, e.next_hop
+                    "Edge {} has next hop `{next_hop}`, which is not declared",
+                    e.fqdn
                 ),
                 "point next_hop at a Director or pool of this file".into(),
             );
@@ -300,6 +311,27 @@ fn certificates(t: &Topology, f: &mut Findings) {
 }
 
 fn federation(t: &Topology, f: &mut Findings) {
+    let fed = &t.federation;
+    if fed.enabled() && t.edges.is_empty() {
+        f.error("federation-without-edge", "federation", format!("[federation] mode is {:?} but the topology has no Edge", fed.mode).to_lowercase(), "partners reach an organisation only through its Access Edge: no federated message or call can get in or out", "add an [[edge]] with an access address and next_hop, or set [federation] mode = \"off\"".into());
+    }
+    let names = fed
+        .partners
+        .iter()
+        .flat_map(|p| {
+            std::iter::once(("partner domain", &p.domain))
+                .chain(p.edge.iter().map(|e| ("partner Edge", e)))
+        })
+        .chain(fed.blocked.iter().map(|b| ("blocked domain", b)))
+        .chain(fed.providers.iter().flat_map(|p| {
+            std::iter::once(("hosting provider", &p.fqdn))
+                .chain(p.domains.iter().map(|d| ("hosted domain", d)))
+        }));
+    for (kind, name) in names {
+        if let Err(e) = check_fqdn(name) {
+            f.error("federation-partner", name.as_str(), format!("{kind} {e}"), "the Edge cannot match or look up a name that is not a host name, so federation with it never works", format!("write the {kind} as a DNS name such as fabrikam.com or sip.fabrikam.com"));
+        }
+    }
     for view in [View::Internal, View::External] {
         for r in t.records(view) {
             let RecordData::Srv { target, .. } = &r.data else {
@@ -380,8 +412,32 @@ fn roles(t: &Topology, f: &mut Findings) {
         f.error("director-hosts-users", &p.fqdn, format!("Director {} is set to host users", p.fqdn), "a Director exists to take sign-ins and attacks away from the pools that house users; users homed on it lose that protection and its capacity", format!("remove hosts_users from {} and home its users on a front-end pool", p.fqdn));
     }
     for e in &t.edges {
-        if t.edge(&e.next_hop).is_some() {
-            f.error("edge-next-hop", &e.fqdn, format!("Edge {} has another Edge ({}) as its next hop", e.fqdn, e.next_hop), "traffic from the internet must be authenticated by a Director or pool; an Edge forwards it unauthenticated and remote users cannot sign in", "point next_hop at a Director (or at a front-end pool when there is none)".into());
-        }
+        let what = match &e.next_hop {
+            None => format!("Edge {} has no next hop", e.fqdn),
+            Some(hop) if t.edge(hop).is_some() => {
+                format!("Edge {} has another Edge ({hop}) as its next hop", e.fqdn)
+            }
+            Some(_) => continue,
+        };
+        f.error("edge-next-hop", &e.fqdn, what, "traffic from the internet must be authenticated by a Director or pool; an Edge forwards it unauthenticated and remote users cannot sign in", "set next_hop to a Director (or to a front-end pool when there is none)".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edge_without_a_next_hop_is_a_finding_not_a_load_error() {
+        let text = "[deployment]\nname = \"x\"\n[[site]]\nname = \"hq\"\n[[domain]]\nname = \"contoso.com\"\nsign_in = [\"pool01.contoso.com\"]\n[[pool]]\nfqdn = \"pool01.contoso.com\"\nsite = \"hq\"\n[[pool.server]]\nfqdn = \"fe01.contoso.com\"\naddress = \"10.0.0.11\"\n[[edge]]\nfqdn = \"edgepool.contoso.com\"\nsite = \"hq\"\naccess = { fqdn = \"access.contoso.com\", address = \"192.0.2.68\" }\n";
+        let t = crate::load(text, "t.toml").expect("loads");
+        let rules: Vec<_> = validate(&t).into_iter().map(|f| (f.rule, f.what)).collect();
+        assert_eq!(
+            rules,
+            [(
+                "edge-next-hop",
+                "Edge edgepool.contoso.com has no next hop".to_owned()
+            )]
+        );
     }
 }
