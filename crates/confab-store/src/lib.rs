@@ -81,6 +81,18 @@ pub struct User {
     pub ha1_sha256: String,
     /// The FQDN of the pool the user is homed on; `None` when it has none yet.
     pub pool: Option<String>,
+    /// The user's own external access policy; `None` follows the deployment's default.
+    pub access: Access,
+}
+
+/// A user's external access policy (`confab user set --remote-access/--federation`): each
+/// `None` follows the deployment's default (`[external_access]` in the topology).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Access {
+    /// May sign in from outside through an Edge.
+    pub remote: Option<bool>,
+    /// May talk to users of federated organisations.
+    pub federation: Option<bool>,
 }
 
 /// One registered contact of a user (a device).
@@ -123,6 +135,9 @@ pub trait Store: Send {
     /// Homes the user on `pool`. Its registrations and soft state (bound to the servers of the
     /// old pool) are dropped in the same transaction; its contact list and privacy go with it.
     fn set_home_pool(&self, aor: &str, pool: &str) -> Result<()>;
+    /// Sets the user's external access policy (logged, so that running servers apply it at
+    /// the user's next request).
+    fn set_access(&self, aor: &str, access: Access) -> Result<()>;
     /// The users homed on `pool`, sorted.
     fn users_in_pool(&self, pool: &str) -> Result<Vec<String>>;
     /// Homes every user without a pool on `pool`; returns how many.

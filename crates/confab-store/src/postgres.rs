@@ -84,6 +84,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE users ADD COLUMN pool TEXT;",
     "ALTER TABLE bindings ADD COLUMN server TEXT NOT NULL DEFAULT '';
     CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    "ALTER TABLE users ADD COLUMN remote_access BOOLEAN;
+    ALTER TABLE users ADD COLUMN federation BOOLEAN;",
 ];
 
 /// How long a caller waits for the database before answering "unavailable".
@@ -456,6 +458,22 @@ impl Store for PgStore {
         })
     }
 
+    fn set_access(&self, aor: &str, access: crate::Access) -> Result<()> {
+        let aor = aor.to_owned();
+        self.call(move |s| {
+            s.change(&aor, |tx, aor| {
+                let n = tx.execute(
+                    "UPDATE users SET remote_access = $2, federation = $3 WHERE aor = $1",
+                    &[&aor, &access.remote, &access.federation],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NoSuchUser(aor.to_owned()));
+                }
+                Ok(())
+            })
+        })
+    }
+
     fn users_in_pool(&self, pool: &str) -> Result<Vec<String>> {
         let pool = pool.to_owned();
         self.call(move |s| {
@@ -513,7 +531,7 @@ impl Store for PgStore {
         let aor = aor.to_owned();
         self.call(move |s| {
             s.query(
-                "SELECT aor, realm, ha1_md5, ha1_sha256, pool FROM users WHERE aor = $1",
+                "SELECT aor, realm, ha1_md5, ha1_sha256, pool, remote_access, federation FROM users WHERE aor = $1",
                 &[&aor],
             )?
             .first()
@@ -524,6 +542,10 @@ impl Store for PgStore {
                     ha1_md5: r.try_get(2)?,
                     ha1_sha256: r.try_get(3)?,
                     pool: r.try_get(4)?,
+                    access: crate::Access {
+                        remote: r.try_get(5)?,
+                        federation: r.try_get(6)?,
+                    },
                 })
             })
             .transpose()

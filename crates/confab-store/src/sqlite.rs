@@ -70,6 +70,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE users ADD COLUMN pool TEXT;",
     "ALTER TABLE bindings ADD COLUMN server TEXT NOT NULL DEFAULT '';
     CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    "ALTER TABLE users ADD COLUMN remote_access BOOLEAN;
+    ALTER TABLE users ADD COLUMN federation BOOLEAN;",
 ];
 
 /// How many change-log entries are kept (a server polls every few seconds).
@@ -239,6 +241,19 @@ impl Store for SqliteStore {
         })
     }
 
+    fn set_access(&self, aor: &str, access: crate::Access) -> Result<()> {
+        self.change(aor, |tx, aor| {
+            let n = tx.execute(
+                "UPDATE users SET remote_access = ?2, federation = ?3 WHERE aor = ?1",
+                params![aor, access.remote, access.federation],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NoSuchUser(aor.to_owned()));
+            }
+            Ok(())
+        })
+    }
+
     fn users_in_pool(&self, pool: &str) -> Result<Vec<String>> {
         let conn = self.conn();
         let mut st = conn.prepare_cached("SELECT aor FROM users WHERE pool = ?1 ORDER BY aor")?;
@@ -298,7 +313,7 @@ impl Store for SqliteStore {
     fn user(&self, aor: &str) -> Result<Option<User>> {
         let conn = self.conn();
         let mut st = conn.prepare_cached(
-            "SELECT aor, realm, ha1_md5, ha1_sha256, pool FROM users WHERE aor = ?1",
+            "SELECT aor, realm, ha1_md5, ha1_sha256, pool, remote_access, federation FROM users WHERE aor = ?1",
         )?;
         Ok(st
             .query_row(params![aor], |r| {
@@ -308,6 +323,10 @@ impl Store for SqliteStore {
                     ha1_md5: r.get(2)?,
                     ha1_sha256: r.get(3)?,
                     pool: r.get(4)?,
+                    access: crate::Access {
+                        remote: r.get(5)?,
+                        federation: r.get(6)?,
+                    },
                 })
             })
             .optional()?)

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use confab_store::{
-    Binding, ContactEntry, PgStore, Privacy, SqliteStore, Store, StoreError, Visibility,
+    Access, Binding, ContactEntry, PgStore, Privacy, SqliteStore, Store, StoreError, Visibility,
 };
 use sip_auth::{ha1, Algorithm};
 
@@ -122,7 +122,54 @@ conformance!(
     users_have_a_home_pool_and_move_without_leaving_anything_behind,
     one_users_bindings_and_the_shared_secret,
     servers_opening_a_new_database_at_once_all_start,
+    external_access_is_kept_and_logged,
 );
+
+fn external_access_is_kept_and_logged(f: &dyn Fixture) {
+    let s = f.open();
+    s.add_user("alice@example.com", "pw", None).unwrap();
+    let access = |s: &dyn Store| s.user("alice@example.com").unwrap().unwrap().access;
+    assert_eq!(
+        access(s.as_ref()),
+        Access::default(),
+        "a new user follows the defaults"
+    );
+    let (rev, _) = s.changes_since(0).unwrap();
+    s.set_access(
+        "alice@example.com",
+        Access {
+            remote: Some(false),
+            federation: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(access(s.as_ref()).remote, Some(false));
+    s.set_access(
+        "alice@Example.com",
+        Access {
+            remote: None,
+            federation: Some(true),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        access(s.as_ref()),
+        Access {
+            remote: None,
+            federation: Some(true)
+        },
+        "None is back to the default"
+    );
+    assert_eq!(
+        s.changes_since(rev).unwrap().1,
+        ["alice@example.com"],
+        "running servers hear of it"
+    );
+    assert!(matches!(
+        s.set_access("nobody@example.com", Access::default()),
+        Err(StoreError::NoSuchUser(_))
+    ));
+}
 
 fn binding(key: &str, expires_at: i64) -> Binding {
     Binding {
