@@ -1,5 +1,6 @@
 //! Engine settings: names, addresses, registration and authentication policy.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use sip_proto::transaction::TimerConfig;
@@ -59,6 +60,28 @@ pub struct EngineConfig {
     /// Random per process: tags and identifiers this server makes differ from those of every
     /// other server sharing the deployment secret, and from its own before a restart.
     pub instance_seed: u64,
+    /// The deployment's default external access policy (a user's own setting wins).
+    pub external_access: confab_topology::ExternalAccess,
+    /// This server is an Edge: what it needs of its two sides (`None` on every other role).
+    pub edge: Option<EdgeConfig>,
+}
+
+/// An Edge server's two sides. The inside is its own address (`advertised_host`, the TLS
+/// port) where the deployment's servers reach it over mutual TLS; the outside is the Access
+/// Edge service, where remote users and federated partners connect over TLS.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Local addresses of the Access Edge listeners: a request that arrives on one came from
+    /// the outside.
+    pub access: Vec<SocketAddr>,
+    /// The host and port the outside is shown in Via, Record-Route and Path (the Access Edge
+    /// service's address and port).
+    pub access_host: String,
+    pub access_port: u16,
+    /// The next hop's servers (their TLS listeners): a Director or pool.
+    pub next_hop: Vec<SocketAddr>,
+    /// Which partner domains may talk to ours.
+    pub federation: confab_topology::Federation,
 }
 
 impl Default for EngineConfig {
@@ -92,6 +115,8 @@ impl Default for EngineConfig {
             server_id: String::new(),
             peers: Vec::new(),
             instance_seed: 0,
+            external_access: confab_topology::ExternalAccess::default(),
+            edge: None,
         }
     }
 }
@@ -104,14 +129,15 @@ impl EngineConfig {
 
     /// The host to put in what is sent to `peer`: the IPv6 one toward IPv6 peers when there
     /// is one.
-    pub fn host_toward(&self, peer: &std::net::SocketAddr) -> &str {
+    pub fn host_toward(&self, peer: &SocketAddr) -> &str {
         match &self.advertised_host6 {
             Some(h) if peer.is_ipv6() => h,
             _ => &self.advertised_host,
         }
     }
 
-    /// Whether `host` (a URI or Via host, brackets or not) is one of this server's addresses.
+    /// Whether `host` (a URI or Via host, brackets or not) is one of this server's addresses
+    /// (at an Edge, the Access Edge's too).
     pub fn is_own_host(&self, host: &str) -> bool {
         fn bare(h: &str) -> &str {
             h.trim_start_matches('[').trim_end_matches(']')
@@ -119,7 +145,37 @@ impl EngineConfig {
         let host = bare(host);
         std::iter::once(&self.advertised_host)
             .chain(&self.advertised_host6)
+            .chain(self.edge.as_ref().map(|e| &e.access_host))
             .any(|h| bare(h).eq_ignore_ascii_case(host))
+    }
+
+    /// Whether `ip` is a server of the deployment (a peer, an Edge, an Edge's next hop): what
+    /// is sent there may carry the deployment's own marks.
+    pub fn is_inside_server(&self, ip: IpAddr) -> bool {
+        let text = ip.to_string();
+        self.peers.contains(&text)
+            || self.homing.as_ref().is_some_and(|h| h.is_edge(&ip))
+            || self
+                .edge
+                .as_ref()
+                .is_some_and(|e| e.next_hop.iter().any(|a| a.ip() == ip))
+    }
+
+    /// At an Edge, whether `peer` is on the outside (not a server of the deployment).
+    pub fn is_outside(&self, peer: &SocketAddr) -> bool {
+        self.edge.is_some() && !self.is_inside_server(peer.ip())
+    }
+
+    /// The host and port to put in what is sent to `peer` over `transport`: at an Edge the
+    /// Access Edge's toward the outside, else our own (IPv6 toward IPv6 peers).
+    pub fn toward(&self, peer: &SocketAddr, transport: sip_transport::Transport) -> (&str, u16) {
+        match &self.edge {
+            Some(e) if self.is_outside(peer) => (&e.access_host, e.access_port),
+            _ => (
+                self.host_toward(peer),
+                crate::routing::our_port(self, transport),
+            ),
+        }
     }
 
     /// Whether `host` is one of our SIP domains.

@@ -19,7 +19,7 @@ pub mod presence;
 mod routing;
 pub mod server;
 
-pub use config::EngineConfig;
+pub use config::{EdgeConfig, EngineConfig};
 pub use engine::{
     Engine, Fetched, Handover, Now, Output, StoreJob, DRAIN_SETTING, SERVER_SETTING, UNLOCK_CHANGE,
 };

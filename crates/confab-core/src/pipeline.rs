@@ -9,6 +9,9 @@ pub enum Processor {
     Sanity,
     /// Match retransmissions, ACKs and CANCELs to server transactions; create new ones.
     Transaction,
+    /// Where the request comes from: inside, a remote user or a federated partner through an
+    /// Edge (decided at the Edge, carried inside by a mark only deployment servers can set).
+    Origin,
     /// While the server drains for shutdown: 503 with Retry-After for new dialogs and
     /// out-of-dialog requests; requests within existing dialogs go on.
     Admission,
@@ -26,12 +29,16 @@ pub enum Processor {
     Authenticate,
     /// Registrar, OPTIONS health answer, or proxying to the target's devices.
     Dispatch,
+    /// The Edge's routing: from the outside to the next hop only; from the inside along the
+    /// route the inside gave (to a remote user's connection).
+    EdgeRoute,
 }
 
 /// The Front End: registrar, proxy and (later) presence for the users homed on its pool.
 pub const FRONT_END: &[Processor] = &[
     Processor::Sanity,
     Processor::Transaction,
+    Processor::Origin,
     Processor::RoutePop,
     Processor::Admission,
     Processor::MaxForwards,
@@ -39,6 +46,19 @@ pub const FRONT_END: &[Processor] = &[
     Processor::Extensions,
     Processor::Authenticate,
     Processor::Dispatch,
+];
+
+/// The Edge: no users, no authentication (the next hop does it), no database.
+pub const EDGE: &[Processor] = &[
+    Processor::Sanity,
+    Processor::Transaction,
+    Processor::Origin,
+    Processor::RoutePop,
+    Processor::Admission,
+    Processor::MaxForwards,
+    Processor::LoopDetection,
+    Processor::Extensions,
+    Processor::EdgeRoute,
 ];
 
 /// Where a request for one of our users may go: each source adds branches to the proxy's

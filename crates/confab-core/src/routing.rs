@@ -88,13 +88,26 @@ pub(crate) fn our_port(cfg: &EngineConfig, t: Transport) -> u16 {
 pub(crate) fn is_our_address(cfg: &EngineConfig, uri: &SipUri<'_>) -> bool {
     let host_ok = cfg.is_own_host(uri.host);
     let port = uri.port.unwrap_or(if uri.secure { 5061 } else { 5060 });
-    host_ok && [cfg.udp_port, cfg.tcp_port, cfg.tls_port].contains(&Some(port))
+    host_ok && our_ports(cfg).any(|p| p == Some(port))
+}
+
+/// Every port we listen on (at an Edge, the Access Edge's too).
+fn our_ports(cfg: &EngineConfig) -> impl Iterator<Item = Option<u16>> + '_ {
+    [cfg.udp_port, cfg.tcp_port, cfg.tls_port]
+        .into_iter()
+        .chain(cfg.edge.as_ref().map(|e| Some(e.access_port)))
 }
 
 /// Whether a Via was put in by this server.
 pub(crate) fn is_our_via(cfg: &EngineConfig, via: &Via<'_>) -> bool {
     cfg.is_own_host(via.host)
-        && Transport::from_name(via.transport).is_some_and(|t| via.port == Some(our_port(cfg, t)))
+        && Transport::from_name(via.transport).is_some_and(|t| {
+            via.port == Some(our_port(cfg, t))
+                || cfg
+                    .edge
+                    .as_ref()
+                    .is_some_and(|e| via.port == Some(e.access_port))
+        })
 }
 
 /// The loop-detection part of our branch (RFC 3261 §16.6 step 8): a hash of the fields a

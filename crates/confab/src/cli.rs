@@ -41,6 +41,10 @@ pub(crate) enum Command {
     /// Certificates the topology needs: which names, and issuing them.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// The Edge server (remote users and federation): `confab up --fqdn <an Edge server>`
+    /// runs one; these prepare it.
+    #[command(subcommand)]
+    Edge(EdgeCommand),
     /// Manage users' contact lists and groups (works while the server runs: subscribed
     /// devices get the new list within seconds).
     #[command(subcommand)]
@@ -125,6 +129,26 @@ pub(crate) struct TopologyArg {
     pub(crate) data: DataDirArg,
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum EdgeCommand {
+    /// On a server of the deployment (where its CA is): issue an Edge server's certificate
+    /// from the deployment's CA and write it with the CA's certificate (never its key) to OUT,
+    /// the data dir to give that Edge.
+    Prepare(EdgePrepareArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EdgePrepareArgs {
+    /// The Edge server's FQDN (a `[[edge.server]]` of the topology).
+    #[arg(long)]
+    pub(crate) fqdn: String,
+    /// The directory to write server.pem, server.key and ca.pem to.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    #[command(flatten)]
+    pub(crate) deployment: TopologyArg,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum ViewArg {
     Internal,
@@ -178,6 +202,14 @@ pub(crate) enum CertsCommand {
         #[arg(long)]
         csr: bool,
     },
+}
+
+/// A policy switch: on, off, or back to the deployment's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Switch {
+    On,
+    Off,
+    Default,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -393,6 +425,19 @@ pub(crate) enum UserCommand {
     /// Remove a user and its registrations.
     Remove {
         address: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Set a user's external access policy: whether it may sign in from outside through an
+    /// Edge, and talk to users of federated organisations. What is not given stays as it was;
+    /// `default` follows the topology's `[external_access]`. Running servers apply it at the
+    /// user's next request.
+    Set {
+        address: String,
+        #[arg(long, value_name = "on|off|default")]
+        remote_access: Option<Switch>,
+        #[arg(long, value_name = "on|off|default")]
+        federation: Option<Switch>,
         #[command(flatten)]
         data: DataDirArg,
     },

@@ -19,7 +19,7 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<Topology> {
         .map_err(|e| UsageError(format!("invalid topology: {e}")).into())
 }
 
-fn topology_path(arg: &TopologyArg) -> anyhow::Result<PathBuf> {
+pub(crate) fn topology_path(arg: &TopologyArg) -> anyhow::Result<PathBuf> {
     match &arg.topology {
         Some(p) => Ok(p.clone()),
         None => {

@@ -7,6 +7,7 @@ mod cli;
 mod datadir;
 mod deployment;
 mod discover;
+mod edge;
 mod pki;
 mod up;
 mod users;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         cli::Command::Topology(cmd) => deployment::topology(cmd),
         cli::Command::Dns(cmd) => deployment::dns(cmd),
         cli::Command::Certs(cmd) => deployment::certs(cmd),
+        cli::Command::Edge(cli::EdgeCommand::Prepare(args)) => edge::prepare(args),
         cli::Command::Discover(args) => discover::run(args),
         cli::Command::Pool(cmd) => users::pool(cmd),
     };

@@ -37,8 +37,11 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let dir = datadir::resolve(&args.data)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-    let store = datadir::open_store(&args.data, &dir)?;
     let (topology, topology_file) = topology_for(&args, &dir)?;
+    if crate::edge::find(&topology, &args.fqdn).is_some() {
+        return crate::edge::run(args, topology, &dir);
+    }
+    let store = datadir::open_store(&args.data, &dir)?;
     // The certificate carries the planned names; what must verify is what DNS points here.
     let server_names = confab_topology::names_pointing_at(&topology, &args.fqdn);
     let planned = confab_topology::cert_plan(&topology)
@@ -52,6 +55,7 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| p.servers.len())
         .sum::<usize>()
+        + topology.edges.len()
         > 1
         && pki::adopt_shared_ca(store.as_ref(), &dir)?
     {
@@ -307,6 +311,7 @@ async fn serve(
             getrandom::getrandom(&mut seed).context("no randomness")?;
             u64::from_le_bytes(seed)
         },
+        external_access: site.topology.external_access,
         ..EngineConfig::default()
     };
     let transport_cfg =
@@ -399,7 +404,7 @@ async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -6,7 +6,7 @@ use confab_store::Store;
 use confab_store::Visibility;
 
 use crate::cli::{
-    ContactsCommand, GroupCommand, PoolCommand, PrivacyCommand, TopologyArg, UsageError,
+    ContactsCommand, GroupCommand, PoolCommand, PrivacyCommand, Switch, TopologyArg, UsageError,
     UserCommand, VisibilityArg,
 };
 use crate::datadir;
@@ -75,6 +75,46 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
                 .remove_user(&address)
                 .map_err(usage)?;
             println!("removed {address}");
+        }
+        UserCommand::Set {
+            address,
+            remote_access,
+            federation,
+            data,
+        } => {
+            if remote_access.is_none() && federation.is_none() {
+                return Err(UsageError(
+                    "nothing to set: give --remote-access and/or --federation (on, off or default)"
+                        .into(),
+                )
+                .into());
+            }
+            let store = datadir::open_existing(&data)?;
+            let Some(user) = store.user(&address)? else {
+                anyhow::bail!("no such user: {address} (see `confab user list`)");
+            };
+            let pick = |s: Option<Switch>, old| match s {
+                None => old,
+                Some(Switch::On) => Some(true),
+                Some(Switch::Off) => Some(false),
+                Some(Switch::Default) => None,
+            };
+            let access = confab_store::Access {
+                remote: pick(remote_access, user.access.remote),
+                federation: pick(federation, user.access.federation),
+            };
+            store.set_access(&user.aor, access).map_err(usage)?;
+            let show = |v: Option<bool>| match v {
+                Some(true) => "on",
+                Some(false) => "off",
+                None => "default",
+            };
+            println!(
+                "{}: remote access {}, federation {} (running servers apply it at the user's next request)",
+                user.aor,
+                show(access.remote),
+                show(access.federation)
+            );
         }
         UserCommand::SetPassword {
             address,

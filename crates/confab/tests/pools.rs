@@ -5,124 +5,16 @@
 //! registers there; a user moved with `confab user move` is redirected to its new pool; a user
 //! without a home pool gets 404. Messages and calls reach devices connected to another Front
 //! End of the pool, and to another pool, through the server that holds the registration; a
-//! watcher on one server sees what its contact publishes on another. A sign-in relayed by an
-//! Edge (SIPp on the Edge's address) is proxied by the Director to the home pool, with a Path
-//! that brings requests for that device back through the Director.
+//! watcher on one server sees what its contact publishes on another. (Sign-ins through an
+//! Edge: `edge.rs`.)
 
 mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Postgres, Server, Sipp, SippChild, TempDir};
-
-struct Deployment {
-    pg: Postgres,
-    topology: TempDir,
-    port: u16,
-}
-
-impl Deployment {
-    fn new() -> Self {
-        let pg = Postgres::start();
-        let topology = TempDir::new("pools-topology");
-        let port = free_port();
-        let tls = port + 1;
-        let text = format!(
-            r#"[deployment]
-name = "pools"
-
-[[site]]
-name = "hq"
-
-[[domain]]
-name = "example.com"
-sign_in = ["dir.example.com"]
-
-[[pool]]
-fqdn = "dir.example.com"
-site = "hq"
-role = "director"
-sip_port = {port}
-tls_port = {tls}
-[[pool.server]]
-fqdn = "dir01.example.com"
-address = "127.0.0.11"
-
-[[pool]]
-fqdn = "pool-a.example.com"
-site = "hq"
-backup = "pool-b.example.com"
-sip_port = {port}
-tls_port = {tls}
-[[pool.server]]
-fqdn = "fe-a1.example.com"
-address = "127.0.0.12"
-[[pool.server]]
-fqdn = "fe-a2.example.com"
-address = "127.0.0.14"
-
-[[pool]]
-fqdn = "pool-b.example.com"
-site = "hq"
-sip_port = {port}
-tls_port = {tls}
-[[pool.server]]
-fqdn = "fe-b1.example.com"
-address = "127.0.0.13"
-
-[[edge]]
-fqdn = "edgepool.example.com"
-site = "hq"
-next_hop = "dir.example.com"
-access = {{ fqdn = "access.example.com", address = "127.0.0.21" }}
-[[edge.server]]
-fqdn = "edge01.example.com"
-address = "127.0.0.20"
-"#
-        );
-        std::fs::write(topology.0.join("topology.toml"), text).unwrap();
-        Self { pg, topology, port }
-    }
-
-    fn topology_file(&self) -> String {
-        self.topology.0.join("topology.toml").display().to_string()
-    }
-
-    /// `confab up` as `server` (an FQDN of the topology) on `address`.
-    fn start(&self, server: &str, address: &str) -> Server {
-        let (file, url) = (self.topology_file(), self.pg.url());
-        Server::start_on(
-            TempDir::new(server),
-            self.port,
-            &[
-                "--bind",
-                address,
-                "--fqdn",
-                server,
-                "--topology",
-                &file,
-                "--database",
-                &url,
-                "--no-demo-users",
-            ],
-        )
-    }
-
-    /// `confab ARGS --database URL --topology FILE`.
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_confab"))
-            .args(args)
-            .args([
-                "--database",
-                &self.pg.url(),
-                "--topology",
-                &self.topology_file(),
-            ])
-            .output()
-            .unwrap()
-    }
-}
+use common::deployment::Deployment;
+use common::{free_port, Server, Sipp, SippChild, TempDir};
 
 /// A REGISTER of `user` (password `pw`) at `server` that is refused; returns the final response.
 fn refused(server: &Server, user: &str) -> String {
@@ -325,42 +217,6 @@ fn sign_ins_are_redirected_to_the_home_pool_and_follow_a_move() {
     );
 }
 
-impl Deployment {
-    /// alice and bob on pool A, carol on pool B; pool A's two Front Ends and pool B's running.
-    fn front_ends() -> (Self, [Server; 3]) {
-        let d = Self::new();
-        d.users("pool-a.example.com", &["alice", "bob"]);
-        d.users("pool-b.example.com", &["carol"]);
-        let servers = [
-            d.start("fe-a1.example.com", "127.0.0.12"),
-            d.start("fe-a2.example.com", "127.0.0.14"),
-            d.start("fe-b1.example.com", "127.0.0.13"),
-        ];
-        (d, servers)
-    }
-
-    /// Imports the users of `file` (`confab user import`) onto pool A.
-    fn import(&self, file: &std::path::Path) {
-        let out = self.cli(&[
-            "user",
-            "import",
-            &file.display().to_string(),
-            "--pool",
-            "pool-a.example.com",
-        ]);
-        assert!(out.status.success(), "{out:?}");
-    }
-
-    /// Adds users homed on `pool`, password `pw`.
-    fn users(&self, pool: &str, users: &[&str]) {
-        for user in users {
-            let aor = format!("{user}@example.com");
-            let out = self.cli(&["user", "add", &aor, "--password", "pw", "--pool", pool]);
-            assert!(out.status.success(), "{out:?}");
-        }
-    }
-}
-
 /// A SIPp device of `user` running `scenario`, registered at `server` over `transport`.
 fn device_at(server: &Server, user: &str, scenario: &str, transport: &str) -> SippChild {
     let port = free_port();
@@ -537,56 +393,6 @@ fn a_killed_front_end_loses_nothing_and_its_users_sign_in_at_the_other() {
         "kill -9 of FE1: {} sign-ins acknowledged before the kill, 0 lost; 120/120 at FE2",
         acked.len()
     );
-}
-
-#[test]
-fn sign_ins_through_an_edge_are_proxied_by_the_director_not_redirected() {
-    let d = Deployment::new();
-    d.users("pool-a.example.com", &["alice", "bob"]);
-    let director = d.start("dir01.example.com", "127.0.0.11");
-    let fe_a1 = d.start("fe-a1.example.com", "127.0.0.12");
-    let _fe_a2 = d.start("fe-a2.example.com", "127.0.0.14");
-
-    // alice's device is outside: its traffic reaches the Director from the Edge's address
-    let port = free_port();
-    let alice = Sipp::new(&director, "uas_message.xml")
-        .args(["-s", "alice", "-p", &port.to_string(), "-i", "127.0.0.20"])
-        .spawn();
-    std::thread::sleep(Duration::from_millis(300));
-    let r = Sipp::new(&director, "register.xml")
-        .args([
-            "-s",
-            "alice",
-            "-key",
-            "contact_port",
-            &port.to_string(),
-            "-i",
-            "127.0.0.20",
-        ])
-        .auth("alice", "pw")
-        .run();
-    r.assert_success("REGISTER through the Edge is proxied to the home pool and answered 200");
-    let trace = r.trace();
-    assert!(
-        trace.contains(&format!(
-            "Path: <sip:127.0.0.11:{};transport=tls;lr>",
-            d.port + 1
-        )),
-        "the 200 shows the Director's Path:\n{trace}"
-    );
-    assert!(
-        d.pg.sql("SELECT path FROM bindings WHERE aor = 'alice@example.com'")
-            .contains("127.0.0.11"),
-        "the registration keeps the Path"
-    );
-    assert!(director.log_text().contains("register.proxied"));
-
-    // bob, on pool A, writes to alice: through the Director to the device outside
-    send(&fe_a1, "bob", "alice", "uac_message.xml");
-    alice.assert_success("alice's device behind the Edge got the MESSAGE");
-
-    // a sign-in at the Director that does not come through the Edge is redirected as before
-    assert!(refused(&director, "bob").starts_with("SIP/2.0 301"));
 }
 
 #[test]

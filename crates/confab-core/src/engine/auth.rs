@@ -7,6 +7,7 @@ use sip_auth::Locked;
 use sip_proto::{HeaderName, Message, Method, Uri};
 use sip_transport::Transport;
 
+use super::edge::Origin;
 use super::park::Fetch;
 use super::{Ctx, Engine, Now};
 use crate::pipeline::Flow;
@@ -76,7 +77,8 @@ impl Engine {
             return Flow::Stop;
         }
         let aor = format!("{user}@{host}");
-        let ip = ctx.source.remote.ip();
+        // behind an Edge, the client's own address: the Edge's is every remote user's
+        let ip = ctx.origin.client_ip().unwrap_or(ctx.source.remote.ip());
         if let Some(lock) = self.locked_out(&aor, ip, now) {
             self.stats.refused_locked += 1;
             self.respond(now, ctx, 403, &lock_reason(lock), &[]);
@@ -139,6 +141,18 @@ impl Engine {
             sip_auth::Verdict::Ok => {
                 self.shared.guards.of(&aor).success(&aor, ip, now.mono);
                 self.trust_source(ip);
+                let remote = matches!(ctx.origin, Origin::Remote { .. });
+                let access = stored.as_ref().map(|u| u.access).unwrap_or_default();
+                if remote
+                    && !access
+                        .remote
+                        .unwrap_or(self.cfg.external_access.remote_users)
+                {
+                    tracing::info!(event = "auth.remote_refused", user = %aor, "sign-in from outside refused: the user's external access policy does not allow remote access");
+                    let reason = "Forbidden (remote access is not allowed for this user by policy)";
+                    self.respond(now, ctx, 403, reason, &[]);
+                    return Flow::Stop;
+                }
                 ctx.home_pool = stored.and_then(|u| u.pool);
                 Flow::Continue
             }
@@ -163,8 +177,8 @@ impl Engine {
     fn auth_failed(&mut self, now: Now, ctx: &Ctx, aor: &str, host: &str) {
         self.stats.auth_failures += 1;
         let remote = ctx.source.remote;
-        let ip = remote.ip();
-        tracing::warn!(event = "auth.failed", user = %aor, %remote, "wrong credentials");
+        let ip = ctx.origin.client_ip().unwrap_or(remote.ip());
+        tracing::warn!(event = "auth.failed", user = %aor, %remote, client = %ip, "wrong credentials");
         let src = ip.to_string();
         let lock_for = self.cfg.lockout.lock_for;
         let source_lock = (self.shared.lockout.of(&src))

@@ -3,6 +3,7 @@
 use sip_proto::header::{NameAddr, Via};
 use sip_proto::{HeaderName, Message, Method, Uri};
 
+use super::edge::parse_flow;
 use super::{Ctx, Engine, Now};
 use crate::pipeline::Flow;
 use crate::routing::{is_our_address, is_our_via, loop_hash};
@@ -79,15 +80,22 @@ impl Engine {
         if ctx.msg.count(HeaderName::Route) > 0 {
             let mut routes: Vec<String> = owned_values(&ctx.msg, HeaderName::Route);
             while let Some(first) = routes.first() {
-                let Some(seal) = NameAddr::parse(first, "Route").ok().and_then(|na| {
+                let Some((seal, flow)) = NameAddr::parse(first, "Route").ok().and_then(|na| {
                     na.uri
                         .as_sip()
                         .filter(|u| is_our_address(&self.cfg, u))
-                        .map(|u| u.param("seal").flatten().map(str::to_owned))
+                        .map(|u| {
+                            let param = |n| u.param(n).flatten().map(str::to_owned);
+                            (param("seal"), param("flow"))
+                        })
                 }) else {
                     break;
                 };
                 sealed = sealed || seal.is_some_and(|s| self.seal_fits(&ctx.msg, &s));
+                if self.cfg.edge.is_some() {
+                    // the remote user's connection, named in a Path or Record-Route we added
+                    ctx.edge_flow = ctx.edge_flow.or(flow.as_deref().and_then(parse_flow));
+                }
                 routes.remove(0);
             }
             ctx.routes = routes;

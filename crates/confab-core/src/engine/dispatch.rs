@@ -17,7 +17,9 @@ impl Engine {
         let method = ctx.msg.method();
         let in_dialog = ctx.in_dialog;
         if let Some(next) = ctx.routes.first() {
-            if !in_dialog && method != Method::Ack {
+            // a deployment server's request follows the route it was given (a Path through a
+            // Director and an Edge to a remote user's device)
+            if !in_dialog && method != Method::Ack && !self.is_peer_forwarded(ctx) {
                 self.respond(
                     now,
                     ctx,

@@ -18,6 +18,7 @@ mod auth;
 mod branches;
 mod checks;
 mod dispatch;
+mod edge;
 mod events;
 mod housekeeping;
 mod park;
@@ -122,6 +123,10 @@ struct Ctx {
     routes: Vec<String>,
     /// The home pool of the user the request authenticated as (see `homing`).
     home_pool: Option<String>,
+    /// Inside, or through an Edge from a remote user or a partner (the `Origin` processor).
+    origin: edge::Origin,
+    /// At an Edge: the remote user's connection a Route of ours named (Path, Record-Route).
+    edge_flow: Option<Target>,
     /// To carries a tag: the request belongs to a dialog. Decoded once, as four stages ask.
     in_dialog: bool,
     /// A processor parked the request for this job, and what then (see `park`).
@@ -373,6 +378,8 @@ impl Engine {
                 key: None,
                 routes: Vec::new(),
                 home_pool: None,
+                origin: edge::Origin::Inside,
+                edge_flow: None,
                 in_dialog,
                 waiting: None,
                 fetched: None,
@@ -430,6 +437,8 @@ impl Engine {
             Processor::Extensions => self.extensions(now, ctx),
             Processor::Authenticate => self.authenticate(now, ctx),
             Processor::Dispatch => self.dispatch(now, ctx),
+            Processor::Origin => self.origin(now, ctx),
+            Processor::EdgeRoute => self.edge_route(now, ctx),
         }
     }
 

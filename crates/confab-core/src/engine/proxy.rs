@@ -3,12 +3,13 @@
 use sip_proto::header::{format_via, Via};
 use sip_proto::transaction::client_key;
 use sip_proto::{HeaderName, Message, Method, Writer};
-use sip_transport::{Target, Transport};
+use sip_transport::{FlowId, Target, Transport};
 use std::cmp::Reverse;
 
+use super::edge::{flow_param, ORIGIN_HEADER};
 use super::targets::ForkTarget;
 use super::{Branch, ClientRole, Ctx, Engine, Now, Output, ProxyCtx, TimerOwner};
-use crate::routing::{is_our_via, loop_hash, our_port, strip_top_via, via_target};
+use crate::routing::{is_our_via, loop_hash, strip_top_via, via_target};
 
 impl Engine {
     pub(super) fn forward_single(&mut self, now: Now, ctx: &mut Ctx, target: Target) {
@@ -122,27 +123,37 @@ impl Engine {
         target: Target,
         record_route: bool,
     ) -> Message {
-        let host = self.cfg.host_toward(&target.addr);
+        let (host, port) = self.cfg.toward(&target.addr, target.transport);
         let mut w = self.request_from_us(ctx.msg.method_str(), uri, target, branch);
+        // at an Edge, what faces the outside names the remote user's connection
+        let flow_toward = |addr: std::net::SocketAddr, flow: Option<FlowId>| {
+            flow.filter(|_| self.cfg.is_outside(&addr))
+                .map(|f| flow_param(f, addr))
+                .unwrap_or_default()
+        };
         if record_route {
             let from_tag = ctx.msg.from().ok().and_then(|f| f.tag().map(str::to_owned));
             let seal = self.dialog_seal(
                 ctx.msg.call_id().unwrap_or(""),
                 from_tag.as_deref().unwrap_or(""),
             );
-            let rr = |host: &str, t: Transport| {
+            let rr = |host: &str, port: u16, t: Transport, flow: String| {
                 format!(
-                    "<sip:{host}:{};transport={};lr;seal={seal}>",
-                    our_port(&self.cfg, t),
+                    "<sip:{host}:{port};transport={};lr;seal={seal}{flow}>",
                     t.param()
                 )
             };
-            w.header("Record-Route", rr(host, target.transport));
-            let back = self.cfg.host_toward(&ctx.source.remote);
-            if ctx.source.transport != target.transport || back != host {
+            let flow = flow_toward(target.addr, target.flow);
+            w.header("Record-Route", rr(host, port, target.transport, flow));
+            let (back, back_port) = self.cfg.toward(&ctx.source.remote, ctx.source.transport);
+            if ctx.source.transport != target.transport || back != host || back_port != port {
                 // RFC 5658 double record-routing: each side sees our address on its transport
-                // and address family
-                w.header("Record-Route", rr(back, ctx.source.transport));
+                // and address family (and at an Edge, on its side)
+                let flow = flow_toward(ctx.source.remote, ctx.source.flow);
+                w.header(
+                    "Record-Route",
+                    rr(back, back_port, ctx.source.transport, flow),
+                );
             }
         }
         if ctx.msg.method() == Method::Register {
@@ -150,9 +161,9 @@ impl Engine {
             w.header(
                 "Path",
                 format!(
-                    "<sip:{host}:{};transport={};lr>",
-                    our_port(&self.cfg, target.transport),
-                    target.transport.param()
+                    "<sip:{host}:{port};transport={};lr{}>",
+                    target.transport.param(),
+                    flow_toward(ctx.source.remote, ctx.source.flow)
                 ),
             );
         }
@@ -166,12 +177,19 @@ impl Engine {
             .flatten()
             .map_or(70, |m| m.saturating_sub(1));
         w.header("Max-Forwards", mf.to_string());
+        // the origin mark is ours to write, and only toward the deployment's servers
+        if let Some(origin) = ctx.origin.header_value() {
+            if self.cfg.is_inside_server(target.addr.ip()) {
+                w.header(ORIGIN_HEADER, origin);
+            }
+        }
         for (name, n, v) in ctx.msg.fields() {
             let skip = match name {
                 HeaderName::Route | HeaderName::MaxForwards | HeaderName::ContentLength => true,
                 HeaderName::Authorization | HeaderName::ProxyAuthorization => {
                     self.ours_to_consume(v)
                 }
+                HeaderName::Other => n.eq_ignore_ascii_case(ORIGIN_HEADER.as_bytes()),
                 _ => false,
             };
             if !skip {
@@ -183,12 +201,14 @@ impl Engine {
 
     /// Whether credentials are for one of our realms: those are consumed here (RFC 3261
     /// §22.3), never passed on to the callee or a partner; credentials for another realm
-    /// travel on.
+    /// travel on, and so do all at an Edge (the inside checks them).
     fn ours_to_consume(&self, value: &[u8]) -> bool {
-        std::str::from_utf8(value)
-            .ok()
-            .and_then(sip_auth::Credentials::parse)
-            .is_some_and(|c| self.cfg.serves_domain(&c.realm))
+        // an Edge authenticates nobody: the credentials are for its next hop
+        self.cfg.edge.is_none()
+            && std::str::from_utf8(value)
+                .ok()
+                .and_then(sip_auth::Credentials::parse)
+                .is_some_and(|c| self.cfg.serves_domain(&c.realm))
     }
 
     /// A request line and our Via for `target`: how every request we send starts.
@@ -206,12 +226,8 @@ impl Engine {
 
     /// Our Via toward `target`: its transport, our address and port for it, `branch`.
     pub(super) fn our_via(&self, target: Target, branch: &str) -> String {
-        format_via(
-            target.transport.via_name(),
-            self.cfg.host_toward(&target.addr),
-            our_port(&self.cfg, target.transport),
-            branch,
-        )
+        let (host, port) = self.cfg.toward(&target.addr, target.transport);
+        format_via(target.transport.via_name(), host, port, branch)
     }
 
     pub(super) fn handle_response(&mut self, now: Now, resp: Message) {

@@ -43,7 +43,7 @@ impl Engine {
                     pool,
                     proxy_to: Some(server),
                     ..
-                } if homing.is_edge(&ctx.source.remote.ip()) => {
+                } if ctx.origin.is_external() => {
                     // from outside through an Edge: the client cannot reach the pool itself
                     let Ok(addr) = server.parse() else { return };
                     tracing::info!(event = "register.proxied", user = %aor, pool = %pool, server = %server, "sign-in through an Edge: proxied to the home pool");

@@ -25,7 +25,7 @@ use super::{Engine, EngineStats, Now, HOUSEKEEPING};
 use crate::config::EngineConfig;
 use crate::location::Location;
 use crate::parts::Parts;
-use crate::pipeline::FRONT_END;
+use crate::pipeline::{EDGE, FRONT_END};
 use crate::presence::Presence;
 
 /// The shard that owns presence (its requests, its state, its NOTIFYs) and housekeeping.
@@ -123,7 +123,7 @@ impl Engine {
         }
         let mut e = Self {
             store,
-            pipeline: FRONT_END,
+            pipeline: if cfg.edge.is_some() { EDGE } else { FRONT_END },
             target_sources: crate::pipeline::FRONT_END_TARGETS,
             shard,
             shards,

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod baresip;
+pub(crate) mod deployment;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -115,6 +118,34 @@ impl Server {
     }
 
     pub(crate) fn start_on(dir: TempDir, port: u16, extra: &[&str]) -> Self {
+        let mut s = Self::spawn(dir, port, extra);
+        s.wait_ready();
+        s
+    }
+
+    /// `confab up` as an Edge (`extra` names it with --fqdn): it answers nobody's OPTIONS
+    /// over UDP, so it is ready when it says so.
+    pub(crate) fn start_edge(dir: TempDir, port: u16, extra: &[&str]) -> Self {
+        let mut s = Self::spawn(dir, port, extra);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !s.log_text().contains("event=\"server.ready\"") {
+            if let Some(Ok(Some(status))) = s.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "the Edge exited during start-up ({status}):\n{}",
+                    s.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Edge did not start:\n{}",
+                s.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    fn spawn(dir: TempDir, port: u16, extra: &[&str]) -> Self {
         let log = dir.0.join(format!("server-{port}.log"));
         let out = std::fs::File::create(&log).unwrap();
         // Every server gets its own DNS and web ports so that tests run side by side. A port
@@ -150,7 +181,7 @@ impl Server {
             .position(|a| *a == "--bind")
             .and_then(|i| extra.get(i + 1))
             .map_or_else(|| "127.0.0.1".to_owned(), |h| (*h).to_owned());
-        let mut s = Self {
+        Self {
             host,
             port,
             dns_port,
@@ -158,9 +189,7 @@ impl Server {
             dir,
             child: Some(child),
             log,
-        };
-        s.wait_ready();
-        s
+        }
     }
 
     fn wait_ready(&mut self) {

@@ -1,0 +1,264 @@
+//! The Edge server: `confab up --fqdn <an Edge server>` runs the Access Edge (TLS for remote
+//! users and partners on the topology's access address) and the inside listener (mutual TLS
+//! with the deployment's CA), with no database and no users; `confab edge prepare` makes its
+//! certificates on a server of the deployment, where the CA is.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use confab_core::{EdgeConfig, EngineConfig};
+use confab_topology::Topology;
+use sip_transport::Listeners;
+
+use crate::cli::{EdgePrepareArgs, UpArgs, UsageError};
+use crate::{datadir, pki};
+
+/// The Edge pool and server of the topology that `fqdn` names (a server's name, or the pool's
+/// when it has a single server).
+pub(crate) fn find<'t>(
+    topology: &'t Topology,
+    fqdn: &str,
+) -> Option<(&'t confab_topology::Edge, &'t confab_topology::Server)> {
+    topology.edges.iter().find_map(|e| {
+        let server = e
+            .servers
+            .iter()
+            .find(|s| s.fqdn == fqdn)
+            .or_else(|| (e.fqdn == fqdn && e.servers.len() == 1).then(|| &e.servers[0]))?;
+        Some((e, server))
+    })
+}
+
+/// The Edge's certificate files in `dir` (made by `confab edge prepare`), checked.
+fn certificates(dir: &Path, fqdn: &str) -> anyhow::Result<pki::Pki> {
+    let pki = pki::Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        sni_dir: dir.join("certs"),
+    };
+    if !(pki.ca.exists() && pki.cert.exists() && pki.key.exists()) {
+        return Err(UsageError(format!(
+            "the Edge has no certificates in {}: on a server of the deployment run `confab edge prepare --fqdn {fqdn} --out DIR` (with its --database or --data-dir and --topology), copy DIR here and start again with --data-dir DIR",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(pki)
+}
+
+/// `confab up` on an Edge server.
+pub(crate) fn run(args: UpArgs, topology: Topology, dir: &Path) -> anyhow::Result<()> {
+    let Some((edge, server)) = find(&topology, &args.fqdn) else {
+        return Err(UsageError(format!("--fqdn {} is not an Edge server", args.fqdn)).into());
+    };
+    let Some(hop) = edge.next_hop.as_deref().and_then(|h| topology.pool(h)) else {
+        return Err(UsageError(format!(
+            "Edge {} has no next hop among the topology's pools: set next_hop to its Director or pool (see `confab topology validate`)",
+            edge.fqdn
+        ))
+        .into());
+    };
+    if args.bind != server.address {
+        return Err(UsageError(format!(
+            "--bind {} is not the address of {} in the topology ({}): the inside reaches the Edge there",
+            args.bind, server.fqdn, server.address
+        ))
+        .into());
+    }
+    let pki = certificates(dir, &server.fqdn)?;
+    let access = SocketAddr::new(edge.access.address, edge.access.port.get());
+    let inside = SocketAddr::new(server.address, args.sip_port.saturating_add(1));
+    let edge_cfg = EdgeConfig {
+        access: vec![access],
+        access_host: uri_host(edge.access.address),
+        access_port: edge.access.port.get(),
+        next_hop: hop
+            .servers
+            .iter()
+            .map(|s| SocketAddr::new(s.address, hop.tls_port.get()))
+            .collect(),
+        federation: topology.federation.clone(),
+    };
+    let cfg = EngineConfig {
+        domains: topology.domains().map(str::to_owned).collect(),
+        advertised_host: uri_host(server.address),
+        udp_port: None,
+        tcp_port: None,
+        tls_port: Some(inside.port()),
+        limits: sip_proto::Limits {
+            max_message_size: args.max_message_size,
+            ..Default::default()
+        },
+        server_name: args.server_header.clone(),
+        peers: topology
+            .pools
+            .iter()
+            .flat_map(|p| &p.servers)
+            .map(|s| s.address.to_string())
+            .collect(),
+        instance_seed: random_u64()?,
+        external_access: topology.external_access,
+        edge: Some(edge_cfg),
+        ..EngineConfig::default()
+    };
+    // the internet is on the other side: every address is limited, as at a Director
+    let transport_cfg = sip_transport::Config {
+        max_message_size: args.max_message_size,
+        max_connections: args.max_connections,
+        max_connections_per_source: args.max_connections_per_source.unwrap_or(50),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        header_timeout: Duration::from_secs(args.header_timeout),
+        per_source: Some(confab_dns::ratelimit::Limits {
+            rate: f64::from(args.per_source_rate.unwrap_or(100)),
+            burst: 2.0 * f64::from(args.per_source_rate.unwrap_or(100)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let shards = args.shards.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
+        usize::from,
+    );
+    // no database: the engine's store is an empty one in memory (the Edge keeps no users,
+    // registrations or presence)
+    let stores = (0..shards)
+        .map(|_| {
+            confab_store::SqliteStore::in_memory()
+                .map(|s| Box::new(s) as Box<dyn confab_store::Store>)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let secret = stores[0].deployment_secret()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(shards.max(2))
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let bind = |addr: SocketAddr, side: &'static str| async move {
+            tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen for the {side} on {addr} (TLS) — is another server using it, and is the address on this machine?")
+            })
+        };
+        let listeners = Listeners {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+            tls: vec![bind(inside, "inside").await?, bind(access, "Access Edge").await?],
+            tls_server: Some(pki::server_config(&pki)?),
+            tls_client: Some(pki::client_config(&pki)?),
+        };
+        println!("Confab Edge {} is running", server.fqdn);
+        println!("  Access Edge  {access} (TLS) as {}, for remote users and partners", edge.access.fqdn);
+        println!("  Inside       {inside} (mutual TLS with the deployment's CA)");
+        println!("  Next hop     {} ({})", hop.fqdn, cfg.edge.as_ref().map(|e| e.next_hop.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")).unwrap_or_default());
+        println!("  Federation   {:?}", topology.federation.mode);
+        tracing::info!(event = "server.ready", role = "edge", access = %access, inside = %inside, "Confab Edge is ready");
+        tokio::spawn(confab_core::server::run(
+            cfg,
+            stores,
+            listeners,
+            transport_cfg,
+            secret,
+            crate::up::shutdown_signal(),
+        ))
+        .await
+        .context("the Edge stopped unexpectedly")??;
+        Ok(())
+    })
+}
+
+/// `confab edge prepare`: the Edge's certificate (its inside name and address, the Access
+/// Edge's names and address), issued by the deployment's CA, with that CA's certificate (not
+/// its key) — what an Edge needs in its data dir.
+pub(crate) fn prepare(args: EdgePrepareArgs) -> anyhow::Result<()> {
+    let file = &crate::deployment::topology_path(&args.deployment)?;
+    let topology = crate::deployment::load(file)?;
+    let Some((edge, server)) = find(&topology, &args.fqdn) else {
+        let names: Vec<&str> = topology
+            .edges
+            .iter()
+            .flat_map(|e| &e.servers)
+            .map(|s| s.fqdn.as_str())
+            .collect();
+        return Err(UsageError(format!(
+            "{} is not an Edge server of {} (Edge servers: {})",
+            args.fqdn,
+            file.display(),
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        ))
+        .into());
+    };
+    let store = datadir::open_existing(&args.deployment.data)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    // the deployment's CA: the one the servers share in the database, else this data dir's
+    let ca_dir = args.out.join(".ca");
+    std::fs::create_dir_all(&ca_dir)?;
+    let data_dir = datadir::resolve(&args.deployment.data)?;
+    for f in ["ca.pem", "ca.key", "ca.subject"] {
+        if data_dir.join(f).exists() {
+            std::fs::copy(data_dir.join(f), ca_dir.join(f))?;
+        }
+    }
+    let domain = topology
+        .domains()
+        .next()
+        .unwrap_or("example.com")
+        .to_owned();
+    let result = (|| {
+        pki::Authority::open_or_create(&ca_dir, &format!("Confab private CA for {domain}"))?;
+        pki::adopt_shared_ca(store.as_ref(), &ca_dir)?;
+        let ca = pki::Authority::open_or_create(&ca_dir, "unused")?;
+        let mut names = confab_topology::names_pointing_at(&topology, &server.fqdn);
+        for n in [&server.fqdn, &edge.fqdn, &edge.access.fqdn] {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        let ips: Vec<IpAddr> = vec![server.address, edge.access.address];
+        ca.issue_to(
+            &args.out.join("server.pem"),
+            &args.out.join("server.key"),
+            &server.fqdn,
+            &names,
+            &ips,
+        )?;
+        std::fs::copy(ca_dir.join("ca.pem"), args.out.join("ca.pem"))?;
+        anyhow::Ok(names)
+    })();
+    let _ = std::fs::remove_dir_all(&ca_dir);
+    let names = result?;
+    println!(
+        "{}: server.pem, server.key and ca.pem written to {} (names: {}; addresses {} and {})",
+        server.fqdn,
+        args.out.display(),
+        names.join(", "),
+        server.address,
+        edge.access.address
+    );
+    println!(
+        "Copy the directory to the Edge and run: confab up --fqdn {} --topology {} --bind {} --data-dir DIR",
+        server.fqdn,
+        file.display(),
+        server.address
+    );
+    Ok(())
+}
+
+fn uri_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+fn random_u64() -> anyhow::Result<u64> {
+    let mut seed = [0u8; 8];
+    getrandom::getrandom(&mut seed).context("no randomness")?;
+    Ok(u64::from_le_bytes(seed))
+}
