@@ -64,6 +64,9 @@ pub struct EngineConfig {
     pub external_access: confab_topology::ExternalAccess,
     /// This server is an Edge: what it needs of its two sides (`None` on every other role).
     pub edge: Option<EdgeConfig>,
+    /// Where requests for other organisations' domains go: the inside listeners of the Edge
+    /// servers (TLS). Empty: federation is off, such requests are refused.
+    pub federation_edges: Vec<SocketAddr>,
 }
 
 /// An Edge server's two sides. The inside is its own address (`advertised_host`, the TLS
@@ -78,6 +81,8 @@ pub struct EdgeConfig {
     /// service's address and port).
     pub access_host: String,
     pub access_port: u16,
+    /// The Access Edge's port for partners (what it records toward them).
+    pub federation_port: u16,
     /// The next hop's servers (their TLS listeners): a Director or pool.
     pub next_hop: Vec<SocketAddr>,
     /// Which partner domains may talk to ours.
@@ -117,6 +122,7 @@ impl Default for EngineConfig {
             instance_seed: 0,
             external_access: confab_topology::ExternalAccess::default(),
             edge: None,
+            federation_edges: Vec::new(),
         }
     }
 }
@@ -154,6 +160,7 @@ impl EngineConfig {
     pub fn is_inside_server(&self, ip: IpAddr) -> bool {
         let text = ip.to_string();
         self.peers.contains(&text)
+            || self.federation_edges.iter().any(|a| a.ip() == ip)
             || self.homing.as_ref().is_some_and(|h| h.is_edge(&ip))
             || self
                 .edge
@@ -166,14 +173,34 @@ impl EngineConfig {
         self.edge.is_some() && !self.is_inside_server(peer.ip())
     }
 
-    /// The host and port to put in what is sent to `peer` over `transport`: at an Edge the
-    /// Access Edge's toward the outside, else our own (IPv6 toward IPv6 peers).
-    pub fn toward(&self, peer: &SocketAddr, transport: sip_transport::Transport) -> (&str, u16) {
+    /// The host and port to put in what is sent to `target`: at an Edge the Access Edge's
+    /// toward the outside (the remote users' port on a user's connection, else the partners'),
+    /// else our own (IPv6 toward IPv6 peers).
+    pub fn toward(&self, target: &sip_transport::Target) -> (&str, u16) {
         match &self.edge {
-            Some(e) if self.is_outside(peer) => (&e.access_host, e.access_port),
+            Some(e) if self.is_outside(&target.addr) => {
+                let port = if target.flow.is_some() {
+                    e.access_port
+                } else {
+                    e.federation_port
+                };
+                (&e.access_host, port)
+            }
             _ => (
-                self.host_toward(peer),
-                crate::routing::our_port(self, transport),
+                self.host_toward(&target.addr),
+                crate::routing::our_port(self, target.transport),
+            ),
+        }
+    }
+
+    /// The host and port that the sender of a request reached us at, to record toward it: at
+    /// an Edge the Access Edge's listener it came on, else as [`EngineConfig::toward`].
+    pub fn toward_source(&self, source: &sip_transport::Source) -> (&str, u16) {
+        match &self.edge {
+            Some(e) if self.is_outside(&source.remote) => (&e.access_host, source.local.port()),
+            _ => (
+                self.host_toward(&source.remote),
+                crate::routing::our_port(self, source.transport),
             ),
         }
     }

@@ -21,7 +21,8 @@ pub mod server;
 
 pub use config::{EdgeConfig, EngineConfig};
 pub use engine::{
-    Engine, Fetched, Handover, Now, Output, StoreJob, DRAIN_SETTING, SERVER_SETTING, UNLOCK_CHANGE,
+    Engine, Fetched, Handover, Lookup, Now, Output, PartnerEdge, PartnerError, PartnerResolver,
+    StoreJob, DRAIN_SETTING, SERVER_SETTING, UNLOCK_CHANGE,
 };
 pub use homing::{HomePool, Homing};
 pub use presence::{Availability, PresenceConfig};

@@ -95,7 +95,11 @@ pub(crate) fn is_our_address(cfg: &EngineConfig, uri: &SipUri<'_>) -> bool {
 fn our_ports(cfg: &EngineConfig) -> impl Iterator<Item = Option<u16>> + '_ {
     [cfg.udp_port, cfg.tcp_port, cfg.tls_port]
         .into_iter()
-        .chain(cfg.edge.as_ref().map(|e| Some(e.access_port)))
+        .chain(
+            cfg.edge
+                .iter()
+                .flat_map(|e| [Some(e.access_port), Some(e.federation_port)]),
+        )
 }
 
 /// Whether a Via was put in by this server.

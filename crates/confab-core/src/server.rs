@@ -14,7 +14,9 @@ use sip_transport::{Batch, Config as TransportConfig, Event, Listeners, Transpor
 use tokio::sync::{mpsc, watch};
 
 use crate::config::EngineConfig;
-use crate::engine::{Engine, EngineStats, Fetched, Handover, Now, StoreJob};
+use crate::engine::{
+    Engine, EngineStats, Fetched, Handover, Lookup, Now, PartnerError, PartnerResolver, StoreJob,
+};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,7 @@ pub async fn run(
     listeners: Listeners,
     transport_cfg: TransportConfig,
     secret: [u8; 32],
+    resolver: Option<Arc<dyn PartnerResolver>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let n = stores.len();
@@ -82,6 +85,7 @@ pub async fn run(
             peers: hand_txs.clone(),
             drain: drain_rx.clone(),
             in_flight: in_flight.clone(),
+            resolver: resolver.clone(),
         };
         tasks.push(tokio::spawn(shard.run(worker)));
     }
@@ -146,6 +150,8 @@ struct Shard {
     /// Requests waiting for their final response, per shard: shards stop together, once none
     /// is left anywhere (a response may reach any shard's socket).
     in_flight: Arc<[AtomicUsize]>,
+    /// Finds partners' Access Edges (an Edge's federation).
+    resolver: Option<Arc<dyn PartnerResolver>>,
 }
 
 impl Shard {
@@ -157,6 +163,7 @@ impl Shard {
         let mut udp_behind = 0u32;
         // reads on the request path go to a thread of their own when the database is remote
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let lookups_done = done_tx.clone();
         let jobs = worker.and_then(|store| store_worker(store, done_tx));
         self.engine.park_store_reads(jobs.is_some());
         let mut drain_until: Option<tokio::time::Instant> = None;
@@ -234,18 +241,33 @@ impl Shard {
                 Some(done) = done_rx.recv() => self.engine.job_done(now(), done),
                 () = sleep_until(deadline) => self.engine.handle_timeout(now()),
             }
-            self.flush(jobs.as_ref());
+            self.flush(jobs.as_ref(), &lookups_done);
         }
         self.engine
     }
 
     /// Carries out what the engine asked for: store jobs, transmissions, closes, hand-overs.
-    fn flush(&mut self, jobs: Option<&std::sync::mpsc::Sender<StoreJob>>) {
+    fn flush(
+        &mut self,
+        jobs: Option<&std::sync::mpsc::Sender<StoreJob>>,
+        lookups_done: &mpsc::UnboundedSender<Fetched>,
+    ) {
         while let Some(job) = self.engine.poll_job() {
             if let Some(jobs) = jobs {
                 // the worker lives as long as this loop; a send cannot fail before it ends
                 let _ = jobs.send(job);
             }
+        }
+        while let Some(lookup) = self.engine.poll_lookup() {
+            tokio::spawn(find_partner(
+                lookup,
+                self.resolver.clone(),
+                self.transports.clone(),
+                lookups_done.clone(),
+            ));
+        }
+        while let Some((addr, name)) = self.engine.poll_partner_name() {
+            self.transports.name_partner(addr, name);
         }
         while let Some(o) = self.engine.poll_transmit() {
             self.transports.send(o.target, o.bytes);
@@ -263,6 +285,38 @@ impl Shard {
             }
         }
     }
+}
+
+/// Runs a partner lookup off the engine: DNS finds the partner's Access Edge; for a proof,
+/// the connection's certificate must be valid for that name.
+async fn find_partner(
+    lookup: Lookup,
+    resolver: Option<Arc<dyn PartnerResolver>>,
+    transports: Transports,
+    done: mpsc::UnboundedSender<Fetched>,
+) {
+    let refused = |reason: String| PartnerError {
+        status: 403,
+        reason,
+    };
+    let found = match resolver {
+        None => Err(refused("this server does not resolve partners".to_owned())),
+        Some(r) => r.find(lookup.domain.clone(), lookup.edge.clone()).await,
+    };
+    let found = match (found, lookup.prove) {
+        (Ok(edge), Some(flow)) => match transports.peer_valid_for(flow, &edge.fqdn) {
+            Some(true) => Ok(edge),
+            Some(false) => Err(refused(format!(
+                "its certificate does not name {}, the Access Edge DNS gives for {}",
+                edge.fqdn, lookup.domain
+            ))),
+            None => Err(refused("it showed no certificate".to_owned())),
+        },
+        (Err(e), Some(_)) => Err(refused(e.reason)),
+        (found, None) => found,
+    };
+    // the shard stopped (the very end of a drain): nobody waits for the answer
+    let _ = done.send(lookup.done(found));
 }
 
 /// A thread that runs the engine's store reads (blocking on the database) and hands each

@@ -215,18 +215,32 @@ fn not_found(domain: &str, opts: &Options) -> String {
     )
 }
 
-struct Dns {
+/// A resolver asking one DNS server (or the system's), uncached: each walk sees DNS as it is.
+pub(crate) struct Dns {
     resolver: TokioResolver,
+    /// The server asked, for error messages (unspecified: the system's resolvers).
     server: SocketAddr,
 }
 
 impl Dns {
     fn new(opts: &Options) -> Self {
+        Self::at(Some(opts.dns), opts.timeout)
+    }
+
+    /// Asks `server`, or the resolvers of /etc/resolv.conf when `None`.
+    pub(crate) fn at(server: Option<SocketAddr>, timeout: Duration) -> Self {
         let mut config = ResolverConfig::new();
-        config.add_name_server(NameServerConfig::new(opts.dns, Protocol::Udp));
-        config.add_name_server(NameServerConfig::new(opts.dns, Protocol::Tcp));
+        let system = hickory_resolver::system_conf::read_system_conf().ok();
+        match (server, system) {
+            (Some(dns), _) => {
+                config.add_name_server(NameServerConfig::new(dns, Protocol::Udp));
+                config.add_name_server(NameServerConfig::new(dns, Protocol::Tcp));
+            }
+            (None, Some((system, _))) => config = system,
+            (None, None) => {}
+        }
         let mut options = ResolverOpts::default();
-        options.timeout = opts.timeout;
+        options.timeout = timeout;
         options.attempts = 1;
         options.cache_size = 0;
         options.edns0 = true;
@@ -236,7 +250,7 @@ impl Dns {
                 .build();
         Self {
             resolver,
-            server: opts.dns,
+            server: server.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 53))),
         }
     }
 
@@ -273,7 +287,7 @@ impl Dns {
     }
 
     /// A and AAAA addresses of `host`, or None when it has neither.
-    async fn addresses(
+    pub(crate) async fn addresses(
         &self,
         host: &str,
         report: &mut impl FnMut(&Step),
@@ -295,7 +309,7 @@ impl Dns {
     }
 
     /// SRV targets in the order RFC 2782 says to try them.
-    async fn srv(
+    pub(crate) async fn srv(
         &self,
         name: &str,
         report: &mut impl FnMut(&Step),

@@ -60,11 +60,18 @@ pub enum ClientKind {
 pub struct Dns {
     #[serde(default = "default_ttl", deserialize_with = "ttl")]
     pub ttl: u32,
+    /// Addresses of the DNS servers that publish the zones (`ns1`, `ns2`, ... in the zone
+    /// files, with their address records: BIND refuses a zone whose name server has none).
+    #[serde(default)]
+    pub name_servers: Vec<IpAddr>,
 }
 
 impl Default for Dns {
     fn default() -> Self {
-        Self { ttl: default_ttl() }
+        Self {
+            ttl: default_ttl(),
+            name_servers: Vec::new(),
+        }
     }
 }
 
@@ -309,6 +316,13 @@ pub struct Edge {
     pub certificate: Option<Vec<String>>,
     /// Access Edge: SIP for remote users and federation.
     pub access: Named,
+    /// The TLS port where the deployment's servers reach the Edge servers (their inside).
+    #[serde(default = "tls_port")]
+    pub internal_port: NonZeroU16,
+    /// The Access Edge's port for partners (`_sipfederationtls._tcp` points there), on the
+    /// access address beside `access.port`.
+    #[serde(default = "tls_port")]
+    pub federation_port: NonZeroU16,
     pub webconf: Option<Named>,
     pub av: Option<Named>,
     #[serde(default, rename = "server")]

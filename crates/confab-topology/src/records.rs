@@ -118,10 +118,13 @@ impl std::fmt::Display for Record {
 pub struct Zone {
     pub origin: String,
     pub records: Vec<Record>,
+    /// The addresses of its name servers (`[dns] name_servers`); none: `ns1` without one.
+    pub name_servers: Vec<IpAddr>,
 }
 
 impl Zone {
-    /// A BIND zone file: `$ORIGIN`, `$TTL`, SOA and NS (the built-in server as `ns1`), records.
+    /// A BIND zone file: `$ORIGIN`, `$TTL`, SOA and NS (`ns1`..., with the addresses of
+    /// `[dns] name_servers`), records.
     pub fn to_bind(&self, serial: u32) -> String {
         let ttl = self.records.iter().map(|r| r.ttl).min().unwrap_or(3600);
         let o = &self.origin;
@@ -134,6 +137,13 @@ impl Zone {
             "@\t{ttl}\tIN\tSOA\tns1.{o}. hostmaster.{o}. ({serial} 3600 600 86400 {ttl})"
         );
         let _ = writeln!(z, "@\t{ttl}\tIN\tNS\tns1.{o}.");
+        for (i, ip) in self.name_servers.iter().enumerate() {
+            if i > 0 {
+                let _ = writeln!(z, "@\t{ttl}\tIN\tNS\tns{}.{o}.", i + 1);
+            }
+            let kind = if ip.is_ipv4() { "A" } else { "AAAA" };
+            let _ = writeln!(z, "ns{}\t{ttl}\tIN\t{kind}\t{ip}", i + 1);
+        }
         for r in &self.records {
             let _ = writeln!(z, "{}", r.to_bind(o));
         }
@@ -361,7 +371,7 @@ impl Topology {
                             format!("_sipfederationtls._tcp.{name}"),
                             0,
                             0,
-                            5061,
+                            edge.federation_port.get(),
                             fed,
                             &owner,
                         );
@@ -436,6 +446,7 @@ impl Topology {
                 None => zones.push(Zone {
                     origin,
                     records: vec![record],
+                    name_servers: self.dns.name_servers.clone(),
                 }),
             }
         }

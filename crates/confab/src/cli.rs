@@ -370,6 +370,14 @@ pub(crate) struct UpArgs {
     /// the connections (1 to 64). [default: the number of cores]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub(crate) shards: Option<u16>,
+    /// An Edge resolves partners' Access Edges with this DNS server (ADDR:PORT)
+    /// [default: the system's resolvers].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) resolver: Option<SocketAddr>,
+    /// An Edge trusts the CA certificates in this PEM file for partners' certificates
+    /// (federation), besides none: without it no partner can connect or be reached.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) federation_trust: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

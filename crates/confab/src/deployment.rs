@@ -222,6 +222,9 @@ pub(crate) fn dns(cmd: DnsCommand) -> anyhow::Result<()> {
                 ViewArg::Internal => "internal",
                 ViewArg::External => "external",
             };
+            if t.dns.name_servers.is_empty() {
+                eprintln!("warning: the topology names no DNS servers ([dns] name_servers): each zone's NS ns1.<zone> has no address record, and BIND refuses to load such a zone; add the addresses of the servers that will publish it");
+            }
             for z in zones {
                 let text = z.to_bind(serial);
                 match &out {

@@ -70,11 +70,20 @@ pub(crate) fn run(args: UpArgs, topology: Topology, dir: &Path) -> anyhow::Resul
     }
     let pki = certificates(dir, &server.fqdn)?;
     let access = SocketAddr::new(edge.access.address, edge.access.port.get());
-    let inside = SocketAddr::new(server.address, args.sip_port.saturating_add(1));
+    let federation = SocketAddr::new(edge.access.address, edge.federation_port.get());
+    let inside = SocketAddr::new(server.address, edge.internal_port.get());
+    // partners' certificates chain to the CAs the admin trusts for federation (by default
+    // only the deployment's own)
+    let trust = args
+        .federation_trust
+        .clone()
+        .unwrap_or_else(|| pki.ca.clone());
+    let partner_roots = move || pki::roots_from(&trust);
     let edge_cfg = EdgeConfig {
-        access: vec![access],
+        access: vec![access, federation],
         access_host: uri_host(edge.access.address),
         access_port: edge.access.port.get(),
+        federation_port: edge.federation_port.get(),
         next_hop: hop
             .servers
             .iter()
@@ -142,17 +151,34 @@ pub(crate) fn run(args: UpArgs, topology: Topology, dir: &Path) -> anyhow::Resul
             })
         };
         let listeners = Listeners {
-            udp: Vec::new(),
-            tcp: Vec::new(),
-            tls: vec![bind(inside, "inside").await?, bind(access, "Access Edge").await?],
+            tls: vec![bind(inside, "inside").await?],
             tls_server: Some(pki::server_config(&pki)?),
             tls_client: Some(pki::client_config(&pki)?),
+            tls_partner: if federation == access {
+                vec![bind(access, "Access Edge").await?]
+            } else {
+                vec![
+                    bind(access, "Access Edge").await?,
+                    bind(federation, "Access Edge's federation port").await?,
+                ]
+            },
+            partner_server: Some(pki::partner_server_config(&pki, partner_roots()?)?),
+            partner_client: Some(pki::partner_client_config(&pki, partner_roots()?)?),
+            ..Listeners::default()
         };
+        let resolver = DnsPartners(confab_dns::federation::Finder::new(
+            args.resolver,
+            Duration::from_secs(3),
+        ));
         println!("Confab Edge {} is running", server.fqdn);
-        println!("  Access Edge  {access} (TLS) as {}, for remote users and partners", edge.access.fqdn);
+        println!("  Access Edge  {access} (TLS) as {}, for remote users; {federation} for partners", edge.access.fqdn);
         println!("  Inside       {inside} (mutual TLS with the deployment's CA)");
         println!("  Next hop     {} ({})", hop.fqdn, cfg.edge.as_ref().map(|e| e.next_hop.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")).unwrap_or_default());
-        println!("  Federation   {:?}", topology.federation.mode);
+        println!(
+            "  Federation   {:?}, partners found with {}",
+            topology.federation.mode,
+            args.resolver.map_or("the system's resolvers".to_owned(), |r| format!("DNS at {r}"))
+        );
         tracing::info!(event = "server.ready", role = "edge", access = %access, inside = %inside, "Confab Edge is ready");
         tokio::spawn(confab_core::server::run(
             cfg,
@@ -160,6 +186,7 @@ pub(crate) fn run(args: UpArgs, topology: Topology, dir: &Path) -> anyhow::Resul
             listeners,
             transport_cfg,
             secret,
+            Some(std::sync::Arc::new(resolver)),
             crate::up::shutdown_signal(),
         ))
         .await
@@ -248,6 +275,44 @@ pub(crate) fn prepare(args: EdgePrepareArgs) -> anyhow::Result<()> {
         server.address
     );
     Ok(())
+}
+
+/// Partners' Access Edges found with DNS (`confab_dns::federation`).
+struct DnsPartners(confab_dns::federation::Finder);
+
+impl confab_core::PartnerResolver for DnsPartners {
+    fn find(
+        &self,
+        domain: String,
+        edge: Option<String>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<confab_core::PartnerEdge, confab_core::PartnerError>,
+                > + Send,
+        >,
+    > {
+        use confab_dns::federation::FindError;
+        let finder = self.0.clone();
+        Box::pin(async move {
+            let found = finder.find(&domain, edge.as_deref()).await.map_err(|e| {
+                let status = match e {
+                    FindError::Refused(_) => 403,
+                    FindError::NotFound(_) => 404,
+                    FindError::Unanswered(_) => 504,
+                };
+                confab_core::PartnerError {
+                    status,
+                    reason: e.to_string(),
+                }
+            })?;
+            tracing::info!(event = "edge.partner_found", partner = %domain, edge = %found.fqdn, addr = %found.addr, via = %found.via, "partner's Access Edge found");
+            Ok(confab_core::PartnerEdge {
+                fqdn: found.fqdn,
+                addr: found.addr,
+            })
+        })
+    }
 }
 
 fn uri_host(ip: IpAddr) -> String {

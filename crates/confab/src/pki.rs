@@ -263,6 +263,42 @@ fn sni_certificates(dir: &Path) -> anyhow::Result<Vec<Arc<CertifiedKey>>> {
 
 /// TLS 1.2 and 1.3 server configuration: the data dir's certificate by default, others by SNI.
 pub(crate) fn server_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    server_config_trusting(pki, ca_roots(pki)?)
+}
+
+/// The TLS server configuration of a listener that faces partner organisations: a client
+/// certificate, when presented, must chain to one of the partners' `roots`.
+pub(crate) fn partner_server_config(
+    pki: &Pki,
+    roots: rustls::RootCertStore,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    server_config_trusting(pki, roots)
+}
+
+/// Client configuration toward partners: their certificate must chain to `roots` (and be
+/// valid for the name DNS led to); Confab presents its own.
+pub(crate) fn partner_client_config(
+    pki: &Pki,
+    roots: rustls::RootCertStore,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    client_config_trusting(pki, roots)
+}
+
+/// The CA certificates in the PEM file `path` (partners' roots for federation).
+pub(crate) fn roots_from(path: &Path) -> anyhow::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("cannot read the certificates in {}", path.display()))?
+    {
+        roots.add(c.with_context(|| format!("{} holds a damaged certificate", path.display()))?)?;
+    }
+    Ok(roots)
+}
+
+fn server_config_trusting(
+    pki: &Pki,
+    roots: rustls::RootCertStore,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let resolver = BySni {
         default: certified_key(&pki.cert, &pki.key)?,
         others: sni_certificates(&pki.sni_dir)?,
@@ -272,13 +308,11 @@ pub(crate) fn server_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfi
     }
     // a client certificate is optional (users' clients have none); one that is presented must
     // chain to the deployment's CA: that is how another server of the deployment proves itself
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(ca_roots(pki)?),
-        provider(),
-    )
-    .allow_unauthenticated()
-    .build()
-    .context("cannot build the client certificate verifier")?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .allow_unauthenticated()
+            .build()
+            .context("cannot build the client certificate verifier")?;
     let cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
@@ -287,25 +321,26 @@ pub(crate) fn server_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfi
 }
 
 fn ca_roots(pki: &Pki) -> anyhow::Result<rustls::RootCertStore> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&pki.ca)
-        .with_context(|| format!("cannot read {}", pki.ca.display()))?
-    {
-        roots.add(c?)?;
-    }
-    Ok(roots)
+    roots_from(&pki.ca)
 }
 
 /// Client configuration for connections Confab opens: the other end must present a
 /// certificate of the deployment's CA valid for its address, and Confab presents its own
 /// server certificate (mutual TLS between the servers of a deployment).
 pub(crate) fn client_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    client_config_trusting(pki, ca_roots(pki)?)
+}
+
+fn client_config_trusting(
+    pki: &Pki,
+    roots: rustls::RootCertStore,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let own = certified_key(&pki.cert, &pki.key)?;
     let key = PrivateKeyDer::from_pem_file(&pki.key)
         .with_context(|| format!("cannot read the private key {}", pki.key.display()))?;
     let cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_root_certificates(ca_roots(pki)?)
+        .with_root_certificates(roots)
         .with_client_auth_cert(own.cert.clone(), key)
         .context("the server certificate cannot serve as a client certificate")?;
     Ok(Arc::new(cfg))

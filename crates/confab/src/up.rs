@@ -229,6 +229,7 @@ async fn serve(
         tls: Vec::new(),
         tls_server: Some(pki::server_config(pki)?),
         tls_client: Some(pki::client_config(pki)?),
+        ..Listeners::default()
     };
     let on = |t: &str| args.transports.iter().any(|x| x == t);
     for ip in std::iter::once(args.bind).chain(args.bind6) {
@@ -312,6 +313,19 @@ async fn serve(
             u64::from_le_bytes(seed)
         },
         external_access: site.topology.external_access,
+        federation_edges: if site.topology.federation.enabled() {
+            site.topology
+                .edges
+                .iter()
+                .flat_map(|e| {
+                    e.servers
+                        .iter()
+                        .map(|s| SocketAddr::new(s.address, e.internal_port.get()))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
         ..EngineConfig::default()
     };
     let transport_cfg =
@@ -397,6 +411,7 @@ async fn serve(
         listeners,
         transport_cfg,
         secret,
+        None,
         shutdown_signal(),
     ))
     .await

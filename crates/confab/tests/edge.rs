@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::baresip::{Account, Baresip};
 use common::deployment::Deployment;
-use common::{free_port, Server, Sipp, TempDir};
+use common::{Server, Sipp, TempDir};
 
 /// The deployment with alice and bob on pool A, its Director and first Front End running, and
 /// the Edge prepared and started.
@@ -84,6 +83,7 @@ impl WithEdge {
     fn account<'a>(&'a self, user: &'a str) -> Account<'a> {
         Account {
             user,
+            domain: "example.com",
             password: "pw",
             proxy: &self.access,
             transport: "tls",
@@ -92,34 +92,6 @@ impl WithEdge {
             watch: None,
         }
     }
-}
-
-/// What `openssl s_client` gets back for `request` sent over TLS to `addr` (trusting `ca`).
-fn over_tls(addr: &str, ca: &Path, request: &str) -> String {
-    let mut child = Command::new("openssl")
-        .args(["s_client", "-quiet", "-connect", addr, "-CAfile"])
-        .arg(ca)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl");
-    use std::io::Write;
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(request.as_bytes()).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    drop(stdin);
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn request(method: &str, uri: &str, from: &str, extra: &str) -> String {
-    format!(
-        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK-{}\r\nMax-Forwards: 70\r\nFrom: <sip:{from}>;tag=f1\r\nTo: <{uri}>\r\nCall-ID: edge-{}@test\r\nCSeq: 1 {method}\r\n{extra}Content-Length: 0\r\n\r\n",
-        free_port(),
-        free_port()
-    )
 }
 
 #[test]
@@ -178,10 +150,11 @@ fn the_internet_gets_only_what_the_edge_lets_through_with_the_reason() {
     let w = WithEdge::start();
     let ca = w.ca.clone();
     // relaying to a domain that is not ours
-    let got = over_tls(
+    let got = common::over_tls(
         &w.access,
         &ca,
-        &request(
+        None,
+        &common::sip_request(
             "MESSAGE",
             "sip:victim@elsewhere.test",
             "mallory@example.com",
@@ -195,10 +168,11 @@ fn the_internet_gets_only_what_the_edge_lets_through_with_the_reason() {
         "{got}"
     );
     // a partner's request while federation is off
-    let got = over_tls(
+    let got = common::over_tls(
         &w.access,
         &ca,
-        &request("MESSAGE", "sip:bob@example.com", "eve@fabrikam.test", ""),
+        None,
+        &common::sip_request("MESSAGE", "sip:bob@example.com", "eve@fabrikam.test", ""),
     );
     assert!(
         got.contains("403 Forbidden (federation is not enabled: fabrikam.test)"),
@@ -206,10 +180,11 @@ fn the_internet_gets_only_what_the_edge_lets_through_with_the_reason() {
     );
     // a forged mark from outside does not make the request an inside one: it reaches the
     // Director as remote and is challenged
-    let got = over_tls(
+    let got = common::over_tls(
         &w.access,
         &ca,
-        &request(
+        None,
+        &common::sip_request(
             "MESSAGE",
             "sip:bob@example.com",
             "alice@example.com",
@@ -228,10 +203,11 @@ fn the_internet_gets_only_what_the_edge_lets_through_with_the_reason() {
     );
     // the inside listener takes the deployment's servers only (a client certificate)
     let inside = format!("127.0.0.20:{}", w.d.port + 1);
-    let got = over_tls(
+    let got = common::over_tls(
         &inside,
         &ca,
-        &request("MESSAGE", "sip:bob@example.com", "alice@example.com", ""),
+        None,
+        &common::sip_request("MESSAGE", "sip:bob@example.com", "alice@example.com", ""),
     );
     assert!(
         got.contains(

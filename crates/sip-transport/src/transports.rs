@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rustls_pki_types::ServerName;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -14,7 +14,7 @@ use crate::flow_queue::FlowQueue;
 use crate::{is_sendable, stream, Config, Event, FlowId, Source, Stats, Target, Transport};
 
 /// Bound sockets handed to [`Transports::start`] (IO is injected: tests bind port 0).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Listeners {
     /// UDP sockets per shard (`udp[shard]`, one per address; see [`bind_udp`]), or none.
     pub udp: Vec<Vec<UdpSocket>>,
@@ -24,6 +24,14 @@ pub struct Listeners {
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
     /// Client side of TLS, for connections Confab opens.
     pub tls_client: Option<Arc<rustls::ClientConfig>>,
+    /// TLS listeners facing other organisations (an Edge's Access Edge): a client certificate
+    /// is checked by `partner_server` and kept for [`Transports::peer_valid_for`], never taken
+    /// for a deployment server's.
+    pub tls_partner: Vec<TcpListener>,
+    pub partner_server: Option<Arc<rustls::ServerConfig>>,
+    /// Client side toward partners (addresses given a name with [`Transports::name_partner`]):
+    /// their certificate must be valid for that name.
+    pub partner_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 struct FlowHandle {
@@ -46,9 +54,15 @@ pub(crate) struct Inner {
     next_flow: AtomicU64,
     open: AtomicUsize,
     tls_client: Option<TlsConnector>,
+    partner_client: Option<TlsConnector>,
+    /// Partners' addresses and the name their certificate must carry.
+    partner_names: Mutex<HashMap<SocketAddr, String>>,
+    /// The certificate of each partner connection (its end-entity certificate, DER).
+    partner_certs: Mutex<HashMap<FlowId, Vec<u8>>>,
     /// Listening addresses, to name the local end of connections we open (per family).
     local_tcp: Vec<SocketAddr>,
     local_tls: Vec<SocketAddr>,
+    local_partner: Vec<SocketAddr>,
 }
 
 /// Handle to the running transports for one shard (its UDP sockets); cheap to clone.
@@ -93,6 +107,11 @@ impl Transports {
             .iter()
             .map(TcpListener::local_addr)
             .collect::<std::io::Result<_>>()?;
+        let local_partner = listeners
+            .tls_partner
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<std::io::Result<_>>()?;
         let inner = Arc::new(Inner {
             config,
             events,
@@ -108,8 +127,12 @@ impl Transports {
             next_flow: AtomicU64::new(1),
             open: AtomicUsize::new(0),
             tls_client: listeners.tls_client.map(TlsConnector::from),
+            partner_client: listeners.partner_client.map(TlsConnector::from),
+            partner_names: Mutex::new(HashMap::new()),
+            partner_certs: Mutex::new(HashMap::new()),
             local_tcp,
             local_tls,
+            local_partner,
         });
         for l in listeners.tcp {
             tokio::spawn(accept_loop(inner.clone(), l, None));
@@ -122,7 +145,26 @@ impl Transports {
                 )
             })?);
             for l in listeners.tls {
-                tokio::spawn(accept_loop(inner.clone(), l, Some(acceptor.clone())));
+                tokio::spawn(accept_loop(
+                    inner.clone(),
+                    l,
+                    Some((acceptor.clone(), false)),
+                ));
+            }
+        }
+        if !listeners.tls_partner.is_empty() {
+            let acceptor = TlsAcceptor::from(listeners.partner_server.ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a partner-facing TLS listener needs its server configuration",
+                )
+            })?);
+            for l in listeners.tls_partner {
+                tokio::spawn(accept_loop(
+                    inner.clone(),
+                    l,
+                    Some((acceptor.clone(), true)),
+                ));
             }
         }
         Ok(Self { inner, shard: 0 })
@@ -197,7 +239,8 @@ impl Transports {
                             .unwrap_or_else(|e| e.into_inner())
                             .get(&(transport, target.addr))
                             .copied()
-                    });
+                    })
+                    .filter(|f| self.may_carry(*f, target.addr));
                 let unsent = match flow {
                     Some(f) => self.inner.send_on_flow(f, bytes).err(),
                     None => Some(bytes),
@@ -220,6 +263,45 @@ impl Transports {
     /// A user authenticated from `ip`: it is not limited under overload.
     pub fn trust(&self, ip: std::net::IpAddr) {
         self.inner.guard.trust(ip);
+    }
+
+    /// Connections to `addr` are to a partner whose certificate must be valid for `name`
+    /// (checked against the partners' roots, not the deployment's CA).
+    pub fn name_partner(&self, addr: SocketAddr, name: String) {
+        self.inner
+            .partner_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(addr, name);
+    }
+
+    /// Whether the certificate a partner connection presented (on a partner-facing listener,
+    /// or as the server of a partner connection we opened) is valid for `name`; `None` when
+    /// the connection is gone or showed no certificate.
+    pub fn peer_valid_for(&self, flow: FlowId, name: &str) -> Option<bool> {
+        let certs = self
+            .inner
+            .partner_certs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let der = CertificateDer::from(certs.get(&flow)?.as_slice());
+        let cert = webpki::EndEntityCert::try_from(&der).ok()?;
+        let name = ServerName::try_from(name).ok()?;
+        Some(cert.verify_is_valid_for_subject_name(&name).is_ok())
+    }
+
+    /// Whether an open connection to `addr` may carry what is sent there: to a partner, only
+    /// one whose certificate is valid for the name the partner must have now (DNS may have
+    /// led another domain to the same address).
+    fn may_carry(&self, flow: FlowId, addr: SocketAddr) -> bool {
+        let name = self
+            .inner
+            .partner_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&addr)
+            .cloned();
+        name.is_none_or(|n| self.peer_valid_for(flow, &n) == Some(true))
     }
 
     /// Whether the flow is still open.
@@ -369,6 +451,10 @@ impl Inner {
     }
 
     pub(crate) fn remove_flow(&self, flow: FlowId, transport: Transport, remote: SocketAddr) {
+        self.partner_certs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&flow);
         let handle = self
             .flows
             .lock()
@@ -392,7 +478,38 @@ impl Inner {
     }
 }
 
-async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+/// A TCP connection to `to` from `from`'s address (any port), or from wherever the kernel
+/// picks when that address cannot be bound.
+async fn connect_from(from: Option<SocketAddr>, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let bound = from.filter(|f| !f.ip().is_unspecified()).and_then(|f| {
+        let sock = if f.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .ok()?;
+        sock.bind(SocketAddr::new(f.ip(), 0)).ok()?;
+        Some(sock)
+    });
+    match bound {
+        Some(sock) => sock.connect(to).await,
+        None => TcpStream::connect(to).await,
+    }
+}
+
+/// Keeps the end-entity certificate a partner connection showed.
+fn keep_partner_cert(inner: &Inner, flow: FlowId, certs: Option<&[CertificateDer<'_>]>) {
+    if let Some(leaf) = certs.and_then(<[_]>::first) {
+        inner
+            .partner_certs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(flow, leaf.to_vec());
+    }
+}
+
+/// Accepts connections; with TLS, `partner` says the listener faces other organisations.
+async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<(TlsAcceptor, bool)>) {
     let transport = if tls.is_some() {
         Transport::Tls
     } else {
@@ -453,14 +570,23 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<TlsAc
             };
             match tls {
                 None => stream::run(inner, tcp, source(false), rx).await,
-                Some(acc) => {
+                Some((acc, partner)) => {
                     match tokio::time::timeout(inner.config.handshake_timeout, acc.accept(tcp))
                         .await
                     {
                         Ok(Ok(s)) => {
-                            // a client certificate was verified against our CA when presented
-                            let verified = s.get_ref().1.peer_certificates().is_some();
-                            stream::run(inner, s, source(verified), rx).await
+                            let certs = s.get_ref().1.peer_certificates();
+                            if partner {
+                                // verified against the partners' roots: a partner's, which
+                                // the engine matches against the domain it claims
+                                keep_partner_cert(&inner, flow, certs);
+                                stream::run(inner, s, source(false), rx).await
+                            } else {
+                                // a client certificate was verified against our CA when
+                                // presented: another server of the deployment
+                                let verified = certs.is_some();
+                                stream::run(inner, s, source(verified), rx).await
+                            }
                         }
                         _ => {
                             Stats::bump(&inner.stats.handshake_failures);
@@ -478,9 +604,31 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
     let fail = |inner: &Inner| {
         inner.connect_failed(target);
     };
+    let partner = (target.transport == Transport::Tls)
+        .then(|| {
+            inner
+                .partner_names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&target.addr)
+                .cloned()
+        })
+        .flatten();
+    // the listener's address on the side it goes to: the other end sees who we are (a
+    // machine of several addresses, or loopback, would otherwise pick its first)
+    let local = match target.transport {
+        Transport::Tls if partner.is_some() && !inner.local_partner.is_empty() => {
+            &inner.local_partner
+        }
+        Transport::Tls => &inner.local_tls,
+        _ => &inner.local_tcp,
+    }
+    .iter()
+    .find(|a| a.is_ipv4() == target.addr.is_ipv4())
+    .copied();
     let tcp = match tokio::time::timeout(
         inner.config.handshake_timeout,
-        TcpStream::connect(target.addr),
+        connect_from(local, target.addr),
     )
     .await
     {
@@ -488,15 +636,7 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
         _ => return fail(&inner),
     };
     let _ = tcp.set_nodelay(true);
-    let local = match target.transport {
-        Transport::Tls => &inner.local_tls,
-        _ => &inner.local_tcp,
-    }
-    .iter()
-    .find(|a| a.is_ipv4() == target.addr.is_ipv4())
-    .copied()
-    .or_else(|| tcp.local_addr().ok());
-    let Some(local) = local else {
+    let Some(local) = local.or_else(|| tcp.local_addr().ok()) else {
         return fail(&inner);
     };
     let (flow, rx) = inner.add_flow(target.transport, target.addr);
@@ -509,15 +649,35 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
         peer_verified,
     };
     if target.transport == Transport::Tls {
-        let Some(conn) = inner.tls_client.clone() else {
+        // a partner by the name DNS led to, with the partners' roots; else a server of the
+        // deployment by its address, with the deployment's CA
+        let (conn, name) = match &partner {
+            Some(name) => (
+                inner.partner_client.clone(),
+                ServerName::try_from(name.clone()).ok(),
+            ),
+            None => (
+                inner.tls_client.clone(),
+                Some(ServerName::IpAddress(target.addr.ip().into())),
+            ),
+        };
+        let (Some(conn), Some(name)) = (conn, name) else {
             inner.remove_flow(flow, target.transport, target.addr);
             return fail(&inner);
         };
-        let name = ServerName::IpAddress(target.addr.ip().into());
         match tokio::time::timeout(inner.config.handshake_timeout, conn.connect(name, tcp)).await {
             Ok(Ok(s)) => {
-                // we verified the server's certificate for its address
-                stream::run(inner, s, source(true), rx).await
+                if partner.is_some() {
+                    keep_partner_cert(&inner, flow, s.get_ref().1.peer_certificates());
+                }
+                // we verified the server's certificate for its address (a deployment server)
+                // or for the partner's name
+                stream::run(inner, s, source(partner.is_none()), rx).await
+            }
+            Ok(Err(e)) if partner.is_some() => {
+                tracing::warn!(event = "tls.partner_refused", addr = %target.addr, name = partner.as_deref().unwrap_or(""), error = %e, "the partner's Access Edge failed TLS: its certificate must be valid for the name DNS gave and chain to a CA in --federation-trust");
+                inner.remove_flow(flow, target.transport, target.addr);
+                fail(&inner)
             }
             _ => {
                 inner.remove_flow(flow, target.transport, target.addr);
@@ -551,10 +711,7 @@ mod tests {
         };
         let listeners = Listeners {
             udp: vec![vec![server]],
-            tcp: vec![],
-            tls: vec![],
-            tls_server: None,
-            tls_client: None,
+            ..Listeners::default()
         };
         let transports = Transports::start(listeners, config, vec![tx]).unwrap();
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -55,6 +55,11 @@ impl Engine {
             );
             return Flow::Stop;
         };
+        if matches!(&ctx.origin, Origin::Federated { domain, .. } if *domain == host) && !register {
+            // a partner's user: the Edge checked that the partner's connection proves the
+            // domain; the partner authenticated its user
+            return Flow::Continue;
+        }
         if !self.cfg.serves_domain(&host) {
             let reason = if register {
                 format!("Forbidden (domain {host} is not served here)")
@@ -153,6 +158,7 @@ impl Engine {
                     self.respond(now, ctx, 403, reason, &[]);
                     return Flow::Stop;
                 }
+                ctx.access = access;
                 ctx.home_pool = stored.and_then(|u| u.pool);
                 Flow::Continue
             }

@@ -4,6 +4,9 @@
 use sip_proto::header::NameAddr;
 use sip_proto::{Method, Uri};
 
+use sip_transport::{Target, Transport};
+
+use super::edge::Origin;
 use super::CoreEvent;
 use super::{Ctx, Engine, Now};
 use crate::pipeline::Flow;
@@ -29,11 +32,9 @@ impl Engine {
                 );
                 return Flow::Stop;
             }
-            let target = NameAddr::parse(next, "Route").ok().and_then(|na| {
-                na.uri
-                    .as_sip()
-                    .and_then(|u| uri_target(u, ctx.source.transport))
-            });
+            let target = NameAddr::parse(next, "Route")
+                .ok()
+                .and_then(|na| na.uri.as_sip().and_then(|u| uri_target(u, Transport::Udp)));
             match target {
                 Some(t) => self.forward_single(now, ctx, t),
                 None => self.respond(
@@ -68,9 +69,7 @@ impl Engine {
                 self.app_request(now, ctx, app, Some(no));
                 return Flow::Stop;
             }
-            match uri_target(&uri, ctx.source.transport)
-                .filter(|_| !is_our_address(&self.cfg, &uri))
-            {
+            match uri_target(&uri, Transport::Udp).filter(|_| !is_our_address(&self.cfg, &uri)) {
                 Some(t) => self.forward_single(now, ctx, t),
                 None if method == Method::Ack => {}
                 None => self.respond(
@@ -86,7 +85,7 @@ impl Engine {
         if !ours && self.is_peer_forwarded(ctx) {
             // another server of the deployment routed this through us (a Path we added): on
             // to the device
-            match uri_target(&uri, ctx.source.transport) {
+            match uri_target(&uri, Transport::Udp) {
                 Some(t) => self.forward_single(now, ctx, t),
                 None => self.respond(
                     now,
@@ -99,11 +98,7 @@ impl Engine {
             return Flow::Stop;
         }
         if !ours {
-            let reason = format!(
-                "Forbidden (federation is not enabled: domain {} is not served here)",
-                uri.host
-            );
-            self.respond(now, ctx, 403, &reason, &[]);
+            self.forward_to_federation(now, ctx, uri.host);
             return Flow::Stop;
         }
         if method == Method::Register {
@@ -145,6 +140,14 @@ impl Engine {
         };
         let aor = format!("{}@{domain}", sip_proto::unescape(user));
         match self.lookup_user(now, ctx, &aor) {
+            Some(Some(u))
+                if ctx.origin.is_external() && !self.federation_allowed(&ctx.origin, u.access) =>
+            {
+                let reason =
+                    "Forbidden (the user does not take federated communications by policy)";
+                self.respond(now, ctx, 403, reason, &[]);
+                return Flow::Stop;
+            }
             Some(Some(_)) => {}
             Some(None) => {
                 self.respond(now, ctx, 404, "Not Found (no such user)", &[]);
@@ -165,5 +168,48 @@ impl Engine {
         };
         self.respond(now, ctx, 480, reason, &[]);
         Flow::Stop
+    }
+
+    /// A request for another organisation's domain: to an Edge when federation is on and
+    /// the user may use it.
+    fn forward_to_federation(&mut self, now: Now, ctx: &mut Ctx, domain: &str) {
+        let edges = &self.cfg.federation_edges;
+        if edges.is_empty() || matches!(ctx.origin, Origin::Federated { .. }) {
+            let reason = format!(
+                "Forbidden (federation is not enabled: domain {domain} is not served here)"
+            );
+            self.respond(now, ctx, 403, &reason, &[]);
+            return;
+        }
+        if !ctx
+            .access
+            .federation
+            .unwrap_or(self.cfg.external_access.federation)
+        {
+            let reason = "Forbidden (federation is not allowed for this user by policy)";
+            self.respond(now, ctx, 403, reason, &[]);
+            return;
+        }
+        let hash = ctx
+            .msg
+            .call_id()
+            .unwrap_or("")
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+        let target = Target {
+            transport: Transport::Tls,
+            addr: edges[hash % edges.len()],
+            flow: None,
+        };
+        self.forward_single(now, ctx, target);
+    }
+
+    /// Whether a request from a partner may reach a user with `access` (remote users of ours
+    /// are not federated).
+    fn federation_allowed(&self, origin: &Origin, access: confab_store::Access) -> bool {
+        !matches!(origin, Origin::Federated { .. })
+            || access
+                .federation
+                .unwrap_or(self.cfg.external_access.federation)
     }
 }

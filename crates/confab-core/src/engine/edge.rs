@@ -18,6 +18,7 @@ use sip_proto::header::NameAddr;
 use sip_proto::{HeaderName, Method, Uri};
 use sip_transport::{FlowId, Target, Transport};
 
+use super::federation::{partner_target, Partner};
 use super::{Ctx, Engine, Now};
 use crate::pipeline::Flow;
 use crate::routing::uri_target;
@@ -182,12 +183,21 @@ impl Engine {
             let why = format!("relaying denied: {domain} is not a domain of this organisation");
             return self.refuse(now, ctx, &why);
         }
-        if let Origin::Federated { domain: from, .. } = &ctx.origin {
-            let Some(edge) = &self.cfg.edge else { return };
-            if let confab_topology::Decision::Refused(why) = edge.federation.decide(from) {
-                let why = format!("{why}: {from}");
-                tracing::info!(event = "edge.federation_refused", partner = %from, remote = %ctx.source.remote, reason = %why, "federated request refused");
-                return self.refuse(now, ctx, &why);
+        if let Origin::Federated { domain: from, .. } = ctx.origin.clone() {
+            if ctx.msg.method() == Method::Register {
+                return self.refuse(now, ctx, "a partner's users cannot sign in here");
+            }
+            let hint = match self.federation_decision(&from) {
+                Ok(hint) => hint,
+                Err(why) => return self.refuse_partner(now, ctx, &from, &why),
+            };
+            match self.partner_proof(ctx, &from, hint.as_deref()) {
+                Partner::Ready(_) => {}
+                Partner::Waiting => return,
+                Partner::Refused(e) => {
+                    let why = format!("the connection does not prove {from}: {}", e.reason);
+                    return self.refuse_partner(now, ctx, &from, &why);
+                }
             }
         }
         let Some(target) = self.next_hop(ctx) else {
@@ -224,12 +234,64 @@ impl Engine {
         match target {
             Some(t) => self.forward_single(now, ctx, t),
             None if ack => {}
-            None => self.refuse(
+            None => self.forward_to_partner(now, ctx),
+        }
+    }
+
+    /// A request of ours to another organisation: to its Access Edge, found by DNS.
+    fn forward_to_partner(&mut self, now: Now, ctx: &mut Ctx) {
+        let domain = match Uri::parse(ctx.msg.uri_str()) {
+            Ok(Uri::Sip(u)) => u.host.to_ascii_lowercase(),
+            _ => {
+                self.respond(now, ctx, 416, "Unsupported URI Scheme", &[]);
+                return;
+            }
+        };
+        if self.cfg.serves_domain(&domain) {
+            return self.refuse(
                 now,
                 ctx,
-                "federation is not enabled: the Edge relays only to remote users",
-            ),
+                "the Edge relays our own domains only to remote users",
+            );
         }
+        let hint = match self.federation_decision(&domain) {
+            Ok(hint) => hint,
+            Err(why) => return self.refuse_partner(now, ctx, &domain, &why),
+        };
+        match self.partner_edge(ctx, &domain, hint.as_deref(), now.mono) {
+            Partner::Ready(found) => {
+                tracing::debug!(event = "edge.to_partner", partner = %domain, edge = %found.fqdn, addr = %found.addr);
+                self.forward_single(now, ctx, partner_target(&found));
+            }
+            Partner::Waiting => {}
+            Partner::Refused(e) => {
+                tracing::warn!(event = "edge.partner_not_found", partner = %domain, reason = %e.reason, "cannot reach the partner's Access Edge");
+                let phrase = match e.status {
+                    403 => "Forbidden",
+                    404 => "Not Found",
+                    _ => "Server Time-out",
+                };
+                let reason = format!("{phrase} (cannot reach {domain}: {})", e.reason);
+                self.respond(now, ctx, e.status, &reason, &[]);
+            }
+        }
+    }
+
+    /// What the federation policy says of `domain`: its Access Edge when the topology names
+    /// one, or why it is refused.
+    fn federation_decision(&self, domain: &str) -> Result<Option<String>, String> {
+        let Some(edge) = &self.cfg.edge else {
+            return Err("federation is not enabled".into());
+        };
+        match edge.federation.decide(domain) {
+            confab_topology::Decision::Allowed { edge, .. } => Ok(edge.map(str::to_owned)),
+            confab_topology::Decision::Refused(why) => Err(format!("{why}: {domain}")),
+        }
+    }
+
+    fn refuse_partner(&mut self, now: Now, ctx: &Ctx, partner: &str, why: &str) {
+        tracing::info!(event = "edge.federation_refused", %partner, remote = %ctx.source.remote, reason = %why, "federated request refused");
+        self.refuse(now, ctx, why);
     }
 
     /// 403 with `why` in the reason phrase, counted and logged.

@@ -20,6 +20,7 @@ mod checks;
 mod dispatch;
 mod edge;
 mod events;
+mod federation;
 mod housekeeping;
 mod park;
 mod presence_sip;
@@ -36,6 +37,7 @@ mod targets;
 mod txn;
 
 use events::CoreEvent;
+pub use federation::{Lookup, PartnerEdge, PartnerError, PartnerResolver};
 pub use housekeeping::UNLOCK_CHANGE;
 pub use park::{Fetched, StoreJob};
 pub use registrar::{DRAIN_SETTING, SERVER_SETTING};
@@ -123,6 +125,8 @@ struct Ctx {
     routes: Vec<String>,
     /// The home pool of the user the request authenticated as (see `homing`).
     home_pool: Option<String>,
+    /// That user's external access policy.
+    access: confab_store::Access,
     /// Inside, or through an Edge from a remote user or a partner (the `Origin` processor).
     origin: edge::Origin,
     /// At an Edge: the remote user's connection a Route of ours named (Path, Record-Route).
@@ -183,6 +187,12 @@ pub struct Engine {
     /// Reads for the driver to run, and the requests parked on them, by job token.
     jobs: VecDeque<StoreJob>,
     parked: HashMap<u64, park::Parked>,
+    /// Partner lookups for the driver, names partners' certificates must carry, partners'
+    /// Access Edges found, and what each partner connection proved (`federation.rs`).
+    lookups: VecDeque<Lookup>,
+    partner_names: Vec<(std::net::SocketAddr, String)>,
+    partners: HashMap<String, (Instant, PartnerEdge)>,
+    proven: HashMap<FlowId, Vec<(String, PartnerEdge)>>,
     /// Published, not yet delivered (see `events`), and whether published here (else handed
     /// over by another shard).
     core_events: VecDeque<(CoreEvent, bool)>,
@@ -271,7 +281,10 @@ impl Engine {
                 source,
                 reason,
             } => self.malformed(&bytes, source, &reason),
-            Event::FlowClosed { flow, .. } => self.emit(CoreEvent::ConnectionClosed(flow)),
+            Event::FlowClosed { flow, .. } => {
+                self.forget_proofs(flow);
+                self.emit(CoreEvent::ConnectionClosed(flow));
+            }
             Event::ConnectFailed { target } => {
                 let keys: Vec<String> = self
                     .client_tx
@@ -378,6 +391,7 @@ impl Engine {
                 key: None,
                 routes: Vec::new(),
                 home_pool: None,
+                access: confab_store::Access::default(),
                 origin: edge::Origin::Inside,
                 edge_flow: None,
                 in_dialog,

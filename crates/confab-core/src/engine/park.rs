@@ -59,6 +59,11 @@ pub(super) enum Answer {
     Changes(Result<(i64, Vec<String>), StoreError>),
     Registered(Change, Result<(), StoreError>),
     Removed(Result<(), StoreError>),
+    /// A partner's Access Edge for the domain (and the proof asked for held), or why not.
+    Partner(
+        String,
+        Result<super::federation::PartnerEdge, super::federation::PartnerError>,
+    ),
 }
 
 /// The pool's servers and drains (see `registrar`).

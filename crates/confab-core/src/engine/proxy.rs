@@ -123,7 +123,7 @@ impl Engine {
         target: Target,
         record_route: bool,
     ) -> Message {
-        let (host, port) = self.cfg.toward(&target.addr, target.transport);
+        let (host, port) = self.cfg.toward(&target);
         let mut w = self.request_from_us(ctx.msg.method_str(), uri, target, branch);
         // at an Edge, what faces the outside names the remote user's connection
         let flow_toward = |addr: std::net::SocketAddr, flow: Option<FlowId>| {
@@ -145,7 +145,7 @@ impl Engine {
             };
             let flow = flow_toward(target.addr, target.flow);
             w.header("Record-Route", rr(host, port, target.transport, flow));
-            let (back, back_port) = self.cfg.toward(&ctx.source.remote, ctx.source.transport);
+            let (back, back_port) = self.cfg.toward_source(&ctx.source);
             if ctx.source.transport != target.transport || back != host || back_port != port {
                 // RFC 5658 double record-routing: each side sees our address on its transport
                 // and address family (and at an Edge, on its side)
@@ -226,7 +226,7 @@ impl Engine {
 
     /// Our Via toward `target`: its transport, our address and port for it, `branch`.
     pub(super) fn our_via(&self, target: Target, branch: &str) -> String {
-        let (host, port) = self.cfg.toward(&target.addr, target.transport);
+        let (host, port) = self.cfg.toward(&target);
         format_via(target.transport.via_name(), host, port, branch)
     }
 

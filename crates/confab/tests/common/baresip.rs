@@ -11,6 +11,7 @@ use super::{free_sip_port, require, Server, TempDir};
 #[derive(Clone, Copy)]
 pub(crate) struct Account<'a> {
     pub(crate) user: &'a str,
+    pub(crate) domain: &'a str,
     pub(crate) password: &'a str,
     /// The outbound proxy, `host:port`.
     pub(crate) proxy: &'a str,
@@ -66,6 +67,7 @@ impl Baresip {
         };
         Self::run(&Account {
             user,
+            domain: "example.com",
             password: &server.password(user),
             proxy: &format!("127.0.0.1:{port}"),
             transport,
@@ -79,6 +81,7 @@ impl Baresip {
     pub(crate) fn spawn(account: &Account<'_>) -> Self {
         let Account {
             user,
+            domain,
             password,
             proxy,
             transport,
@@ -106,14 +109,14 @@ impl Baresip {
             config.push_str("module_app contact.so\nmodule_app presence.so\n");
             std::fs::write(
                 dir.0.join("contacts"),
-                format!("\"{contact}\" <sip:{contact}@example.com>;presence=p2p\n"),
+                format!("\"{contact}\" <sip:{contact}@{domain}>;presence=p2p\n"),
             )
             .unwrap();
             params.push_str(";pubint=60");
         }
         std::fs::write(dir.0.join("config"), config).unwrap();
         let account = format!(
-            "<sip:{user}@example.com;transport={transport}>;auth_pass={password};outbound=\"sip:{proxy};transport={transport}\";regint=600{params}\n"
+            "<sip:{user}@{domain};transport={transport}>;auth_pass={password};outbound=\"sip:{proxy};transport={transport}\";regint=600{params}\n"
         );
         std::fs::write(dir.0.join("accounts"), account).unwrap();
         let log = std::fs::File::create(dir.0.join("baresip.log")).unwrap();
@@ -133,8 +136,9 @@ impl Baresip {
     pub(crate) fn run(account: &Account<'_>) -> Self {
         let b = Self::spawn(account);
         let want = format!(
-            "{}@example.com: {{0/{}/v4}} 200 OK (Confab",
+            "{}@{}: {{0/{}/v4}} 200 OK (Confab",
             account.user,
+            account.domain,
             account.transport.to_ascii_uppercase()
         );
         b.wait_for(

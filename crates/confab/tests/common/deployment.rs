@@ -69,6 +69,8 @@ fqdn = "edgepool.example.com"
 site = "hq"
 next_hop = "dir.example.com"
 access = {{ fqdn = "access.example.com", address = "127.0.0.21", port = {access_port} }}
+internal_port = {tls}
+federation_port = {access_port}
 [[edge.server]]
 fqdn = "edge01.example.com"
 address = "127.0.0.20"

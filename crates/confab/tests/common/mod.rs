@@ -370,6 +370,7 @@ pub(crate) struct Sipp {
     pub(crate) dir: TempDir,
     args: Vec<String>,
     domain: String,
+    caller_domain: String,
 }
 
 impl Sipp {
@@ -410,6 +411,7 @@ impl Sipp {
             dir,
             args,
             domain: "example.com".into(),
+            caller_domain: "example.com".into(),
         }
     }
 
@@ -429,6 +431,12 @@ impl Sipp {
         self
     }
 
+    /// The domain of the scenario's caller, `[caller_domain]` (default example.com).
+    pub(crate) fn caller_domain(mut self, d: &str) -> Self {
+        self.caller_domain = d.into();
+        self
+    }
+
     /// Sends from `ip` (a loopback address other than 127.0.0.1) instead.
     pub(crate) fn source_ip(mut self, ip: &str) -> Self {
         let i = self.args.iter().position(|a| a == "-i").expect("-i set") + 1;
@@ -445,6 +453,7 @@ impl Sipp {
         let mut c = Command::new("sipp");
         c.args(&self.args)
             .args(["-key", "domain", &self.domain])
+            .args(["-key", "caller_domain", &self.caller_domain])
             .current_dir(&self.dir.0)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -925,4 +934,43 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// What `openssl s_client` gets back within 1.5 s for `request` sent over TLS to `addr`
+/// (trusting `ca`; presenting `cert` = (certificate, key) when given).
+pub(crate) fn over_tls(
+    addr: &str,
+    ca: &Path,
+    cert: Option<(&Path, &Path)>,
+    request: &str,
+) -> String {
+    use std::io::Write;
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-quiet", "-connect", addr, "-CAfile"])
+        .arg(ca);
+    if let Some((pem, key)) = cert {
+        cmd.arg("-cert").arg(pem).arg("-key").arg(key);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(request.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(stdin);
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A request as a hand-made client writes it over TLS: `extra` is more header lines.
+pub(crate) fn sip_request(method: &str, uri: &str, from: &str, extra: &str) -> String {
+    format!(
+        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK-{}\r\nMax-Forwards: 70\r\nFrom: <sip:{from}>;tag=f1\r\nTo: <{uri}>\r\nCall-ID: hand-{}@test\r\nCSeq: 1 {method}\r\n{extra}Content-Length: 0\r\n\r\n",
+        free_port(),
+        free_port()
+    )
 }
