@@ -8,7 +8,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use common::baresip::Baresip;
+use common::baresip::{command, Baresip};
 use common::{free_port, Server, Sipp};
 
 fn baresip_receives_a_message_over(transport: &str) {
@@ -44,12 +44,6 @@ fn baresip_signs_in_over_tls_trusting_the_demo_ca_and_receives_a_message() {
 }
 
 /// Sends a command to a baresip UDP console.
-fn command(cons_port: u16, cmd: &str) {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.send_to(format!("/{cmd}\n").as_bytes(), ("127.0.0.1", cons_port))
-        .unwrap();
-}
-
 #[test]
 fn two_baresips_see_each_others_presence_change() {
     let server = Server::start();

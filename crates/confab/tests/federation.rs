@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::baresip::{Account, Baresip};
+use common::baresip::{command, Account, Baresip};
 use common::{free_port, require, Server, Sipp, TempDir};
 
 /// One organisation: its topology, Front End and Edge.
@@ -46,8 +46,9 @@ impl Org {
         self.fe.dir.0.join("ca.pem")
     }
 
-    /// `user` signed in at the Front End with baresip, answering calls at once.
-    fn user(&self, user: &str) -> Baresip {
+    /// `user` signed in at the Front End with baresip, answering calls at once, publishing
+    /// its presence and watching `watch`'s; commands go to its console at `cons_port`.
+    fn user(&self, user: &str, watch: &str, cons_port: u16) -> Baresip {
         Baresip::run(&Account {
             user,
             domain: self.domain,
@@ -55,8 +56,8 @@ impl Org {
             proxy: &self.fe.addr(),
             transport: "udp",
             ca: &self.ca(),
-            cons_port: Some(free_port()),
-            watch: None,
+            cons_port: Some(cons_port),
+            watch: Some(watch),
         })
     }
 
@@ -329,8 +330,46 @@ fn message(org: &Org, from: &str, to: &str) -> (String, String) {
 #[test]
 fn two_organisations_exchange_messages_and_a_call_and_the_wrong_partners_are_refused() {
     let f = federation();
-    let bob = f.fabrikam.user("bob");
-    let alice = f.contoso.user("alice");
+    // bob lets alice (outside his organisation) see his presence; alice has no such list
+    let out = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["contacts", "add", "bob@fabrikam.test", "alice@example.com"])
+        .arg("--data-dir")
+        .arg(&f.fabrikam.fe.dir.0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (bob_cons, alice_cons) = (free_port(), free_port());
+    let bob = f.fabrikam.user("bob", "alice@example.com", bob_cons);
+    let alice = f.contoso.user("alice", "bob@fabrikam.test", alice_cons);
+    // each subscribes to the other across the federation; bob goes offline, alice sees it
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(f
+        .fabrikam
+        .fe
+        .log_text()
+        .contains("watcher=alice@example.com resource=User(\"bob@fabrikam.test\")")
+        && f.contoso
+            .fe
+            .log_text()
+            .contains("watcher=bob@fabrikam.test resource=User(\"alice@example.com\")"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no subscription across:\n{}",
+            f.fabrikam.fe.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    command(bob_cons, "presence_offline");
+    alice.wait_for(
+        "<sip:bob@fabrikam.test> changed status from Online to Offline",
+        "alice sees bob go offline across the federation",
+    );
+    command(bob_cons, "presence_online");
+    alice.wait_for(
+        "<sip:bob@fabrikam.test> changed status from Offline to Online",
+        "alice sees bob back",
+    );
 
     // example.com -> fabrikam.test, found by SRV, proved by certificates both ways
     let (status, trace) = message(&f.contoso, "alice", "bob@fabrikam.test");
@@ -378,6 +417,36 @@ fn two_organisations_exchange_messages_and_a_call_and_the_wrong_partners_are_ref
         let (status, trace) = message(org, from, to);
         assert_eq!(status, format!("SIP/2.0 {want}"), "{trace}");
     }
+    // each user's own federation policy, set while the servers run
+    let set = |org: &Org, user: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_confab"))
+            .args([
+                "user",
+                "set",
+                &format!("{user}@{}", org.domain),
+                "--federation",
+                "off",
+            ])
+            .arg("--data-dir")
+            .arg(&org.fe.dir.0)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    set(&f.fabrikam, "carol");
+    set(&f.contoso, "bob");
+    std::thread::sleep(Duration::from_secs(3)); // a housekeeping period: caches drop them
+    let (status, trace) = message(&f.contoso, "alice", "carol@fabrikam.test");
+    assert_eq!(
+        status, "SIP/2.0 403 Forbidden (the user does not take federated communications by policy)",
+        "{trace}"
+    );
+    let (status, trace) = message(&f.contoso, "bob", "bob@fabrikam.test");
+    assert_eq!(
+        status, "SIP/2.0 403 Forbidden (federation is not allowed for this user by policy)",
+        "{trace}"
+    );
+
     // at the Access Edge, a From the partner's connection does not prove
     let fab_edge = &f._fabrikam_edge.dir.0;
     let (pem, key) = (fab_edge.join("server.pem"), fab_edge.join("server.key"));

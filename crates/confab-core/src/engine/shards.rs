@@ -112,7 +112,10 @@ impl Engine {
         now: Now,
     ) -> Self {
         let mut presence = Presence::new(
-            cfg.presence.clone(),
+            crate::presence::PresenceConfig {
+                domains: cfg.domains.clone(),
+                ..cfg.presence.clone()
+            },
             u64::from_le_bytes(secret[8..16].try_into().unwrap_or_default()) ^ cfg.instance_seed,
         );
         if shard == OWNER {

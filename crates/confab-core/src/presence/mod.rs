@@ -44,6 +44,10 @@ pub struct PresenceConfig {
     /// New subscriptions per second one user may start, and the burst allowed above that.
     pub subscribe_rate: u32,
     pub subscribe_burst: u32,
+    /// The organisation's domains: a watcher of another domain (a federated partner's user)
+    /// is outside it, and sees a user's presence only from the user's contact list. Empty:
+    /// every watcher is inside.
+    pub domains: Vec<String>,
 }
 
 impl Default for PresenceConfig {
@@ -56,6 +60,7 @@ impl Default for PresenceConfig {
             max_subscriptions: 1000,
             subscribe_rate: 20,
             subscribe_burst: 200,
+            domains: Vec::new(),
         }
     }
 }
@@ -216,6 +221,14 @@ pub(crate) struct Presence {
     /// The soft-state kind this server's subscriptions are saved under (`sub`, or
     /// `sub@host:port` when servers share the database: each restores only its own).
     sub_kind: String,
+}
+
+/// Whether `watcher` (an address of record) is a user of the organisation's domains.
+fn inside(cfg: &PresenceConfig, watcher: &str) -> bool {
+    cfg.domains.is_empty()
+        || watcher
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| cfg.domains.iter().any(|o| o.eq_ignore_ascii_case(d)))
 }
 
 /// How presence changes are told apart from user, list and privacy changes in the change log.
@@ -759,15 +772,19 @@ impl Presence {
     }
 
     /// Whether `watcher` may see `aor`'s presence: not blocked, and on the list when the user
-    /// shows presence to contacts only. A user always sees itself.
+    /// shows presence to contacts only or the watcher is outside the organisation (a partner's
+    /// user). A user always sees itself.
     fn permits(&mut self, store: &dyn Store, aor: &str, watcher: &str) -> Permission {
         if aor == watcher {
             return Permission::Yes;
         }
+        let outside = !inside(&self.cfg, watcher);
         let p = self.policy(store, aor);
         if p.privacy.blocked.iter().any(|b| b == watcher) {
             Permission::Blocked
-        } else if p.privacy.visibility == Visibility::Contacts && !p.contacts.contains(watcher) {
+        } else if (p.privacy.visibility == Visibility::Contacts || outside)
+            && !p.contacts.contains(watcher)
+        {
             Permission::NotAContact
         } else {
             Permission::Yes

@@ -494,6 +494,75 @@ fn blocked_watchers_see_offline_and_policy_changes_reject_politely() {
 }
 
 #[test]
+fn a_partners_user_sees_presence_only_from_the_contact_list() {
+    let s = store();
+    let mut p = Presence::new(
+        PresenceConfig {
+            domains: vec!["example.com".into()],
+            ..PresenceConfig::default()
+        },
+        42,
+    );
+    let bob = "bob@example.com";
+    publish(
+        &mut p,
+        &s,
+        bob,
+        None,
+        &pidf_doc("<rpid:busy/>", "open", ""),
+        None,
+    )
+    .unwrap();
+    // visibility "everyone" is everyone in the organisation: a federated watcher sees Offline
+    for (n, watcher) in ["carol@example.com", "eve@fabrikam.test"]
+        .into_iter()
+        .enumerate()
+    {
+        p.subscribe(
+            &s,
+            T0,
+            watcher,
+            Resource::User(bob.into()),
+            dialog(n as u32 + 1),
+            None,
+        )
+        .unwrap();
+    }
+    let n = drain(&mut p);
+    let seen = |n: &[Notice], call: &str| {
+        shown(
+            &n.iter()
+                .find(|x| x.dialog.call_id == call)
+                .expect("a NOTIFY")
+                .body,
+        )
+    };
+    assert_eq!(
+        seen(&n, "call-1"),
+        Availability::Busy,
+        "a colleague sees it"
+    );
+    assert_eq!(
+        seen(&n, "call-2"),
+        Availability::Offline,
+        "a partner's user does not"
+    );
+    // on bob's list, the partner's user sees it
+    s.add_contact(bob, "eve@fabrikam.test", None).unwrap();
+    p.housekeeping(&s, T0 + 3);
+    p.subscribe(
+        &s,
+        T0 + 4,
+        "eve@fabrikam.test",
+        Resource::User(bob.into()),
+        dialog(3),
+        None,
+    )
+    .unwrap();
+    assert_eq!(seen(&drain(&mut p), "call-3"), Availability::Busy);
+}
+
+#[test]
 fn contact_list_subscription_follows_the_stored_list() {
     let s = store();
     let mut p = agent(&s);

@@ -20,7 +20,8 @@ pub(crate) struct Account<'a> {
     pub(crate) ca: &'a Path,
     /// A UDP console port for commands (and calls answered at once).
     pub(crate) cons_port: Option<u16>,
-    /// A contact whose presence it watches (and its own published).
+    /// A contact whose presence it watches (and its own published): a user of its domain, or
+    /// user@domain.
     pub(crate) watch: Option<&'a str>,
 }
 
@@ -109,7 +110,11 @@ impl Baresip {
             config.push_str("module_app contact.so\nmodule_app presence.so\n");
             std::fs::write(
                 dir.0.join("contacts"),
-                format!("\"{contact}\" <sip:{contact}@{domain}>;presence=p2p\n"),
+                if contact.contains('@') {
+                    format!("\"{contact}\" <sip:{contact}>;presence=p2p\n")
+                } else {
+                    format!("\"{contact}\" <sip:{contact}@{domain}>;presence=p2p\n")
+                },
             )
             .unwrap();
             params.push_str(";pubint=60");
@@ -185,4 +190,11 @@ impl Drop for Baresip {
             eprintln!("---- baresip log ----\n{}", self.log());
         }
     }
+}
+
+/// Sends a command to the baresip whose UDP console is `cons_port`.
+pub(crate) fn command(cons_port: u16, cmd: &str) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(format!("/{cmd}\n").as_bytes(), ("127.0.0.1", cons_port))
+        .unwrap();
 }
