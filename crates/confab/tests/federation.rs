@@ -12,11 +12,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::baresip::{command, Account, Baresip};
-use common::{free_port, require, Server, Sipp, TempDir};
+use common::kamailio::KamailioOrg;
+use common::named::Named;
+use common::{free_port, Server, Sipp, TempDir};
 
 /// One organisation: its topology, Front End and Edge.
 struct Org {
@@ -176,72 +178,8 @@ fn edge(org: &mut Org, net: u8, dns: &str, trust: &Path) -> Server {
     )
 }
 
-/// BIND serving the zone files in `dir` on 127.0.0.1 (named listens only on addresses an
-/// interface has).
-struct Named {
-    child: Child,
-    addr: String,
-    _dir: TempDir,
-}
-
-impl Named {
-    fn start(dir: TempDir, zones: &[&str]) -> Self {
-        require("named");
-        let port = free_port();
-        let mut conf = format!(
-            "options {{\n  directory \"{}\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion no;\n  pid-file none;\n  dnssec-validation no;\n}};\n",
-            dir.0.display()
-        );
-        for z in zones {
-            conf.push_str(&format!(
-                "zone \"{z}\" {{ type primary; file \"{z}.external.zone\"; }};\n"
-            ));
-        }
-        let conf_file = dir.0.join("named.conf");
-        std::fs::write(&conf_file, conf).unwrap();
-        let log = std::fs::File::create(dir.0.join("named.log")).unwrap();
-        let child = Command::new("named")
-            .args(["-g", "-4", "-c"])
-            .arg(&conf_file)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start named");
-        let addr = format!("127.0.0.1:{port}");
-        let n = Self {
-            child,
-            addr,
-            _dir: dir,
-        };
-        // ready when it answers for the last zone
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = Command::new("dig")
-                .args(["@127.0.0.1", "-p", &port.to_string(), "+short", "SOA"])
-                .arg(zones[zones.len() - 1])
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&out.stdout).contains("hostmaster.") {
-                return n;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "named did not serve the zones:\n{}",
-                std::fs::read_to_string(n._dir.0.join("named.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A zone of its own for a domain whose records are wrong in the ways federation must catch.
+/// A zone of its own for a domain outside the two deployments (Kamailio's, and ones whose
+/// records are wrong in the ways federation must catch).
 fn hostile_zone(dir: &Path, zone: &str, records: &str) {
     std::fs::write(
         dir.join(format!("{zone}.external.zone")),
@@ -253,6 +191,7 @@ fn hostile_zone(dir: &Path, zone: &str, records: &str) {
 struct Federation {
     contoso: Org,
     fabrikam: Org,
+    kamailio: KamailioOrg,
     _contoso_edge: Server,
     _fabrikam_edge: Server,
     _named: Named,
@@ -289,22 +228,35 @@ fn federation() -> Federation {
             fabrikam.federation_port
         ),
     );
+    let kamailio = KamailioOrg::certificates();
+    hostile_zone(&zones.0, "kamailio.test", &kamailio.zone_records());
     let named = Named::start(
         zones,
         &[
             "example.com",
             "badzone.test",
             "impostor.test",
+            "kamailio.test",
             "fabrikam.test",
         ],
     );
     let (mut contoso, mut fabrikam) = (contoso, fabrikam);
-    let (contoso_ca, fabrikam_ca) = (contoso.ca(), fabrikam.ca());
-    let contoso_edge = edge(&mut contoso, 3, &named.addr, &fabrikam_ca);
-    let fabrikam_edge = edge(&mut fabrikam, 4, &named.addr, &contoso_ca);
+    // each trusts the other two organisations' CAs; which domains it federates with is its
+    // topology's [federation] (fabrikam.test: example.com only)
+    let trust = |org: &Org, others: [PathBuf; 2]| {
+        let file = org.topology.0.join("partners.pem");
+        let pems = others.map(|p| std::fs::read_to_string(p).unwrap());
+        std::fs::write(&file, pems.concat()).unwrap();
+        file
+    };
+    let contoso_trust = trust(&contoso, [fabrikam.ca(), kamailio.ca()]);
+    let fabrikam_trust = trust(&fabrikam, [contoso.ca(), kamailio.ca()]);
+    let contoso_edge = edge(&mut contoso, 3, &named.addr, &contoso_trust);
+    let fabrikam_edge = edge(&mut fabrikam, 4, &named.addr, &fabrikam_trust);
     Federation {
         contoso,
         fabrikam,
+        kamailio,
         _contoso_edge: contoso_edge,
         _fabrikam_edge: fabrikam_edge,
         _named: named,
@@ -478,5 +430,67 @@ fn two_organisations_exchange_messages_and_a_call_and_the_wrong_partners_are_ref
         f._contoso_edge.log_text().contains("tls.partner_refused"),
         "{}",
         f._contoso_edge.log_text()
+    );
+}
+
+#[test]
+fn kamailio_as_a_third_organisations_proxy_exchanges_messages_and_is_refused_where_not_allowed() {
+    let f = federation();
+    let edge =
+        |net: u8, org: &Org| format!("sip:127.0.0.{net}3:{};transport=tls", org.federation_port);
+    let kamailio = f.kamailio.start(
+        &[f.contoso.ca(), f.fabrikam.ca()],
+        &edge(3, &f.contoso),
+        &edge(4, &f.fabrikam),
+    );
+    let kam_addr = format!("127.0.0.63:{}", f.kamailio.udp_port);
+    let kam = |scenario: &str| Sipp::toward(&kam_addr, scenario).source_ip("127.0.0.61");
+    // carol of kamailio.test signs in at Kamailio and takes messages
+    let port = free_port();
+    let carol = kam("uas_message.xml")
+        .domain("kamailio.test")
+        .args(["-s", "carol", "-p", &port.to_string()])
+        .spawn();
+    common::wait_udp_bound_on("127.0.0.61", port);
+    let r = kam("register.xml")
+        .domain("kamailio.test")
+        .args(["-s", "carol", "-key", "contact_port", &port.to_string()])
+        .auth("carol", KamailioOrg::PASSWORD)
+        .run();
+    r.assert_success("carol registers at Kamailio");
+    let alice = f.contoso.user("alice", "bob@fabrikam.test", free_port());
+
+    // example.com -> kamailio.test, found by SRV, Kamailio's certificate checked for its name
+    let (status, trace) = message(&f.contoso, "alice", "carol@kamailio.test");
+    assert_eq!(status, "SIP/2.0 200 OK", "{trace}\n{}", kamailio.log());
+    carol.assert_success("carol got alice's message through Kamailio");
+    // kamailio.test -> example.com: Kamailio's client certificate proves kamailio.test
+    let r = kam("uac_message.xml")
+        .domain("example.com")
+        .caller_domain("kamailio.test")
+        .args(["-s", "alice", "-key", "caller", "carol"])
+        .auth("carol", KamailioOrg::PASSWORD)
+        .run();
+    r.assert_success("MESSAGE carol@kamailio.test -> alice@example.com");
+    assert!(
+        r.trace().contains("SIP/2.0 200 OK") && r.trace().contains("Server: baresip"),
+        "{}",
+        r.trace()
+    );
+    drop(alice);
+    // fabrikam.test federates with example.com only
+    let r = kam("uac_message.xml")
+        .domain("fabrikam.test")
+        .caller_domain("kamailio.test")
+        .args(["-s", "bob", "-key", "caller", "carol"])
+        .auth("carol", KamailioOrg::PASSWORD)
+        .run();
+    r.assert_success("MESSAGE carol@kamailio.test -> bob@fabrikam.test");
+    assert!(
+        r.trace().contains(
+            "SIP/2.0 403 Forbidden (partner domain is not on the allowed list: kamailio.test)"
+        ),
+        "{}",
+        r.trace()
     );
 }

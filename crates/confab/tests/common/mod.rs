@@ -5,6 +5,8 @@
 
 pub(crate) mod baresip;
 pub(crate) mod deployment;
+pub(crate) mod kamailio;
+pub(crate) mod named;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -59,6 +61,18 @@ pub(crate) fn wait_udp_bound(port: u16) {
         assert!(
             Instant::now() < deadline,
             "nothing bound UDP port {port} within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until something bound UDP `ip:port` (a SIPp told to listen there).
+pub(crate) fn wait_udp_bound_on(ip: &str, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UdpSocket::bind((ip, port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing bound UDP {ip}:{port} within 10 s"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -381,21 +395,25 @@ impl Sipp {
 
     /// SIPp with the scenario file `sf` against `server`, one call.
     pub(crate) fn with_file(server: &Server, sf: &Path) -> Self {
+        Self::at(&server.addr(), server.host.contains(':'), sf)
+    }
+
+    /// SIPp with `scenario` (a file in tests/sipp) against another program at `addr`.
+    pub(crate) fn toward(addr: &str, scenario: &str) -> Self {
+        Self::at(addr, false, &repo_root().join("tests/sipp").join(scenario))
+    }
+
+    fn at(addr: &str, ipv6: bool, sf: &Path) -> Self {
         require("sipp");
         let dir = TempDir::new("sipp");
         assert!(sf.exists(), "missing scenario {}", sf.display());
         let args = vec![
             "-sf".into(),
             sf.display().to_string(),
-            server.addr(),
+            addr.to_owned(),
             "-i".into(),
             // the loopback address of the server's family
-            if server.host.contains(':') {
-                "::1"
-            } else {
-                "127.0.0.1"
-            }
-            .into(),
+            if ipv6 { "::1" } else { "127.0.0.1" }.into(),
             "-p".into(),
             free_port().to_string(),
             "-m".into(),

@@ -1,0 +1,184 @@
+//! Kamailio (Debian's kamailio and kamailio-tls-modules) as a third organisation's federation
+//! proxy, kamailio.test, with a CA and certificate of its own made with openssl
+//! (`tests/kamailio/federation.cfg`).
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use super::{free_port, repo_root, require, TempDir};
+
+/// The third organisation, kamailio.test: Kamailio (Debian) as its federation proxy on
+/// 127.0.0.63, with a CA and certificate of its own made with openssl.
+pub(crate) struct KamailioOrg {
+    dir: TempDir,
+    pub(crate) udp_port: u16,
+    pub(crate) tls_port: u16,
+}
+
+impl KamailioOrg {
+    pub(crate) const PASSWORD: &'static str = "kam-secret";
+
+    /// Its CA and its Access Edge's certificate (sip.kamailio.test, server and client use).
+    pub(crate) fn certificates() -> Self {
+        require("openssl");
+        let dir = TempDir::new("kamailio");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir.0)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kamailio.test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "kam.key",
+            "-out",
+            "kam.csr",
+            "-subj",
+            "/CN=sip.kamailio.test",
+        ]);
+        std::fs::write(
+            dir.0.join("ext.cnf"),
+            "subjectAltName=DNS:sip.kamailio.test\nextendedKeyUsage=serverAuth,clientAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "kam.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "kam.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        Self {
+            dir,
+            udp_port: free_port(),
+            tls_port: free_port(),
+        }
+    }
+
+    pub(crate) fn ca(&self) -> PathBuf {
+        self.dir.0.join("ca.pem")
+    }
+
+    /// Its zone's records: `_sipfederationtls._tcp` to sip.kamailio.test, its TLS listener.
+    pub(crate) fn zone_records(&self) -> String {
+        format!(
+            "_sipfederationtls._tcp IN SRV 0 0 {} sip.kamailio.test.\nsip IN A 127.0.0.63\n",
+            self.tls_port
+        )
+    }
+
+    /// Starts Kamailio, trusting the CAs `partner_cas` and sending requests for example.com
+    /// and fabrikam.test to those Access Edges (`sip:ADDR:PORT;transport=tls`).
+    pub(crate) fn start(
+        &self,
+        partner_cas: &[PathBuf],
+        example_edge: &str,
+        fabrikam_edge: &str,
+    ) -> Kamailio {
+        require("kamailio");
+        let bundle = self.dir.0.join("partners.pem");
+        let pems: Vec<String> = partner_cas
+            .iter()
+            .map(|ca| std::fs::read_to_string(ca).unwrap())
+            .collect();
+        std::fs::write(&bundle, pems.concat()).unwrap();
+        let d = self.dir.0.display();
+        let profile = |side: &str| {
+            format!("[{side}:default]\nmethod = TLSv1.2+\nverify_certificate = yes\nrequire_certificate = no\ncertificate = {d}/kam.pem\nprivate_key = {d}/kam.key\nca_list = {d}/partners.pem\n\n")
+        };
+        std::fs::write(
+            self.dir.0.join("tls.cfg"),
+            profile("server") + &profile("client"),
+        )
+        .unwrap();
+        let log = std::fs::File::create(self.dir.0.join("kamailio.log")).unwrap();
+        let child = Command::new("kamailio")
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-f"])
+            .arg(repo_root().join("tests/kamailio/federation.cfg"))
+            .arg("-P")
+            .arg(self.dir.0.join("kamailio.pid"))
+            .args([
+                "-A",
+                &format!("LISTEN_UDP=udp:127.0.0.63:{}", self.udp_port),
+            ])
+            .args([
+                "-A",
+                &format!("LISTEN_TLS=tls:127.0.0.63:{}", self.tls_port),
+            ])
+            .args(["-A", &format!("EXAMPLE_EDGE=\"{example_edge}\"")])
+            .args(["-A", &format!("FABRIKAM_EDGE=\"{fabrikam_edge}\"")])
+            .args(["-A", &format!("TLS_CFG=\"{d}/tls.cfg\"")])
+            .args(["-A", &format!("PASSWORD=\"{}\"", Self::PASSWORD)])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start kamailio");
+        let k = Kamailio {
+            child,
+            log: self.dir.0.join("kamailio.log"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.63", self.tls_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "kamailio did not start:\n{}",
+                k.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        k
+    }
+}
+
+pub(crate) struct Kamailio {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Kamailio {
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- kamailio log ----\n{}", self.log());
+        }
+    }
+}
