@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::baresip::{Account, Baresip};
+use common::baresip::{command, Account, Baresip};
 use common::deployment::Deployment;
 use common::{Server, Sipp, TempDir};
 
@@ -97,7 +97,22 @@ impl WithEdge {
 #[test]
 fn a_remote_user_signs_in_through_the_edge_and_messages_go_both_ways() {
     let w = WithEdge::start();
-    let alice = w.remote("alice");
+    // bob inside on pool A and alice outside watch each other's presence
+    let (alice_cons, bob_cons) = (common::free_port(), common::free_port());
+    let fe_addr = w.fe.addr();
+    let bob = Baresip::run(&Account {
+        user: "bob",
+        proxy: &fe_addr,
+        transport: "udp",
+        cons_port: Some(bob_cons),
+        watch: Some("alice"),
+        ..w.account("bob")
+    });
+    let alice = Baresip::run(&Account {
+        cons_port: Some(alice_cons),
+        watch: Some("bob"),
+        ..w.account("alice")
+    });
     assert!(
         w.director.log_text().contains("register.proxied"),
         "the Director proxied the sign-in to the home pool"
@@ -120,6 +135,29 @@ fn a_remote_user_signs_in_through_the_edge_and_messages_go_both_ways() {
         r.trace().contains("Server: baresip"),
         "alice's baresip answered through Director and Edge:\n{}",
         r.trace()
+    );
+    // presence both ways across the Edge, once each has subscribed to the other
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let logs = || [&w.director, &w.fe, &w._fe2].map(|s| s.log_text()).concat();
+    while !(logs().contains("watcher=alice@example.com resource=User(\"bob@example.com\")")
+        && logs().contains("watcher=bob@example.com resource=User(\"alice@example.com\")"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no subscriptions:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    command(bob_cons, "presence_offline");
+    alice.wait_for(
+        "<sip:bob@example.com> changed status from Online to Offline",
+        "alice outside sees bob go offline",
+    );
+    command(alice_cons, "presence_offline");
+    bob.wait_for(
+        "<sip:alice@example.com> changed status from Online to Offline",
+        "bob inside sees remote alice go offline",
     );
     drop(alice);
 }

@@ -106,6 +106,22 @@ impl Engine {
             return Flow::Stop;
         }
         if matches!(method, Method::Publish | Method::Subscribe) {
+            // a remote user's publication goes where its device is registered (it names the
+            // device by its connection there)
+            let own = uri.user.map(|u| {
+                format!(
+                    "{}@{}",
+                    sip_proto::unescape(u),
+                    uri.host.to_ascii_lowercase()
+                )
+            });
+            if let Some(target) = own
+                .filter(|_| method == Method::Publish)
+                .and_then(|aor| self.remote_users_server(ctx, &aor))
+            {
+                self.forward_single(now, ctx, target);
+                return Flow::Stop;
+            }
             self.presence_request(now, ctx, &uri);
             return Flow::Stop;
         }

@@ -16,7 +16,39 @@ use sip_transport::FlowId;
 pub const SERVER_SETTING: &str = "server:";
 pub const DRAIN_SETTING: &str = "drain:";
 
+/// Spreads a pool's users over its servers: the same server for the same user.
+fn user_hash(aor: &str) -> usize {
+    aor.bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
+}
+
 impl Engine {
+    /// For a remote user's own request (through an Edge) at a server of another pool (a
+    /// Director): the server of the user's home pool that takes its sign-ins, where its
+    /// device is registered and its publications must go. `None` when the user is at home
+    /// here or the request came from inside.
+    pub(super) fn remote_users_server(&self, ctx: &Ctx, aor: &str) -> Option<Target> {
+        if !ctx.origin.is_external() {
+            return None;
+        }
+        let homing = self.cfg.homing.as_ref()?;
+        match homing.place(
+            ctx.home_pool.as_deref(),
+            ctx.source.transport,
+            user_hash(aor),
+        ) {
+            Place::Elsewhere {
+                proxy_to: Some(server),
+                ..
+            } => Some(Target {
+                transport: Transport::Tls,
+                addr: server.parse().ok()?,
+                flow: None,
+            }),
+            _ => None,
+        }
+    }
+
     pub(super) fn register(&mut self, now: Now, ctx: &mut Ctx) {
         let aor = match ctx.msg.to().map(|to| to.uri.as_sip().map(|u| u.aor())) {
             Ok(Some(aor)) => aor,
@@ -33,28 +65,16 @@ impl Engine {
                 None => return,
             }
         }
+        if let Some(target) = self.remote_users_server(ctx, &aor) {
+            // from outside through an Edge: the client cannot reach the pool itself
+            tracing::info!(event = "register.proxied", user = %aor, server = %target.addr, "sign-in through an Edge: proxied to the home pool");
+            self.forward_single(now, ctx, target);
+            return;
+        }
         if let Some(homing) = &self.cfg.homing {
-            let hash = aor
-                .bytes()
-                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+            let hash = user_hash(&aor);
             match homing.place(ctx.home_pool.as_deref(), ctx.source.transport, hash) {
                 Place::Here => {}
-                Place::Elsewhere {
-                    pool,
-                    proxy_to: Some(server),
-                    ..
-                } if ctx.origin.is_external() => {
-                    // from outside through an Edge: the client cannot reach the pool itself
-                    let Ok(addr) = server.parse() else { return };
-                    tracing::info!(event = "register.proxied", user = %aor, pool = %pool, server = %server, "sign-in through an Edge: proxied to the home pool");
-                    let target = Target {
-                        transport: Transport::Tls,
-                        addr,
-                        flow: None,
-                    };
-                    self.forward_single(now, ctx, target);
-                    return;
-                }
                 Place::Elsewhere { pool, contacts, .. } => {
                     tracing::info!(event = "register.redirected", user = %aor, pool = %pool, "user homed on another pool: redirected");
                     let extra: Vec<(&str, String)> =
@@ -71,9 +91,7 @@ impl Engine {
             }
         }
         if self.pool_draining && !self.alternates.is_empty() {
-            let hash = aor
-                .bytes()
-                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+            let hash = user_hash(&aor);
             let alt = self.alternates[hash % self.alternates.len()].clone();
             if let Ok(addr) = alt.parse::<std::net::SocketAddr>() {
                 let t = ctx.source.transport;

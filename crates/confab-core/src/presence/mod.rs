@@ -144,6 +144,10 @@ struct Publication {
     /// The registered device it came from (binding key), when known.
     device: Option<String>,
     doc: Document,
+    /// When it was last set, in the order of the server that took it (a device publishes at
+    /// its home server): of one device's publications, the latest is its state.
+    #[serde(default)]
+    seq: u64,
 }
 
 /// Subscription-State of a NOTIFY.
@@ -376,6 +380,7 @@ impl Presence {
                     expires_at: now + i64::from(expires),
                     device: req.device,
                     doc,
+                    seq: self.next_etag,
                 };
                 self.etags.insert(etag.clone(), aor.to_owned());
                 save(store, "pub", &p.etag, aor, p.expires_at, &p);
@@ -405,9 +410,13 @@ impl Presence {
                     return Ok((old.to_owned(), 0));
                 }
                 let etag = self.new_etag();
+                let seq = self.next_etag;
                 let list = self.pubs.entry(aor.to_owned()).or_default();
                 let p = &mut list[i];
                 p.etag = etag.clone();
+                if doc.is_some() {
+                    p.seq = seq;
+                }
                 p.expires_at = now + i64::from(expires);
                 if let Some(d) = doc {
                     p.doc = d;
@@ -740,7 +749,16 @@ impl Presence {
                 best = Some((a, note));
             }
         };
-        for (i, p) in self.pubs.get(aor).into_iter().flatten().enumerate() {
+        let pubs = self.pubs.get(aor).map_or(&[][..], Vec::as_slice);
+        // a device that published twice (a client that raced its own first PUBLISH) is in the
+        // state it set last
+        let superseded = |p: &Publication| {
+            p.device.is_some() && pubs.iter().any(|q| q.device == p.device && q.seq > p.seq)
+        };
+        for (i, p) in pubs.iter().enumerate() {
+            if superseded(p) {
+                continue;
+            }
             consider(p.doc.availability(), p.doc.note.clone());
             if let Some(d) = &p.device {
                 covered.push(d);
@@ -949,6 +967,7 @@ impl Presence {
             };
             let watcher = s.watcher.clone();
             let permitted = self.permits(store, aor, &watcher) == Permission::Yes;
+            tracing::debug!(event = "presence.notify", user = %aor, %watcher, shown = ?view.availability, permitted);
             let Some(s) = self.subs.get_mut(&id) else {
                 continue;
             };

@@ -494,6 +494,43 @@ fn blocked_watchers_see_offline_and_policy_changes_reject_politely() {
 }
 
 #[test]
+fn a_device_that_published_twice_is_in_the_state_it_set_last() {
+    let s = store();
+    let mut p = agent(&s);
+    let bob = "bob@example.com";
+    let open = pidf_doc("", "open", "");
+    // a client that raced its own first PUBLISH holds two publications
+    let (first, _) = publish(&mut p, &s, bob, None, &open, Some("dev1")).unwrap();
+    let (second, _) = publish(&mut p, &s, bob, None, &open, Some("dev1")).unwrap();
+    p.subscribe(
+        &s,
+        T0,
+        "alice@example.com",
+        Resource::User(bob.into()),
+        dialog(1),
+        None,
+    )
+    .unwrap();
+    assert_eq!(shown(&drain(&mut p)[0].body), Availability::Available);
+    // it goes offline through either of them: offline it is
+    for etag in [&first, &second] {
+        let (closed, _) = publish(
+            &mut p,
+            &s,
+            bob,
+            Some(etag),
+            &pidf_doc("", "closed", ""),
+            Some("dev1"),
+        )
+        .unwrap();
+        let n = drain(&mut p);
+        assert_eq!(shown(&n[0].body), Availability::Offline, "through {etag}");
+        publish(&mut p, &s, bob, Some(&closed), &open, Some("dev1")).unwrap();
+        drain(&mut p);
+    }
+}
+
+#[test]
 fn a_partners_user_sees_presence_only_from_the_contact_list() {
     let s = store();
     let mut p = Presence::new(
