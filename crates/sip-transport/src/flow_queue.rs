@@ -11,6 +11,10 @@ use tokio::sync::Notify;
 /// Messages a connection may have waiting; more are dropped (and counted by the caller).
 const CAPACITY: usize = 256;
 
+/// The same for a trunk: a connection to or from another server (of the deployment, or a
+/// partner's), which carries the traffic of many users at once.
+const TRUNK_CAPACITY: usize = 16_384;
+
 #[derive(Default)]
 pub(crate) struct FlowQueue {
     state: Mutex<State>,
@@ -21,19 +25,26 @@ pub(crate) struct FlowQueue {
 struct State {
     items: VecDeque<Vec<u8>>,
     closed: bool,
+    trunk: bool,
 }
 
 impl FlowQueue {
     /// Queues `bytes`; gives them back when the queue is full or closed.
     pub(crate) fn push(&self, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.closed || s.items.len() >= CAPACITY {
+        let capacity = if s.trunk { TRUNK_CAPACITY } else { CAPACITY };
+        if s.closed || s.items.len() >= capacity {
             return Err(bytes);
         }
         s.items.push_back(bytes);
         drop(s);
         self.ready.notify_one();
         Ok(())
+    }
+
+    /// The connection is a trunk to another server: it may have more waiting.
+    pub(crate) fn widen(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).trunk = true;
     }
 
     /// No more pushes: the connection writes what is queued, then ends.
@@ -101,5 +112,27 @@ mod tests {
         tokio::task::yield_now().await;
         q.push(b"late".to_vec()).unwrap();
         assert_eq!(waiter.await.unwrap().as_deref(), Some(&b"late"[..]));
+    }
+}
+
+#[cfg(test)]
+mod capacity_tests {
+    use super::*;
+
+    #[test]
+    fn a_trunk_holds_more_than_a_device_connection() {
+        let q = FlowQueue::default();
+        for _ in 0..CAPACITY {
+            assert!(q.push(vec![0]).is_ok());
+        }
+        assert!(
+            q.push(vec![0]).is_err(),
+            "a device's connection stops at its capacity"
+        );
+        q.widen();
+        for _ in CAPACITY..TRUNK_CAPACITY {
+            assert!(q.push(vec![0]).is_ok());
+        }
+        assert!(q.push(vec![0]).is_err(), "a trunk too, further on");
     }
 }

@@ -246,7 +246,15 @@ impl Transports {
                     None => Some(bytes),
                 };
                 if let Some(bytes) = unsent {
-                    tokio::spawn(connect(self.inner.clone(), target, bytes));
+                    // the flow exists from now on: what is sent to the target while the
+                    // connection is being made queues behind this, instead of opening more
+                    // connections (a peer's per-source limit would refuse them)
+                    let (flow, rx) = self.inner.add_flow(transport, target.addr);
+                    // connections we open go to other servers (the deployment's, partners')
+                    // far more often than to a device: a trunk's queue
+                    rx.widen();
+                    let _ = self.inner.send_on_flow(flow, bytes);
+                    tokio::spawn(connect(self.inner.clone(), target, flow, rx));
                 }
             }
         }
@@ -576,6 +584,10 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<(TlsA
                     {
                         Ok(Ok(s)) => {
                             let certs = s.get_ref().1.peer_certificates();
+                            if certs.is_some() {
+                                // a server (ours, or a partner's): a trunk
+                                rx.widen();
+                            }
                             if partner {
                                 // verified against the partners' roots: a partner's, which
                                 // the engine matches against the domain it claims
@@ -600,8 +612,11 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<(TlsA
     }
 }
 
-async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
+/// Makes the connection of `flow` (already in the table, its first message queued) and runs
+/// it; reports failure to the engines and removes the flow.
+async fn connect(inner: Arc<Inner>, target: Target, flow: FlowId, rx: Arc<FlowQueue>) {
     let fail = |inner: &Inner| {
+        inner.remove_flow(flow, target.transport, target.addr);
         inner.connect_failed(target);
     };
     let partner = (target.transport == Transport::Tls)
@@ -639,8 +654,6 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
     let Some(local) = local.or_else(|| tcp.local_addr().ok()) else {
         return fail(&inner);
     };
-    let (flow, rx) = inner.add_flow(target.transport, target.addr);
-    let _ = inner.send_on_flow(flow, first);
     let source = |peer_verified| Source {
         transport: target.transport,
         remote: target.addr,
@@ -662,7 +675,6 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
             ),
         };
         let (Some(conn), Some(name)) = (conn, name) else {
-            inner.remove_flow(flow, target.transport, target.addr);
             return fail(&inner);
         };
         match tokio::time::timeout(inner.config.handshake_timeout, conn.connect(name, tcp)).await {
@@ -676,13 +688,9 @@ async fn connect(inner: Arc<Inner>, target: Target, first: Vec<u8>) {
             }
             Ok(Err(e)) if partner.is_some() => {
                 tracing::warn!(event = "tls.partner_refused", addr = %target.addr, name = partner.as_deref().unwrap_or(""), error = %e, "the partner's Access Edge failed TLS: its certificate must be valid for the name DNS gave and chain to a CA in --federation-trust");
-                inner.remove_flow(flow, target.transport, target.addr);
                 fail(&inner)
             }
-            _ => {
-                inner.remove_flow(flow, target.transport, target.addr);
-                fail(&inner)
-            }
+            _ => fail(&inner),
         }
     } else {
         stream::run(inner, tcp, source(false), rx).await

@@ -166,7 +166,8 @@ impl Engine {
                 self.challenge(now, ctx, &host, true);
                 Flow::Stop
             }
-            sip_auth::Verdict::BadNonce | sip_auth::Verdict::Replay => {
+            v @ (sip_auth::Verdict::BadNonce | sip_auth::Verdict::Replay) => {
+                tracing::debug!(event = "auth.rechallenged", user = %aor, verdict = ?v, "credentials with a nonce not ours or already used: challenged again");
                 self.challenge(now, ctx, &host, false);
                 Flow::Stop
             }

@@ -591,6 +591,26 @@ mod tests {
     }
 
     #[test]
+    fn an_overloaded_engine_does_not_shed_what_a_deployment_server_relays() {
+        use sim::{Sim, ALICE, BOB, INVITE_BOB};
+        // alice's requests arrive through an Edge, over its verified connection
+        const EDGE: &str = ALICE;
+        let mut sim = Sim::with_users(&["alice", "bob"], &[("bob", BOB)]);
+        sim.engine.set_overloaded(true);
+        // the Edge relays a remote user's call, with credentials after the challenge: no user
+        // signed in from the Edge's address, yet it is not shed
+        sim.from_peers(true);
+        sim.send_authenticated(EDGE, "alice", INVITE_BOB);
+        assert_eq!(sim.engine.stats().shed, 0);
+        assert_eq!(sim.take_to(BOB).len(), 1, "forwarded under overload");
+        assert_eq!(
+            sim.engine.poll_trusted(),
+            Some(EDGE.parse::<std::net::SocketAddr>().unwrap().ip()),
+            "the transports stop limiting the Edge"
+        );
+    }
+
+    #[test]
     fn challenges_keep_no_transaction() {
         let mut e = engine();
         let first = answer(&mut e, &register(1, ""));

@@ -33,6 +33,8 @@ pub(crate) struct Sim {
     now: Instant,
     /// What the engine sent, in order, not yet taken by the test.
     sent: Vec<(SocketAddr, Message)>,
+    /// Messages arrive from a deployment server (see [`Sim::from_peers`]).
+    from_peers: bool,
 }
 
 impl Sim {
@@ -70,6 +72,7 @@ impl Sim {
             unix0,
             now: start,
             sent: Vec::new(),
+            from_peers: false,
         }
     }
 
@@ -117,7 +120,7 @@ impl Sim {
             remote: from.parse().expect("an ip:port"),
             local: SERVER.parse().expect("an ip:port"),
             flow: None,
-            peer_verified: false,
+            peer_verified: self.from_peers,
         };
         let now = self.now();
         let shard = self
@@ -136,6 +139,12 @@ impl Sim {
             );
         }
         self.collect();
+    }
+
+    /// What arrives from now on comes (`true`) or not from another server of the deployment,
+    /// over a connection whose certificate chains to the deployment's CA.
+    pub(crate) fn from_peers(&mut self, on: bool) {
+        self.from_peers = on;
     }
 
     /// Moves the clock `by` forward, firing every timer that falls due on the way, in order.
