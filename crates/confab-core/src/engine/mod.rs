@@ -599,7 +599,7 @@ mod tests {
         sim.engine.set_overloaded(true);
         // the Edge relays a remote user's call, with credentials after the challenge: no user
         // signed in from the Edge's address, yet it is not shed
-        sim.from_peers(true);
+        sim.arriving_from_peers(true);
         sim.send_authenticated(EDGE, "alice", INVITE_BOB);
         assert_eq!(sim.engine.stats().shed, 0);
         assert_eq!(sim.take_to(BOB).len(), 1, "forwarded under overload");

@@ -33,7 +33,7 @@ pub(crate) struct Sim {
     now: Instant,
     /// What the engine sent, in order, not yet taken by the test.
     sent: Vec<(SocketAddr, Message)>,
-    /// Messages arrive from a deployment server (see [`Sim::from_peers`]).
+    /// Messages arrive from a deployment server (see [`Sim::arriving_from_peers`]).
     from_peers: bool,
 }
 
@@ -143,7 +143,7 @@ impl Sim {
 
     /// What arrives from now on comes (`true`) or not from another server of the deployment,
     /// over a connection whose certificate chains to the deployment's CA.
-    pub(crate) fn from_peers(&mut self, on: bool) {
+    pub(crate) fn arriving_from_peers(&mut self, on: bool) {
         self.from_peers = on;
     }
 
