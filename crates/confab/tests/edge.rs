@@ -239,6 +239,25 @@ fn the_internet_gets_only_what_the_edge_lets_through_with_the_reason() {
         log.contains("event=\"edge.refused\"") && log.contains("remote=127.0.0.1"),
         "each refusal is logged with who sent it:\n{log}"
     );
+    // one internet address may hold 50 connections at the Access Edge; more are refused
+    let held: Vec<std::net::TcpStream> = (0..55)
+        .filter_map(|_| std::net::TcpStream::connect(&w.access).ok())
+        .collect();
+    assert_eq!(
+        held.len(),
+        55,
+        "the kernel accepts them; the Edge closes what is over"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !w.edge.log_text().contains("event=\"tcp.source_limit\"") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection refused:\n{}",
+            w.edge.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(held);
     // the inside listener takes the deployment's servers only (a client certificate)
     let inside = format!("127.0.0.20:{}", w.d.port + 1);
     let got = common::over_tls(

@@ -565,10 +565,11 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: Option<(TlsA
             }
         }
         let _ = tcp.set_nodelay(true);
+        // counted before the next accept: a burst from one address meets its limit
+        let (flow, rx) = inner.add_flow(transport, remote);
         let inner = inner.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let (flow, rx) = inner.add_flow(transport, remote);
             let source = |peer_verified| Source {
                 transport,
                 remote,
