@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod connections;
 mod flow_queue;
 mod guard;
 mod stream;
