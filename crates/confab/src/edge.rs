@@ -139,7 +139,7 @@ pub(crate) fn run(args: UpArgs, topology: Topology, dir: &Path) -> anyhow::Resul
                 .map(|s| Box::new(s) as Box<dyn confab_store::Store>)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let secret = stores[0].deployment_secret()?;
+    let secret = edge_secret(dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(shards.max(2))
         .enable_all()
@@ -277,6 +277,29 @@ pub(crate) fn prepare(args: EdgePrepareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Edge's own secret (its Record-Route seals, nonces it never issues), kept in the data
+/// dir so that dialogs through the Edge survive its restart; made on first start.
+fn edge_secret(dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let file = dir.join("edge-secret");
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let bytes: Vec<u8> = (0..text.trim().len() / 2)
+            .filter_map(|i| u8::from_str_radix(text.trim().get(2 * i..2 * i + 2)?, 16).ok())
+            .collect();
+        if let Ok(secret) = <[u8; 32]>::try_from(bytes) {
+            return Ok(secret);
+        }
+        anyhow::bail!(
+            "{} is damaged: remove it to make a new one (dialogs in progress through this Edge end)",
+            file.display()
+        );
+    }
+    let mut secret = [0u8; 32];
+    getrandom::getrandom(&mut secret).context("no randomness")?;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    pki::write_private(&file, &hex)?;
+    Ok(secret)
+}
+
 /// Partners' Access Edges found with DNS (`confab_dns::federation`).
 struct DnsPartners(confab_dns::federation::Finder);
 
@@ -326,4 +349,21 @@ fn random_u64() -> anyhow::Result<u64> {
     let mut seed = [0u8; 8];
     getrandom::getrandom(&mut seed).context("no randomness")?;
     Ok(u64::from_le_bytes(seed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_edge_secret_is_made_once_and_kept() {
+        let dir = std::env::temp_dir().join(format!("confab-edge-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = edge_secret(&dir).unwrap();
+        assert_eq!(edge_secret(&dir).unwrap(), first, "a restart keeps it");
+        std::fs::write(dir.join("edge-secret"), "zz").unwrap();
+        let err = edge_secret(&dir).unwrap_err().to_string();
+        assert!(err.contains("is damaged: remove it"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
