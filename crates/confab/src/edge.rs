@@ -13,6 +13,7 @@ use confab_topology::Topology;
 use sip_transport::Listeners;
 
 use crate::cli::{EdgePrepareArgs, UpArgs, UsageError};
+use crate::up::uri_host;
 use crate::{datadir, pki};
 
 /// The Edge pool and server of the topology that `fqdn` names (a server's name, or the pool's
@@ -108,7 +109,7 @@ pub(crate) fn run(args: UpArgs, topology: Topology, dir: &Path) -> anyhow::Resul
             .flat_map(|p| &p.servers)
             .map(|s| s.address.to_string())
             .collect(),
-        instance_seed: random_u64()?,
+        instance_seed: crate::up::instance_seed()?,
         external_access: topology.external_access,
         edge: Some(edge_cfg),
         ..EngineConfig::default()
@@ -127,10 +128,7 @@ pub(crate) fn run(args: UpArgs, topology: Topology, dir: &Path) -> anyhow::Resul
         }),
         ..Default::default()
     };
-    let shards = args.shards.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
-        usize::from,
-    );
+    let shards = crate::up::shard_count(&args);
     // no database: the engine's store is an empty one in memory (the Edge keeps no users,
     // registrations or presence)
     let stores = (0..shards)
@@ -336,19 +334,6 @@ impl confab_core::PartnerResolver for DnsPartners {
             })
         })
     }
-}
-
-fn uri_host(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V6(v6) => format!("[{v6}]"),
-        IpAddr::V4(v4) => v4.to_string(),
-    }
-}
-
-fn random_u64() -> anyhow::Result<u64> {
-    let mut seed = [0u8; 8];
-    getrandom::getrandom(&mut seed).context("no randomness")?;
-    Ok(u64::from_le_bytes(seed))
 }
 
 #[cfg(test)]

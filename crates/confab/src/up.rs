@@ -93,10 +93,7 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
         ensure_demo_users(store.as_ref(), &dir, &args.domain, local_pool.as_deref())?
     };
 
-    let shards = args.shards.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
-        usize::from,
-    );
+    let shards = shard_count(&args);
     // one store handle per shard, all on the same connection (one outage, one recovery,
     // whichever shard asks; no SQLite writer waiting on another's file lock)
     let mut stores = vec![store];
@@ -166,8 +163,23 @@ fn homing(
     Ok((Some(homing), local))
 }
 
+/// Engines to run: `--shards`, else one per core (at most 64).
+pub(crate) fn shard_count(args: &UpArgs) -> usize {
+    args.shards.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
+        usize::from,
+    )
+}
+
+/// Random per process (`EngineConfig::instance_seed`).
+pub(crate) fn instance_seed() -> anyhow::Result<u64> {
+    let mut seed = [0u8; 8];
+    getrandom::getrandom(&mut seed).context("no randomness")?;
+    Ok(u64::from_le_bytes(seed))
+}
+
 /// An address as a URI or Via host: IPv6 in brackets.
-fn uri_host(ip: std::net::IpAddr) -> String {
+pub(crate) fn uri_host(ip: std::net::IpAddr) -> String {
     match ip {
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         std::net::IpAddr::V4(v4) => v4.to_string(),
@@ -307,11 +319,7 @@ async fn serve(
             sip.to_string()
         },
         peers,
-        instance_seed: {
-            let mut seed = [0u8; 8];
-            getrandom::getrandom(&mut seed).context("no randomness")?;
-            u64::from_le_bytes(seed)
-        },
+        instance_seed: instance_seed()?,
         external_access: site.topology.external_access,
         federation_edges: if site.topology.federation.enabled() {
             site.topology
