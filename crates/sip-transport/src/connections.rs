@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::flow_queue::FlowQueue;
+use crate::lock;
 use crate::transports::Inner;
 use crate::{stream, FlowId, Source, Stats, Target, Transport};
 
@@ -35,11 +36,7 @@ async fn connect_from(from: Option<SocketAddr>, to: SocketAddr) -> std::io::Resu
 /// Keeps the end-entity certificate a partner connection showed.
 fn keep_partner_cert(inner: &Inner, flow: FlowId, certs: Option<&[CertificateDer<'_>]>) {
     if let Some(leaf) = certs.and_then(<[_]>::first) {
-        inner
-            .partner_certs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(flow, leaf.to_vec());
+        lock(&inner.partner_certs).insert(flow, leaf.to_vec());
     }
 }
 
@@ -75,10 +72,7 @@ pub(crate) async fn accept_loop(
         }
         let per_source_limit = inner.config.max_connections_per_source;
         if per_source_limit > 0 {
-            let held = inner
-                .per_source
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+            let held = lock(&inner.per_source)
                 .get(&remote.ip())
                 .copied()
                 .unwrap_or(0);
@@ -146,21 +140,18 @@ pub(crate) async fn accept_loop(
 
 /// Makes the connection of `flow` (already in the table, its first message queued) and runs
 /// it; reports failure to the engines and removes the flow.
-pub(crate) async fn connect(inner: Arc<Inner>, target: Target, flow: FlowId, rx: Arc<FlowQueue>) {
+/// `partner`: the name a partner's certificate must carry (over TLS to a partner's address).
+pub(crate) async fn connect(
+    inner: Arc<Inner>,
+    target: Target,
+    flow: FlowId,
+    rx: Arc<FlowQueue>,
+    partner: Option<String>,
+) {
     let fail = |inner: &Inner| {
         inner.remove_flow(flow, target.transport, target.addr);
         inner.connect_failed(target);
     };
-    let partner = (target.transport == Transport::Tls)
-        .then(|| {
-            inner
-                .partner_names
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&target.addr)
-                .cloned()
-        })
-        .flatten();
     // the listener's address on the side it goes to: the other end sees who we are (a
     // machine of several addresses, or loopback, would otherwise pick its first)
     let local = match target.transport {
@@ -213,6 +204,7 @@ pub(crate) async fn connect(inner: Arc<Inner>, target: Target, flow: FlowId, rx:
             Ok(Ok(s)) => {
                 if partner.is_some() {
                     keep_partner_cert(&inner, flow, s.get_ref().1.peer_certificates());
+                    lock(&inner.partner_connecting).remove(&flow);
                 }
                 // we verified the server's certificate for its address (a deployment server)
                 // or for the partner's name

@@ -3,6 +3,7 @@
 //! a block of slots per connection, and idle connections are what a Front End holds by the
 //! ten thousand.
 
+use crate::lock;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -31,7 +32,7 @@ struct State {
 impl FlowQueue {
     /// Queues `bytes`; gives them back when the queue is full or closed.
     pub(crate) fn push(&self, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = lock(&self.state);
         let capacity = if s.trunk { TRUNK_CAPACITY } else { CAPACITY };
         if s.closed || s.items.len() >= capacity {
             return Err(bytes);
@@ -44,12 +45,12 @@ impl FlowQueue {
 
     /// The connection is a trunk to another server: it may have more waiting.
     pub(crate) fn widen(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).trunk = true;
+        lock(&self.state).trunk = true;
     }
 
     /// No more pushes: the connection writes what is queued, then ends.
     pub(crate) fn close(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        lock(&self.state).closed = true;
         self.ready.notify_one();
     }
 
@@ -58,7 +59,7 @@ impl FlowQueue {
     pub(crate) async fn pop(&self) -> Option<Vec<u8>> {
         loop {
             {
-                let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut s = lock(&self.state);
                 if let Some(b) = s.items.pop_front() {
                     if s.items.is_empty() {
                         s.items = VecDeque::new(); // give the room back while idle

@@ -8,6 +8,7 @@
 //! [`crate::Transports::trust`]) are not limited, so a NAT or a load balancer in front of
 //! many users keeps its share however busy the server is.
 
+use crate::lock;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,7 +69,7 @@ impl OverloadGuard {
     pub(crate) fn engage(&self, now: Instant, hold: Duration) {
         let Some(limited) = &self.limited else { return };
         let now_ms = self.ms(now);
-        let mut l = limited.lock().unwrap_or_else(|e| e.into_inner());
+        let mut l = lock(limited);
         let until = self.until_ms.load(Ordering::Relaxed);
         let level = if now_ms >= until {
             // a new overload: a step below where the last one ended, unless long ago
@@ -100,7 +101,7 @@ impl OverloadGuard {
 
     /// A user authenticated from `ip`.
     pub(crate) fn trust(&self, ip: IpAddr) {
-        let mut t = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = lock(&self.trusted);
         if t.len() >= TRUSTED_MAX {
             t.clear();
         }
@@ -116,12 +117,7 @@ impl OverloadGuard {
         if !self.active(now) {
             return true;
         }
-        if self
-            .trusted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&ip)
-        {
+        if lock(&self.trusted).contains(&ip) {
             return true;
         }
         limited

@@ -21,6 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use transports::{Listeners, Transports};
+
+/// Locks `m`; a panic elsewhere while it was held leaves the data as it was, still usable.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 pub use udp::{bind_udp, kernel_udp_drops, Batch, UdpReceiver};
 
 /// A transport protocol.

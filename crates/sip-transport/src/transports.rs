@@ -12,6 +12,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::connections::{accept_loop, connect};
 use crate::flow_queue::FlowQueue;
+use crate::lock;
 use crate::{is_sendable, Config, Event, FlowId, Source, Stats, Target, Transport};
 
 /// Bound sockets handed to [`Transports::start`] (IO is injected: tests bind port 0).
@@ -60,6 +61,9 @@ pub(crate) struct Inner {
     pub(crate) partner_names: Mutex<HashMap<SocketAddr, String>>,
     /// The certificate of each partner connection (its end-entity certificate, DER).
     pub(crate) partner_certs: Mutex<HashMap<FlowId, Vec<u8>>>,
+    /// Partner connections we are opening, and the name the handshake will hold them to:
+    /// what is sent to the partner meanwhile queues on them.
+    pub(crate) partner_connecting: Mutex<HashMap<FlowId, String>>,
     /// Listening addresses, to name the local end of connections we open (per family).
     pub(crate) local_tcp: Vec<SocketAddr>,
     pub(crate) local_tls: Vec<SocketAddr>,
@@ -131,6 +135,7 @@ impl Transports {
             partner_client: listeners.partner_client.map(TlsConnector::from),
             partner_names: Mutex::new(HashMap::new()),
             partner_certs: Mutex::new(HashMap::new()),
+            partner_connecting: Mutex::new(HashMap::new()),
             local_tcp,
             local_tls,
             local_partner,
@@ -189,12 +194,7 @@ impl Transports {
     /// if it is a client that wants to stay signed in, connects and registers again).
     pub fn close(&self, flow: FlowId) {
         // the connection writes what is queued, shuts down and removes the rest
-        let handle = self
-            .inner
-            .flows
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&flow);
+        let handle = lock(&self.inner.flows).remove(&flow);
         if let Some(h) = handle {
             h.queue.close();
         }
@@ -226,18 +226,9 @@ impl Transports {
             transport => {
                 let flow = target
                     .flow
-                    .filter(|f| {
-                        self.inner
-                            .flows
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .contains_key(f)
-                    })
+                    .filter(|f| lock(&self.inner.flows).contains_key(f))
                     .or_else(|| {
-                        self.inner
-                            .by_remote
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
+                        lock(&self.inner.by_remote)
                             .get(&(transport, target.addr))
                             .copied()
                     })
@@ -254,8 +245,14 @@ impl Transports {
                     // connections we open go to other servers (the deployment's, partners')
                     // far more often than to a device: a trunk's queue
                     rx.widen();
+                    let partner = (transport == Transport::Tls)
+                        .then(|| self.partner_name(target.addr))
+                        .flatten();
+                    if let Some(name) = &partner {
+                        lock(&self.inner.partner_connecting).insert(flow, name.clone());
+                    }
                     let _ = self.inner.send_on_flow(flow, bytes);
-                    tokio::spawn(connect(self.inner.clone(), target, flow, rx));
+                    tokio::spawn(connect(self.inner.clone(), target, flow, rx, partner));
                 }
             }
         }
@@ -277,22 +274,14 @@ impl Transports {
     /// Connections to `addr` are to a partner whose certificate must be valid for `name`
     /// (checked against the partners' roots, not the deployment's CA).
     pub fn name_partner(&self, addr: SocketAddr, name: String) {
-        self.inner
-            .partner_names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(addr, name);
+        lock(&self.inner.partner_names).insert(addr, name);
     }
 
     /// Whether the certificate a partner connection presented (on a partner-facing listener,
     /// or as the server of a partner connection we opened) is valid for `name`; `None` when
     /// the connection is gone or showed no certificate.
     pub fn peer_valid_for(&self, flow: FlowId, name: &str) -> Option<bool> {
-        let certs = self
-            .inner
-            .partner_certs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let certs = lock(&self.inner.partner_certs);
         let der = CertificateDer::from(certs.get(&flow)?.as_slice());
         let cert = webpki::EndEntityCert::try_from(&der).ok()?;
         let name = ServerName::try_from(name).ok()?;
@@ -302,24 +291,22 @@ impl Transports {
     /// Whether an open connection to `addr` may carry what is sent there: to a partner, only
     /// one whose certificate is valid for the name the partner must have now (DNS may have
     /// led another domain to the same address).
+    /// A connection we are still opening carries it when it is being opened for that name.
     fn may_carry(&self, flow: FlowId, addr: SocketAddr) -> bool {
-        let name = self
-            .inner
-            .partner_names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&addr)
-            .cloned();
-        name.is_none_or(|n| self.peer_valid_for(flow, &n) == Some(true))
+        self.partner_name(addr).is_none_or(|n| {
+            self.peer_valid_for(flow, &n) == Some(true)
+                || lock(&self.inner.partner_connecting).get(&flow) == Some(&n)
+        })
+    }
+
+    /// The name the certificate of the partner at `addr` must carry, if it is a partner's.
+    fn partner_name(&self, addr: SocketAddr) -> Option<String> {
+        lock(&self.inner.partner_names).get(&addr).cloned()
     }
 
     /// Whether the flow is still open.
     pub fn flow_is_open(&self, flow: FlowId) -> bool {
-        self.inner
-            .flows
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&flow)
+        lock(&self.inner.flows).contains_key(&flow)
     }
 
     /// Open connections.
@@ -421,12 +408,7 @@ impl Inner {
     /// Queues bytes on a flow; gives them back if the flow is gone (a full queue drops them,
     /// counted).
     pub(crate) fn send_on_flow(&self, flow: FlowId, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
-        let queue = self
-            .flows
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&flow)
-            .map(|h| h.queue.clone());
+        let queue = lock(&self.flows).get(&flow).map(|h| h.queue.clone());
         let Some(queue) = queue else {
             return Err(bytes);
         };
@@ -443,45 +425,31 @@ impl Inner {
     ) -> (FlowId, Arc<FlowQueue>) {
         let id = self.next_flow.fetch_add(1, Ordering::Relaxed);
         let queue = Arc::new(FlowQueue::default());
-        self.flows.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        lock(&self.flows).insert(
             id,
             FlowHandle {
                 queue: queue.clone(),
             },
         );
-        self.by_remote
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((transport, remote), id);
+        lock(&self.by_remote).insert((transport, remote), id);
         self.open.fetch_add(1, Ordering::Relaxed);
-        *self
-            .per_source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(remote.ip())
-            .or_insert(0) += 1;
+        *lock(&self.per_source).entry(remote.ip()).or_insert(0) += 1;
         (id, queue)
     }
 
     pub(crate) fn remove_flow(&self, flow: FlowId, transport: Transport, remote: SocketAddr) {
-        self.partner_certs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&flow);
-        let handle = self
-            .flows
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&flow);
+        lock(&self.partner_certs).remove(&flow);
+        lock(&self.partner_connecting).remove(&flow);
+        let handle = lock(&self.flows).remove(&flow);
         if let Some(h) = handle {
             h.queue.close();
         }
-        let mut by = self.by_remote.lock().unwrap_or_else(|e| e.into_inner());
+        let mut by = lock(&self.by_remote);
         if by.get(&(transport, remote)) == Some(&flow) {
             by.remove(&(transport, remote));
         }
         self.open.fetch_sub(1, Ordering::Relaxed);
-        let mut per = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        let mut per = lock(&self.per_source);
         if let Some(n) = per.get_mut(&remote.ip()) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -528,5 +496,49 @@ mod tests {
         assert_eq!(udp.recv(&mut got, 8).await, Batch::Full);
         assert_eq!(got.len(), 1, "only the first is within the source's burst");
         assert_eq!(transports.stats().rate_limited.load(Ordering::Relaxed), 7);
+    }
+
+    /// What is sent to a partner while its connection is being made queues on that
+    /// connection: a burst of messages opens one connection (before, each message opened its
+    /// own until a handshake finished: thousands of TLS handshakes in a federation burst).
+    #[tokio::test]
+    async fn messages_to_a_partner_queue_on_the_connection_being_opened() {
+        let partner = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        partner.set_nonblocking(true).unwrap();
+        let addr = partner.local_addr().unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let listeners = Listeners {
+            partner_client: Some(Arc::new(client)),
+            ..Listeners::default()
+        };
+        let (tx, _rx) = mpsc::channel(16);
+        let transports = Transports::start(listeners, Config::default(), vec![tx]).unwrap();
+        transports.name_partner(addr, "sip.partner.test".into());
+        let target = Target {
+            transport: Transport::Tls,
+            addr,
+            flow: None,
+        };
+        for _ in 0..5 {
+            transports.send(
+                target,
+                b"MESSAGE sip:bob@partner.test SIP/2.0\r\n\r\n".to_vec(),
+            );
+            tokio::task::yield_now().await;
+        }
+        // the partner never answers the handshake: every connection stays open meanwhile
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut accepted = Vec::new();
+        while let Ok((c, _)) = partner.accept() {
+            accepted.push(c);
+        }
+        assert_eq!(accepted.len(), 1, "one connection carries all five");
+        assert_eq!(transports.open_connections(), 1);
     }
 }
