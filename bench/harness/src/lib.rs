@@ -118,7 +118,8 @@ pub fn nonce_of(resp: &[u8]) -> Option<String> {
     Some(text[i..].split('"').next()?.to_owned())
 }
 
-/// A `header` (Authorization or Proxy-Authorization) line answering a challenge.
+/// A `header` (Authorization or Proxy-Authorization) line answering a challenge of realm
+/// example.com.
 #[allow(clippy::too_many_arguments)]
 pub fn authorization(
     alg: Algorithm,
@@ -130,11 +131,30 @@ pub fn authorization(
     nonce: &str,
     nc: u32,
 ) -> String {
+    let user_in_realm = format!("{user}@example.com");
+    authorization_in(alg, header, ha1, &user_in_realm, method, uri, nonce, nc)
+}
+
+/// `authorization` for `user_in_realm` (`user@realm`): the realm is the part after the `@`.
+#[allow(clippy::too_many_arguments)]
+pub fn authorization_in(
+    alg: Algorithm,
+    header: &str,
+    ha1: &str,
+    user_in_realm: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    nc: u32,
+) -> String {
+    let (user, realm) = user_in_realm
+        .rsplit_once('@')
+        .unwrap_or((user_in_realm, ""));
     let nc = format!("{nc:08x}");
     let resp = client_response(alg, ha1, method, uri, nonce, &nc, "bench");
     let alg = alg.name();
     format!(
-        "{header}: Digest username=\"{user}\", realm=\"example.com\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm={alg}, cnonce=\"bench\", qop=auth, nc={nc}\r\n"
+        "{header}: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm={alg}, cnonce=\"bench\", qop=auth, nc={nc}\r\n"
     )
 }
 

@@ -10,7 +10,9 @@
 //!          [--sources S] [--pid PID] [--pids P,P,...] [--hold SECONDS] [--prefix u]
 //!          [--password PW] [--tls CA.pem] [--message]
 //!
-//! Users are PREFIX0 .. PREFIX(N-1)@example.com; user i watches user i+1. Connections come
+//! Users are PREFIX0 .. PREFIX(N-1)@DOMAIN (example.com unless --domain); user i watches user
+//! i+1, and with --message writes to user i+1 at --to-domain (another organisation's users,
+//! signed in there by another run, reached through the federation). Connections come
 //! from S loopback addresses (127.0.0.2 ...), since one source address has only ~28,000
 //! ephemeral ports towards one server port.
 
@@ -19,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_bench::{authorization, cpu_ticks, pss_kib, rss_kib};
+use confab_bench::{authorization_in, cpu_ticks, pss_kib, rss_kib};
 use sip_auth::{ha1, Algorithm};
 use sip_proto::framing::{next_frame, Frame};
 use sip_proto::{Limits, Message, Writer};
@@ -43,11 +45,15 @@ struct Args {
     message: bool,
     /// Processes whose CPU time and PSS are accounted.
     pids: Vec<u32>,
+    /// The users' domain (also the digest realm).
+    domain: String,
+    /// Where the messages go (the users' own domain unless given).
+    to_domain: Option<String>,
 }
 
 const USAGE: &str = "usage: signin --server ADDR:PORT --users N [--digest md5|sha256] \
 [--concurrency C] [--sources S] [--pid PID] [--pids P,P,...] [--hold SECONDS] [--prefix u] \
-[--password PW] [--tls CA.pem] [--message]";
+[--password PW] [--tls CA.pem] [--message] [--domain D] [--to-domain D]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -63,6 +69,8 @@ fn parse_args() -> Result<Args, String> {
         tls: None,
         message: false,
         pids: Vec::new(),
+        domain: "example.com".into(),
+        to_domain: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -112,6 +120,8 @@ fn parse_args() -> Result<Args, String> {
             "--message" => a.message = true,
             "--prefix" => a.prefix = value()?,
             "--password" => a.password = value()?,
+            "--domain" => a.domain = value()?,
+            "--to-domain" => a.to_domain = Some(value()?),
             "--help" | "-h" => return Err(String::new()),
             _ => return Err(format!("unknown option {flag}")),
         }
@@ -369,13 +379,17 @@ impl Conn {
     /// Writes to the next user: MESSAGE, 407, MESSAGE with credentials, 200 from that user.
     async fn message(&mut self, args: &Args, i: usize) -> Result<(), String> {
         let user = format!("{}{i}", args.prefix);
-        let to = format!("sip:{}{}@example.com", args.prefix, (i + 1) % args.users);
+        let (domain, to_domain) = (
+            &args.domain,
+            args.to_domain.as_ref().unwrap_or(&args.domain),
+        );
+        let to = format!("sip:{}{}@{to_domain}", args.prefix, (i + 1) % args.users);
         let (local, transport) = (self.local, self.transport);
-        let h = ha1(args.digest, &user, "example.com", &args.password);
+        let h = ha1(args.digest, &user, domain, &args.password);
         let body = "Hello through the Edge";
         let request = |seq: u32, extra: &str| {
             format!(
-                "MESSAGE {to} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{user}m{seq};rport\r\nFrom: <sip:{user}@example.com>;tag=m{user}\r\nTo: <{to}>\r\nCall-ID: MESSAGE-{user}@bench\r\nCSeq: {seq} MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+                "MESSAGE {to} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{user}m{seq};rport\r\nFrom: <sip:{user}@{domain}>;tag=m{user}\r\nTo: <{to}>\r\nCall-ID: MESSAGE-{user}@bench\r\nCSeq: {seq} MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\n\r\n{body}",
                 body.len()
             )
         };
@@ -384,11 +398,11 @@ impl Conn {
             return Err(format!("first MESSAGE: {} {}", r.status(), r.reason()));
         }
         let nonce = nonce_for(&r, args.digest).ok_or("407 without a usable challenge")?;
-        let auth = authorization(
+        let auth = authorization_in(
             args.digest,
             "Proxy-Authorization",
             &h,
-            &user,
+            &format!("{user}@{domain}"),
             "MESSAGE",
             &to,
             &nonce,
@@ -496,15 +510,18 @@ async fn sign_in(
     let mut c = connect(args, tls, i).await?;
     let transport = c.transport;
     let user = format!("{}{i}", args.prefix);
-    let watched = format!("sip:{}{}@example.com", args.prefix, (i + 1) % args.users);
+    let domain = &args.domain;
+    let watched = format!("sip:{}{}@{domain}", args.prefix, (i + 1) % args.users);
     let local = c.local;
-    let h = ha1(args.digest, &user, "example.com", &args.password);
+    let h = ha1(args.digest, &user, domain, &args.password);
+    let user_in_realm = format!("{user}@{domain}");
     let request = |method: &str, uri: &str, to: &str, seq: u32, extra: &str| {
         format!(
-            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{user}s{seq};rport\r\nFrom: <sip:{user}@example.com>;tag=f{user}\r\nTo: <{to}>\r\nCall-ID: {method}-{user}@bench\r\nCSeq: {seq} {method}\r\nMax-Forwards: 70\r\nContact: <sip:{user}@{local};transport={transport}>\r\nExpires: 3600\r\n{extra}Content-Length: 0\r\n\r\n"
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{user}s{seq};rport\r\nFrom: <sip:{user}@{domain}>;tag=f{user}\r\nTo: <{to}>\r\nCall-ID: {method}-{user}@bench\r\nCSeq: {seq} {method}\r\nMax-Forwards: 70\r\nContact: <sip:{user}@{local};transport={transport}>\r\nExpires: 3600\r\n{extra}Content-Length: 0\r\n\r\n"
         )
     };
-    let aor = format!("sip:{user}@example.com");
+    let aor = format!("sip:{user}@{domain}");
+    let registrar = format!("sip:{domain}");
     let expect = |m: &Message, code: u16, what: &str| {
         if m.status() == code {
             Ok(())
@@ -514,22 +531,22 @@ async fn sign_in(
     };
 
     let r = c
-        .transact(&request("REGISTER", "sip:example.com", &aor, 1, ""))
+        .transact(&request("REGISTER", &registrar, &aor, 1, ""))
         .await?;
     expect(&r, 401, "first REGISTER")?;
     let nonce = nonce_for(&r, args.digest).ok_or("401 without a usable challenge")?;
-    let auth = authorization(
+    let auth = authorization_in(
         args.digest,
         "Authorization",
         &h,
-        &user,
+        &user_in_realm,
         "REGISTER",
-        "sip:example.com",
+        &registrar,
         &nonce,
         1,
     );
     let r = c
-        .transact(&request("REGISTER", "sip:example.com", &aor, 2, &auth))
+        .transact(&request("REGISTER", &registrar, &aor, 2, &auth))
         .await?;
     expect(&r, 200, "REGISTER with credentials")?;
 
@@ -539,11 +556,11 @@ async fn sign_in(
         .await?;
     expect(&r, 407, "first SUBSCRIBE")?;
     let nonce = nonce_for(&r, args.digest).ok_or("407 without a usable challenge")?;
-    let auth = authorization(
+    let auth = authorization_in(
         args.digest,
         "Proxy-Authorization",
         &h,
-        &user,
+        &user_in_realm,
         "SUBSCRIBE",
         &watched,
         &nonce,
