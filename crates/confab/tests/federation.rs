@@ -7,7 +7,8 @@
 //! messages and places the call across. Then what must be refused is refused, with the reason:
 //! a blocked domain, a partner not on the allowed list, an SRV target outside its zone, a
 //! certificate that does not name the partner's Access Edge, a From the connection does not
-//! prove.
+//! prove. Kamailio is also the hosting provider of hosted.test for fabrikam.test, one that does
+//! not vouch for its users.
 
 mod common;
 
@@ -206,7 +207,9 @@ fn federation() -> Federation {
     let fabrikam = front_end(
         "fabrikam.test",
         4,
-        "[federation]\nmode = \"allowed\"\n[[federation.partner]]\ndomain = \"example.com\"\n",
+        "[federation]\nmode = \"allowed\"\n[[federation.partner]]\ndomain = \"example.com\"\n\
+         [[federation.provider]]\nname = \"kamailio\"\nfqdn = \"sip.kamailio.test\"\n\
+         verification = \"always-unverifiable\"\ndomains = [\"hosted.test\"]\n",
     );
     let zones = TempDir::new("zones");
     contoso.zone_into(&zones.0);
@@ -464,33 +467,51 @@ fn kamailio_as_a_third_organisations_proxy_exchanges_messages_and_is_refused_whe
     let (status, trace) = message(&f.contoso, "alice", "carol@kamailio.test");
     assert_eq!(status, "SIP/2.0 200 OK", "{trace}\n{}", kamailio.log());
     carol.assert_success("carol got alice's message through Kamailio");
-    // kamailio.test -> example.com: Kamailio's client certificate proves kamailio.test
-    let r = kam("uac_message.xml")
-        .domain("example.com")
-        .caller_domain("kamailio.test")
-        .args(["-s", "alice", "-key", "caller", "carol"])
-        .auth("carol", KamailioOrg::PASSWORD)
-        .run();
-    r.assert_success("MESSAGE carol@kamailio.test -> alice@example.com");
-    assert!(
-        r.trace().contains("SIP/2.0 200 OK") && r.trace().contains("Server: baresip"),
-        "{}",
+    // carol (of `from`, a domain Kamailio serves) writes to `to`: SIPp's trace
+    let carol_to = |from: &str, to: &str| {
+        let (user, domain) = to.split_once('@').unwrap();
+        let r = kam("uac_message.xml")
+            .domain(domain)
+            .caller_domain(from)
+            .args(["-s", user, "-key", "caller", "carol"])
+            .auth("carol", KamailioOrg::PASSWORD)
+            .run();
+        r.assert_success(&format!("MESSAGE carol@{from} -> {to}"));
         r.trace()
+    };
+    // kamailio.test -> example.com: Kamailio's client certificate proves kamailio.test
+    let trace = carol_to("kamailio.test", "alice@example.com");
+    assert!(
+        trace.contains("SIP/2.0 200 OK") && trace.contains("Server: baresip"),
+        "{trace}"
     );
     drop(alice);
     // fabrikam.test federates with example.com only
-    let r = kam("uac_message.xml")
-        .domain("fabrikam.test")
-        .caller_domain("kamailio.test")
-        .args(["-s", "bob", "-key", "caller", "carol"])
-        .auth("carol", KamailioOrg::PASSWORD)
-        .run();
-    r.assert_success("MESSAGE carol@kamailio.test -> bob@fabrikam.test");
+    let trace = carol_to("kamailio.test", "bob@fabrikam.test");
     assert!(
-        r.trace().contains(
+        trace.contains(
             "SIP/2.0 403 Forbidden (partner domain is not on the allowed list: kamailio.test)"
         ),
-        "{}",
-        r.trace()
+        "{trace}"
+    );
+    // ... but has Kamailio as the hosting provider of hosted.test, one that does not vouch
+    // for its users: their requests reach only users who have the sender as a contact
+    let trace = carol_to("hosted.test", "bob@fabrikam.test");
+    assert!(
+        trace.contains("SIP/2.0 403 Forbidden (an unverified sender: carol@hosted.test came through a hosting provider that does not vouch for it, and is not in the user's contacts)"),
+        "{trace}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["contacts", "add", "bob@fabrikam.test", "carol@hosted.test"])
+        .arg("--data-dir")
+        .arg(&f.fabrikam.fe.dir.0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // now it reaches bob's devices: he has none signed in
+    let trace = carol_to("hosted.test", "bob@fabrikam.test");
+    assert!(
+        trace.contains("SIP/2.0 480 Temporarily Unavailable"),
+        "{trace}"
     );
 }

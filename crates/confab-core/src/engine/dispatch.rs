@@ -7,6 +7,7 @@ use sip_proto::{Method, Uri};
 use sip_transport::{Target, Transport};
 
 use super::edge::Origin;
+use super::park::Fetch;
 use super::CoreEvent;
 use super::{Ctx, Engine, Now};
 use crate::pipeline::Flow;
@@ -171,6 +172,9 @@ impl Engine {
             }
             None => return Flow::Stop,
         }
+        if ctx.origin.is_unverified() && self.sender_is_a_contact(now, ctx, &aor) != Some(true) {
+            return Flow::Stop; // refused, or parked while the list is read
+        }
         let Some(found) = self.find_targets(now, ctx, &aor, &uri_text) else {
             return Flow::Stop; // parked
         };
@@ -220,6 +224,45 @@ impl Engine {
         self.forward_single(now, ctx, target);
     }
 
+    /// For a request from a partner nobody vouched for: whether `aor` has the sender as a
+    /// contact (if not, it is refused here); `None` while the list is read (parked).
+    fn sender_is_a_contact(&mut self, now: Now, ctx: &mut Ctx, aor: &str) -> Option<bool> {
+        let list = match self.fetch_contacts(ctx, aor) {
+            Fetch::Ready(Ok(list)) => list,
+            Fetch::Ready(Err(e)) => {
+                tracing::warn!(event = "store.error", %aor, error = %e, "cannot read the contact list");
+                self.respond(
+                    now,
+                    ctx,
+                    500,
+                    "Server Internal Error (cannot read the contact list)",
+                    &[],
+                );
+                return Some(false);
+            }
+            Fetch::Parked => return None,
+        };
+        let sender = ctx
+            .msg
+            .from()
+            .ok()
+            .and_then(|f| {
+                f.uri
+                    .as_sip()
+                    .map(|u| format!("{}@{}", u.user.unwrap_or(""), u.host))
+            })
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if list.iter().any(|c| c.aor.eq_ignore_ascii_case(&sender)) {
+            return Some(true);
+        }
+        let reason = format!(
+            "Forbidden (an unverified sender: {sender} came through a hosting provider that does not vouch for it, and is not in the user's contacts)"
+        );
+        self.respond(now, ctx, 403, &reason, &[]);
+        Some(false)
+    }
+
     /// Whether a request from a partner may reach a user with `access` (remote users of ours
     /// are not federated).
     fn federation_allowed(&self, origin: &Origin, access: confab_store::Access) -> bool {
@@ -227,5 +270,50 @@ impl Engine {
             || access
                 .federation
                 .unwrap_or(self.cfg.external_access.federation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::sim::Sim;
+
+    /// A MESSAGE from carol at a hosting provider's domain, as a Director or the Edge passes
+    /// it on: marked federated, and unverified when `unverified`.
+    fn from_provider(seq: u32, unverified: bool) -> String {
+        let mark = if unverified { ";unverified" } else { "" };
+        format!(
+            "MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.50:5061;branch=z9hG4bKpv{seq}\r\nMax-Forwards: 70\r\nFrom: <sip:carol@push.example.net>;tag=c{seq}\r\nTo: <sip:bob@example.com>\r\nCall-ID: pv{seq}@push.example.net\r\nCSeq: {seq} MESSAGE\r\nConfab-Origin: federated;domain=push.example.net{mark}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
+        )
+    }
+
+    #[test]
+    fn an_unverified_partner_reaches_only_users_who_have_the_sender_as_a_contact() {
+        let mut s = Sim::with_users(&["bob"], &[("bob", "127.0.0.9:5070")]);
+        s.arriving_from_peers(true);
+        s.send("127.0.0.50:5061", &from_provider(1, true));
+        let answers = s.take_to("127.0.0.50:5061");
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        assert_eq!(answers[0].status(), 403);
+        assert!(
+            answers[0].reason().contains("carol@push.example.net")
+                && answers[0].reason().contains("not in the user's contacts"),
+            "{}",
+            answers[0].reason()
+        );
+        assert!(s.take_to("127.0.0.9:5070").is_empty(), "bob got nothing");
+
+        // vouched for: delivered whatever bob's list holds
+        s.send("127.0.0.50:5061", &from_provider(2, false));
+        assert_eq!(s.take_to("127.0.0.9:5070").len(), 1);
+
+        // unverified, once bob has carol as a contact: delivered
+        s.engine
+            .store
+            .add_contact("bob@example.com", "carol@push.example.net", None)
+            .unwrap();
+        s.send("127.0.0.50:5061", &from_provider(3, true));
+        let to_bob = s.take_to("127.0.0.9:5070");
+        assert_eq!(to_bob.len(), 1);
+        assert_eq!(to_bob[0].call_id().ok(), Some("pv3@push.example.net"));
     }
 }

@@ -14,6 +14,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use confab_topology::Verification;
 use sip_proto::header::NameAddr;
 use sip_proto::{HeaderName, Method, Uri};
 use sip_transport::{FlowId, Target, Transport};
@@ -34,10 +35,13 @@ pub(crate) enum Origin {
     Inside,
     /// From one of our users outside, through an Edge; `addr` is the client's own address.
     Remote { addr: Option<IpAddr> },
-    /// From a partner organisation through an Edge: the domain its connection proved.
+    /// From a partner organisation through an Edge: the domain its connection proved;
+    /// `verified` unless it came through a hosting provider that does not vouch for the
+    /// sender (`verification`): then only a user who has the sender as a contact takes it.
     Federated {
         domain: String,
         addr: Option<IpAddr>,
+        verified: bool,
     },
 }
 
@@ -48,8 +52,13 @@ impl Origin {
         match self {
             Self::Inside => None,
             Self::Remote { addr: a } => Some(format!("remote{}", addr(a))),
-            Self::Federated { domain, addr: a } => {
-                Some(format!("federated;domain={domain}{}", addr(a)))
+            Self::Federated {
+                domain,
+                addr: a,
+                verified,
+            } => {
+                let unverified = if *verified { "" } else { ";unverified" };
+                Some(format!("federated;domain={domain}{unverified}{}", addr(a)))
             }
         }
     }
@@ -58,11 +67,12 @@ impl Origin {
     pub(crate) fn parse(value: &str) -> Option<Self> {
         let mut parts = value.split(';').map(str::trim);
         let kind = parts.next()?;
-        let (mut domain, mut addr) = (None, None);
+        let (mut domain, mut addr, mut verified) = (None, None, true);
         for p in parts {
             match p.split_once('=') {
                 Some(("domain", d)) if !d.is_empty() => domain = Some(d.to_ascii_lowercase()),
                 Some(("addr", a)) => addr = a.parse().ok(),
+                None if p == "unverified" => verified = false,
                 _ => {}
             }
         }
@@ -71,6 +81,7 @@ impl Origin {
             "federated" => Some(Self::Federated {
                 domain: domain?,
                 addr,
+                verified,
             }),
             _ => None,
         }
@@ -78,6 +89,17 @@ impl Origin {
 
     pub(crate) fn is_external(&self) -> bool {
         *self != Self::Inside
+    }
+
+    /// From a partner whose sender nobody vouched for.
+    pub(crate) fn is_unverified(&self) -> bool {
+        matches!(
+            self,
+            Self::Federated {
+                verified: false,
+                ..
+            }
+        )
     }
 
     /// The address of the client behind the Edge, when there is one.
@@ -126,7 +148,11 @@ impl Engine {
                     .ok()
                     .and_then(|f| f.uri.as_sip().map(|u| u.host.to_ascii_lowercase()));
                 match domain {
-                    Some(d) if !self.cfg.serves_domain(&d) => Origin::Federated { domain: d, addr },
+                    Some(d) if !self.cfg.serves_domain(&d) => Origin::Federated {
+                        domain: d,
+                        addr,
+                        verified: true,
+                    },
                     _ => Origin::Remote { addr },
                 }
             }
@@ -192,12 +218,16 @@ impl Engine {
             if ctx.msg.method() == Method::Register {
                 return self.refuse(now, ctx, "a partner's users cannot sign in here");
             }
-            let hint = match self.federation_decision(&from) {
-                Ok(hint) => hint,
+            let (hint, verification) = match self.federation_decision(&from) {
+                Ok(allowed) => allowed,
                 Err(why) => return self.refuse_partner(now, ctx, &from, &why),
             };
             match self.partner_proof(ctx, &from, hint.as_deref()) {
-                Partner::Ready(_) => {}
+                Partner::Ready(_) => {
+                    if let Origin::Federated { verified, .. } = &mut ctx.origin {
+                        *verified = vouched_for(verification, &ctx.msg);
+                    }
+                }
                 Partner::Waiting => return,
                 Partner::Refused(e) => {
                     let why = format!("the connection does not prove {from}: {}", e.reason);
@@ -260,7 +290,7 @@ impl Engine {
             );
         }
         let hint = match self.federation_decision(&domain) {
-            Ok(hint) => hint,
+            Ok((hint, _)) => hint,
             Err(why) => return self.refuse_partner(now, ctx, &domain, &why),
         };
         match self.partner_edge(ctx, &domain, hint.as_deref(), now.mono) {
@@ -283,13 +313,18 @@ impl Engine {
     }
 
     /// What the federation policy says of `domain`: its Access Edge when the topology names
-    /// one, or why it is refused.
-    fn federation_decision(&self, domain: &str) -> Result<Option<String>, String> {
+    /// one and how far its hosting provider vouches for its users, or why it is refused.
+    fn federation_decision(
+        &self,
+        domain: &str,
+    ) -> Result<(Option<String>, Option<Verification>), String> {
         let Some(edge) = &self.cfg.edge else {
             return Err("federation is not enabled".into());
         };
         match edge.federation.decide(domain) {
-            confab_topology::Decision::Allowed { edge, .. } => Ok(edge.map(str::to_owned)),
+            confab_topology::Decision::Allowed { edge, provider } => {
+                Ok((edge.map(str::to_owned), provider.map(|p| p.verification)))
+            }
             confab_topology::Decision::Refused(why) => Err(format!("{why}: {domain}")),
         }
     }
@@ -339,6 +374,36 @@ impl Engine {
     }
 }
 
+/// Whether a partner's request counts as verified: always from a partner federating
+/// directly (its connection proved the domain); through a hosting provider, as its
+/// verification level says: with `use-source-verification`, when the provider asserted the
+/// sender (RFC 3325 P-Asserted-Identity naming the From address).
+fn vouched_for(provider: Option<Verification>, msg: &sip_proto::Message) -> bool {
+    match provider {
+        None | Some(Verification::AlwaysVerifiable) => true,
+        Some(Verification::AlwaysUnverifiable) => false,
+        Some(Verification::UseSourceVerification) => {
+            let address = |na: &NameAddr| na.uri.as_sip().map(|u| sip_address(u.user, u.host));
+            let Some(from) = msg.from().ok().and_then(|f| address(&f)) else {
+                return false;
+            };
+            msg.fields()
+                .filter(|(n, name, _)| {
+                    *n == HeaderName::Other && name.eq_ignore_ascii_case(b"P-Asserted-Identity")
+                })
+                .filter_map(|(_, _, v)| std::str::from_utf8(v).ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|v| NameAddr::parse(v.trim(), "P-Asserted-Identity").ok())
+                .any(|na| address(&na).as_ref() == Some(&from))
+        }
+    }
+}
+
+/// `user@host`, the host lower-case.
+fn sip_address(user: Option<&str>, host: &str) -> String {
+    format!("{}@{}", user.unwrap_or(""), host.to_ascii_lowercase())
+}
+
 /// The origin a deployment server wrote (`Confab-Origin`), or inside.
 fn marked_origin(ctx: &Ctx) -> Origin {
     ctx.msg
@@ -365,6 +430,12 @@ mod tests {
             Origin::Federated {
                 domain: "fabrikam.com".into(),
                 addr: Some("2001:db8::1".parse().unwrap()),
+                verified: true,
+            },
+            Origin::Federated {
+                domain: "push.example.net".into(),
+                addr: None,
+                verified: false,
             },
         ] {
             let v = o.header_value().unwrap();
@@ -382,5 +453,32 @@ mod tests {
         assert_eq!(t.flow, Some(42));
         assert_eq!(t.addr, "[2001:db8::7]:5061".parse().unwrap());
         assert_eq!(parse_flow("x_1.2.3.4_5"), None);
+    }
+
+    #[test]
+    fn a_hosting_provider_vouches_as_its_verification_level_says() {
+        let msg = |pai: &str| {
+            let text = format!("MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/TLS 192.0.2.9:5061;branch=z9hG4bKv\r\nFrom: \"Carol\" <sip:carol@Push.example.net>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: v\r\nCSeq: 1 MESSAGE\r\n{pai}Content-Length: 0\r\n\r\n");
+            sip_proto::Message::parse(text.into_bytes(), &sip_proto::Limits::default()).unwrap()
+        };
+        let asserted =
+            msg("P-Asserted-Identity: <tel:+14255550100>, <sip:carol@push.example.net>\r\n");
+        let other = msg("P-Asserted-Identity: <sip:mallory@push.example.net>\r\n");
+        let none = msg("");
+        use Verification::*;
+        for m in [&asserted, &other, &none] {
+            assert!(vouched_for(None, m), "a partner federating directly");
+            assert!(vouched_for(Some(AlwaysVerifiable), m));
+            assert!(!vouched_for(Some(AlwaysUnverifiable), m));
+        }
+        assert!(vouched_for(Some(UseSourceVerification), &asserted));
+        assert!(
+            !vouched_for(Some(UseSourceVerification), &other),
+            "another user asserted"
+        );
+        assert!(
+            !vouched_for(Some(UseSourceVerification), &none),
+            "nothing asserted"
+        );
     }
 }

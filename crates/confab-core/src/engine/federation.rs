@@ -151,13 +151,10 @@ impl Engine {
         ctx: &mut Ctx,
         domain: &str,
     ) -> Option<Result<PartnerEdge, PartnerError>> {
-        if !matches!(&ctx.fetched, Some(Answer::Partner(d, _)) if d == domain) {
-            return None;
-        }
-        match ctx.fetched.take() {
-            Some(Answer::Partner(_, found)) => Some(found),
-            _ => None,
-        }
+        super::park::taken(ctx, |a| match a {
+            Answer::Partner(d, found) if d == domain => Ok(found),
+            other => Err(Box::new(other)),
+        })
     }
 
     fn park_lookup(

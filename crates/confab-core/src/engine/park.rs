@@ -12,7 +12,7 @@
 //! side effects (it is: the checks before a lookup only read). RFC 3263 next-hop resolution
 //! will park the same way.
 
-use confab_store::{Binding, Store, StoreError, User};
+use confab_store::{Binding, ContactEntry, Store, StoreError, User};
 
 use super::{Ctx, Engine, Now};
 use crate::location::Change;
@@ -27,6 +27,8 @@ pub struct StoreJob {
 #[derive(Debug)]
 pub(super) enum Op {
     User(String),
+    /// A user's contact list.
+    Contacts(String),
     Bindings {
         aor: String,
         now: i64,
@@ -52,6 +54,7 @@ pub struct Fetched {
 #[derive(Debug)]
 pub(super) enum Answer {
     User(String, Result<Option<User>, StoreError>),
+    Contacts(String, Result<Vec<ContactEntry>, StoreError>),
     Bindings(String, Result<Vec<Binding>, StoreError>),
     Saved(Vec<Binding>, Vec<i64>, Result<(), StoreError>),
     Purged(Result<usize, StoreError>),
@@ -85,6 +88,10 @@ fn run(store: &dyn Store, op: Op) -> Answer {
             let result = store.user(&aor);
             Answer::User(aor, result)
         }
+        Op::Contacts(aor) => {
+            let result = store.contacts(&aor);
+            Answer::Contacts(aor, result)
+        }
         Op::Bindings { aor, now } => {
             let result = store.bindings(now, Some(&aor));
             Answer::Bindings(aor, result)
@@ -101,6 +108,21 @@ fn run(store: &dyn Store, op: Op) -> Answer {
             Answer::Registered(change, result)
         }
         Op::RemoveBinding(aor, key) => Answer::Removed(store.remove_binding(&aor, &key)),
+    }
+}
+
+/// The answer a resumed request brought, when `pick` takes it (`Err` gives it back: rare,
+/// so boxed).
+pub(super) fn taken<T>(
+    ctx: &mut Ctx,
+    pick: impl FnOnce(Answer) -> Result<T, Box<Answer>>,
+) -> Option<T> {
+    match pick(ctx.fetched.take()?) {
+        Ok(t) => Some(t),
+        Err(answer) => {
+            ctx.fetched = Some(*answer);
+            None
+        }
     }
 }
 
@@ -192,14 +214,24 @@ impl Engine {
 
     /// `aor`'s user record: the answer a resumed request brought, an inline read, or a park.
     pub(super) fn fetch_user(&mut self, ctx: &mut Ctx, aor: &str) -> Fetch<Option<User>> {
-        if let Some(Answer::User(a, _)) = &ctx.fetched {
-            if a == aor {
-                if let Some(Answer::User(_, r)) = ctx.fetched.take() {
-                    return Fetch::Ready(r);
-                }
-            }
+        if let Some(r) = taken(ctx, |a| match a {
+            Answer::User(a, r) if a == aor => Ok(r),
+            other => Err(Box::new(other)),
+        }) {
+            return Fetch::Ready(r);
         }
         self.fetch(ctx, Op::User(aor.to_owned()), |s| s.user(aor))
+    }
+
+    /// `aor`'s contact list.
+    pub(super) fn fetch_contacts(&mut self, ctx: &mut Ctx, aor: &str) -> Fetch<Vec<ContactEntry>> {
+        if let Some(r) = taken(ctx, |a| match a {
+            Answer::Contacts(a, r) if a == aor => Ok(r),
+            other => Err(Box::new(other)),
+        }) {
+            return Fetch::Ready(r);
+        }
+        self.fetch(ctx, Op::Contacts(aor.to_owned()), |s| s.contacts(aor))
     }
 
     /// `aor`'s registrations at every server of the pool.
@@ -209,12 +241,11 @@ impl Engine {
         ctx: &mut Ctx,
         aor: &str,
     ) -> Fetch<Vec<Binding>> {
-        if let Some(Answer::Bindings(a, _)) = &ctx.fetched {
-            if a == aor {
-                if let Some(Answer::Bindings(_, r)) = ctx.fetched.take() {
-                    return Fetch::Ready(r);
-                }
-            }
+        if let Some(r) = taken(ctx, |a| match a {
+            Answer::Bindings(a, r) if a == aor => Ok(r),
+            other => Err(Box::new(other)),
+        }) {
+            return Fetch::Ready(r);
         }
         let r = Op::Bindings {
             aor: aor.to_owned(),
