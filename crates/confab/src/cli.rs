@@ -59,6 +59,10 @@ pub(crate) enum Command {
     /// Walk the DNS lookups a client does to find where USER@DOMAIN signs in, and say where
     /// that is — or which record is missing and what that breaks.
     Discover(DiscoverArgs),
+    /// Enterprise voice: dial plans, PSTN usages, voice policies, routes and trunks, applied
+    /// from one file and tested without a call.
+    #[command(subcommand)]
+    Voice(crate::voice::VoiceCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ mod edge;
 mod pki;
 mod up;
 mod users;
+mod voice;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         cli::Command::Edge(cli::EdgeCommand::Prepare(args)) => edge::prepare(args),
         cli::Command::Discover(args) => discover::run(args),
         cli::Command::Pool(cmd) => users::pool(cmd),
+        cli::Command::Voice(cmd) => voice::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

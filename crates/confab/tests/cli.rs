@@ -4,21 +4,13 @@ mod common;
 
 use std::process::Command;
 
-use common::TempDir;
+use common::{text, TempDir};
 
 fn confab(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_confab"))
         .args(args)
         .output()
         .unwrap()
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

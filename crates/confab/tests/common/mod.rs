@@ -94,6 +94,15 @@ pub(crate) fn free_port_except(taken: &[u16]) -> u16 {
     }
 }
 
+/// A command's stdout then stderr, as text.
+pub(crate) fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")

@@ -1,0 +1,282 @@
+//! `confab voice`: the enterprise voice configuration (dial plans, PSTN usages, voice
+//! policies, routes, trunks) as one document kept in the deployment's database: apply it from
+//! a file (checked, all or nothing), export it, and test what a number normalizes to and how a
+//! call to it would be routed — without a running server.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use confab_voice::{Placement, Voice, VoiceConfig};
+
+use crate::cli::{DataDirArg, UsageError};
+
+/// The setting the document is kept under.
+const SETTING: &str = "voice";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum VoiceCommand {
+    /// Check FILE and make it the deployment's voice configuration: every problem is reported
+    /// and nothing changes unless all is right. Prints each change.
+    Apply {
+        file: PathBuf,
+        /// Report the changes without making them.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Print the deployment's voice configuration (the document `apply` reads).
+    Export {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Check FILE without applying it.
+    Check { file: PathBuf },
+    /// What NUMBER normalizes to with a dial plan, and by which rule (Test-CsVoiceNormalizationRule).
+    TestNumber {
+        /// The dial plan (default: the one that applies to the placement given).
+        #[arg(long)]
+        dial_plan: Option<String>,
+        number: String,
+        #[command(flatten)]
+        source: Source,
+    },
+    /// How a call to NUMBER would be routed: the normalized number, the voice policy, the
+    /// usage, the routes and their trunks in the order tried, or exactly why there is no
+    /// route (Test-CsVoiceRoute).
+    TestRoute {
+        /// The caller's voice policy (default: the one for the caller's pool, site, or global).
+        #[arg(long)]
+        policy: Option<String>,
+        /// The caller's dial plan (default: the one for the caller's pool, site, or global).
+        #[arg(long)]
+        dial_plan: Option<String>,
+        number: String,
+        #[command(flatten)]
+        source: Source,
+    },
+}
+
+/// Where the configuration comes from, and where the caller sits.
+#[derive(Debug, Args)]
+pub(crate) struct Source {
+    /// Read the configuration from this file instead of the database.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The caller's site (for site-scoped dial plans, policies and emergency numbers).
+    #[arg(long)]
+    site: Option<String>,
+    /// The caller's pool (FQDN; for pool-scoped dial plans and policies).
+    #[arg(long)]
+    pool: Option<String>,
+    #[command(flatten)]
+    data: DataDirArg,
+}
+
+pub(crate) fn run(cmd: VoiceCommand) -> anyhow::Result<()> {
+    match cmd {
+        VoiceCommand::Apply {
+            file,
+            dry_run,
+            data,
+        } => apply(&file, dry_run, &data),
+        VoiceCommand::Export { data } => {
+            print!("{}", stored(&data)?.to_toml());
+            Ok(())
+        }
+        VoiceCommand::Check { file } => {
+            let v = checked(read(&file)?, &file.display().to_string())?;
+            let c = v.config();
+            println!(
+                "{}: {} dial plans, {} PSTN usages, {} voice policies, {} routes, {} trunks: no problem found",
+                file.display(),
+                c.dial_plans.len(),
+                c.usages.len(),
+                c.policies.len(),
+                c.routes.len(),
+                c.trunks.len()
+            );
+            Ok(())
+        }
+        VoiceCommand::TestNumber {
+            dial_plan,
+            number,
+            source,
+        } => {
+            let (voice, at) = source.load(dial_plan, None)?;
+            let plan = voice.dial_plan_for(&at).map(|p| p.name.clone());
+            let n = voice
+                .normalize_with(plan.as_deref(), &number)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            print_normalized(&number, &n);
+            Ok(())
+        }
+        VoiceCommand::TestRoute {
+            policy,
+            dial_plan,
+            number,
+            source,
+        } => {
+            let (voice, at) = source.load(dial_plan, policy)?;
+            test_route(&voice, &at, &number)
+        }
+    }
+}
+
+impl Source {
+    fn load(
+        &self,
+        dial_plan: Option<String>,
+        voice_policy: Option<String>,
+    ) -> anyhow::Result<(Voice, Placement)> {
+        let (config, origin) = match &self.file {
+            Some(f) => (read(f)?, f.display().to_string()),
+            None => (
+                stored(&self.data)?,
+                "the deployment's voice configuration".into(),
+            ),
+        };
+        let voice = checked(config, &origin)?;
+        let at = Placement {
+            dial_plan,
+            voice_policy,
+            pool: self.pool.clone(),
+            site: self.site.clone(),
+        };
+        if let Some(p) = &at.dial_plan {
+            if !voice.config().dial_plans.iter().any(|d| &d.name == p) {
+                return Err(UsageError(format!("there is no dial plan {p:?} in {origin}")).into());
+            }
+        }
+        Ok((voice, at))
+    }
+}
+
+fn print_normalized(dialled: &str, n: &confab_voice::Normalized) {
+    println!("dialled       {dialled}");
+    match (&n.plan, &n.rule) {
+        (Some(p), Some(r)) => println!("dial plan     {p}, rule {r:?}"),
+        (Some(p), None) => println!("dial plan     {p}: no rule needed, already E.164"),
+        (None, _) => println!("dial plan     none applies: already E.164"),
+    }
+    let kind = if n.internal_extension {
+        " (an internal extension)"
+    } else {
+        ""
+    };
+    println!("number        {}{kind}", n.number);
+}
+
+fn test_route(voice: &Voice, at: &Placement, dialled: &str) -> anyhow::Result<()> {
+    let (number, routing) = match voice.emergency(at, dialled) {
+        Some((number, routing)) => {
+            println!("dialled       {dialled}");
+            println!("emergency     {number}: routed whatever the caller's voice policy");
+            (number, routing)
+        }
+        None => {
+            let n = voice
+                .normalize(at, dialled)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            print_normalized(dialled, &n);
+            if n.internal_extension {
+                println!("route         none needed: an internal extension stays inside");
+                return Ok(());
+            }
+            let policy = voice.policy_for(at).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "voice policy  {} (PSTN usages in order: {})",
+                policy.name,
+                policy.usages.join(", ")
+            );
+            let routing = voice
+                .routes_for(at, &n.number)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            (n.number, routing)
+        }
+    };
+    if routing.candidates.is_empty() {
+        anyhow::bail!("no route serves {number}");
+    }
+    for (i, c) in routing.candidates.iter().enumerate() {
+        println!("{}. route {:?} (usage {})", i + 1, c.route, c.usage);
+        for t in &c.trunks {
+            let trunk = voice.config().trunks.iter().find(|x| &x.name == t);
+            let gw = trunk.map_or(String::new(), |t| {
+                format!(
+                    "{}:{} {:?}",
+                    t.gateway.host, t.gateway.port, t.gateway.transport
+                )
+                .to_lowercase()
+            });
+            println!(
+                "   trunk {t:<14} gateway {gw:<28} called {}",
+                voice.on_trunk(t, &number, false)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn apply(file: &std::path::Path, dry_run: bool, data: &DataDirArg) -> anyhow::Result<()> {
+    let new = checked(read(file)?, &file.display().to_string())?;
+    let store = crate::datadir::open_existing(data)?;
+    let old = current(store.as_ref())?;
+    let changes = confab_voice::changes(&old, new.config());
+    if changes.is_empty() {
+        println!(
+            "no change: the deployment's voice configuration is already {}",
+            file.display()
+        );
+        return Ok(());
+    }
+    for c in &changes {
+        println!("{c}");
+    }
+    if dry_run {
+        println!("{} change(s) not applied (--dry-run)", changes.len());
+        return Ok(());
+    }
+    store
+        .set_setting(SETTING, Some(&new.config().to_toml()))
+        .context("cannot store the voice configuration")?;
+    println!("{} change(s) applied", changes.len());
+    Ok(())
+}
+
+/// The deployment's voice configuration (empty when none was applied).
+fn stored(data: &DataDirArg) -> anyhow::Result<VoiceConfig> {
+    let store = crate::datadir::open_existing(data)?;
+    current(store.as_ref())
+}
+
+fn current(store: &dyn confab_store::Store) -> anyhow::Result<VoiceConfig> {
+    let text = store
+        .settings(SETTING)?
+        .into_iter()
+        .find(|(n, _)| n == SETTING)
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    VoiceConfig::from_toml(&text)
+        .map_err(|e| anyhow::anyhow!("the stored voice configuration cannot be read: {e}"))
+}
+
+fn read(file: &std::path::Path) -> anyhow::Result<VoiceConfig> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+    VoiceConfig::from_toml(&text).map_err(|e| UsageError(format!("{}: {e}", file.display())).into())
+}
+
+/// `config` checked; every problem listed, naming `origin`, when it is not right.
+fn checked(config: VoiceConfig, origin: &str) -> anyhow::Result<Voice> {
+    Voice::compile(config).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+        UsageError(format!(
+            "{origin} has {} problem(s); nothing was changed:\n{}",
+            problems.len(),
+            list.join("\n")
+        ))
+        .into()
+    })
+}

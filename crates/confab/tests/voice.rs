@@ -1,0 +1,131 @@
+//! `confab voice`: the enterprise voice configuration applied from a file (checked, all or
+//! nothing, each change reported), exported, and tested without a running call: what a number
+//! normalizes to, and how a call to it would be routed.
+
+mod common;
+
+use std::process::Command;
+
+use common::{repo_root, text, Server, TempDir};
+
+#[test]
+fn a_voice_configuration_is_checked_applied_exported_and_tested() {
+    let server = Server::start();
+    let example = repo_root().join("examples/voice.toml");
+    let example = example.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let o = server.cli(args);
+        (o.status.code(), text(&o))
+    };
+
+    // a broken file: every problem named, nothing applied
+    let dir = TempDir::new("voice");
+    let broken = dir.0.join("broken.toml");
+    let good = std::fs::read_to_string(example).unwrap();
+    std::fs::write(
+        &broken,
+        good.replace("trunks = [\"pbx\"]", "trunks = []")
+            .replace("translation = '+1$1'", "translation = '+1$2'"),
+    )
+    .unwrap();
+    let (code, out) = run(&["voice", "apply", broken.to_str().unwrap()]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("nothing was changed"), "{out}");
+    assert!(
+        out.contains("route \"Redmond local\": has no trunk")
+            && out.contains(
+                "dial plan \"Global\" rule \"National\": the translation \"+1$2\" names group $2"
+            ),
+        "{out}"
+    );
+    let (_, exported) = run(&["voice", "export"]);
+    assert!(exported.trim().is_empty(), "nothing stored: {exported}");
+
+    // the example: dry run, then applied, then nothing left to change
+    let (code, out) = run(&["voice", "apply", example, "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("+ route \"US\"") && out.contains("not applied (--dry-run)"),
+        "{out}"
+    );
+    assert!(run(&["voice", "export"]).1.trim().is_empty());
+    let (code, out) = run(&["voice", "apply", example]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("+ trunk \"carrier-a\"") && out.contains("change(s) applied"),
+        "{out}"
+    );
+    assert!(run(&["voice", "apply", example]).1.contains("no change"));
+    let (_, exported) = run(&["voice", "export"]);
+    let again = dir.0.join("exported.toml");
+    std::fs::write(&again, &exported).unwrap();
+    assert!(run(&["voice", "apply", again.to_str().unwrap()])
+        .1
+        .contains("no change"));
+
+    // what a number becomes, and by which rule
+    let (code, out) = run(&["voice", "test-number", "425-555-0123"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("dial plan     Global, rule \"National\"")
+            && out.contains("number        +14255550123"),
+        "{out}"
+    );
+    let (_, out) = run(&["voice", "test-number", "--site", "london", "02071234567"]);
+    assert!(
+        out.contains("London, rule \"UK national\"") && out.contains("+442071234567"),
+        "{out}"
+    );
+    let (code, out) = run(&["voice", "test-number", "dial-me"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("is not a phone number"), "{out}");
+
+    // how a call would be routed: routes and trunks in the order tried, numbers as the trunk writes them
+    let (code, out) = run(&["voice", "test-route", "4255550123"]);
+    assert_eq!(code, Some(0), "{out}");
+    let redmond = out
+        .find("1. route \"Redmond local\" (usage Local)")
+        .expect(&out);
+    let us = out
+        .find("2. route \"US\" (usage LongDistance)")
+        .expect(&out);
+    assert!(redmond < us, "{out}");
+    assert!(
+        out.contains("trunk carrier-a") && out.contains("called 14255550123"),
+        "{out}"
+    );
+    let (code, out) = run(&["voice", "test-route", "011442071234567"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "no route for +442071234567 in voice policy Global (PSTN usages: Local, LongDistance)"
+        ),
+        "{out}"
+    );
+    let (_, out) = run(&[
+        "voice",
+        "test-route",
+        "--policy",
+        "Executives",
+        "011442071234567",
+    ]);
+    assert!(out.contains("1. route \"World\""), "{out}");
+    let (_, out) = run(&["voice", "test-route", "9911"]);
+    assert!(
+        out.contains("emergency     911") && out.contains("route \"Emergency\""),
+        "{out}"
+    );
+    let (_, out) = run(&["voice", "test-route", "0123"]);
+    assert!(out.contains("an internal extension stays inside"), "{out}");
+
+    // the same from the file, without the database; and a file checked on its own
+    let o = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["voice", "check", example])
+        .output()
+        .unwrap();
+    assert!(
+        text(&o).contains("4 routes, 3 trunks: no problem found"),
+        "{}",
+        text(&o)
+    );
+}
