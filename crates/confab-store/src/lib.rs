@@ -36,6 +36,9 @@ pub enum StoreError {
     /// The address is not `user@domain`.
     #[error("'{0}' is not an address of the form user@domain")]
     BadAddress(String),
+    /// A Line URI another user already has.
+    #[error("{number} is already the Line URI of {holder}")]
+    NumberTaken { number: String, holder: String },
 }
 
 impl StoreError {
@@ -83,6 +86,8 @@ pub struct User {
     pub pool: Option<String>,
     /// The user's own external access policy; `None` follows the deployment's default.
     pub access: Access,
+    /// The user's enterprise voice settings.
+    pub voice: Telephony,
 }
 
 /// A user's external access policy (`confab user set --remote-access/--federation`): each
@@ -93,6 +98,20 @@ pub struct Access {
     pub remote: Option<bool>,
     /// May talk to users of federated organisations.
     pub federation: Option<bool>,
+}
+
+/// A user's enterprise voice settings (`confab user set --line-uri/--voice/--voice-policy/
+/// --dial-plan`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Telephony {
+    /// The user's number: `tel:+14255550101`, or `tel:+14255550100;ext=101`; unique.
+    pub line_uri: Option<String>,
+    /// Enabled for enterprise voice (calls to and from the phone network).
+    pub enabled: bool,
+    /// The assigned voice policy (none: the pool's, the site's or the global one).
+    pub voice_policy: Option<String>,
+    /// The assigned dial plan (none: the pool's, the site's or the global one).
+    pub dial_plan: Option<String>,
 }
 
 /// One registered contact of a user (a device).
@@ -138,6 +157,11 @@ pub trait Store: Send {
     /// Sets the user's external access policy (logged, so that running servers apply it at
     /// the user's next request).
     fn set_access(&self, aor: &str, access: Access) -> Result<()>;
+    /// Sets the user's enterprise voice settings; a Line URI another user has is refused
+    /// ([`StoreError::NumberTaken`], naming the holder).
+    fn set_telephony(&self, aor: &str, voice: &Telephony) -> Result<()>;
+    /// Who has `line_uri` (`tel:+14255550101`): a dialled number's owner.
+    fn number_owner(&self, line_uri: &str) -> Result<Option<String>>;
     /// The users homed on `pool`, sorted.
     fn users_in_pool(&self, pool: &str) -> Result<Vec<String>>;
     /// Homes every user without a pool on `pool`; returns how many.

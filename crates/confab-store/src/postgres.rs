@@ -86,6 +86,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
     "ALTER TABLE users ADD COLUMN remote_access BOOLEAN;
     ALTER TABLE users ADD COLUMN federation BOOLEAN;",
+    "ALTER TABLE users ADD COLUMN line_uri TEXT;
+    ALTER TABLE users ADD COLUMN voice BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE users ADD COLUMN voice_policy TEXT;
+    ALTER TABLE users ADD COLUMN dial_plan TEXT;
+    CREATE UNIQUE INDEX users_line_uri ON users (line_uri);",
 ];
 
 /// How long a caller waits for the database before answering "unavailable".
@@ -474,6 +479,44 @@ impl Store for PgStore {
         })
     }
 
+    fn set_telephony(&self, aor: &str, voice: &crate::Telephony) -> Result<()> {
+        let (aor, voice) = (aor.to_owned(), voice.clone());
+        self.call(move |s| {
+            s.change(&aor, |tx, aor| {
+                if let Some(uri) = &voice.line_uri {
+                    let rows = tx.query(
+                        "SELECT aor FROM users WHERE line_uri = $1 AND aor <> $2",
+                        &[uri, &aor],
+                    )?;
+                    if let Some(r) = rows.first() {
+                        return Err(StoreError::NumberTaken {
+                            number: uri.clone(),
+                            holder: r.try_get(0)?,
+                        });
+                    }
+                }
+                let n = tx.execute(
+                    "UPDATE users SET line_uri = $2, voice = $3, voice_policy = $4, dial_plan = $5 WHERE aor = $1",
+                    &[&aor, &voice.line_uri, &voice.enabled, &voice.voice_policy, &voice.dial_plan],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NoSuchUser(aor.to_owned()));
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn number_owner(&self, line_uri: &str) -> Result<Option<String>> {
+        let uri = line_uri.to_owned();
+        self.call(move |s| {
+            s.query("SELECT aor FROM users WHERE line_uri = $1", &[&uri])?
+                .first()
+                .map(|r| Ok(r.try_get(0)?))
+                .transpose()
+        })
+    }
+
     fn users_in_pool(&self, pool: &str) -> Result<Vec<String>> {
         let pool = pool.to_owned();
         self.call(move |s| {
@@ -531,7 +574,7 @@ impl Store for PgStore {
         let aor = aor.to_owned();
         self.call(move |s| {
             s.query(
-                "SELECT aor, realm, ha1_md5, ha1_sha256, pool, remote_access, federation FROM users WHERE aor = $1",
+                "SELECT aor, realm, ha1_md5, ha1_sha256, pool, remote_access, federation, line_uri, voice, voice_policy, dial_plan FROM users WHERE aor = $1",
                 &[&aor],
             )?
             .first()
@@ -545,6 +588,12 @@ impl Store for PgStore {
                     access: crate::Access {
                         remote: r.try_get(5)?,
                         federation: r.try_get(6)?,
+                    },
+                    voice: crate::Telephony {
+                        line_uri: r.try_get(7)?,
+                        enabled: r.try_get(8)?,
+                        voice_policy: r.try_get(9)?,
+                        dial_plan: r.try_get(10)?,
                     },
                 })
             })

@@ -72,6 +72,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
     "ALTER TABLE users ADD COLUMN remote_access BOOLEAN;
     ALTER TABLE users ADD COLUMN federation BOOLEAN;",
+    "ALTER TABLE users ADD COLUMN line_uri TEXT;
+    ALTER TABLE users ADD COLUMN voice BOOLEAN NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN voice_policy TEXT;
+    ALTER TABLE users ADD COLUMN dial_plan TEXT;
+    CREATE UNIQUE INDEX users_line_uri ON users (line_uri);",
 ];
 
 /// How many change-log entries are kept (a server polls every few seconds).
@@ -254,6 +259,40 @@ impl Store for SqliteStore {
         })
     }
 
+    fn set_telephony(&self, aor: &str, voice: &crate::Telephony) -> Result<()> {
+        self.change(aor, |tx, aor| {
+            if let Some(uri) = &voice.line_uri {
+                let holder: Option<String> = tx
+                    .query_row(
+                        "SELECT aor FROM users WHERE line_uri = ?1 AND aor <> ?2",
+                        params![uri, aor],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(holder) = holder {
+                    return Err(StoreError::NumberTaken {
+                        number: uri.clone(),
+                        holder,
+                    });
+                }
+            }
+            let n = tx.execute(
+                "UPDATE users SET line_uri = ?2, voice = ?3, voice_policy = ?4, dial_plan = ?5 WHERE aor = ?1",
+                params![aor, voice.line_uri, voice.enabled, voice.voice_policy, voice.dial_plan],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NoSuchUser(aor.to_owned()));
+            }
+            Ok(())
+        })
+    }
+
+    fn number_owner(&self, line_uri: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached("SELECT aor FROM users WHERE line_uri = ?1")?;
+        Ok(st.query_row(params![line_uri], |r| r.get(0)).optional()?)
+    }
+
     fn users_in_pool(&self, pool: &str) -> Result<Vec<String>> {
         let conn = self.conn();
         let mut st = conn.prepare_cached("SELECT aor FROM users WHERE pool = ?1 ORDER BY aor")?;
@@ -313,7 +352,7 @@ impl Store for SqliteStore {
     fn user(&self, aor: &str) -> Result<Option<User>> {
         let conn = self.conn();
         let mut st = conn.prepare_cached(
-            "SELECT aor, realm, ha1_md5, ha1_sha256, pool, remote_access, federation FROM users WHERE aor = ?1",
+            "SELECT aor, realm, ha1_md5, ha1_sha256, pool, remote_access, federation, line_uri, voice, voice_policy, dial_plan FROM users WHERE aor = ?1",
         )?;
         Ok(st
             .query_row(params![aor], |r| {
@@ -326,6 +365,12 @@ impl Store for SqliteStore {
                     access: crate::Access {
                         remote: r.get(5)?,
                         federation: r.get(6)?,
+                    },
+                    voice: crate::Telephony {
+                        line_uri: r.get(7)?,
+                        enabled: r.get(8)?,
+                        voice_policy: r.get(9)?,
+                        dial_plan: r.get(10)?,
                     },
                 })
             })

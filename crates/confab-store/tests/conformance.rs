@@ -7,7 +7,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use confab_store::{
-    Access, Binding, ContactEntry, PgStore, Privacy, SqliteStore, Store, StoreError, Visibility,
+    Access, Binding, ContactEntry, PgStore, Privacy, SqliteStore, Store, StoreError, Telephony,
+    Visibility,
 };
 use sip_auth::{ha1, Algorithm};
 
@@ -123,7 +124,51 @@ conformance!(
     one_users_bindings_and_the_shared_secret,
     servers_opening_a_new_database_at_once_all_start,
     external_access_is_kept_and_logged,
+    a_line_uri_belongs_to_one_user_and_finds_its_owner,
 );
+
+fn a_line_uri_belongs_to_one_user_and_finds_its_owner(f: &dyn Fixture) {
+    let s = f.open();
+    s.add_user("alice@example.com", "pw", None).unwrap();
+    s.add_user("bob@example.com", "pw", None).unwrap();
+    let voice = |s: &dyn Store, aor: &str| s.user(aor).unwrap().unwrap().voice;
+    assert_eq!(voice(s.as_ref(), "alice@example.com"), Telephony::default());
+    let (rev, _) = s.changes_since(0).unwrap();
+    let alice = Telephony {
+        line_uri: Some("tel:+14255550101".into()),
+        enabled: true,
+        voice_policy: Some("Executives".into()),
+        dial_plan: None,
+    };
+    s.set_telephony("alice@Example.com", &alice).unwrap();
+    assert_eq!(voice(s.as_ref(), "alice@example.com"), alice);
+    assert_eq!(
+        s.number_owner("tel:+14255550101").unwrap().as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(s.number_owner("tel:+14255550102").unwrap(), None);
+    assert_eq!(s.changes_since(rev).unwrap().1, ["alice@example.com"]);
+    // the number is alice's: refused for bob, naming her; setting it again for her is fine
+    let taken = s.set_telephony("bob@example.com", &alice).unwrap_err();
+    assert_eq!(
+        taken.to_string(),
+        "tel:+14255550101 is already the Line URI of alice@example.com"
+    );
+    assert_eq!(voice(s.as_ref(), "bob@example.com"), Telephony::default());
+    s.set_telephony("alice@example.com", &alice).unwrap();
+    // released, it is bob's to take
+    s.set_telephony("alice@example.com", &Telephony::default())
+        .unwrap();
+    s.set_telephony("bob@example.com", &alice).unwrap();
+    assert_eq!(
+        s.number_owner("tel:+14255550101").unwrap().as_deref(),
+        Some("bob@example.com")
+    );
+    assert!(matches!(
+        s.set_telephony("nobody@example.com", &Telephony::default()),
+        Err(StoreError::NoSuchUser(_))
+    ));
+}
 
 fn external_access_is_kept_and_logged(f: &dyn Fixture) {
     let s = f.open();

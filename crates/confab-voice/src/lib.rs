@@ -22,7 +22,7 @@ pub use model::{
     CallerId, DialPlan, Emergency, Gateway, NormalizationRule, Route, Scope, Transport, Trunk,
     Unassigned, VoiceConfig, VoicePolicy,
 };
-pub use normalize::{Dialled, Normalized};
+pub use normalize::{line_uri, Dialled, Normalized};
 pub use pattern::{Pattern, PatternError};
 pub use routing::{Candidate, NoRoute, Routing};
 pub use validate::Problem;

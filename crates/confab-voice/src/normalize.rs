@@ -53,6 +53,36 @@ impl std::fmt::Display for Dialled {
     }
 }
 
+/// A Line URI as written by an administrator (`tel:+1 (425) 555-0101;ext=101`, or without
+/// `tel:`), in the form it is kept and compared in: `tel:+14255550101;ext=101`.
+pub fn line_uri(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix("tel:")
+        .or_else(|| t.strip_prefix("TEL:"))
+        .unwrap_or(t);
+    let (number, params) = t.split_once(';').unwrap_or((t, ""));
+    let number = without_separators(number);
+    if !is_e164(&number) {
+        return Err(format!(
+            "{text:?} is not a Line URI: write tel:+ and the E.164 number (7 to 15 digits), optionally ;ext=DIGITS"
+        ));
+    }
+    match params.split_once('=') {
+        None if params.is_empty() => Ok(format!("tel:{number}")),
+        Some((k, ext))
+            if k.eq_ignore_ascii_case("ext")
+                && !ext.is_empty()
+                && ext.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(format!("tel:{number};ext={ext}"))
+        }
+        _ => Err(format!(
+            "{text:?}: the only parameter a Line URI takes is ;ext=DIGITS"
+        )),
+    }
+}
+
 /// `+` and 7 to 15 digits.
 pub(crate) fn is_e164(s: &str) -> bool {
     s.strip_prefix('+')
@@ -140,4 +170,29 @@ pub(crate) fn most_specific<'a, T>(
                 .and_then(|site| find(&|s| matches!(s, Scope::Site(x) if x == site)))
         })
         .or_else(|| find(&|s| *s == Scope::Global))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_uri;
+
+    #[test]
+    fn line_uris_are_kept_in_one_form() {
+        assert_eq!(
+            line_uri("tel:+1 (425) 555-0101").unwrap(),
+            "tel:+14255550101"
+        );
+        assert_eq!(
+            line_uri("+14255550100;EXT=101").unwrap(),
+            "tel:+14255550100;ext=101"
+        );
+        for bad in [
+            "tel:4255550101",
+            "tel:+1425abc",
+            "tel:+14255550101;phone-context=x",
+            "tel:+1;ext=1",
+        ] {
+            assert!(line_uri(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -440,16 +440,18 @@ pub(crate) enum UserCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Set a user's external access policy: whether it may sign in from outside through an
-    /// Edge, and talk to users of federated organisations. What is not given stays as it was;
-    /// `default` follows the topology's `[external_access]`. Running servers apply it at the
-    /// user's next request.
+    /// Set a user's external access policy (whether it may sign in from outside through an
+    /// Edge, and talk to users of federated organisations) and enterprise voice settings
+    /// (number, voice, policy, dial plan). What is not given stays as it was; `default`
+    /// follows the deployment's. Running servers apply it at the user's next request.
     Set {
         address: String,
         #[arg(long, value_name = "on|off|default")]
         remote_access: Option<Switch>,
         #[arg(long, value_name = "on|off|default")]
         federation: Option<Switch>,
+        #[command(flatten)]
+        voice: crate::voice::UserVoiceArgs,
         #[command(flatten)]
         data: DataDirArg,
     },

@@ -80,11 +80,12 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             address,
             remote_access,
             federation,
+            voice,
             data,
         } => {
-            if remote_access.is_none() && federation.is_none() {
+            if remote_access.is_none() && federation.is_none() && voice.is_empty() {
                 return Err(UsageError(
-                    "nothing to set: give --remote-access and/or --federation (on, off or default)"
+                    "nothing to set: give --remote-access, --federation (on, off or default), --line-uri, --voice, --voice-policy or --dial-plan"
                         .into(),
                 )
                 .into());
@@ -93,28 +94,12 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             let Some(user) = store.user(&address)? else {
                 anyhow::bail!("no such user: {address} (see `confab user list`)");
             };
-            let pick = |s: Option<Switch>, old| match s {
-                None => old,
-                Some(Switch::On) => Some(true),
-                Some(Switch::Off) => Some(false),
-                Some(Switch::Default) => None,
-            };
-            let access = confab_store::Access {
-                remote: pick(remote_access, user.access.remote),
-                federation: pick(federation, user.access.federation),
-            };
-            store.set_access(&user.aor, access).map_err(usage)?;
-            let show = |v: Option<bool>| match v {
-                Some(true) => "on",
-                Some(false) => "off",
-                None => "default",
-            };
-            println!(
-                "{}: remote access {}, federation {} (running servers apply it at the user's next request)",
-                user.aor,
-                show(access.remote),
-                show(access.federation)
-            );
+            if remote_access.is_some() || federation.is_some() {
+                set_access(store.as_ref(), &user, remote_access, federation)?;
+            }
+            if !voice.is_empty() {
+                crate::voice::set_user(store.as_ref(), &user, &voice)?;
+            }
         }
         UserCommand::SetPassword {
             address,
@@ -128,6 +113,37 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             println!("password changed for {address}");
         }
     }
+    Ok(())
+}
+
+fn set_access(
+    store: &dyn Store,
+    user: &confab_store::User,
+    remote_access: Option<Switch>,
+    federation: Option<Switch>,
+) -> anyhow::Result<()> {
+    let pick = |s: Option<Switch>, old| match s {
+        None => old,
+        Some(Switch::On) => Some(true),
+        Some(Switch::Off) => Some(false),
+        Some(Switch::Default) => None,
+    };
+    let access = confab_store::Access {
+        remote: pick(remote_access, user.access.remote),
+        federation: pick(federation, user.access.federation),
+    };
+    store.set_access(&user.aor, access).map_err(usage)?;
+    let show = |v: Option<bool>| match v {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "default",
+    };
+    println!(
+        "{}: remote access {}, federation {} (running servers apply it at the user's next request)",
+        user.aor,
+        show(access.remote),
+        show(access.federation)
+    );
     Ok(())
 }
 
@@ -350,7 +366,7 @@ fn check_password(p: &str) -> anyhow::Result<()> {
 }
 
 /// Store errors about what was asked (exists, missing, bad address) are usage errors.
-fn usage(e: confab_store::StoreError) -> anyhow::Error {
+pub(crate) fn usage(e: confab_store::StoreError) -> anyhow::Error {
     match e {
         confab_store::StoreError::Database(_) | confab_store::StoreError::Unavailable(_) => {
             e.into()

@@ -46,6 +46,9 @@ pub(crate) enum VoiceCommand {
     /// usage, the routes and their trunks in the order tried, or exactly why there is no
     /// route (Test-CsVoiceRoute).
     TestRoute {
+        /// The caller: their voice policy, dial plan and pool, and whether they have voice.
+        #[arg(long, value_name = "ADDRESS", conflicts_with_all = ["policy", "dial_plan", "file"])]
+        user: Option<String>,
         /// The caller's voice policy (default: the one for the caller's pool, site, or global).
         #[arg(long)]
         policy: Option<String>,
@@ -56,6 +59,99 @@ pub(crate) enum VoiceCommand {
         #[command(flatten)]
         source: Source,
     },
+}
+
+/// A user's enterprise voice settings, for `confab user set`.
+#[derive(Debug, Args)]
+pub(crate) struct UserVoiceArgs {
+    /// The user's number: tel:+14255550101 (optionally ;ext=101); `none` removes it. A number
+    /// another user has is refused, naming that user.
+    #[arg(long, value_name = "tel:+NUMBER|none")]
+    line_uri: Option<String>,
+    /// Enabled for enterprise voice: calls to and from the phone network.
+    #[arg(long, value_name = "on|off")]
+    voice: Option<OnOff>,
+    /// The voice policy assigned to the user; `default`: the pool's, site's or global one.
+    #[arg(long, value_name = "NAME|default")]
+    voice_policy: Option<String>,
+    /// The dial plan assigned to the user; `default`: the pool's, site's or global one.
+    #[arg(long, value_name = "NAME|default")]
+    dial_plan: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OnOff {
+    On,
+    Off,
+}
+
+impl UserVoiceArgs {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.line_uri.is_none()
+            && self.voice.is_none()
+            && self.voice_policy.is_none()
+            && self.dial_plan.is_none()
+    }
+}
+
+/// Applies `args` to `user`: what is not given stays; a policy or dial plan must exist in the
+/// deployment's voice configuration.
+pub(crate) fn set_user(
+    store: &dyn confab_store::Store,
+    user: &confab_store::User,
+    args: &UserVoiceArgs,
+) -> anyhow::Result<()> {
+    let mut v = user.voice.clone();
+    if let Some(uri) = &args.line_uri {
+        v.line_uri = match uri.as_str() {
+            "none" => None,
+            text => Some(confab_voice::line_uri(text).map_err(UsageError)?),
+        };
+    }
+    if let Some(on) = args.voice {
+        v.enabled = on == OnOff::On;
+    }
+    let config = current(store)?;
+    let assigned = |name: &Option<String>, kind: &str, exists: &dyn Fn(&str) -> bool| {
+        match name.as_deref() {
+            None => Ok(None),
+            Some("default") => Ok(Some(None)),
+            Some(n) if exists(n) => Ok(Some(Some(n.to_owned()))),
+            Some(n) => Err(UsageError(format!(
+                "there is no {kind} {n:?} in the deployment's voice configuration (see `confab voice export`)"
+            ))),
+        }
+    };
+    if let Some(p) = assigned(&args.voice_policy, "voice policy", &|n| {
+        config.policies.iter().any(|p| p.name == n)
+    })? {
+        v.voice_policy = p;
+    }
+    if let Some(p) = assigned(&args.dial_plan, "dial plan", &|n| {
+        config.dial_plans.iter().any(|p| p.name == n)
+    })? {
+        v.dial_plan = p;
+    }
+    if v.enabled && v.line_uri.is_none() {
+        return Err(UsageError(format!(
+            "{} has no Line URI: enterprise voice needs one (--line-uri tel:+NUMBER)",
+            user.aor
+        ))
+        .into());
+    }
+    store
+        .set_telephony(&user.aor, &v)
+        .map_err(crate::users::usage)?;
+    let or_default = |o: &Option<String>| o.clone().unwrap_or_else(|| "default".into());
+    println!(
+        "{}: line {}, enterprise voice {}, voice policy {}, dial plan {}",
+        user.aor,
+        v.line_uri.as_deref().unwrap_or("none"),
+        if v.enabled { "on" } else { "off" },
+        or_default(&v.voice_policy),
+        or_default(&v.dial_plan)
+    );
+    Ok(())
 }
 
 /// Where the configuration comes from, and where the caller sits.
@@ -113,14 +209,32 @@ pub(crate) fn run(cmd: VoiceCommand) -> anyhow::Result<()> {
             Ok(())
         }
         VoiceCommand::TestRoute {
+            user,
             policy,
             dial_plan,
             number,
             source,
-        } => {
-            let (voice, at) = source.load(dial_plan, policy)?;
-            test_route(&voice, &at, &number)
-        }
+        } => match user {
+            None => {
+                let (voice, at) = source.load(dial_plan, policy)?;
+                test_route(&voice, &at, &number, None)
+            }
+            Some(address) => {
+                let store = crate::datadir::open_existing(&source.data)?;
+                let Some(caller) = store.user(&address)? else {
+                    return Err(UsageError(format!(
+                        "no such user: {address} (see `confab user list`)"
+                    ))
+                    .into());
+                };
+                let (voice, mut at) = source.load(
+                    caller.voice.dial_plan.clone(),
+                    caller.voice.voice_policy.clone(),
+                )?;
+                at.pool = at.pool.or(caller.pool.clone());
+                test_route(&voice, &at, &number, Some((store.as_ref(), &caller)))
+            }
+        },
     }
 }
 
@@ -168,7 +282,14 @@ fn print_normalized(dialled: &str, n: &confab_voice::Normalized) {
     println!("number        {}{kind}", n.number);
 }
 
-fn test_route(voice: &Voice, at: &Placement, dialled: &str) -> anyhow::Result<()> {
+/// With `caller` (a user, and the store holding everyone's numbers): a number a colleague has
+/// stays inside, and a caller without enterprise voice reaches only emergency numbers.
+fn test_route(
+    voice: &Voice,
+    at: &Placement,
+    dialled: &str,
+    caller: Option<(&dyn confab_store::Store, &confab_store::User)>,
+) -> anyhow::Result<()> {
     let (number, routing) = match voice.emergency(at, dialled) {
         Some((number, routing)) => {
             println!("dialled       {dialled}");
@@ -180,9 +301,21 @@ fn test_route(voice: &Voice, at: &Placement, dialled: &str) -> anyhow::Result<()
                 .normalize(at, dialled)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             print_normalized(dialled, &n);
+            if let Some((store, _)) = caller {
+                if let Some(owner) = store.number_owner(&format!("tel:{}", n.number))? {
+                    println!("owner         {owner}: the call stays inside, no route needed");
+                    return Ok(());
+                }
+            }
             if n.internal_extension {
                 println!("route         none needed: an internal extension stays inside");
                 return Ok(());
+            }
+            if let Some((_, user)) = caller.filter(|(_, u)| !u.voice.enabled) {
+                anyhow::bail!(
+                    "{} is not enabled for enterprise voice: only emergency numbers and colleagues are reachable",
+                    user.aor
+                );
             }
             let policy = voice.policy_for(at).map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(

@@ -129,3 +129,115 @@ fn a_voice_configuration_is_checked_applied_exported_and_tested() {
         text(&o)
     );
 }
+
+#[test]
+fn users_get_numbers_and_voice_settings_and_calls_are_tested_as_theirs() {
+    let server = Server::start();
+    let run = |args: &[&str]| {
+        let o = server.cli(args);
+        (o.status.code(), text(&o))
+    };
+    let example = repo_root().join("examples/voice.toml");
+    assert_eq!(
+        run(&["voice", "apply", example.to_str().unwrap()]).0,
+        Some(0)
+    );
+    for u in ["erin@example.com", "finn@example.com"] {
+        assert_eq!(run(&["user", "add", u, "--password", "pw"]).0, Some(0));
+    }
+
+    let (code, out) = run(&[
+        "user",
+        "set",
+        "erin@example.com",
+        "--line-uri",
+        "tel:+1 (425) 555-0101",
+        "--voice",
+        "on",
+        "--voice-policy",
+        "Executives",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("erin@example.com: line tel:+14255550101, enterprise voice on, voice policy Executives, dial plan default"),
+        "{out}"
+    );
+    // one number, one holder
+    let (code, out) = run(&[
+        "user",
+        "set",
+        "finn@example.com",
+        "--line-uri",
+        "tel:+14255550101",
+    ]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(
+        out.contains("tel:+14255550101 is already the Line URI of erin@example.com"),
+        "{out}"
+    );
+    // what is not so is refused, saying what to do
+    let (code, out) = run(&[
+        "user",
+        "set",
+        "finn@example.com",
+        "--voice-policy",
+        "Interns",
+    ]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(
+        out.contains("there is no voice policy \"Interns\""),
+        "{out}"
+    );
+    let (code, out) = run(&["user", "set", "finn@example.com", "--voice", "on"]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("has no Line URI"), "{out}");
+    let (code, out) = run(&[
+        "user",
+        "set",
+        "finn@example.com",
+        "--line-uri",
+        "4255550102",
+    ]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("is not a Line URI"), "{out}");
+
+    // erin's policy reaches abroad; a colleague's number stays inside; finn has no voice
+    let (code, out) = run(&[
+        "voice",
+        "test-route",
+        "--user",
+        "erin@example.com",
+        "011442071234567",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("voice policy  Executives") && out.contains("route \"World\""),
+        "{out}"
+    );
+    let (_, out) = run(&[
+        "voice",
+        "test-route",
+        "--user",
+        "finn@example.com",
+        "4255550101",
+    ]);
+    assert!(
+        out.contains("owner         erin@example.com: the call stays inside"),
+        "{out}"
+    );
+    let (code, out) = run(&[
+        "voice",
+        "test-route",
+        "--user",
+        "finn@example.com",
+        "4255550123",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("finn@example.com is not enabled for enterprise voice"),
+        "{out}"
+    );
+    let (code, out) = run(&["voice", "test-route", "--user", "finn@example.com", "911"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("emergency     911"), "{out}");
+}
