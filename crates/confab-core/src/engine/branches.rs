@@ -61,6 +61,7 @@ impl Engine {
                 let invite = p.invite;
                 let request = invite.then(|| p.request.clone());
                 if let Some(r) = &resp {
+                    self.trust_signed_in_remote(&server_key, r);
                     self.send_upstream(now, &server_key, code, strip_top_via(r, false));
                 }
                 if let Some(req) = request {
@@ -83,6 +84,18 @@ impl Engine {
             self.send_cancel(now, proxy_id, index);
         }
         self.maybe_finish(now, proxy_id);
+    }
+
+    /// At an Edge, a 2xx to a REGISTER going out: the next hop authenticated the remote user,
+    /// so under overload its address keeps its share, as a Front End's signed-in users do.
+    fn trust_signed_in_remote(&mut self, server_key: &str, resp: &Message) {
+        if self.cfg.edge.is_none() || !resp.cseq().is_ok_and(|c| c.method == "REGISTER") {
+            return;
+        }
+        let client = self.server_tx.get(server_key).map(|s| s.target.addr);
+        if let Some(addr) = client.filter(|a| self.cfg.is_outside(a)) {
+            self.trust_source(addr.ip());
+        }
     }
 
     /// When every branch has finished: send the best response if nothing final went up yet.
@@ -417,6 +430,55 @@ mod tests {
         sim.advance(33 * SECOND);
         assert_eq!(statuses(&sim.take_to(ALICE)), vec![408]);
         assert_eq!(sim.engine.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_edge_trusts_the_address_of_a_remote_user_its_next_hop_signed_in() {
+        let access = "198.51.100.1:443";
+        let cfg = crate::config::EngineConfig {
+            edge: Some(crate::config::EdgeConfig {
+                access: vec![access.parse().unwrap()],
+                access_host: "access.example.com".into(),
+                access_port: 443,
+                federation_port: 5061,
+                next_hop: vec!["10.0.0.5:5061".parse().unwrap()],
+                federation: Default::default(),
+            }),
+            ..Default::default()
+        };
+        let mut sim = Sim::new(cfg, |_| {});
+        let remote = "203.0.113.7:50000";
+        let ip = "203.0.113.7".parse().unwrap();
+        let register = |seq: u32| {
+            format!("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TLS 203.0.113.7:50000;branch=z9hG4bKedge{seq}\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a\r\nTo: <sip:alice@example.com>\r\nCall-ID: edge-reg\r\nCSeq: {seq} REGISTER\r\nContact: <sip:alice@203.0.113.7:50000;transport=tls>\r\nContent-Length: 0\r\n\r\n")
+        };
+        // challenged by the next hop: not trusted yet
+        sim.send_tls(remote, access, 7, &register(1));
+        let relayed = sim.take_to("10.0.0.5:5061");
+        assert_eq!(relayed.len(), 1);
+        sim.arriving_from_peers(true);
+        sim.send_tls(
+            "10.0.0.5:5061",
+            "127.0.0.1:5061",
+            8,
+            &reply(&relayed[0], 401, "Unauthorized", "n"),
+        );
+        assert_eq!(sim.take_to(remote).len(), 1);
+        assert!(!sim.engine.is_trusted_source(ip));
+        // signed in: trusted
+        sim.arriving_from_peers(false);
+        sim.send_tls(remote, access, 7, &register(2));
+        let relayed = sim.take_to("10.0.0.5:5061");
+        sim.arriving_from_peers(true);
+        sim.send_tls(
+            "10.0.0.5:5061",
+            "127.0.0.1:5061",
+            8,
+            &reply(&relayed[0], 200, "OK", "n"),
+        );
+        let answers = sim.take_to(remote);
+        assert_eq!(answers[0].status(), 200);
+        assert!(sim.engine.is_trusted_source(ip));
     }
 
     #[test]

@@ -122,6 +122,22 @@ impl Sim {
             flow: None,
             peer_verified: self.from_peers,
         };
+        self.arrive(source, texts);
+    }
+
+    /// `text` arrives over TLS connection `flow` from `from`, on the listener at `local`.
+    pub(crate) fn send_tls(&mut self, from: &str, local: &str, flow: u64, text: &str) {
+        let source = Source {
+            transport: Transport::Tls,
+            remote: from.parse().expect("an ip:port"),
+            local: local.parse().expect("an ip:port"),
+            flow: Some(flow),
+            peer_verified: self.from_peers,
+        };
+        self.arrive(source, &[text]);
+    }
+
+    fn arrive(&mut self, source: Source, texts: &[&str]) {
         let now = self.now();
         let shard = self
             .arrivals
