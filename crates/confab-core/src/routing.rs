@@ -64,6 +64,24 @@ pub(crate) fn uri_target(uri: &SipUri<'_>, fallback: Transport) -> Option<Target
     })
 }
 
+/// One of `servers` (over TLS) for `req`, the same one for every request of the same Call-ID
+/// (so a dialog's requests meet the same state); `None` when there is none.
+pub(crate) fn server_for_call(req: &Message, servers: &[SocketAddr]) -> Option<Target> {
+    if servers.is_empty() {
+        return None;
+    }
+    let hash = req
+        .call_id()
+        .unwrap_or("")
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    Some(Target {
+        transport: Transport::Tls,
+        addr: servers[hash % servers.len()],
+        flow: None,
+    })
+}
+
 pub(crate) fn default_port(t: Transport) -> u16 {
     if t == Transport::Tls {
         5061

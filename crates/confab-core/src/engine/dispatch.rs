@@ -4,7 +4,7 @@
 use sip_proto::header::NameAddr;
 use sip_proto::{Method, Uri};
 
-use sip_transport::{Target, Transport};
+use sip_transport::Transport;
 
 use super::edge::Origin;
 use super::park::Fetch;
@@ -210,18 +210,9 @@ impl Engine {
             self.respond(now, ctx, 403, reason, &[]);
             return;
         }
-        let hash = ctx
-            .msg
-            .call_id()
-            .unwrap_or("")
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
-        let target = Target {
-            transport: Transport::Tls,
-            addr: edges[hash % edges.len()],
-            flow: None,
-        };
-        self.forward_single(now, ctx, target);
+        if let Some(target) = crate::routing::server_for_call(&ctx.msg, edges) {
+            self.forward_single(now, ctx, target);
+        }
     }
 
     /// For a request from a partner nobody vouched for: whether `aor` has the sender as a

@@ -356,21 +356,7 @@ impl Engine {
 
     /// One of the next hop's servers, the same for the same Call-ID.
     fn next_hop(&self, ctx: &Ctx) -> Option<Target> {
-        let hops = &self.cfg.edge.as_ref()?.next_hop;
-        if hops.is_empty() {
-            return None;
-        }
-        let hash = ctx
-            .msg
-            .call_id()
-            .unwrap_or("")
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
-        Some(Target {
-            transport: Transport::Tls,
-            addr: hops[hash % hops.len()],
-            flow: None,
-        })
+        crate::routing::server_for_call(&ctx.msg, &self.cfg.edge.as_ref()?.next_hop)
     }
 }
 
