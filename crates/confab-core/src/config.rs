@@ -67,6 +67,12 @@ pub struct EngineConfig {
     /// Where requests for other organisations' domains go: the inside listeners of the Edge
     /// servers (TLS). Empty: federation is off, such requests are refused.
     pub federation_edges: Vec<SocketAddr>,
+    /// Each pool's site (pool FQDN, site name), for the dial plans, voice policies and
+    /// emergency numbers scoped to a site.
+    pub pool_sites: Vec<(String, String)>,
+    /// How often each trunk's gateway is probed with OPTIONS (one that does not answer is
+    /// skipped until it does); zero: never (every gateway counts as up).
+    pub gateway_probe: Duration,
 }
 
 /// An Edge server's two sides. The inside is its own address (`advertised_host`, the TLS
@@ -123,6 +129,8 @@ impl Default for EngineConfig {
             external_access: confab_topology::ExternalAccess::default(),
             edge: None,
             federation_edges: Vec::new(),
+            pool_sites: Vec::new(),
+            gateway_probe: Duration::from_secs(30),
         }
     }
 }

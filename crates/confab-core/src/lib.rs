@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod presence;
 mod routing;
 pub mod server;
+mod voice;
 
 pub use config::{EdgeConfig, EngineConfig};
 pub use engine::{
@@ -26,3 +27,4 @@ pub use engine::{
 };
 pub use homing::{HomePool, Homing};
 pub use presence::{Availability, PresenceConfig};
+pub use voice::VOICE_SETTING;

@@ -266,6 +266,17 @@ impl Shard {
                 lookups_done.clone(),
             ));
         }
+        while let Some(host) = self.engine.poll_resolve() {
+            // a trunk gateway's host name: the system resolver, off the engine
+            let done = lookups_done.clone();
+            tokio::spawn(async move {
+                let found = tokio::net::lookup_host((host.as_str(), 0))
+                    .await
+                    .map(|addrs| addrs.collect())
+                    .map_err(|e| e.to_string());
+                let _ = done.send(Fetched::resolved(host, found));
+            });
+        }
         while let Some((addr, name)) = self.engine.poll_partner_name() {
             self.transports.name_partner(addr, name);
         }

@@ -336,6 +336,10 @@ pub(crate) struct UpArgs {
     /// this (more: 503 with Retry-After).
     #[arg(long, default_value_t = 20)]
     pub(crate) presence_subscribe_rate: u32,
+    /// Seconds between OPTIONS probes of each trunk's gateway (one that does not answer is
+    /// skipped until it does); 0: no probes, every gateway counts as up.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub(crate) gateway_probe: u64,
     /// Address and port of the built-in DNS server (UDP and TCP); `off` runs none.
     #[arg(long, default_value = "127.0.0.1:5353", value_parser = parse_optional_addr)]
     pub(crate) dns: OptionalAddr,

@@ -334,6 +334,10 @@ async fn serve(
         } else {
             Vec::new()
         },
+        pool_sites: (site.topology.pools.iter())
+            .map(|p| (p.fqdn.clone(), p.site.clone()))
+            .collect(),
+        gateway_probe: Duration::from_secs(args.gateway_probe),
         ..EngineConfig::default()
     };
     let transport_cfg =

@@ -11,8 +11,8 @@ use confab_voice::{Placement, Voice, VoiceConfig};
 
 use crate::cli::{DataDirArg, UsageError};
 
-/// The setting the document is kept under.
-const SETTING: &str = "voice";
+/// The setting the document is kept under (where running servers read it again).
+const SETTING: &str = confab_core::VOICE_SETTING;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum VoiceCommand {

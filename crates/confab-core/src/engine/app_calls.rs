@@ -129,6 +129,7 @@ impl Engine {
                 path: Vec::new(),
                 target,
                 binding: None,
+                pstn: None,
             })
             .into_iter()
             .collect()

@@ -26,6 +26,11 @@ impl Engine {
         {
             return Flow::Continue;
         }
+        if let Some(trunk) = self.gateway_of(ctx) {
+            // a trunk's gateway: trusted by its address (the phone network has no passwords)
+            ctx.trunk = Some(trunk);
+            return Flow::Continue;
+        }
         if self.is_own_spiral(&ctx.msg) || self.is_peer_forwarded(ctx) {
             // we, or another server of the deployment, authenticated this request before
             // forwarding it here

@@ -29,6 +29,7 @@ impl Engine {
             return;
         };
         let mut send_cancel = false;
+        let mut next = None;
         match code {
             100 => return,
             101..=199 => {
@@ -75,6 +76,13 @@ impl Engine {
                 if let Some(r) = resp {
                     p.offer(r);
                 }
+                if matches!(code, 408 | 503 | 504) {
+                    // a trunk that is unavailable, overloaded or silent: the next one
+                    next = p.later.pop_front();
+                } else {
+                    // the far end's answer is final: not retried on another trunk
+                    p.drop_later();
+                }
                 if code >= 600 && p.invite {
                     self.cancel_branches(now, proxy_id, Some(index));
                 }
@@ -82,6 +90,10 @@ impl Engine {
         }
         if send_cancel {
             self.send_cancel(now, proxy_id, index);
+        }
+        if let Some((req, target, next_index)) = next {
+            tracing::info!(event = "voice.failover", status = code, to = %target.addr, "trunk failed: the call goes to the next one");
+            self.start_branch(now, proxy_id, next_index, req, target);
         }
         self.maybe_finish(now, proxy_id);
     }
@@ -157,6 +169,7 @@ impl Engine {
         let Some(p) = self.proxies.get_mut(&proxy_id) else {
             return;
         };
+        p.drop_later();
         if !p.invite {
             return;
         }
@@ -260,6 +273,9 @@ pub(super) struct Branch {
     /// shortened to 64·T1 once CANCELled. Older entries for the branch in the engine's timer
     /// heap are stale and ignored.
     pub(super) timer_c: Option<Instant>,
+    /// A trunk's branch: how long its gateway may stay silent (no provisional) before the
+    /// next trunk is tried.
+    pub(super) failover_after: Option<std::time::Duration>,
 }
 
 impl Branch {
@@ -271,6 +287,7 @@ impl Branch {
             cancel_pending: false,
             cancelled: false,
             timer_c: None,
+            failover_after: None,
         }
     }
 }
@@ -287,11 +304,24 @@ pub(super) struct ProxyCtx {
     pub(super) best: Option<(u32, Message)>,
     /// A final response has gone upstream.
     pub(super) answered: bool,
+    /// Branches still to try one after another (trunks to the phone network): the request
+    /// as built for each, its target and branch number.
+    pub(super) later: std::collections::VecDeque<(Message, sip_transport::Target, usize)>,
 }
 
 impl ProxyCtx {
     pub(super) fn all_finished(&self) -> bool {
         self.branches.iter().all(|b| b.finished)
+    }
+
+    /// The branches not started yet will not be: the call was answered, refused for good,
+    /// or CANCELled.
+    pub(super) fn drop_later(&mut self) {
+        for (_, _, i) in self.later.drain(..) {
+            if let Some(b) = self.branches.get_mut(i) {
+                b.finished = true;
+            }
+        }
     }
 
     /// Keeps `resp` if it beats the best so far.

@@ -8,6 +8,7 @@ use sip_transport::Transport;
 
 use super::edge::Origin;
 use super::park::Fetch;
+use super::voice::{looks_like_number, phone_number};
 use super::CoreEvent;
 use super::{Ctx, Engine, Now};
 use crate::pipeline::Flow;
@@ -49,7 +50,15 @@ impl Engine {
             return Flow::Stop;
         }
         let uri_text = ctx.msg.uri_str().to_owned();
-        let Ok(Uri::Sip(uri)) = Uri::parse(&uri_text) else {
+        let parsed = Uri::parse(&uri_text);
+        if !in_dialog && method != Method::Ack {
+            // a number: `tel:`, `user=phone`, or (below) digits that name no user
+            if let Some(number) = parsed.as_ref().ok().and_then(phone_number) {
+                self.dial(now, ctx, &number);
+                return Flow::Stop;
+            }
+        }
+        let Ok(Uri::Sip(uri)) = parsed else {
             if method != Method::Ack {
                 self.respond(now, ctx, 416, "Unsupported URI Scheme", &[]);
             }
@@ -96,6 +105,12 @@ impl Engine {
                     &[],
                 ),
             }
+            return Flow::Stop;
+        }
+        if !ours && ctx.trunk.is_some() {
+            let reason =
+                "Forbidden (a gateway's calls reach only this deployment's numbers and users)";
+            self.respond(now, ctx, 403, reason, &[]);
             return Flow::Stop;
         }
         if !ours {
@@ -150,44 +165,61 @@ impl Engine {
             }
             return Flow::Stop;
         };
+        let user = sip_proto::unescape(user);
+        if ctx.dialling || (ctx.trunk.is_some() && looks_like_number(&user)) {
+            self.dial(now, ctx, &user);
+            return Flow::Stop;
+        }
         let domain = if self.cfg.serves_domain(uri.host) {
             uri.host.to_ascii_lowercase()
         } else {
             self.cfg.realm().to_owned()
         };
-        let aor = format!("{}@{domain}", sip_proto::unescape(user));
-        match self.lookup_user(now, ctx, &aor) {
+        let aor = format!("{user}@{domain}");
+        if let Some(Some(None)) = looks_like_number(&user).then(|| self.lookup_user(now, ctx, &aor))
+        {
+            // digits that name no user: a number dialled
+            self.dial(now, ctx, &user);
+            return Flow::Stop;
+        }
+        self.deliver_to(now, ctx, &aor, &uri_text);
+        Flow::Stop
+    }
+
+    /// A request for our user `aor` from one allowed to reach them: every device (here and at
+    /// the pool's other servers). Answers or parks.
+    pub(super) fn deliver(&mut self, now: Now, ctx: &mut Ctx, aor: &str) {
+        let uri = format!("sip:{aor}");
+        self.deliver_to(now, ctx, aor, &uri);
+    }
+
+    fn deliver_to(&mut self, now: Now, ctx: &mut Ctx, aor: &str, uri_text: &str) {
+        match self.lookup_user(now, ctx, aor) {
             Some(Some(u))
                 if ctx.origin.is_external() && !self.federation_allowed(&ctx.origin, u.access) =>
             {
                 let reason =
                     "Forbidden (the user does not take federated communications by policy)";
-                self.respond(now, ctx, 403, reason, &[]);
-                return Flow::Stop;
+                return self.respond(now, ctx, 403, reason, &[]);
             }
             Some(Some(_)) => {}
-            Some(None) => {
-                self.respond(now, ctx, 404, "Not Found (no such user)", &[]);
-                return Flow::Stop;
-            }
-            None => return Flow::Stop,
+            Some(None) => return self.respond(now, ctx, 404, "Not Found (no such user)", &[]),
+            None => return,
         }
-        if ctx.origin.is_unverified() && self.sender_is_a_contact(now, ctx, &aor) != Some(true) {
-            return Flow::Stop; // refused, or parked while the list is read
+        if ctx.origin.is_unverified() && self.sender_is_a_contact(now, ctx, aor) != Some(true) {
+            return; // refused, or parked while the list is read
         }
-        let Some(found) = self.find_targets(now, ctx, &aor, &uri_text) else {
-            return Flow::Stop; // parked
+        let Some(found) = self.find_targets(now, ctx, aor, uri_text) else {
+            return; // parked
         };
         let reason = if found.registered == 0 {
             "Temporarily Unavailable (no device registered)"
         } else if found.targets.is_empty() {
             "Temporarily Unavailable (no reachable device)"
         } else {
-            self.fork(now, ctx, found.targets);
-            return Flow::Stop;
+            return self.fork(now, ctx, found.targets);
         };
         self.respond(now, ctx, 480, reason, &[]);
-        Flow::Stop
     }
 
     /// A request for another organisation's domain: to an Edge when federation is on and

@@ -21,6 +21,12 @@ impl Engine {
                 tracing::error!(event = "store.error", error = %e, "could not purge expired registrations");
             }
         }
+        if self.cfg.edge.is_none() {
+            if !self.park_reads {
+                self.read_voice();
+            }
+            self.probe_gateways(now);
+        }
         let gone = self.shared.location.expire(now.unix);
         if !gone.is_empty() {
             tracing::debug!(event = "registrar.expired", count = gone.len());
@@ -60,6 +66,9 @@ impl Engine {
         if self.membership_pool().is_some() {
             ops.push(Op::Membership);
         }
+        if self.cfg.edge.is_none() {
+            ops.push(Op::Voice);
+        }
         for op in ops {
             let token = self.next_id();
             self.queue_job(token, op);
@@ -71,7 +80,11 @@ impl Engine {
     pub(super) fn upkeep_done(&mut self, now: Now, answer: Answer) {
         if matches!(
             answer,
-            Answer::Saved(..) | Answer::Purged(_) | Answer::Membership(_) | Answer::Changes(_)
+            Answer::Saved(..)
+                | Answer::Purged(_)
+                | Answer::Membership(_)
+                | Answer::Changes(_)
+                | Answer::Voice(_)
         ) {
             self.upkeep_pending = self.upkeep_pending.saturating_sub(1);
         }
@@ -88,6 +101,7 @@ impl Engine {
             }
             Answer::Membership(Ok((servers, drains))) => self.apply_membership(servers, drains),
             Answer::Changes(changes) => self.changes_read(now, changes),
+            a @ (Answer::Voice(_) | Answer::Resolved(..)) => self.voice_job_done(a),
             other => self.written_behind(other),
         }
     }
@@ -167,8 +181,8 @@ mod tests {
         sim.advance(Duration::from_secs(30));
         let queued = sim.run_jobs();
         assert_eq!(
-            queued, 2,
-            "one round's purge and change-log read; none piled up while it ran"
+            queued, 3,
+            "one round's purge, change-log read and voice configuration read; none piled up while it ran"
         );
 
         let ok = sim.send_authenticated(ALICE, "alice", &register(2));

@@ -35,6 +35,9 @@ mod shared;
 mod sim;
 mod targets;
 mod txn;
+mod voice;
+#[cfg(test)]
+mod voice_tests;
 
 use events::CoreEvent;
 pub use federation::{Lookup, PartnerEdge, PartnerError, PartnerResolver};
@@ -137,6 +140,12 @@ struct Ctx {
     waiting: Option<(u64, park::Then)>,
     /// What the job it waited for brought back.
     fetched: Option<park::Answer>,
+    /// The trunk whose gateway sent it (trusted by address instead of digest).
+    trunk: Option<usize>,
+    /// Its Request-URI is a number (`voice.rs`), and the number's holder once known: a
+    /// request that parks on the way runs again without asking twice.
+    dialling: bool,
+    owner: Option<String>,
 }
 
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
@@ -208,6 +217,14 @@ pub struct Engine {
     /// Housekeeping's database work still running on the driver's thread: none is started
     /// again until it is back (a slow database gets no pile of them).
     upkeep_pending: usize,
+    /// The voice configuration this engine last picked up, and its generation (see
+    /// `voice.rs`); gateway names for the driver to resolve; the next gateway probe (owner
+    /// shard) and how many rounds of probes went out.
+    voice: Option<std::sync::Arc<crate::voice::VoiceState>>,
+    voice_generation: u64,
+    resolves: Vec<String>,
+    next_probe: Option<Instant>,
+    probes: u32,
 }
 
 impl Engine {
@@ -397,6 +414,9 @@ impl Engine {
                 in_dialog,
                 waiting: None,
                 fetched: None,
+                trunk: None,
+                dialling: false,
+                owner: None,
             };
             self.run_chain(now, ctx, 0);
         } else {

@@ -42,6 +42,10 @@ pub(super) enum Op {
     Register(Change),
     /// A binding that ended with its connection.
     RemoveBinding(String, String),
+    /// Who holds a Line URI (a dialled number's owner).
+    NumberOwner(String),
+    /// The deployment's voice configuration document (housekeeping).
+    Voice,
 }
 
 /// What a job brought back, for [`Engine::job_done`].
@@ -62,6 +66,10 @@ pub(super) enum Answer {
     Changes(Result<(i64, Vec<String>), StoreError>),
     Registered(Change, Result<(), StoreError>),
     Removed(Result<(), StoreError>),
+    NumberOwner(String, Result<Option<String>, StoreError>),
+    Voice(Result<Option<String>, StoreError>),
+    /// A trunk gateway's host name and the addresses DNS gave for it (or why none).
+    Resolved(String, Result<Vec<std::net::SocketAddr>, String>),
     /// A partner's Access Edge for the domain (and the proof asked for held), or why not.
     Partner(
         String,
@@ -71,6 +79,16 @@ pub(super) enum Answer {
 
 /// The pool's servers and drains (see `registrar`).
 pub(super) type Settings = (Vec<(String, String)>, Vec<(String, String)>);
+
+impl Fetched {
+    /// What DNS gave for a trunk gateway's host name (see [`Engine::poll_resolve`]).
+    pub fn resolved(host: String, found: Result<Vec<std::net::SocketAddr>, String>) -> Self {
+        Self {
+            token: 0,
+            answer: Answer::Resolved(host, found),
+        }
+    }
+}
 
 impl StoreJob {
     /// Runs the job against `store` (blocking: call it off the engine's thread).
@@ -108,6 +126,11 @@ fn run(store: &dyn Store, op: Op) -> Answer {
             Answer::Registered(change, result)
         }
         Op::RemoveBinding(aor, key) => Answer::Removed(store.remove_binding(&aor, &key)),
+        Op::NumberOwner(line) => {
+            let result = store.number_owner(&line);
+            Answer::NumberOwner(line, result)
+        }
+        Op::Voice => Answer::Voice(crate::voice::stored(store)),
     }
 }
 
@@ -221,6 +244,22 @@ impl Engine {
             return Fetch::Ready(r);
         }
         self.fetch(ctx, Op::User(aor.to_owned()), |s| s.user(aor))
+    }
+
+    /// Who holds `line_uri` (`tel:+14255550101`).
+    pub(super) fn fetch_number_owner(
+        &mut self,
+        ctx: &mut Ctx,
+        line_uri: &str,
+    ) -> Fetch<Option<String>> {
+        if let Some(r) = taken(ctx, |a| match a {
+            Answer::NumberOwner(l, r) if l == line_uri => Ok(r),
+            other => Err(Box::new(other)),
+        }) {
+            return Fetch::Ready(r);
+        }
+        let op = Op::NumberOwner(line_uri.to_owned());
+        self.fetch(ctx, op, |s| s.number_owner(line_uri))
     }
 
     /// `aor`'s contact list.

@@ -13,30 +13,32 @@ use crate::routing::{is_our_via, loop_hash, strip_top_via, via_target};
 
 impl Engine {
     pub(super) fn forward_single(&mut self, now: Now, ctx: &mut Ctx, target: Target) {
-        let uri = ctx.msg.uri_str().to_owned();
+        let branch = ForkTarget {
+            uri: ctx.msg.uri_str().to_owned(),
+            path: Vec::new(),
+            target,
+            binding: None,
+            pstn: None,
+        };
         if ctx.msg.method() == Method::Ack {
             // stateless: a deterministic branch so that ACK retransmissions look the same
-            let branch = format!(
+            let ack_branch = format!(
                 "{}{}-ack",
                 sip_proto::header::MAGIC_COOKIE,
                 loop_hash(&ctx.msg)
             );
             let bytes = self
-                .build_forward(ctx, &uri, &[], &branch, target, false)
+                .build_forward(ctx, &branch, &ack_branch, false)
                 .into_bytes();
             self.out.push_back(Output { target, bytes });
             return;
         }
-        let branch = ForkTarget {
-            uri,
-            path: Vec::new(),
-            target,
-            binding: None,
-        };
         self.fork(now, ctx, vec![branch]);
     }
 
-    /// Forwards the request statefully to every target in parallel (RFC 3261 §16.6).
+    /// Forwards the request statefully to every target in parallel (RFC 3261 §16.6); trunks
+    /// to the phone network one after another instead (the next when one fails, see
+    /// `branches::failover`).
     pub(super) fn fork(&mut self, now: Now, ctx: &mut Ctx, targets: Vec<ForkTarget>) {
         let Some(server_key) = ctx.key.clone() else {
             return;
@@ -50,12 +52,12 @@ impl Engine {
                 Method::Invite | Method::Subscribe | Method::Refer
             );
         let lh = loop_hash(&ctx.msg);
+        let serial = targets.iter().any(|t| t.pstn.is_some());
         let mut branches = Vec::new();
         let mut starts = Vec::new();
-        for ForkTarget {
-            uri, path, target, ..
-        } in targets
-        {
+        let mut later = std::collections::VecDeque::new();
+        for to in &targets {
+            let target = to.target;
             let seal = self.spiral_seal(&ctx.msg);
             let branch = format!(
                 "{}{lh}-{:x}{}-{seal}",
@@ -63,19 +65,18 @@ impl Engine {
                 self.next_id(),
                 self.mark()
             );
-            let req = self.build_forward(ctx, &uri, &path, &branch, target, record_route);
+            let leg = to.pstn.as_deref();
+            let req = self.build_forward(ctx, to, &branch, record_route);
             let key = client_key(&branch, ctx.msg.method_str());
             let index = branches.len();
             let mut branch = Branch::new(key.clone());
-            if invite {
-                // §16.6 step 11: a branch may ring for Timer C, then it is CANCELled
-                let at = now.mono + self.cfg.timer_c;
-                branch.timer_c = Some(at);
-                self.timers
-                    .push(Reverse((at, TimerOwner::Branch { proxy: id, index })));
-            }
+            branch.failover_after = leg.map(|l| l.failover_after);
             branches.push(branch);
-            starts.push((key, req, target, index));
+            if serial && index > 0 {
+                later.push_back((req, target, index));
+            } else {
+                starts.push((key, req, target, index));
+            }
         }
         if branches.is_empty() {
             self.respond(
@@ -99,17 +100,40 @@ impl Engine {
                 branches,
                 best: None,
                 answered: false,
+                later,
             },
         );
-        for (key, req, target, index) in starts {
-            self.start_client(
-                now,
-                key,
-                req,
-                target,
-                ClientRole::Branch { proxy: id, index },
-            );
+        for (_, req, target, index) in starts {
+            self.start_branch(now, id, index, req, target);
         }
+    }
+
+    /// Starts branch `index` of proxy `proxy`: its client transaction, and for an INVITE its
+    /// Timer C (§16.6 step 11: a branch may ring so long, then it is CANCELled), which for a
+    /// trunk first runs only as long as the gateway may stay silent.
+    pub(super) fn start_branch(
+        &mut self,
+        now: Now,
+        proxy: u64,
+        index: usize,
+        req: Message,
+        target: Target,
+    ) {
+        let Some(p) = self.proxies.get_mut(&proxy) else {
+            return;
+        };
+        let invite = p.invite;
+        let Some(branch) = p.branches.get_mut(index) else {
+            return;
+        };
+        let key = branch.key.clone();
+        if invite {
+            let at = now.mono + branch.failover_after.unwrap_or(self.cfg.timer_c);
+            branch.timer_c = Some(at);
+            self.timers
+                .push(Reverse((at, TimerOwner::Branch { proxy, index })));
+        }
+        self.start_client(now, key, req, target, ClientRole::Branch { proxy, index });
     }
 
     /// The request as sent to one target: our Via on top, Record-Route when asked, the Path or
@@ -117,12 +141,11 @@ impl Engine {
     pub(super) fn build_forward(
         &self,
         ctx: &Ctx,
-        uri: &str,
-        path: &[String],
+        to: &ForkTarget,
         branch: &str,
-        target: Target,
         record_route: bool,
     ) -> Message {
+        let (uri, path, target, pstn) = (&to.uri, &to.path, to.target, to.pstn.as_deref());
         let (host, port) = self.cfg.toward(&target);
         let mut w = self.request_from_us(ctx.msg.method_str(), uri, target, branch);
         // at an Edge, what faces the outside names the remote user's connection
@@ -183,17 +206,36 @@ impl Engine {
                 w.header(ORIGIN_HEADER, origin);
             }
         }
+        // an identity asserted from outside the trust domain is not believed (RFC 3325 §5):
+        // only a trunk's gateway and the deployment's servers may pass one on
+        let keep_identity = pstn.is_none() && (ctx.trunk.is_some() || ctx.source.peer_verified);
         for (name, n, v) in ctx.msg.fields() {
             let skip = match name {
                 HeaderName::Route | HeaderName::MaxForwards | HeaderName::ContentLength => true,
                 HeaderName::Authorization | HeaderName::ProxyAuthorization => {
                     self.ours_to_consume(v)
                 }
-                HeaderName::Other => n.eq_ignore_ascii_case(ORIGIN_HEADER.as_bytes()),
+                HeaderName::From if pstn.is_some_and(|l| l.from.is_some()) => true,
+                HeaderName::Other => {
+                    n.eq_ignore_ascii_case(ORIGIN_HEADER.as_bytes())
+                        || (!keep_identity && is_identity_header(n))
+                }
                 _ => false,
             };
             if !skip {
                 w.raw(n, v);
+            }
+        }
+        if let Some(leg) = pstn {
+            if let Some(from) = &leg.from {
+                let tag = ctx.msg.from().ok().and_then(|f| f.tag().map(str::to_owned));
+                w.header("From", format!("{from};tag={}", tag.unwrap_or_default()));
+            }
+            if let Some(id) = &leg.asserted {
+                w.header("P-Asserted-Identity", id);
+            }
+            if leg.private {
+                w.header("Privacy", "id");
             }
         }
         w.finish_message(ctx.msg.body())
@@ -261,4 +303,10 @@ impl Engine {
             self.out.push_back(Output { target, bytes });
         }
     }
+}
+
+/// Headers that assert or ask for an identity (RFC 3325): believed only from inside.
+fn is_identity_header(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"P-Asserted-Identity")
+        || name.eq_ignore_ascii_case(b"P-Preferred-Identity")
 }

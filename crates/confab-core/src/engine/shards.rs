@@ -164,11 +164,19 @@ impl Engine {
             app_calls: HashMap::new(),
             app_relays: HashMap::new(),
             upkeep_pending: 0,
+            voice: None,
+            voice_generation: 0,
+            resolves: Vec::new(),
+            next_probe: None,
+            probes: 0,
             cfg,
         };
         if e.is_owner() {
             e.timers
                 .push(Reverse((now.mono + HOUSEKEEPING, TimerOwner::Housekeeping)));
+            // the voice configuration in force from the start (later changes: housekeeping)
+            let text = crate::voice::stored(e.store.as_ref());
+            e.voice_read(text);
         }
         e.refresh_membership();
         e.deliver_events(now);

@@ -35,6 +35,10 @@ pub(crate) struct Shared {
     pub(crate) md5_only_sources: Parts<HashSet<std::net::SocketAddr>>,
     /// Addresses users authenticated from: served first under overload.
     pub(crate) trusted_sources: Parts<HashSet<std::net::IpAddr>>,
+    /// The voice configuration in force (`crate::voice`), replaced whole when it changes;
+    /// engines compare `voice_generation` with theirs to pick a new one up.
+    pub(crate) voice: std::sync::RwLock<Option<std::sync::Arc<crate::voice::VoiceState>>>,
+    pub(crate) voice_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -73,6 +77,8 @@ impl Shared {
             open_flows: Parts::new(HashSet::new),
             md5_only_sources: Parts::new(HashSet::new),
             trusted_sources: Parts::new(HashSet::new),
+            voice: std::sync::RwLock::new(None),
+            voice_generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }

@@ -21,6 +21,8 @@ pub(super) struct ForkTarget {
     pub(super) target: Target,
     /// The registration it came from, for a source that learns it is held elsewhere.
     pub(super) binding: Option<String>,
+    /// A trunk to the phone network (`voice.rs`): such branches are tried one after another.
+    pub(super) pstn: Option<Box<super::voice::PstnLeg>>,
 }
 
 /// What the sources found for one user.
@@ -65,6 +67,7 @@ impl Engine {
                     path: b.rec.path.clone(),
                     target,
                     binding: Some(b.rec.key.clone()),
+                    pstn: None,
                 });
             }
         }
@@ -128,6 +131,7 @@ impl Engine {
                     flow: None,
                 },
                 binding: None,
+                pstn: None,
             });
         }
         Some(())

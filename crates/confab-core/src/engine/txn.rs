@@ -51,6 +51,12 @@ pub(super) enum ClientRole {
         index: usize,
     },
     Cancel,
+    /// An OPTIONS probe of trunk `trunk`'s gateway, for the voice configuration of
+    /// `generation`.
+    Probe {
+        trunk: usize,
+        generation: u64,
+    },
     /// A NOTIFY of a subscription (`None` for the final one: its outcome changes nothing).
     Notify {
         sub: Option<u64>,
@@ -324,6 +330,13 @@ impl Engine {
             ClientRole::AppCall { call } => Some(call),
             _ => None,
         };
+        let probe = match c.role {
+            ClientRole::Probe { trunk, generation } => events
+                .iter()
+                .find(|ev| !matches!(ev, ClientEvent::Response(r) if r.status() < 200))
+                .map(|ev| (trunk, generation, matches!(ev, ClientEvent::Response(_)))),
+            _ => None,
+        };
         // a NOTIFY answered 481 (or never answered) means the watcher is gone (RFC 6665)
         let failed_sub = match c.role {
             ClientRole::Notify { sub: Some(sub) } => events
@@ -355,6 +368,9 @@ impl Engine {
             for ev in events {
                 self.app_call_event(now, call, key, ev);
             }
+        }
+        if let Some((trunk, generation, answered)) = probe {
+            self.probe_answered(trunk, generation, answered);
         }
         if let Some(sub) = failed_sub {
             self.presence
