@@ -471,6 +471,13 @@ impl Sipp {
         self
     }
 
+    /// Listens on `port` instead of a free port of its choosing (a UAS others are told of).
+    pub(crate) fn local_port(mut self, port: u16) -> Self {
+        let i = self.args.iter().position(|a| a == "-p").expect("-p set") + 1;
+        self.args[i] = port.to_string();
+        self
+    }
+
     /// Credentials for digest challenges.
     pub(crate) fn auth(self, user: &str, password: &str) -> Self {
         self.args(["-au", user, "-ap", password])

@@ -1,0 +1,190 @@
+//! Enterprise voice with real peers: SIPp as PSTN gateways (one silent, one answering 503, one
+//! answering; each INVITE's Request-URI and P-Asserted-Identity checked as the gateway got
+//! it), a SIPp call and a baresip call dialling numbers out, and a gateway calling a user's
+//! number in, ringing her baresip.
+
+mod common;
+
+use common::baresip::{command, Baresip};
+use common::{free_port, text, wait_udp_bound_on, Server, Sipp, TempDir};
+
+const SILENT: &str = "127.0.0.61";
+const BUSY: &str = "127.0.0.62";
+const PBX: &str = "127.0.0.63";
+
+/// The configuration: Redmond numbers to the PBX (ten digits), other US numbers through the
+/// silent trunk, the busy one, then the PBX.
+fn voice_config(silent: u16, busy: u16, pbx: u16) -> String {
+    format!(
+        r#"usages = ["Local"]
+[[dial_plan]]
+name = "Global"
+[[dial_plan.rule]]
+name = "National"
+pattern = '^1?(\d{{10}})$'
+translation = '+1$1'
+[[policy]]
+name = "Global"
+usages = ["Local"]
+[[route]]
+name = "Redmond"
+pattern = '^\+1425\d{{7}}$'
+usages = ["Local"]
+trunks = ["pbx"]
+[[route]]
+name = "US"
+pattern = '^\+1\d{{10}}$'
+usages = ["Local"]
+trunks = ["silent", "busy", "pbx"]
+[[trunk]]
+name = "silent"
+gateway = {{ host = "{SILENT}", port = {silent}, transport = "udp" }}
+failover_after = 2
+[[trunk]]
+name = "busy"
+gateway = {{ host = "{BUSY}", port = {busy}, transport = "udp" }}
+[[trunk]]
+name = "pbx"
+gateway = {{ host = "{PBX}", port = {pbx}, transport = "udp" }}
+[[trunk.called]]
+name = "Ten digits"
+pattern = '^\+1(\d{{10}})$'
+translation = '$1'
+[[trunk.inbound]]
+name = "Ten digits"
+pattern = '^(\d{{10}})$'
+translation = '+1$1'
+"#
+    )
+}
+
+/// A SIPp gateway running `scenario` at `ip:port`.
+fn gateway(server: &Server, ip: &str, port: u16, scenario: &str) -> common::SippChild {
+    let g = Sipp::new(server, scenario)
+        .source_ip(ip)
+        .local_port(port)
+        .spawn();
+    wait_udp_bound_on(ip, port);
+    g
+}
+
+/// The first INVITE in a SIPp trace, as received.
+fn invite_in(trace: &str) -> &str {
+    let at = trace.find("INVITE sip:").expect("an INVITE in the trace");
+    let end = trace[at..].find("\n\n").map_or(trace.len(), |e| at + e);
+    &trace[at..end]
+}
+
+#[test]
+fn calls_go_out_through_trunks_with_failover_and_come_in_from_a_gateway() {
+    let server = Server::start_with(&["--gateway-probe", "0"]);
+    let set = |args: &[&str]| {
+        let o = server.cli(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    };
+    set(&[
+        "user",
+        "set",
+        "alice@example.com",
+        "--line-uri",
+        "tel:+14255550101",
+        "--voice",
+        "on",
+    ]);
+    set(&[
+        "user",
+        "set",
+        "bob@example.com",
+        "--line-uri",
+        "tel:+14255550199",
+        "--voice",
+        "on",
+    ]);
+    let (silent, busy, pbx) = (free_port(), free_port(), free_port());
+    let dir = TempDir::new("voice-calls");
+    let file = dir.0.join("voice.toml");
+    std::fs::write(&file, voice_config(silent, busy, pbx)).unwrap();
+    set(&["voice", "apply", file.to_str().unwrap()]);
+    // the running server reads it at its next housekeeping round: no restart
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.log_text().contains("voice configuration in force") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // alice (SIPp) dials a US number: the silent trunk, then the busy one, then the PBX
+    let g_silent = gateway(&server, SILENT, silent, "gateway_silent.xml");
+    let g_busy = gateway(&server, BUSY, busy, "gateway_busy.xml");
+    let g_pbx = gateway(&server, PBX, pbx, "uas_call.xml");
+    Sipp::new(&server, "uac_call.xml")
+        .args(["-s", "2065550123", "-key", "caller", "alice"])
+        .auth("alice", &server.password("alice"))
+        .run()
+        .assert_success("alice's call to 2065550123");
+    let at_pbx = g_pbx.assert_success("the PBX answers");
+    let invite = invite_in(&at_pbx);
+    assert!(
+        invite.starts_with(&format!(
+            "INVITE sip:2065550123@{PBX}:{pbx};user=phone SIP/2.0"
+        )),
+        "the PBX trunk's format (ten digits): {invite}"
+    );
+    assert!(
+        invite.contains("P-Asserted-Identity: <sip:+14255550101@example.com;user=phone>"),
+        "alice's Line URI: {invite}"
+    );
+    let at_busy = g_busy.assert_success("the busy gateway answers 503");
+    assert!(invite_in(&at_busy)
+        .starts_with(&format!("INVITE sip:+12065550123@{BUSY}:{busy};user=phone")));
+    let at_silent = g_silent.assert_success("the silent gateway");
+    assert!(invite_in(&at_silent)
+        .contains("P-Asserted-Identity: <sip:+14255550101@example.com;user=phone>"));
+    assert!(
+        server
+            .log_text()
+            .contains("event=\"voice.failover\" status=503"),
+        "the busy trunk failed over"
+    );
+
+    // alice on baresip dials a national number: the Redmond route, ten digits at the PBX
+    let g_pbx = gateway(&server, PBX, pbx, "uas_call.xml");
+    let alice_cons = free_port();
+    let alice = Baresip::answering(&server, "alice", alice_cons);
+    command(alice_cons, "dial 425-555-0123");
+    alice.wait_for("Call established", "the PBX answers baresip's call");
+    command(alice_cons, "hangup");
+    let at_pbx = g_pbx.assert_success("the PBX takes baresip's call");
+    assert!(
+        invite_in(&at_pbx).starts_with(&format!("INVITE sip:4255550123@{PBX}:{pbx};user=phone")),
+        "{at_pbx}"
+    );
+
+    // the PBX calls bob's number (ten digits, the trunk's inbound rule): bob's baresip rings
+    let bob_cons = free_port();
+    let bob = Baresip::answering(&server, "bob", bob_cons);
+    Sipp::new(&server, "gateway_call_in.xml")
+        .source_ip(PBX)
+        .args(["-s", "4255550199"])
+        .run()
+        .assert_success("the gateway's call to bob");
+    bob.wait_for(
+        "Call established",
+        "bob answers the call from the phone network",
+    );
+
+    // the same from an address that is no gateway: challenged, never delivered
+    let stranger = Sipp::new(&server, "gateway_call_in.xml")
+        .source_ip("127.0.0.66")
+        .args(["-s", "4255550199"])
+        .run();
+    assert!(!stranger.status.success());
+    assert!(
+        stranger.trace().contains("SIP/2.0 403") || stranger.trace().contains("SIP/2.0 407"),
+        "{}",
+        stranger.trace()
+    );
+}
