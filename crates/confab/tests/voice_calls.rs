@@ -188,3 +188,117 @@ fn calls_go_out_through_trunks_with_failover_and_come_in_from_a_gateway() {
         stranger.trace()
     );
 }
+
+#[test]
+fn kamailio_as_a_carriers_sbc_carries_a_trunk_both_ways() {
+    let server = Server::start_with(&["--gateway-probe", "0"]);
+    let set = |args: &[&str]| {
+        let o = server.cli(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    };
+    set(&[
+        "user",
+        "set",
+        "alice@example.com",
+        "--line-uri",
+        "tel:+14255550101",
+        "--voice",
+        "on",
+    ]);
+    set(&[
+        "user",
+        "set",
+        "bob@example.com",
+        "--line-uri",
+        "tel:+14255550199",
+        "--voice",
+        "on",
+    ]);
+    const SBC: &str = "127.0.0.64";
+    const CARRIER: &str = "127.0.0.65";
+    let (sbc_port, carrier_port) = (free_port(), free_port());
+    let dir = TempDir::new("voice-sbc");
+    let file = dir.0.join("voice.toml");
+    let config = format!(
+        r#"usages = ["International"]
+[[dial_plan]]
+name = "Global"
+[[dial_plan.rule]]
+name = "International"
+pattern = '^011(\d{{7,15}})$'
+translation = '+$1'
+[[policy]]
+name = "Global"
+usages = ["International"]
+[[route]]
+name = "World"
+pattern = '^\+\d+$'
+usages = ["International"]
+trunks = ["carrier"]
+[[trunk]]
+name = "carrier"
+gateway = {{ host = "{SBC}", port = {sbc_port}, transport = "tcp" }}
+caller_in_from = true
+[[trunk.called]]
+name = "International prefix"
+pattern = '^\+(\d+)$'
+translation = '00$1'
+[[trunk.inbound]]
+name = "National"
+pattern = '^0(\d{{10}})$'
+translation = '+1$1'
+"#
+    );
+    std::fs::write(&file, config).unwrap();
+    set(&["voice", "apply", file.to_str().unwrap()]);
+    let carrier_gw = gateway(&server, CARRIER, carrier_port, "uas_call.xml");
+    let sbc = common::kamailio::Kamailio::carrier_sbc(
+        SBC,
+        sbc_port,
+        &format!("{CARRIER}:{carrier_port}"),
+        &server.addr(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.log_text().contains("voice configuration in force") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // out: Confab → TCP → Kamailio → UDP → the carrier's gateway, in the trunk's format
+    Sipp::new(&server, "uac_call.xml")
+        .args(["-s", "011442071234567", "-key", "caller", "alice"])
+        .auth("alice", &server.password("alice"))
+        .run()
+        .assert_success("alice's international call through the carrier's SBC");
+    let at_carrier = carrier_gw.assert_success("the carrier's gateway answers");
+    let invite = invite_in(&at_carrier);
+    assert!(
+        invite.starts_with(&format!(
+            "INVITE sip:00442071234567@{SBC}:{sbc_port};user=phone"
+        )),
+        "{invite}"
+    );
+    assert!(
+        invite.contains("From: <sip:+14255550101@example.com;user=phone>;tag="),
+        "the trunk puts the caller's number in From: {invite}"
+    );
+    assert!(
+        invite.contains("P-Asserted-Identity: <sip:+14255550101@example.com;user=phone>"),
+        "{invite}"
+    );
+    assert!(sbc.log().contains("carrier-sbc: INVITE"), "{}", sbc.log());
+
+    // in: the carrier's gateway → UDP → Kamailio → TCP → Confab → bob (a SIPp device)
+    let bob = common::device(&server, "bob", "uas_call.xml");
+    let mut call = Sipp::toward(&format!("{SBC}:{sbc_port}"), "gateway_call_in.xml")
+        .source_ip(CARRIER)
+        .args(["-s", "04255550199"]);
+    call = call.local_port(free_port());
+    call.run()
+        .assert_success("the carrier's call to bob's number");
+    bob.assert_success("bob's device answers the call from the carrier");
+}

@@ -1,6 +1,7 @@
 //! Kamailio (Debian's kamailio and kamailio-tls-modules) as a third organisation's federation
 //! proxy, kamailio.test, with a CA and certificate of its own made with openssl
-//! (`tests/kamailio/federation.cfg`).
+//! (`tests/kamailio/federation.cfg`), and as a carrier's SBC in front of a PSTN gateway
+//! (`tests/kamailio/carrier-sbc.cfg`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -148,6 +149,7 @@ impl KamailioOrg {
         let k = Kamailio {
             child,
             log: self.dir.0.join("kamailio.log"),
+            _dir: None,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.63", self.tls_port)).is_err() {
@@ -165,6 +167,53 @@ impl KamailioOrg {
 pub(crate) struct Kamailio {
     child: Child,
     log: PathBuf,
+    /// Its own directory, when it has one (the carrier SBC's).
+    _dir: Option<TempDir>,
+}
+
+impl Kamailio {
+    /// A carrier's SBC at `ip:port` (TCP and UDP): calls from the enterprise to `gateway`
+    /// (`ip:port`, UDP), calls from the gateway to `enterprise` (`ip:port`, TCP).
+    pub(crate) fn carrier_sbc(ip: &str, port: u16, gateway: &str, enterprise: &str) -> Self {
+        require("kamailio");
+        let dir = TempDir::new("kamailio-sbc");
+        let log_path = dir.0.join("kamailio.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let gateway_ip = gateway.split(':').next().unwrap_or_default();
+        let child = Command::new("kamailio")
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-f"])
+            .arg(repo_root().join("tests/kamailio/carrier-sbc.cfg"))
+            .arg("-P")
+            .arg(dir.0.join("kamailio.pid"))
+            .args(["-A", &format!("LISTEN_TCP=tcp:{ip}:{port}")])
+            .args(["-A", &format!("LISTEN_UDP=udp:{ip}:{port}")])
+            .args(["-A", &format!("GATEWAY=\"sip:{gateway}\"")])
+            .args(["-A", &format!("GATEWAY_IP=\"{gateway_ip}\"")])
+            .args([
+                "-A",
+                &format!("ENTERPRISE=\"sip:{enterprise};transport=tcp\""),
+            ])
+            .args(["-A", &format!("ENTERPRISE_HOSTPORT=\"{enterprise}\"")])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start kamailio");
+        let k = Self {
+            child,
+            log: log_path,
+            _dir: Some(dir),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect((ip, port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "kamailio did not start:\n{}",
+                k.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        k
+    }
 }
 
 impl Kamailio {
