@@ -112,6 +112,9 @@ pub struct Telephony {
     pub voice_policy: Option<String>,
     /// The assigned dial plan (none: the pool's, the site's or the global one).
     pub dial_plan: Option<String>,
+    /// Call forwarding and simultaneous ring, as `confab_voice::Forwarding` writes it
+    /// (`noanswer=tel:+14255550100,noanswer-after=20`); none: calls ring the user's devices.
+    pub forwarding: Option<String>,
 }
 
 /// One registered contact of a user (a device).

@@ -91,6 +91,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE users ADD COLUMN voice_policy TEXT;
     ALTER TABLE users ADD COLUMN dial_plan TEXT;
     CREATE UNIQUE INDEX users_line_uri ON users (line_uri);",
+    "ALTER TABLE users ADD COLUMN forwarding TEXT;",
 ];
 
 /// How long a caller waits for the database before answering "unavailable".
@@ -496,8 +497,8 @@ impl Store for PgStore {
                     }
                 }
                 let n = tx.execute(
-                    "UPDATE users SET line_uri = $2, voice = $3, voice_policy = $4, dial_plan = $5 WHERE aor = $1",
-                    &[&aor, &voice.line_uri, &voice.enabled, &voice.voice_policy, &voice.dial_plan],
+                    "UPDATE users SET line_uri = $2, voice = $3, voice_policy = $4, dial_plan = $5, forwarding = $6 WHERE aor = $1",
+                    &[&aor, &voice.line_uri, &voice.enabled, &voice.voice_policy, &voice.dial_plan, &voice.forwarding],
                 )?;
                 if n == 0 {
                     return Err(StoreError::NoSuchUser(aor.to_owned()));
@@ -574,7 +575,7 @@ impl Store for PgStore {
         let aor = aor.to_owned();
         self.call(move |s| {
             s.query(
-                "SELECT aor, realm, ha1_md5, ha1_sha256, pool, remote_access, federation, line_uri, voice, voice_policy, dial_plan FROM users WHERE aor = $1",
+                "SELECT aor, realm, ha1_md5, ha1_sha256, pool, remote_access, federation, line_uri, voice, voice_policy, dial_plan, forwarding FROM users WHERE aor = $1",
                 &[&aor],
             )?
             .first()
@@ -594,6 +595,7 @@ impl Store for PgStore {
                         enabled: r.try_get(8)?,
                         voice_policy: r.try_get(9)?,
                         dial_plan: r.try_get(10)?,
+                        forwarding: r.try_get(11)?,
                     },
                 })
             })

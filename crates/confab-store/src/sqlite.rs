@@ -77,6 +77,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE users ADD COLUMN voice_policy TEXT;
     ALTER TABLE users ADD COLUMN dial_plan TEXT;
     CREATE UNIQUE INDEX users_line_uri ON users (line_uri);",
+    "ALTER TABLE users ADD COLUMN forwarding TEXT;",
 ];
 
 /// How many change-log entries are kept (a server polls every few seconds).
@@ -277,8 +278,8 @@ impl Store for SqliteStore {
                 }
             }
             let n = tx.execute(
-                "UPDATE users SET line_uri = ?2, voice = ?3, voice_policy = ?4, dial_plan = ?5 WHERE aor = ?1",
-                params![aor, voice.line_uri, voice.enabled, voice.voice_policy, voice.dial_plan],
+                "UPDATE users SET line_uri = ?2, voice = ?3, voice_policy = ?4, dial_plan = ?5, forwarding = ?6 WHERE aor = ?1",
+                params![aor, voice.line_uri, voice.enabled, voice.voice_policy, voice.dial_plan, voice.forwarding],
             )?;
             if n == 0 {
                 return Err(StoreError::NoSuchUser(aor.to_owned()));
@@ -352,7 +353,7 @@ impl Store for SqliteStore {
     fn user(&self, aor: &str) -> Result<Option<User>> {
         let conn = self.conn();
         let mut st = conn.prepare_cached(
-            "SELECT aor, realm, ha1_md5, ha1_sha256, pool, remote_access, federation, line_uri, voice, voice_policy, dial_plan FROM users WHERE aor = ?1",
+            "SELECT aor, realm, ha1_md5, ha1_sha256, pool, remote_access, federation, line_uri, voice, voice_policy, dial_plan, forwarding FROM users WHERE aor = ?1",
         )?;
         Ok(st
             .query_row(params![aor], |r| {
@@ -371,6 +372,7 @@ impl Store for SqliteStore {
                         enabled: r.get(8)?,
                         voice_policy: r.get(9)?,
                         dial_plan: r.get(10)?,
+                        forwarding: r.get(11)?,
                     },
                 })
             })

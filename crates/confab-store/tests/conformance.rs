@@ -139,6 +139,7 @@ fn a_line_uri_belongs_to_one_user_and_finds_its_owner(f: &dyn Fixture) {
         enabled: true,
         voice_policy: Some("Executives".into()),
         dial_plan: None,
+        forwarding: Some("noanswer=tel:+14255550100,noanswer-after=15".into()),
     };
     s.set_telephony("alice@Example.com", &alice).unwrap();
     assert_eq!(voice(s.as_ref(), "alice@example.com"), alice);

@@ -11,6 +11,7 @@
 //! commands use it; it is tested on its own.
 
 mod diff;
+mod forwarding;
 mod model;
 mod normalize;
 mod pattern;
@@ -18,6 +19,7 @@ mod routing;
 mod validate;
 
 pub use diff::changes;
+pub use forwarding::{ForwardTo, Forwarding, NO_ANSWER_AFTER};
 pub use model::{
     CallerId, DialPlan, Emergency, Gateway, NormalizationRule, Route, Scope, Transport, Trunk,
     Unassigned, VoiceConfig, VoicePolicy,

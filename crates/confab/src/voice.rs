@@ -77,6 +77,12 @@ pub(crate) struct UserVoiceArgs {
     /// The dial plan assigned to the user; `default`: the pool's, site's or global one.
     #[arg(long, value_name = "NAME|default")]
     dial_plan: Option<String>,
+    /// Call forwarding and simultaneous ring, comma-separated: immediate=TARGET,
+    /// simring=TARGET, noanswer=TARGET, noanswer-after=SECONDS (default 20), busy=TARGET,
+    /// offline=TARGET; a TARGET is a user (sip:bob@example.com) or a number
+    /// (tel:+14255550100); `none` removes them all.
+    #[arg(long, value_name = "SETTINGS|none")]
+    call_forwarding: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -91,6 +97,7 @@ impl UserVoiceArgs {
             && self.voice.is_none()
             && self.voice_policy.is_none()
             && self.dial_plan.is_none()
+            && self.call_forwarding.is_none()
     }
 }
 
@@ -132,6 +139,16 @@ pub(crate) fn set_user(
     })? {
         v.dial_plan = p;
     }
+    if let Some(text) = &args.call_forwarding {
+        v.forwarding = match text.as_str() {
+            "none" => None,
+            text => {
+                let f = confab_voice::Forwarding::parse(text)
+                    .map_err(|e| UsageError(format!("--call-forwarding: {e}")))?;
+                (!f.is_empty()).then(|| f.to_string())
+            }
+        };
+    }
     if v.enabled && v.line_uri.is_none() {
         return Err(UsageError(format!(
             "{} has no Line URI: enterprise voice needs one (--line-uri tel:+NUMBER)",
@@ -144,12 +161,13 @@ pub(crate) fn set_user(
         .map_err(crate::users::usage)?;
     let or_default = |o: &Option<String>| o.clone().unwrap_or_else(|| "default".into());
     println!(
-        "{}: line {}, enterprise voice {}, voice policy {}, dial plan {}",
+        "{}: line {}, enterprise voice {}, voice policy {}, dial plan {}, call forwarding {}",
         user.aor,
         v.line_uri.as_deref().unwrap_or("none"),
         if v.enabled { "on" } else { "off" },
         or_default(&v.voice_policy),
-        or_default(&v.dial_plan)
+        or_default(&v.dial_plan),
+        v.forwarding.as_deref().unwrap_or("none")
     );
     Ok(())
 }

@@ -176,6 +176,33 @@ fn calls_go_out_through_trunks_with_failover_and_come_in_from_a_gateway() {
         "bob answers the call from the phone network",
     );
 
+    // carol forwards her calls to a Redmond number: alice's call to carol reaches the PBX as
+    // carol's (her voice policy, her number)
+    set(&[
+        "user",
+        "set",
+        "carol@example.com",
+        "--line-uri",
+        "tel:+14255550188",
+        "--voice",
+        "on",
+        "--call-forwarding",
+        "immediate=tel:+14255550123",
+    ]);
+    let g_pbx = gateway(&server, PBX, pbx, "uas_call.xml");
+    Sipp::new(&server, "uac_call.xml")
+        .args(["-s", "carol", "-key", "caller", "alice"])
+        .auth("alice", &server.password("alice"))
+        .run()
+        .assert_success("alice's call to carol, forwarded");
+    let at_pbx = g_pbx.assert_success("the PBX takes carol's forwarded call");
+    let invite = invite_in(&at_pbx);
+    assert!(
+        invite.starts_with(&format!("INVITE sip:4255550123@{PBX}:{pbx};user=phone"))
+            && invite.contains("P-Asserted-Identity: <sip:+14255550188@example.com;user=phone>"),
+        "{invite}"
+    );
+
     // the same from an address that is no gateway: challenged, never delivered
     let stranger = Sipp::new(&server, "gateway_call_in.xml")
         .source_ip("127.0.0.66")

@@ -118,6 +118,9 @@ impl Engine {
         if !p.all_finished() {
             return;
         }
+        if !p.answered && self.divert(now, proxy_id) {
+            return;
+        }
         let Some(p) = self.proxies.remove(&proxy_id) else {
             return;
         };
@@ -139,6 +142,57 @@ impl Engine {
                 self.send_upstream(now, &p.server_key, 408, bytes);
             }
         }
+    }
+
+    /// Every branch ended without an answer: the call goes where the user forwards busy calls
+    /// (every answer was busy: 486, 600) or unanswered ones. False when there is no such
+    /// place.
+    fn divert(&mut self, now: Now, proxy_id: u64) -> bool {
+        let Some(p) = self.proxies.get_mut(&proxy_id) else {
+            return false;
+        };
+        let busy = p
+            .best
+            .as_ref()
+            .is_some_and(|(_, r)| matches!(r.status(), 486 | 600));
+        let set = if busy && !p.busy.is_empty() {
+            std::mem::take(&mut p.busy)
+        } else {
+            match p.no_answer.take() {
+                Some(set) => set,
+                None => return false,
+            }
+        };
+        p.no_answer = None;
+        p.busy.clear();
+        tracing::info!(
+            event = "forwarding.diverted",
+            busy,
+            "nobody answered: the call is forwarded"
+        );
+        self.start_set(now, proxy_id, set);
+        true
+    }
+
+    /// The user's no-answer time is up: the ringing branches are CANCELled and the call goes
+    /// where the user forwards unanswered calls.
+    pub(super) fn no_answer_fired(&mut self, now: Now, proxy_id: u64) {
+        let Some(p) = self.proxies.get_mut(&proxy_id) else {
+            return;
+        };
+        if p.answered {
+            return;
+        }
+        let Some(set) = p.no_answer.take() else {
+            return;
+        };
+        tracing::info!(
+            event = "forwarding.diverted",
+            busy = false,
+            "unanswered in time: the call is forwarded"
+        );
+        self.cancel_branches(now, proxy_id, None);
+        self.start_set(now, proxy_id, set);
     }
 
     /// Timer C of a branch fired (RFC 3261 §16.8): a ringing branch is CANCELled; one that was
@@ -170,6 +224,11 @@ impl Engine {
             return;
         };
         p.drop_later();
+        if except.is_none() {
+            // the caller gave up (or the call is diverted): no forwarding after this
+            p.no_answer = None;
+            p.busy.clear();
+        }
         if !p.invite {
             return;
         }
@@ -307,6 +366,11 @@ pub(super) struct ProxyCtx {
     /// Branches still to try one after another (trunks to the phone network): the request
     /// as built for each, its target and branch number.
     pub(super) later: std::collections::VecDeque<(Message, sip_transport::Target, usize)>,
+    /// Call forwarding: the branches to start when the call is not answered in time (its
+    /// timer is `TimerOwner::NoAnswer`) or every branch ends without an answer, and those to
+    /// start when every branch is busy.
+    pub(super) no_answer: Option<Vec<super::proxy::Pending>>,
+    pub(super) busy: Vec<super::proxy::Pending>,
 }
 
 impl ProxyCtx {

@@ -182,19 +182,23 @@ impl Engine {
             self.dial(now, ctx, &user);
             return Flow::Stop;
         }
-        self.deliver_to(now, ctx, &aor, &uri_text);
+        self.deliver_to(now, ctx, &aor, &uri_text, true);
         Flow::Stop
     }
 
-    /// A request for our user `aor` from one allowed to reach them: every device (here and at
-    /// the pool's other servers). Answers or parks.
-    pub(super) fn deliver(&mut self, now: Now, ctx: &mut Ctx, aor: &str) {
-        let uri = format!("sip:{aor}");
-        self.deliver_to(now, ctx, aor, &uri);
-    }
-
-    fn deliver_to(&mut self, now: Now, ctx: &mut Ctx, aor: &str, uri_text: &str) {
-        match self.lookup_user(now, ctx, aor) {
+    /// A request for our user `aor` (Request-URI `uri_text`) from one allowed to reach them:
+    /// every device (here and at the pool's other servers), and with `forwarding` the user's
+    /// call forwarding and simultaneous ring (a forwarded call is not forwarded again).
+    /// Answers or parks.
+    pub(super) fn deliver_to(
+        &mut self,
+        now: Now,
+        ctx: &mut Ctx,
+        aor: &str,
+        uri_text: &str,
+        forwarding: bool,
+    ) {
+        let user = match self.lookup_user(now, ctx, aor) {
             Some(Some(u))
                 if ctx.origin.is_external() && !self.federation_allowed(&ctx.origin, u.access) =>
             {
@@ -202,16 +206,23 @@ impl Engine {
                     "Forbidden (the user does not take federated communications by policy)";
                 return self.respond(now, ctx, 403, reason, &[]);
             }
-            Some(Some(_)) => {}
+            Some(Some(u)) => u,
             Some(None) => return self.respond(now, ctx, 404, "Not Found (no such user)", &[]),
             None => return,
-        }
+        };
         if ctx.origin.is_unverified() && self.sender_is_a_contact(now, ctx, aor) != Some(true) {
             return; // refused, or parked while the list is read
+        }
+        let forwards = forwarding.then(|| self.forwarding_of(ctx, &user)).flatten();
+        if let Some(to) = forwards.as_ref().and_then(|f| f.immediate.as_ref()) {
+            return self.forward_now(now, ctx, &user, to, "immediate");
         }
         let Some(found) = self.find_targets(now, ctx, aor, uri_text) else {
             return; // parked
         };
+        if let Some(f) = forwards {
+            return self.ring_forwarding(now, ctx, &user, &f, found);
+        }
         let reason = if found.registered == 0 {
             "Temporarily Unavailable (no device registered)"
         } else if found.targets.is_empty() {

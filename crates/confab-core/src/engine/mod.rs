@@ -21,6 +21,7 @@ mod dispatch;
 mod edge;
 mod events;
 mod federation;
+mod forwarding;
 mod housekeeping;
 mod park;
 mod presence_sip;
@@ -145,7 +146,7 @@ struct Ctx {
     /// Its Request-URI is a number (`voice.rs`), and the number's holder once known: a
     /// request that parks on the way runs again without asking twice.
     dialling: bool,
-    owner: Option<String>,
+    owners: Vec<(String, Option<String>)>,
 }
 
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
@@ -347,6 +348,7 @@ impl Engine {
                 }
                 TimerOwner::Branch { proxy, index } => self.timer_c_fired(now, proxy, index),
                 TimerOwner::App(no) => self.app_timer(now, no),
+                TimerOwner::NoAnswer { proxy } => self.no_answer_fired(now, proxy),
                 TimerOwner::Housekeeping => {
                     self.housekeeping(now);
                     self.timers
@@ -416,7 +418,7 @@ impl Engine {
                 fetched: None,
                 trunk: None,
                 dialling: false,
-                owner: None,
+                owners: Vec::new(),
             };
             self.run_chain(now, ctx, 0);
         } else {

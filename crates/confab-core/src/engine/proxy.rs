@@ -38,26 +38,67 @@ impl Engine {
 
     /// Forwards the request statefully to every target in parallel (RFC 3261 §16.6); trunks
     /// to the phone network one after another instead (the next when one fails, see
-    /// `branches::failover`).
+    /// `branches.rs`).
     pub(super) fn fork(&mut self, now: Now, ctx: &mut Ctx, targets: Vec<ForkTarget>) {
+        self.fork_with(now, ctx, targets, Diversions::default());
+    }
+
+    /// [`Engine::fork`], and where the call goes when nobody answers in time or every branch
+    /// is busy (call forwarding).
+    pub(super) fn fork_with(
+        &mut self,
+        now: Now,
+        ctx: &mut Ctx,
+        targets: Vec<ForkTarget>,
+        diversions: Diversions,
+    ) {
         let Some(server_key) = ctx.key.clone() else {
             return;
         };
         let id = self.next_id();
-        let invite = ctx.msg.method() == Method::Invite;
-        let in_dialog = ctx.in_dialog;
-        let record_route = !in_dialog
+        let first = self.build_branches(ctx, &targets);
+        if first.is_empty() {
+            let reason = "Server Internal Error (could not build the forwarded request)";
+            return self.respond(now, ctx, 500, reason, &[]);
+        }
+        let no_answer = diversions
+            .no_answer
+            .map(|(after, t)| (now.mono + after, self.build_branches(ctx, &t)));
+        let busy = self.build_branches(ctx, &diversions.busy);
+        if let Some(s) = self.server_tx.get_mut(&server_key) {
+            s.owner = Some(super::txn::Owner::Proxy(id));
+        }
+        if let Some((at, _)) = &no_answer {
+            self.timers
+                .push(Reverse((*at, TimerOwner::NoAnswer { proxy: id })));
+        }
+        self.proxies.insert(
+            id,
+            ProxyCtx {
+                server_key,
+                invite: ctx.msg.method() == Method::Invite,
+                request: ctx.msg.clone(),
+                branches: Vec::new(),
+                best: None,
+                answered: false,
+                later: std::collections::VecDeque::new(),
+                no_answer: no_answer.map(|(_, set)| set),
+                busy,
+            },
+        );
+        self.start_set(now, id, first);
+    }
+
+    /// The request as sent to each target, with a branch of its own.
+    fn build_branches(&mut self, ctx: &Ctx, targets: &[ForkTarget]) -> Vec<Pending> {
+        let record_route = !ctx.in_dialog
             && matches!(
                 ctx.msg.method(),
                 Method::Invite | Method::Subscribe | Method::Refer
             );
         let lh = loop_hash(&ctx.msg);
-        let serial = targets.iter().any(|t| t.pstn.is_some());
-        let mut branches = Vec::new();
-        let mut starts = Vec::new();
-        let mut later = std::collections::VecDeque::new();
-        for to in &targets {
-            let target = to.target;
+        let mut built = Vec::with_capacity(targets.len());
+        for to in targets {
             let seal = self.spiral_seal(&ctx.msg);
             let branch = format!(
                 "{}{lh}-{:x}{}-{seal}",
@@ -65,46 +106,36 @@ impl Engine {
                 self.next_id(),
                 self.mark()
             );
-            let leg = to.pstn.as_deref();
-            let req = self.build_forward(ctx, to, &branch, record_route);
-            let key = client_key(&branch, ctx.msg.method_str());
-            let index = branches.len();
-            let mut branch = Branch::new(key.clone());
-            branch.failover_after = leg.map(|l| l.failover_after);
-            branches.push(branch);
-            if serial && index > 0 {
-                later.push_back((req, target, index));
-            } else {
-                starts.push((key, req, target, index));
+            built.push(Pending {
+                key: client_key(&branch, ctx.msg.method_str()),
+                req: self.build_forward(ctx, to, &branch, record_route),
+                target: to.target,
+                failover_after: to.pstn.as_ref().map(|l| l.failover_after),
+            });
+        }
+        built
+    }
+
+    /// Starts a set of branches of proxy `proxy`: all at once, but of the trunks only the
+    /// first (the others wait in `later` for it to fail).
+    pub(super) fn start_set(&mut self, now: Now, proxy: u64, set: Vec<Pending>) {
+        let mut trunk_started = false;
+        for b in set {
+            let Some(p) = self.proxies.get_mut(&proxy) else {
+                return;
+            };
+            let index = p.branches.len();
+            let mut branch = Branch::new(b.key);
+            branch.failover_after = b.failover_after;
+            p.branches.push(branch);
+            if b.failover_after.is_some() {
+                if trunk_started {
+                    p.later.push_back((b.req, b.target, index));
+                    continue;
+                }
+                trunk_started = true;
             }
-        }
-        if branches.is_empty() {
-            self.respond(
-                now,
-                ctx,
-                500,
-                "Server Internal Error (could not build the forwarded request)",
-                &[],
-            );
-            return;
-        }
-        if let Some(s) = self.server_tx.get_mut(&server_key) {
-            s.owner = Some(super::txn::Owner::Proxy(id));
-        }
-        self.proxies.insert(
-            id,
-            ProxyCtx {
-                server_key,
-                invite,
-                request: ctx.msg.clone(),
-                branches,
-                best: None,
-                answered: false,
-                later,
-            },
-        );
-        for (_, req, target, index) in starts {
-            self.start_branch(now, id, index, req, target);
+            self.start_branch(now, proxy, index, b.req, b.target);
         }
     }
 
@@ -309,4 +340,22 @@ impl Engine {
 fn is_identity_header(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"P-Asserted-Identity")
         || name.eq_ignore_ascii_case(b"P-Preferred-Identity")
+}
+
+/// Where a call goes when the called user does not answer it (call forwarding): after a
+/// while, or when every branch is busy.
+#[derive(Default)]
+pub(super) struct Diversions {
+    pub(super) no_answer: Option<(std::time::Duration, Vec<ForkTarget>)>,
+    pub(super) busy: Vec<ForkTarget>,
+}
+
+/// A branch built and not started yet.
+#[derive(Debug)]
+pub(super) struct Pending {
+    key: String,
+    req: Message,
+    target: Target,
+    /// A trunk's: how long its gateway may stay silent.
+    failover_after: Option<std::time::Duration>,
 }

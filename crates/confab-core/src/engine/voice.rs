@@ -26,6 +26,18 @@ use crate::voice::{TrunkChoice, VoiceState};
 /// Probes between two DNS lookups of gateways named by host name.
 const RESOLVE_EVERY_PROBES: u32 = 10;
 
+/// Where a number leads.
+pub(super) enum Reached {
+    /// A user here holds it.
+    User(String),
+    /// Out through these trunks, in order.
+    Trunks(Vec<ForkTarget>),
+    /// Nowhere: the status and reason phrase.
+    Refused(u16, String),
+    /// Waiting for the database.
+    Parked,
+}
+
 /// How a call goes out on one trunk: the caller's identity as the gateway sees it, and how
 /// long the gateway may stay silent before the next trunk is tried.
 #[derive(Debug, Clone)]
@@ -94,39 +106,68 @@ impl Engine {
             }
             None => return, // parked, or answered
         };
-        let at = self.placement(&caller);
+        let reached = self.reach_number(ctx, &state, &caller, dialled);
+        self.go(now, ctx, reached, true);
+    }
+
+    /// Carries out where a number led: its holder's devices (their own forwarding applies when
+    /// `forwarding`), the trunks, or the refusal.
+    pub(super) fn go(&mut self, now: Now, ctx: &mut Ctx, reached: Reached, forwarding: bool) {
+        match reached {
+            Reached::User(owner) => {
+                let uri = format!("sip:{owner}");
+                self.deliver_to(now, ctx, &owner, &uri, forwarding);
+            }
+            Reached::Trunks(targets) => self.fork(now, ctx, targets),
+            Reached::Refused(503, reason) => {
+                self.respond(now, ctx, 503, &reason, &[("Retry-After", "30".into())])
+            }
+            Reached::Refused(code, reason) => self.respond(now, ctx, code, &reason, &[]),
+            Reached::Parked => {}
+        }
+    }
+
+    /// Where a call from `caller` to `dialled` goes: emergency numbers out for everyone; else
+    /// the caller's dial plan, the number's holder here, or the routes the caller's voice
+    /// policy allows (a caller enabled for enterprise voice, a call).
+    pub(super) fn reach_number(
+        &mut self,
+        ctx: &mut Ctx,
+        state: &VoiceState,
+        caller: &User,
+        dialled: &str,
+    ) -> Reached {
+        let at = self.placement(caller);
         if let Some((number, routing)) = state.voice.emergency(&at, dialled) {
             // every user, voice-enabled or not, whatever the policy
-            return self.route_out(now, ctx, &state, &caller, &number, &routing);
+            return self.route_out(state, caller, &number, &routing);
         }
         let number = match state.voice.normalize(&at, dialled) {
             Ok(n) => n.number,
-            Err(e) => {
-                return self.respond(now, ctx, 484, &format!("Address Incomplete ({e})"), &[])
-            }
+            Err(e) => return Reached::Refused(484, format!("Address Incomplete ({e})")),
         };
-        match self.owner_of(now, ctx, &state, &number) {
-            Some(Some(owner)) => return self.deliver(now, ctx, &owner),
-            Some(None) => {}
-            None => return,
+        match self.owner_of(ctx, state, &number) {
+            Ok(Some(owner)) => return Reached::User(owner),
+            Ok(None) => {}
+            Err(stop) => return stop,
         }
         if !caller.voice.enabled {
-            let reason = format!(
-                "Forbidden ({} is not enabled for enterprise voice: {number} is outside)",
-                caller.aor
+            return Reached::Refused(
+                403,
+                format!(
+                    "Forbidden ({} is not enabled for enterprise voice: {number} is outside)",
+                    caller.aor
+                ),
             );
-            return self.respond(now, ctx, 403, &reason, &[]);
         }
         if ctx.msg.method() != Method::Invite {
             let reason = format!("Not Found ({number} is a phone number: only calls go there)");
-            return self.respond(now, ctx, 404, &reason, &[]);
+            return Reached::Refused(404, reason);
         }
         match state.voice.routes_for(&at, &number) {
-            Ok(routing) => self.route_out(now, ctx, &state, &caller, &number, &routing),
-            Err(e @ NoRoute::NoMatch { .. }) => {
-                self.respond(now, ctx, 404, &format!("Not Found ({e})"), &[])
-            }
-            Err(e) => self.respond(now, ctx, 403, &format!("Forbidden ({e})"), &[]),
+            Ok(routing) => self.route_out(state, caller, &number, &routing),
+            Err(e @ NoRoute::NoMatch { .. }) => Reached::Refused(404, format!("Not Found ({e})")),
+            Err(e) => Reached::Refused(403, format!("Forbidden ({e})")),
         }
     }
 
@@ -146,82 +187,78 @@ impl Engine {
             return self.respond(now, ctx, 482, &reason, &[]);
         }
         let translated = state.voice.from_trunk(&name, dialled);
-        let number = match state.voice.normalize_with(None, &translated) {
-            Ok(n) => n.number,
-            Err(e) => {
-                let reason =
-                    format!("Not Found (from trunk {name}: {e}; add an inbound rule to the trunk)");
-                return self.respond(now, ctx, 404, &reason, &[]);
-            }
+        let reached = match state.voice.normalize_with(None, &translated) {
+            Err(e) => Reached::Refused(
+                404,
+                format!("Not Found (from trunk {name}: {e}; add an inbound rule to the trunk)"),
+            ),
+            Ok(n) => match self.owner_of(ctx, state, &n.number) {
+                Ok(Some(owner)) => Reached::User(owner),
+                Ok(None) => Reached::Refused(
+                    404,
+                    format!("Not Found ({} is not assigned to anyone)", n.number),
+                ),
+                Err(stop) => stop,
+            },
         };
-        match self.owner_of(now, ctx, state, &number) {
-            Some(Some(owner)) => self.deliver(now, ctx, &owner),
-            Some(None) => {
-                let reason = format!("Not Found ({number} is not assigned to anyone)");
-                self.respond(now, ctx, 404, &reason, &[]);
-            }
-            None => {}
-        }
+        self.go(now, ctx, reached, true);
     }
 
     /// Who answers calls to `number` here: its holder, or for a number in an unassigned
-    /// range, the holder of the range's destination (none: answered 404 here). `None` when
-    /// parked or answered.
+    /// range, the holder of the range's destination. `Err` when parked or refused.
     fn owner_of(
         &mut self,
-        now: Now,
         ctx: &mut Ctx,
         state: &VoiceState,
         number: &str,
-    ) -> Option<Option<String>> {
-        if let Some(owner) = &ctx.owner {
-            return Some(Some(owner.clone()));
+    ) -> Result<Option<String>, Reached> {
+        if let Some((_, owner)) = ctx.owners.iter().find(|(n, _)| n == number) {
+            return Ok(owner.clone());
         }
         let line = match state.voice.unassigned(number) {
             Some(u) => match &u.destination {
                 Some(d) => confab_voice::line_uri(d).unwrap_or_else(|_| d.clone()),
                 None => {
-                    let reason = format!(
-                        "Not Found ({number} is an unassigned number, range {})",
-                        u.name
-                    );
-                    self.respond(now, ctx, 404, &reason, &[]);
-                    return None;
+                    return Err(Reached::Refused(
+                        404,
+                        format!(
+                            "Not Found ({number} is an unassigned number, range {})",
+                            u.name
+                        ),
+                    ))
                 }
             },
             None => format!("tel:{number}"),
         };
         let owner = match self.fetch_number_owner(ctx, &line) {
-            Fetch::Parked => return None,
+            Fetch::Parked => return Err(Reached::Parked),
             Fetch::Ready(Ok(owner)) => owner,
             Fetch::Ready(Err(e)) => {
                 tracing::warn!(event = "store.error", %number, error = %e, "cannot look up the number's owner");
                 let reason = "Server Internal Error (cannot look up the number's owner)";
-                self.respond(now, ctx, 500, reason, &[]);
-                return None;
+                return Err(Reached::Refused(500, reason.into()));
             }
         };
         if owner.is_none() && line != format!("tel:{number}") {
-            let reason = format!(
-                "Not Found ({number} is unassigned and its destination {line} has no holder)"
-            );
-            self.respond(now, ctx, 404, &reason, &[]);
-            return None;
+            return Err(Reached::Refused(
+                404,
+                format!(
+                    "Not Found ({number} is unassigned and its destination {line} has no holder)"
+                ),
+            ));
         }
-        ctx.owner.clone_from(&owner);
-        Some(owner)
+        ctx.owners.push((number.to_owned(), owner.clone()));
+        Ok(owner)
     }
 
     /// Out to the phone network: the routing's trunks in turn, serially.
     fn route_out(
         &mut self,
-        now: Now,
-        ctx: &mut Ctx,
         state: &VoiceState,
         caller: &User,
         number: &str,
         routing: &Routing,
-    ) {
+    ) -> Reached {
         let (trunks, down) = state.trunks_for(routing);
         if trunks.is_empty() {
             let routes: Vec<&str> = routing
@@ -237,7 +274,7 @@ impl Engine {
                     routes.join(", ")
                 )
             };
-            return self.respond(now, ctx, 503, &reason, &[("Retry-After", "30".into())]);
+            return Reached::Refused(503, reason);
         }
         let names = |t: &TrunkChoice| {
             let c = state.voice.config();
@@ -251,11 +288,12 @@ impl Engine {
             trunks = ?trunks.iter().map(names).collect::<Vec<_>>(),
             "call to the phone network"
         );
-        let targets = trunks
-            .iter()
-            .map(|t| self.pstn_target(state, caller, number, t))
-            .collect();
-        self.fork(now, ctx, targets);
+        Reached::Trunks(
+            trunks
+                .iter()
+                .map(|t| self.pstn_target(state, caller, number, t))
+                .collect(),
+        )
     }
 
     /// The branch toward one trunk's gateway: the number as the trunk writes it, the caller's

@@ -349,3 +349,119 @@ fn a_gateway_that_stops_answering_probes_is_skipped_and_a_new_configuration_appl
     let reason = &refused[0].1;
     assert!(reason.contains("no route for +14255550123"), "{reason}");
 }
+
+/// The world with `user`'s call forwarding set to `settings` (and carol with a device when
+/// `carol_device`).
+fn forwarding(user: &str, settings: &str, carol_device: bool) -> Sim {
+    let mut sim = world(VOICE, false);
+    let aor = format!("{user}@example.com");
+    let mut voice = sim.engine.store.user(&aor).unwrap().unwrap().voice;
+    voice.forwarding = Some(settings.into());
+    sim.engine.store.set_telephony(&aor, &voice).unwrap();
+    if carol_device {
+        add_users(sim.engine.store.as_ref(), &[], &[("carol", CAROL)]);
+        // the engine restored registrations at start: carol's arrives like any other
+        let register = format!("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP {CAROL};branch=z9hG4bKcr\r\nMax-Forwards: 70\r\nFrom: <sip:carol@example.com>;tag=cr\r\nTo: <sip:carol@example.com>\r\nCall-ID: carol-reg\r\nCSeq: 1 REGISTER\r\nContact: <sip:carol@{CAROL}>\r\n{{auth}}Content-Length: 0\r\n\r\n");
+        let ok = sim.send_authenticated(CAROL, "carol", &register);
+        assert_eq!(ok.last().map(Message::status), Some(200));
+    }
+    sim
+}
+
+const CAROL: &str = "127.0.0.4:5066";
+
+#[test]
+fn immediate_forwarding_to_a_number_goes_out_as_the_forwarding_user() {
+    let mut sim = forwarding("bob", "immediate=tel:+12065550123", false);
+    sim.send_authenticated(ALICE, "alice", &invite("sip:bob@example.com", 1, "alice"));
+    assert!(sim.take_to(BOB).is_empty(), "bob's phone does not ring");
+    let out = sim.take_to(GW1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].uri_str(),
+        "sip:2065550123@127.0.0.61:5060;user=phone"
+    );
+    assert_eq!(
+        header(&out[0], "P-Asserted-Identity"),
+        ["<sip:+14255550199@example.com;user=phone>"],
+        "bob's number: his policy carries the call"
+    );
+}
+
+#[test]
+fn simultaneous_ring_rings_the_devices_and_the_number_together() {
+    let mut sim = forwarding("bob", "simring=tel:+12065550123", false);
+    sim.send_authenticated(ALICE, "alice", &invite("sip:bob@example.com", 1, "alice"));
+    let at_bob = sim.take_to(BOB);
+    let at_gw = sim.take_to(GW1);
+    assert_eq!((at_bob.len(), at_gw.len()), (1, 1));
+    sim.send(BOB, &reply(&at_bob[0], 180, "Ringing", "b"));
+    sim.send(GW1, &reply(&at_gw[0], 180, "Ringing", "g"));
+    sim.send(GW1, &reply(&at_gw[0], 200, "OK", "g"));
+    assert_eq!(finals(&sim.take_to(ALICE)), [(200, "OK".into())]);
+    assert!(
+        sim.take_to(BOB).iter().any(|m| m.method_str() == "CANCEL"),
+        "bob's device stops ringing"
+    );
+}
+
+#[test]
+fn an_unanswered_call_is_forwarded_after_the_users_time_and_a_busy_one_at_once() {
+    let mut sim = forwarding(
+        "bob",
+        "noanswer=sip:carol@example.com,noanswer-after=5,busy=tel:+12065550123",
+        true,
+    );
+    sim.send_authenticated(ALICE, "alice", &invite("sip:bob@example.com", 1, "alice"));
+    let inv = sim.take_to(BOB).pop().expect("bob's device rings first");
+    sim.send(BOB, &reply(&inv, 180, "Ringing", "b"));
+    sim.advance(Duration::from_millis(4_900));
+    assert!(sim.take_to(CAROL).is_empty());
+    sim.advance(Duration::from_millis(200));
+    assert!(sim.take_to(BOB).iter().any(|m| m.method_str() == "CANCEL"));
+    let at_carol = sim.take_to(CAROL);
+    assert_eq!(at_carol.len(), 1, "after 5 s: carol");
+    assert!(
+        sim.take_to(GW1).is_empty(),
+        "not busy: the busy target is not called"
+    );
+
+    // busy: bob's device answers 486, the call goes to the busy target at once
+    sim.send_authenticated(ALICE, "alice", &invite("sip:bob@example.com", 2, "alice"));
+    let inv = sim.take_to(BOB).pop().expect("bob's device rings");
+    sim.send(BOB, &reply(&inv, 486, "Busy Here", "b2"));
+    let out = sim.take_to(GW1).len() + sim.take_to(GW2).len();
+    assert_eq!(out, 1, "busy: the number, on the route's next trunk");
+    assert!(
+        finals(&sim.take_to(ALICE)).is_empty(),
+        "the 486 is not the answer"
+    );
+}
+
+#[test]
+fn offline_forwarding_and_two_users_forwarding_to_each_other_make_no_loop() {
+    let mut sim = forwarding("carol", "offline=sip:bob@example.com", false);
+    sim.send_authenticated(ALICE, "alice", &invite("sip:carol@example.com", 1, "alice"));
+    assert_eq!(sim.take_to(BOB).len(), 1, "carol has no device: bob rings");
+
+    let mut sim = forwarding("bob", "immediate=sip:carol@example.com", true);
+    let mut voice = sim
+        .engine
+        .store
+        .user("carol@example.com")
+        .unwrap()
+        .unwrap()
+        .voice;
+    voice.forwarding = Some("immediate=sip:bob@example.com".into());
+    sim.engine
+        .store
+        .set_telephony("carol@example.com", &voice)
+        .unwrap();
+    sim.send_authenticated(ALICE, "alice", &invite("sip:bob@example.com", 2, "alice"));
+    assert_eq!(
+        sim.take_to(CAROL).len(),
+        1,
+        "bob's calls ring carol, not back to bob"
+    );
+    assert!(sim.take_to(BOB).is_empty());
+}
