@@ -197,3 +197,41 @@ pub fn pss_kib(pids: &[u32]) -> u64 {
         })
         .sum()
 }
+
+/// A voice configuration for benchmarks: `plans` dial plans of `rules` rules each (the last
+/// normalizes national numbers: `1NXXNXXXXXX` and `NXXNXXXXXX` to `+1...`; the others match
+/// dial strings no call uses), and `routes` routes, one per area code from 200, spread over
+/// five PSTN usages all in the global policy, each with two trunks of ten.
+pub fn voice_config(plans: usize, rules: usize, routes: usize) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::from("usages = [\"U0\", \"U1\", \"U2\", \"U3\", \"U4\"]\n");
+    for p in 0..plans {
+        let _ = write!(t, "[[dial_plan]]\nname = \"plan-{p}\"\nscope = \"user\"\n");
+        for r in 0..rules.saturating_sub(1) {
+            let _ = write!(
+                t,
+                "[[dial_plan.rule]]\nname = \"r{r}\"\npattern = '^\\*{p}{r:03}(\\d{{4}})$'\ntranslation = '+1425555$1'\n"
+            );
+        }
+        t.push_str("[[dial_plan.rule]]\nname = \"National\"\npattern = '^1?([2-9]\\d{9})$'\ntranslation = '+1$1'\n");
+    }
+    t.push_str("[[policy]]\nname = \"Global\"\nusages = [\"U0\", \"U1\", \"U2\", \"U3\", \"U4\"]\n");
+    for r in 0..routes {
+        let _ = write!(
+            t,
+            "[[route]]\nname = \"area-{a}\"\npattern = '^\\+1{a}\\d{{7}}$'\nusages = [\"U{u}\"]\ntrunks = [\"t{x}\", \"t{y}\"]\n",
+            a = 200 + r,
+            u = r % 5,
+            x = r % 10,
+            y = (r + 1) % 10
+        );
+    }
+    for k in 0..10 {
+        let _ = write!(
+            t,
+            "[[trunk]]\nname = \"t{k}\"\ngateway = {{ host = \"127.0.0.61\", port = {}, transport = \"udp\" }}\n[[trunk.called]]\nname = \"ten digits\"\npattern = '^\\+1(\\d{{10}})$'\ntranslation = '$1'\n",
+            5070 + k
+        );
+    }
+    t
+}

@@ -53,6 +53,9 @@ pub struct Voice {
     routes: Vec<Pattern>,
     /// Each trunk's outbound called-number and calling-number rules, and inbound rules.
     trunks: Vec<TrunkRules>,
+    /// Each dial plan's rules, and all routes' patterns, as one set each: matched in one pass.
+    plan_sets: Vec<Option<pattern::PatternSet>>,
+    route_set: Option<pattern::PatternSet>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -127,7 +127,12 @@ impl Voice {
         let index = plan.and_then(|n| self.config().dial_plans.iter().position(|p| p.name == n));
         if let Some(i) = index {
             let p = &self.config().dial_plans[i];
-            for (rule, compiled) in p.rules.iter().zip(&self.plans[i]) {
+            // the set says which rule matches first, in one pass; then only that one runs
+            let from = match &self.plan_sets[i] {
+                Some(set) => set.first(&d).unwrap_or(p.rules.len()),
+                None => 0,
+            };
+            for (rule, compiled) in p.rules.iter().zip(&self.plans[i]).skip(from) {
                 if let Some(number) = compiled.apply(&d) {
                     return Ok(Normalized {
                         plan: Some(p.name.clone()),

@@ -3,7 +3,7 @@
 //! substitutes `$1`.. with the pattern's groups as .NET does (`$$` is a `$`). Matching is over
 //! bytes with ASCII classes: `\d` is 0-9 (a dialled digit), `.` any character.
 
-use regex::bytes::{Regex, RegexBuilder};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 /// A compiled pattern and its translation.
 #[derive(Debug, Clone)]
@@ -88,6 +88,35 @@ impl Pattern {
             }
         }
         Some(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// Many patterns matched in one pass: which of a dial plan's rules, or of all routes, match a
+/// number (instead of trying each pattern in turn: a plan of a hundred rules, five hundred
+/// routes).
+#[derive(Debug, Clone)]
+pub(crate) struct PatternSet(RegexSet);
+
+impl PatternSet {
+    /// The set of `patterns` (each already compiled on its own); none when the set would be too
+    /// large for one automaton (the patterns are then tried in turn).
+    pub(crate) fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        RegexSetBuilder::new(patterns)
+            .unicode(false)
+            .size_limit(32 << 20)
+            .build()
+            .ok()
+            .map(Self)
+    }
+
+    /// The first pattern that matches `input`.
+    pub(crate) fn first(&self, input: &str) -> Option<usize> {
+        self.0.matches(input.as_bytes()).iter().next()
+    }
+
+    /// Every pattern that matches `input`, in order.
+    pub(crate) fn all(&self, input: &str) -> Vec<usize> {
+        self.0.matches(input.as_bytes()).iter().collect()
     }
 }
 

@@ -77,10 +77,11 @@ impl Voice {
     /// The routes a call from the user at `at` to `number` (E.164, normalized) may take.
     pub fn routes_for(&self, at: &Placement, number: &str) -> Result<Routing, NoRoute> {
         let policy = self.policy_for(at)?;
+        let matching = self.matching_routes(number);
         let candidates: Vec<Candidate> = policy
             .usages
             .iter()
-            .flat_map(|usage| self.routes_in(usage, number))
+            .flat_map(|usage| self.routes_in(usage, &matching))
             .collect();
         if candidates.is_empty() {
             return Err(NoRoute::NoMatch {
@@ -95,14 +96,25 @@ impl Voice {
         })
     }
 
-    /// The routes of `usage` that match `number`, in order.
-    fn routes_in(&self, usage: &str, number: &str) -> Vec<Candidate> {
-        self.config()
-            .routes
+    /// The routes whose pattern matches `number`, in order (one pass over them all).
+    fn matching_routes(&self, number: &str) -> Vec<usize> {
+        match &self.route_set {
+            Some(set) => set.all(number),
+            None => (self.routes.iter().enumerate())
+                .filter(|(_, p)| p.is_match(number))
+                .map(|(i, _)| i)
+                .collect(),
+        }
+    }
+
+    /// Of the routes in `matching`, those that serve `usage`, in order.
+    fn routes_in(&self, usage: &str, matching: &[usize]) -> Vec<Candidate> {
+        let routes = &self.config().routes;
+        matching
             .iter()
-            .zip(&self.routes)
-            .filter(|(r, p)| r.usages.iter().any(|u| u == usage) && p.is_match(number))
-            .map(|(r, _)| Candidate {
+            .map(|&i| &routes[i])
+            .filter(|r| r.usages.iter().any(|u| u == usage))
+            .map(|r| Candidate {
                 usage: usage.to_owned(),
                 route: r.name.clone(),
                 trunks: r.trunks.clone(),
@@ -131,7 +143,7 @@ impl Voice {
                     .and_then(|i| e.numbers.get(i))
             })?
             .clone();
-        let candidates = self.routes_in(&e.usage, &number);
+        let candidates = self.routes_in(&e.usage, &self.matching_routes(&number));
         Some((
             number,
             Routing {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use crate::model::{CallerId, NormalizationRule, Scope, VoiceConfig};
 use crate::normalize::is_e164;
-use crate::pattern::Pattern;
+use crate::pattern::{Pattern, PatternSet};
 use crate::{TrunkRules, Voice};
 
 /// One mistake in a voice configuration.
@@ -214,10 +214,18 @@ impl Voice {
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
+        let plan_sets = config
+            .dial_plans
+            .iter()
+            .map(|p| PatternSet::new(p.rules.iter().map(|r| r.pattern.as_str())))
+            .collect();
+        let route_set = PatternSet::new(config.routes.iter().map(|r| r.pattern.as_str()));
         Ok(Self {
             plans,
             routes,
             trunks,
+            plan_sets,
+            route_set,
             config,
         })
     }

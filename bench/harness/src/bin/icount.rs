@@ -5,6 +5,8 @@
 //!   icount parse      parse, validate, decode the common headers of and print 3 messages × 2000
 //!   icount register   1000 users sign in: REGISTER, 401, REGISTER with credentials, 200
 //!   icount message    1000 MESSAGEs challenged, authorized and relayed to a registered user
+//!   icount route      20,000 calls routed with 1,000 normalization rules (10 dial plans) and 500
+//!                     routes: dial plan, voice policy, routes, trunk format
 
 use std::hint::black_box;
 
@@ -22,8 +24,9 @@ fn main() {
         Some("parse") => parse(),
         Some("register") => register(1000),
         Some("message") => message(1000),
+        Some("route") => route(20_000),
         _ => {
-            eprintln!("usage: icount parse|register|message");
+            eprintln!("usage: icount parse|register|message|route");
             std::process::exit(64);
         }
     }
@@ -125,4 +128,24 @@ fn message(n: usize) {
         );
     }
     b.settle();
+}
+
+fn route(n: usize) {
+    let voice = confab_voice::Voice::compile(
+        confab_voice::VoiceConfig::from_toml(&confab_bench::voice_config(10, 100, 500))
+            .expect("the generated configuration reads"),
+    )
+    .expect("the generated configuration passes its checks");
+    let at = confab_voice::Placement {
+        dial_plan: Some("plan-9".into()),
+        ..Default::default()
+    };
+    for i in 0..n {
+        // a national number: the plan's last rule; area codes across all the routes
+        let dialled = format!("1{}555{:04}", 200 + i % 500, i % 10_000);
+        let number = voice.normalize(&at, &dialled).expect("normalizes").number;
+        let routing = voice.routes_for(&at, &number).expect("routes");
+        let first = &routing.candidates[0];
+        black_box(voice.on_trunk(&first.trunks[0], &number, false));
+    }
 }
