@@ -32,6 +32,7 @@ import os
 import resource
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,17 @@ WORKLOADS = {
     "b": ("(b) MESSAGE relayed, UDP", "message.xml", "u1", True, "uas_message.xml"),
     "c": ("(c) INVITE/BYE calls, UDP", "call.xml", "u1", True, "uas_call.xml"),
     "d": ("(d) REGISTER, TCP, conn/user", "register.xml", "tn", False, None),
+    "e": ("(e) calls to a number, 500 routes", "call.xml", "u1", True, "uas_call.xml"),
 }
+
+# Workload (e): every call dials this national number; the caller's dial plan has 100 rules
+# (the last normalizes it), 500 routes match by area code (this one is the 250th), the trunk
+# writes it as ten digits for the gateway (the SIPp UAS). See bench/harness voice-config.
+PSTN_NUMBER = "4495550123"
+# The gateway listens on an address of its own: a gateway is trusted by its address, and the
+# callers are on HOST.
+GATEWAY_HOST = "127.0.0.2"
+VOICE_CONFIG = None  # the voice-config binary, set in main()
 
 
 def die(msg):
@@ -207,6 +218,7 @@ class Confab(Server):
             "--sip-port", str(self.port), "--domain", "example.com", "--no-demo-users",
             "--dns", "off", "--web-port", "0", "--lockout-failures", "0",
             "--digest-algorithms", "md5", "--shards", str(self.shards),
+            "--gateway-probe", "0",
         ]  # fmt: skip
 
     def store_args(self):
@@ -223,15 +235,47 @@ class Confab(Server):
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
 
+    def enable_voice(self):
+        """Workload (e): the routing configuration applied, every user given a number and
+        enterprise voice with dial plan plan-9 (set in the database at once: a CLI call per
+        user would take longer than the load), then wait for the server to read it."""
+        conf = os.path.join(self.work, "voice.toml")
+        with open(conf, "w") as f:
+            f.write(subprocess.run([VOICE_CONFIG, f"{GATEWAY_HOST}:{UAS_PORT}"], check=True,
+                                   capture_output=True, text=True).stdout)
+        subprocess.run([self.binary, "voice", "apply", conf, *self.store_args()],
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        db = sqlite3.connect(os.path.join(self.data, "confab.db"))
+        db.execute("UPDATE users SET voice = 1, dial_plan = 'plan-9', "
+                   "line_uri = 'tel:+1999' || printf('%07d', rowid)")  # fmt: skip
+        db.commit()
+        db.close()
+        log = os.path.join(self.work, f"{self.name}.log")
+        deadline = time.time() + 10
+        while "voice configuration in force" not in open(log).read():
+            if time.time() > deadline:
+                die(f"{self.name} did not take the voice configuration; see {log}")
+            time.sleep(0.1)
+
 
 class Kamailio(Server):
     name = "kamailio"
+
+    def __init__(self, port, work, voice=False):
+        super().__init__(port, work)
+        # workload (e): the same routing as a script of its own (kamailio_pstn_cfg)
+        self.cfg = (
+            kamailio_pstn_cfg(work) if voice else os.path.join(ROOT, "bench/kamailio/kamailio.cfg")
+        )
+
+    def enable_voice(self):
+        """Workload (e): started on its routing script already."""
 
     def command(self):
         return [
             # -x tlsf: the fast memory manager; the default (q_malloc, with debugging aids)
             # spent over half of Kamailio's CPU in qm_malloc on the call workload
-            "kamailio", "-f", os.path.join(ROOT, "bench/kamailio/kamailio.cfg"), "-DD", "-E",
+            "kamailio", "-f", self.cfg, "-DD", "-E",
             "-x", "tlsf",
             "-m", "512", "-M", "32", "-Y", self.work, "-P", os.path.join(self.work, "k.pid"),
             "-A", f"LISTEN_UDP=udp:{HOST}:{self.port}", "-A", f"LISTEN_TCP=tcp:{HOST}:{self.port}",
@@ -262,6 +306,33 @@ class SippRun:
 UDP_MODE = "u1"
 
 
+def kamailio_pstn_cfg(work):
+    """Kamailio's configuration for workload (e): bench/kamailio/kamailio.cfg with numbers
+    routed as Confab routes them, by the same rules written as a script: 99 dial plan rules
+    that do not match, then the national one (first match wins, like a dial plan), then 500
+    area-code routes tried in order (the one that matches sends the call to the gateway, the
+    number as ten digits)."""
+    with open(os.path.join(ROOT, "bench/kamailio/kamailio.cfg")) as f:
+        base = f.read()
+    lines = ["route[PSTN] {"]
+    for r in range(99):
+        lines.append(f"\tif (!isflagset(1) && subst_user('/^[*]9{r:03d}([0-9]{{4}})$/+1425555\\1/')) setflag(1);")
+    lines.append("\tif (!isflagset(1) && subst_user('/^1?([2-9][0-9]{9})$/+1\\1/')) setflag(1);")
+    for r in range(500):
+        lines.append(
+            f'\tif ($rU =~ "^[+]1{200 + r}[0-9]{{7}}$") {{ subst_user(\'/^[+]1//\'); '
+            f'$du = "sip:{GATEWAY_HOST}:{UAS_PORT}"; t_relay(); exit; }}'
+        )
+    lines.append('\tsl_send_reply("404", "No route");\n\texit;\n}\n')
+    hook = '\tif (!lookup("location")) {'
+    assert hook in base, "bench/kamailio/kamailio.cfg changed: update kamailio_pstn_cfg"
+    base = base.replace(hook, '\tif ($rU =~ "^[0-9+]+$") {\n\t\troute(PSTN);\n\t}\n' + hook, 1)
+    path = os.path.join(work, "kamailio-pstn.cfg")
+    with open(path, "w") as f:
+        f.write(base + "\n" + "\n".join(lines))
+    return path
+
+
 def sipp_load(server, workload, rate, count, users_csv, work):
     _, scenario, transport, _, _ = WORKLOADS[workload]
     if transport == "u1":
@@ -270,7 +341,8 @@ def sipp_load(server, workload, rate, count, users_csv, work):
     stat = os.path.join(run_dir, "stat.csv")
     args = [
         "sipp", f"{HOST}:{server.port}", "-sf", os.path.join(ROOT, "bench/sipp", scenario),
-        "-inf", users_csv, "-s", CALLEE, "-i", HOST, "-t", transport,
+        "-inf", users_csv, "-s", PSTN_NUMBER if workload == "e" else CALLEE,
+        "-i", HOST, "-t", transport,
         "-r", str(rate), "-m", str(count), "-l", str(max(rate * 2, 100)),
         "-recv_timeout", "4000", "-timeout", f"{count // rate + 20}s",
         "-trace_stat", "-stf", stat, "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
@@ -329,7 +401,8 @@ def start_uas(workload, work):
     scenario = WORKLOADS[workload][4]
     return subprocess.Popen(
         [
-            "sipp", "-sf", os.path.join(ROOT, "tests/sipp", scenario), "-i", HOST,
+            "sipp", "-sf", os.path.join(ROOT, "tests/sipp", scenario),
+            "-i", GATEWAY_HOST if workload == "e" else HOST,
             "-p", str(UAS_PORT), "-nostdin", "-bind_local",
         ],
         cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -363,7 +436,11 @@ def step(make_server, workload, rate, seconds, users, users_csv, work):
     server.start(users)
     uas = None
     try:
-        if WORKLOADS[workload][3]:
+        if workload == "e":
+            # the gateway: a trunk, not a registered user
+            uas = start_uas(workload, work)
+            server.enable_voice()
+        elif WORKLOADS[workload][3]:
             uas = start_uas(workload, work)
             time.sleep(0.3)
             register_callee(server, work)
@@ -544,7 +621,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--confab", required=True, help="the confab binary (release build)")
     p.add_argument("--floor", required=True, help="the udp-floor binary")
-    p.add_argument("--workloads", default="a,b,c,d", help="which of a,b,c,d (default: all)")
+    p.add_argument("--workloads", default="a,b,c,d,e", help="which of a,b,c,d,e (default: all)")
     p.add_argument("--users", type=int, default=1000, help="registered users (default 1000)")
     p.add_argument("--start-rate", type=int, default=250, help="first rate tried (calls/s)")
     p.add_argument("--max-rate", type=int, default=32000, help="highest rate tried")
@@ -559,6 +636,8 @@ def main():
     global UDP_MODE
     UDP_MODE = "un" if args.udp_sources == "many" else "u1"
     args.confab, args.floor = os.path.abspath(args.confab), os.path.abspath(args.floor)
+    global VOICE_CONFIG
+    VOICE_CONFIG = os.path.join(os.path.dirname(args.floor), "voice-config")
 
     for tool in ("sipp", "kamailio"):
         if not shutil.which(tool):
@@ -571,11 +650,11 @@ def main():
     results = []
     for wl in args.workloads.split(","):
         if wl not in WORKLOADS:
-            die(f"unknown workload {wl!r}; choose from a,b,c,d")
+            die(f"unknown workload {wl!r}; choose from a,b,c,d,e")
         servers = [
             (lambda n=int(n): Confab(5080, work, args.confab, n)) for n in args.shards.split(",")
         ]
-        servers.append(lambda: Kamailio(5090, work))
+        servers.append(lambda wl=wl: Kamailio(5090, work, voice=(wl == "e")))
         if wl == "a":
             servers.append(lambda: Floor(5100, work, args.floor))
         for make in servers:

@@ -201,8 +201,9 @@ pub fn pss_kib(pids: &[u32]) -> u64 {
 /// A voice configuration for benchmarks: `plans` dial plans of `rules` rules each (the last
 /// normalizes national numbers: `1NXXNXXXXXX` and `NXXNXXXXXX` to `+1...`; the others match
 /// dial strings no call uses), and `routes` routes, one per area code from 200, spread over
-/// five PSTN usages all in the global policy, each with two trunks of ten.
-pub fn voice_config(plans: usize, rules: usize, routes: usize) -> String {
+/// five PSTN usages all in the global policy, each with two trunks of ten (all to `gateway`,
+/// `host:port`, UDP).
+pub fn voice_config(plans: usize, rules: usize, routes: usize, gateway: &str) -> String {
     use std::fmt::Write as _;
     let mut t = String::from("usages = [\"U0\", \"U1\", \"U2\", \"U3\", \"U4\"]\n");
     for p in 0..plans {
@@ -215,7 +216,9 @@ pub fn voice_config(plans: usize, rules: usize, routes: usize) -> String {
         }
         t.push_str("[[dial_plan.rule]]\nname = \"National\"\npattern = '^1?([2-9]\\d{9})$'\ntranslation = '+1$1'\n");
     }
-    t.push_str("[[policy]]\nname = \"Global\"\nusages = [\"U0\", \"U1\", \"U2\", \"U3\", \"U4\"]\n");
+    t.push_str(
+        "[[policy]]\nname = \"Global\"\nusages = [\"U0\", \"U1\", \"U2\", \"U3\", \"U4\"]\n",
+    );
     for r in 0..routes {
         let _ = write!(
             t,
@@ -226,11 +229,11 @@ pub fn voice_config(plans: usize, rules: usize, routes: usize) -> String {
             y = (r + 1) % 10
         );
     }
+    let (host, port) = gateway.rsplit_once(':').unwrap_or((gateway, "5060"));
     for k in 0..10 {
         let _ = write!(
             t,
-            "[[trunk]]\nname = \"t{k}\"\ngateway = {{ host = \"127.0.0.61\", port = {}, transport = \"udp\" }}\n[[trunk.called]]\nname = \"ten digits\"\npattern = '^\\+1(\\d{{10}})$'\ntranslation = '$1'\n",
-            5070 + k
+            "[[trunk]]\nname = \"t{k}\"\ngateway = {{ host = \"{host}\", port = {port}, transport = \"udp\" }}\n[[trunk.called]]\nname = \"ten digits\"\npattern = '^\\+1(\\d{{10}})$'\ntranslation = '$1'\n"
         );
     }
     t

@@ -12,6 +12,7 @@ mod pki;
 mod up;
 mod users;
 mod voice;
+mod voice_objects;
 
 use std::process::ExitCode;
 

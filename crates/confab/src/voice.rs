@@ -33,6 +33,39 @@ pub(crate) enum VoiceCommand {
     },
     /// Check FILE without applying it.
     Check { file: PathBuf },
+    /// Add one object (New-CsVoiceRoute, New-CsPstnUsage, ...): the whole configuration is
+    /// checked with it, and nothing changes unless all is right.
+    Add {
+        #[command(subcommand)]
+        object: crate::voice_objects::NewObject,
+    },
+    /// List the objects of a kind (or of every kind), in order.
+    List {
+        kind: Option<crate::voice_objects::Kind>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Show one object as it is written in the configuration document.
+    Show {
+        kind: crate::voice_objects::Kind,
+        name: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Remove one object; refused, naming what still uses it, when the rest would not pass
+    /// the checks (a usage a policy lists, a trunk a route names).
+    Remove {
+        kind: crate::voice_objects::Kind,
+        name: String,
+        /// For a rule: the dial plan or trunk it belongs to.
+        #[arg(long)]
+        of: Option<String>,
+        /// Report the change without making it.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// What NUMBER normalizes to with a dial plan, and by which rule (Test-CsVoiceNormalizationRule).
     TestNumber {
         /// The dial plan (default: the one that applies to the placement given).
@@ -195,6 +228,16 @@ pub(crate) fn run(cmd: VoiceCommand) -> anyhow::Result<()> {
             dry_run,
             data,
         } => apply(&file, dry_run, &data),
+        VoiceCommand::Add { object } => crate::voice_objects::add(object),
+        VoiceCommand::List { kind, data } => crate::voice_objects::list(kind, &data),
+        VoiceCommand::Show { kind, name, data } => crate::voice_objects::show(kind, &name, &data),
+        VoiceCommand::Remove {
+            kind,
+            name,
+            of,
+            dry_run,
+            data,
+        } => crate::voice_objects::remove(kind, &name, of.as_deref(), dry_run, &data),
         VoiceCommand::Export { data } => {
             print!("{}", stored(&data)?.to_toml());
             Ok(())
@@ -373,13 +416,21 @@ fn test_route(
 fn apply(file: &std::path::Path, dry_run: bool, data: &DataDirArg) -> anyhow::Result<()> {
     let new = checked(read(file)?, &file.display().to_string())?;
     let store = crate::datadir::open_existing(data)?;
-    let old = current(store.as_ref())?;
+    save(store.as_ref(), &new, dry_run, &file.display().to_string())
+}
+
+/// Makes `new` (checked) the deployment's voice configuration, printing each change (only
+/// printing them with `dry_run`); running servers read it within seconds. `what` names it.
+pub(crate) fn save(
+    store: &dyn confab_store::Store,
+    new: &Voice,
+    dry_run: bool,
+    what: &str,
+) -> anyhow::Result<()> {
+    let old = current(store)?;
     let changes = confab_voice::changes(&old, new.config());
     if changes.is_empty() {
-        println!(
-            "no change: the deployment's voice configuration is already {}",
-            file.display()
-        );
+        println!("no change: the deployment's voice configuration is already {what}");
         return Ok(());
     }
     for c in &changes {
@@ -392,7 +443,10 @@ fn apply(file: &std::path::Path, dry_run: bool, data: &DataDirArg) -> anyhow::Re
     store
         .set_setting(SETTING, Some(&new.config().to_toml()))
         .context("cannot store the voice configuration")?;
-    println!("{} change(s) applied", changes.len());
+    println!(
+        "{} change(s) applied; running servers use them within seconds",
+        changes.len()
+    );
     Ok(())
 }
 
@@ -402,7 +456,7 @@ fn stored(data: &DataDirArg) -> anyhow::Result<VoiceConfig> {
     current(store.as_ref())
 }
 
-fn current(store: &dyn confab_store::Store) -> anyhow::Result<VoiceConfig> {
+pub(crate) fn current(store: &dyn confab_store::Store) -> anyhow::Result<VoiceConfig> {
     let text = store
         .settings(SETTING)?
         .into_iter()
@@ -420,7 +474,7 @@ fn read(file: &std::path::Path) -> anyhow::Result<VoiceConfig> {
 }
 
 /// `config` checked; every problem listed, naming `origin`, when it is not right.
-fn checked(config: VoiceConfig, origin: &str) -> anyhow::Result<Voice> {
+pub(crate) fn checked(config: VoiceConfig, origin: &str) -> anyhow::Result<Voice> {
     Voice::compile(config).map_err(|problems| {
         let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
         UsageError(format!(

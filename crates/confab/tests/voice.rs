@@ -241,3 +241,133 @@ fn users_get_numbers_and_voice_settings_and_calls_are_tested_as_theirs() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("emergency     911"), "{out}");
 }
+
+#[test]
+fn voice_objects_are_added_listed_shown_and_removed_one_at_a_time() {
+    let server = Server::start();
+    let run = |args: &[&str]| {
+        let o = server.cli(args);
+        (o.status.code(), text(&o))
+    };
+    let ok = |args: &[&str]| {
+        let (code, out) = run(args);
+        assert_eq!(code, Some(0), "{args:?}: {out}");
+        out
+    };
+    let out = ok(&[
+        "voice", "add", "policy", "Global", "--scope", "global", "--usages", "Local",
+    ]);
+    assert!(
+        out.contains("+ PSTN usage \"Local\""),
+        "the policy's usage comes with it: {out}"
+    );
+    ok(&[
+        "voice",
+        "add",
+        "trunk",
+        "pbx",
+        "--gateway",
+        "192.0.2.10:5070",
+        "--transport",
+        "udp",
+    ]);
+    let out = ok(&[
+        "voice",
+        "add",
+        "route",
+        "Redmond",
+        "--pattern",
+        r"^\+1425\d{7}$",
+        "--usages",
+        "Local",
+        "--trunks",
+        "pbx",
+    ]);
+    assert!(
+        out.contains("running servers use them within seconds"),
+        "{out}"
+    );
+    ok(&["voice", "add", "dialplan", "Global", "--scope", "global"]);
+    ok(&[
+        "voice",
+        "add",
+        "rule",
+        "Extensions",
+        "--dial-plan",
+        "Global",
+        "--pattern",
+        r"^(\d{4})$",
+        "--translation",
+        "+1425555$1",
+    ]);
+
+    let (code, out) = run(&["voice", "add", "usage", "Abroad", "--policy", "Nobody"]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("there is no voice policy \"Nobody\""), "{out}");
+    ok(&["voice", "add", "usage", "Abroad", "--policy", "Global"]);
+    let listed = ok(&["voice", "list"]);
+    assert!(
+        listed.contains("route (1)\n  Redmond")
+            && listed.contains("Extensions (of dial plan Global)"),
+        "{listed}"
+    );
+    let shown = ok(&["voice", "show", "trunk", "pbx"]);
+    assert!(
+        shown.contains("host = \"192.0.2.10\"") && shown.contains("port = 5070"),
+        "{shown}"
+    );
+    assert!(ok(&["voice", "test-route", "0123"]).contains("1. route \"Redmond\""));
+
+    // what would leave something pointing at nothing is refused, naming it
+    let (code, out) = run(&["voice", "remove", "trunk", "pbx"]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(
+        out.contains("route \"Redmond\"") && out.contains("nothing was changed"),
+        "{out}"
+    );
+    let (code, out) = run(&["voice", "remove", "usage", "Local"]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("voice policy \"Global\""), "{out}");
+    let (code, out) = run(&[
+        "voice",
+        "add",
+        "route",
+        "Redmond",
+        "--pattern",
+        "^x$",
+        "--usages",
+        "Local",
+        "--trunks",
+        "pbx",
+    ]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(
+        out.contains("there is a route \"Redmond\" already"),
+        "{out}"
+    );
+    let (code, out) = run(&[
+        "voice",
+        "add",
+        "rule",
+        "Bad",
+        "--dial-plan",
+        "Global",
+        "--pattern",
+        "^(4$",
+        "--translation",
+        "$1",
+    ]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("is not a valid regular expression"), "{out}");
+    let (code, out) = run(&["voice", "remove", "route", "Nowhere"]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("there is no route \"Nowhere\""), "{out}");
+
+    // removed in order, the configuration stays whole at every step
+    ok(&["voice", "remove", "route", "Redmond"]);
+    ok(&["voice", "remove", "trunk", "pbx"]);
+    ok(&["voice", "remove", "rule", "Extensions", "--of", "Global"]);
+    assert!(ok(&["voice", "list", "rule"]).contains("rule (0)"));
+    let (code, out) = run(&["voice", "remove", "usage", "Abroad"]);
+    assert_eq!(code, Some(64), "the policy still lists it: {out}");
+}

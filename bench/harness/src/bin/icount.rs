@@ -132,8 +132,13 @@ fn message(n: usize) {
 
 fn route(n: usize) {
     let voice = confab_voice::Voice::compile(
-        confab_voice::VoiceConfig::from_toml(&confab_bench::voice_config(10, 100, 500))
-            .expect("the generated configuration reads"),
+        confab_voice::VoiceConfig::from_toml(&confab_bench::voice_config(
+            10,
+            100,
+            500,
+            "127.0.0.61:5060",
+        ))
+        .expect("the generated configuration reads"),
     )
     .expect("the generated configuration passes its checks");
     let at = confab_voice::Placement {
