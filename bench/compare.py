@@ -388,6 +388,7 @@ def register_callee(server, work):
         [
             "sipp", f"{HOST}:{server.port}", "-sf", os.path.join(ROOT, "tests/sipp/register.xml"),
             "-s", CALLEE, "-au", CALLEE, "-ap", PASSWORD, "-key", "contact_port", str(UAS_PORT),
+            "-key", "domain", "example.com",
             "-i", HOST, "-m", "1", "-timeout", "10s", "-nostdin",
         ],
         cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
