@@ -386,6 +386,10 @@ pub(crate) struct UpArgs {
     /// (federation), besides none: without it no partner can connect or be reached.
     #[arg(long, value_name = "FILE")]
     pub(crate) federation_trust: Option<PathBuf>,
+    /// Trunks over TLS: the CA certificates (PEM) gateways' certificates must chain to; each
+    /// must also name its gateway's host as configured [default: the deployment's CA].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) gateway_trust: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

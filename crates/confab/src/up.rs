@@ -241,6 +241,11 @@ async fn serve(
         tls: Vec::new(),
         tls_server: Some(pki::server_config(pki)?),
         tls_client: Some(pki::client_config(pki)?),
+        // TLS trunks: a gateway's certificate must chain to these and name its host
+        partner_client: Some(pki::partner_client_config(
+            pki,
+            pki::roots_from(args.gateway_trust.as_deref().unwrap_or(&pki.ca))?,
+        )?),
         ..Listeners::default()
     };
     let on = |t: &str| args.transports.iter().any(|x| x == t);

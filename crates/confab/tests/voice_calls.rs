@@ -284,6 +284,7 @@ translation = '+1$1'
         sbc_port,
         &format!("{CARRIER}:{carrier_port}"),
         &server.addr(),
+        None,
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !server.log_text().contains("voice configuration in force") {
@@ -328,4 +329,112 @@ translation = '+1$1'
     call.run()
         .assert_success("the carrier's call to bob's number");
     bob.assert_success("bob's device answers the call from the carrier");
+}
+
+#[test]
+fn a_tls_trunk_carries_calls_only_to_a_gateway_whose_certificate_is_trusted_and_names_it() {
+    const SBC: &str = "127.0.0.67";
+    const CARRIER: &str = "127.0.0.68";
+    let (sbc_port, sbc_tls, carrier_port) = (free_port(), free_port(), free_port());
+    let config = format!(
+        r#"usages = ["Local"]
+[[dial_plan]]
+name = "Global"
+[[dial_plan.rule]]
+name = "National"
+pattern = '^1?(\d{{10}})$'
+translation = '+1$1'
+[[policy]]
+name = "Global"
+usages = ["Local"]
+[[route]]
+name = "US"
+pattern = '^\+1\d{{10}}$'
+usages = ["Local"]
+trunks = ["carrier"]
+[[trunk]]
+name = "carrier"
+gateway = {{ host = "{SBC}", port = {sbc_tls}, transport = "tls" }}
+"#
+    );
+    let dir = TempDir::new("voice-tls");
+    let file = dir.0.join("voice.toml");
+    std::fs::write(&file, config).unwrap();
+    let start = |extra: &[&str]| {
+        let server = Server::start_with(&[&["--gateway-probe", "0"], extra].concat());
+        for args in [
+            &[
+                "user",
+                "set",
+                "alice@example.com",
+                "--line-uri",
+                "tel:+14255550101",
+                "--voice",
+                "on",
+            ][..],
+            &["voice", "apply", file.to_str().unwrap()][..],
+        ] {
+            let o = server.cli(args);
+            assert!(o.status.success(), "{args:?}: {}", text(&o));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !server.log_text().contains("voice configuration in force") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}",
+                server.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        server
+    };
+    let call = |server: &Server| {
+        Sipp::new(server, "uac_call.xml")
+            .args(["-s", "2065550123", "-key", "caller", "alice"])
+            .auth("alice", &server.password("alice"))
+            .run()
+    };
+
+    // the SBC's certificate comes from the carrier's own CA: not trusted by default
+    let untrusting = start(&[]);
+    let sbc = common::kamailio::Kamailio::carrier_sbc(
+        SBC,
+        sbc_port,
+        &format!("{CARRIER}:{carrier_port}"),
+        &untrusting.addr(),
+        Some(sbc_tls),
+    );
+    let refused = call(&untrusting);
+    assert!(
+        refused
+            .trace()
+            .contains("SIP/2.0 408 Request Timeout (no gateway answered or could be reached"),
+        "{}",
+        refused.trace()
+    );
+    assert!(
+        !sbc.log().contains("carrier-sbc: INVITE"),
+        "no call reached the SBC: {}",
+        sbc.log()
+    );
+    assert!(
+        untrusting
+            .log_text()
+            .contains("event=\"tls.partner_refused\""),
+        "the log says why: {}",
+        untrusting.log_text()
+    );
+    drop(untrusting);
+
+    // trusting the carrier's CA: the call goes through, over TLS
+    let ca = sbc.ca();
+    let server = start(&["--gateway-trust", ca.to_str().unwrap()]);
+    let carrier_gw = gateway(&server, CARRIER, carrier_port, "uas_call.xml");
+    call(&server).assert_success("alice's call over the TLS trunk");
+    let at_carrier = carrier_gw.assert_success("the carrier's gateway answers");
+    assert!(invite_in(&at_carrier).starts_with(&format!(
+        "INVITE sip:+12065550123@{SBC}:{sbc_tls};user=phone"
+    )));
+    assert!(sbc.log().contains("carrier-sbc: INVITE"), "{}", sbc.log());
+    assert!(sbc.log().contains("over tls"), "{}", sbc.log());
 }

@@ -211,7 +211,7 @@ pub(crate) async fn connect(
                 stream::run(inner, s, source(partner.is_none()), rx).await
             }
             Ok(Err(e)) if partner.is_some() => {
-                tracing::warn!(event = "tls.partner_refused", addr = %target.addr, name = partner.as_deref().unwrap_or(""), error = %e, "the partner's Access Edge failed TLS: its certificate must be valid for the name DNS gave and chain to a CA in --federation-trust");
+                tracing::warn!(event = "tls.partner_refused", addr = %target.addr, name = partner.as_deref().unwrap_or(""), error = %e, "TLS to a partner's Access Edge or a trunk's gateway failed: its certificate must be valid for its name (the one DNS gave, or the gateway's host) and chain to a CA in --federation-trust (partners) or --gateway-trust (gateways)");
                 fail(&inner)
             }
             _ => fail(&inner),

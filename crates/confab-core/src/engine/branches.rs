@@ -132,13 +132,13 @@ impl Engine {
                 self.send_upstream(now, &p.server_key, r.status(), strip_top_via(&r, true))
             }
             None => {
-                // every branch timed out
-                let bytes = self.response_bytes(
-                    &p.request,
-                    408,
-                    "Request Timeout (no device answered)",
-                    &[],
-                );
+                // every branch timed out (or its connection failed)
+                let reason = if p.branches.iter().any(|b| b.failover_after.is_some()) {
+                    "Request Timeout (no gateway answered or could be reached: see the server's log)"
+                } else {
+                    "Request Timeout (no device answered)"
+                };
+                let bytes = self.response_bytes(&p.request, 408, reason, &[]);
                 self.send_upstream(now, &p.server_key, 408, bytes);
             }
         }

@@ -400,6 +400,16 @@ impl Engine {
     }
 
     fn publish_voice(&mut self, state: Option<VoiceState>) {
+        // a TLS gateway's certificate must name its host (checked by the transports on every
+        // connection to it)
+        for g in state.iter().flat_map(|s| &s.gateways) {
+            if g.transport == sip_transport::Transport::Tls {
+                let name = g.host.trim_matches(['[', ']']).to_ascii_lowercase();
+                for addr in &g.addrs {
+                    self.partner_names.push((*addr, name.clone()));
+                }
+            }
+        }
         *self
             .shared
             .voice

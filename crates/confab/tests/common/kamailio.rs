@@ -22,65 +22,8 @@ impl KamailioOrg {
 
     /// Its CA and its Access Edge's certificate (sip.kamailio.test, server and client use).
     pub(crate) fn certificates() -> Self {
-        require("openssl");
         let dir = TempDir::new("kamailio");
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir.0)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "openssl {args:?}: {out:?}");
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=kamailio.test CA",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "kam.key",
-            "-out",
-            "kam.csr",
-            "-subj",
-            "/CN=sip.kamailio.test",
-        ]);
-        std::fs::write(
-            dir.0.join("ext.cnf"),
-            "subjectAltName=DNS:sip.kamailio.test\nextendedKeyUsage=serverAuth,clientAuth\n",
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "kam.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "kam.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
+        issue_certificates(&dir, "kamailio.test", "DNS:sip.kamailio.test");
         Self {
             dir,
             udp_port: free_port(),
@@ -173,10 +116,36 @@ pub(crate) struct Kamailio {
 
 impl Kamailio {
     /// A carrier's SBC at `ip:port` (TCP and UDP): calls from the enterprise to `gateway`
-    /// (`ip:port`, UDP), calls from the gateway to `enterprise` (`ip:port`, TCP).
-    pub(crate) fn carrier_sbc(ip: &str, port: u16, gateway: &str, enterprise: &str) -> Self {
+    /// (`ip:port`, UDP), calls from the gateway to `enterprise` (`ip:port`, TCP). With
+    /// `tls_port`, also TLS there, with a certificate for its address from a CA of its own
+    /// (`Kamailio::ca`).
+    pub(crate) fn carrier_sbc(
+        ip: &str,
+        port: u16,
+        gateway: &str,
+        enterprise: &str,
+        tls_port: Option<u16>,
+    ) -> Self {
         require("kamailio");
         let dir = TempDir::new("kamailio-sbc");
+        let mut tls_args = Vec::new();
+        if let Some(tls) = tls_port {
+            issue_certificates(&dir, "carrier.test", &format!("IP:{ip}"));
+            let d = dir.0.display();
+            std::fs::write(
+                dir.0.join("tls.cfg"),
+                format!("[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\ncertificate = {d}/kam.pem\nprivate_key = {d}/kam.key\n"),
+            )
+            .unwrap();
+            tls_args = vec![
+                "-A".to_owned(),
+                "WITH_TLS".to_owned(),
+                "-A".to_owned(),
+                format!("LISTEN_TLS=tls:{ip}:{tls}"),
+                "-A".to_owned(),
+                format!("TLS_CFG=\"{d}/tls.cfg\""),
+            ];
+        }
         let log_path = dir.0.join("kamailio.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let gateway_ip = gateway.split(':').next().unwrap_or_default();
@@ -194,6 +163,7 @@ impl Kamailio {
                 &format!("ENTERPRISE=\"sip:{enterprise};transport=tcp\""),
             ])
             .args(["-A", &format!("ENTERPRISE_HOSTPORT=\"{enterprise}\"")])
+            .args(&tls_args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -217,6 +187,14 @@ impl Kamailio {
 }
 
 impl Kamailio {
+    /// The CA its TLS certificate chains to (a carrier SBC started with TLS).
+    pub(crate) fn ca(&self) -> PathBuf {
+        self._dir
+            .as_ref()
+            .map(|d| d.0.join("ca.pem"))
+            .unwrap_or_default()
+    }
+
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -238,4 +216,68 @@ impl Drop for Kamailio {
             eprintln!("---- kamailio log ----\n{}", self.log());
         }
     }
+}
+
+/// A CA of `org`'s own (`ca.pem`, `ca.key`) and a certificate it signed for `san`
+/// (`DNS:name` or `IP:address`; `kam.pem`, `kam.key`, server and client use), made with
+/// openssl in `dir`.
+pub(crate) fn issue_certificates(dir: &TempDir, org: &str, san: &str) {
+    require("openssl");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir.0)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={org} CA"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "kam.key",
+        "-out",
+        "kam.csr",
+        "-subj",
+        &format!("/CN={org} gateway"),
+    ]);
+    std::fs::write(
+        dir.0.join("ext.cnf"),
+        format!("subjectAltName={san}\nextendedKeyUsage=serverAuth,clientAuth\n"),
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "kam.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "kam.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
 }
