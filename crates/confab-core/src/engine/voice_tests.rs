@@ -465,3 +465,20 @@ fn offline_forwarding_and_two_users_forwarding_to_each_other_make_no_loop() {
     );
     assert!(sim.take_to(BOB).is_empty());
 }
+
+#[test]
+fn a_call_to_an_unassigned_range_with_a_destination_rings_the_destinations_holder() {
+    let with_operator = VOICE.replace(
+        "last = \"+14255550009\"\n",
+        "last = \"+14255550009\"\ndestination = \"tel:+14255550199\"\n",
+    );
+    let mut sim = world(&with_operator, false);
+    sim.send_authenticated(ALICE, "alice", &invite("tel:+14255550005", 1, "alice"));
+    assert_eq!(
+        sim.take_to(BOB).len(),
+        1,
+        "bob holds the range's destination"
+    );
+    sim.send(GW1, &from_gateway("4255550003", 2));
+    assert_eq!(sim.take_to(BOB).len(), 1, "from the phone network too");
+}
