@@ -13,10 +13,10 @@ const BUSY: &str = "127.0.0.62";
 const PBX: &str = "127.0.0.63";
 
 /// The configuration: Redmond numbers to the PBX (ten digits), other US numbers through the
-/// silent trunk, the busy one, then the PBX.
+/// silent trunk, the busy one, then the PBX; 911 (or 9911) to the PBX for everyone.
 fn voice_config(silent: u16, busy: u16, pbx: u16) -> String {
     format!(
-        r#"usages = ["Local"]
+        r#"usages = ["Local", "Emergency"]
 [[dial_plan]]
 name = "Global"
 [[dial_plan.rule]]
@@ -36,6 +36,15 @@ name = "US"
 pattern = '^\+1\d{{10}}$'
 usages = ["Local"]
 trunks = ["silent", "busy", "pbx"]
+[[route]]
+name = "Emergency"
+pattern = '^911$'
+usages = ["Emergency"]
+trunks = ["pbx"]
+[[emergency]]
+numbers = ["911"]
+masks = ["9911"]
+usage = "Emergency"
 [[trunk]]
 name = "silent"
 gateway = {{ host = "{SILENT}", port = {silent}, transport = "udp" }}
@@ -176,6 +185,35 @@ fn calls_go_out_through_trunks_with_failover_and_come_in_from_a_gateway() {
         "bob answers the call from the phone network",
     );
 
+    // alice dials bob's number: it never leaves the server, bob's baresip answers
+    Sipp::new(&server, "uac_call.xml")
+        .args(["-s", "4255550199", "-key", "caller", "alice"])
+        .auth("alice", &server.password("alice"))
+        .run()
+        .assert_success("alice's call to bob's number");
+
+    // dave has no enterprise voice and no number: 9911 still reaches the PBX, as 911
+    set(&[
+        "user",
+        "add",
+        "dave@example.com",
+        "--password",
+        "dave-pw-0123",
+    ]);
+    let g_pbx = gateway(&server, PBX, pbx, "uas_call.xml");
+    Sipp::new(&server, "uac_call.xml")
+        .args(["-s", "9911", "-key", "caller", "dave"])
+        .auth("dave", "dave-pw-0123")
+        .run()
+        .assert_success("dave's emergency call");
+    let at_pbx = g_pbx.assert_success("the PBX takes the emergency call");
+    let invite = invite_in(&at_pbx);
+    assert!(
+        invite.starts_with(&format!("INVITE sip:911@{PBX}:{pbx};user=phone"))
+            && !invite.contains("P-Asserted-Identity"),
+        "{invite}"
+    );
+
     // carol forwards her calls to a Redmond number: alice's call to carol reaches the PBX as
     // carol's (her voice policy, her number)
     set(&[
@@ -218,7 +256,7 @@ fn calls_go_out_through_trunks_with_failover_and_come_in_from_a_gateway() {
 
 #[test]
 fn kamailio_as_a_carriers_sbc_carries_a_trunk_both_ways() {
-    let server = Server::start_with(&["--gateway-probe", "0"]);
+    let server = Server::start_with(&["--gateway-probe", "1"]);
     let set = |args: &[&str]| {
         let o = server.cli(args);
         assert!(o.status.success(), "{args:?}: {}", text(&o));
@@ -243,7 +281,8 @@ fn kamailio_as_a_carriers_sbc_carries_a_trunk_both_ways() {
     ]);
     const SBC: &str = "127.0.0.64";
     const CARRIER: &str = "127.0.0.65";
-    let (sbc_port, carrier_port) = (free_port(), free_port());
+    // nothing listens at the dead trunk's gateway: its probes fail, it is skipped
+    let (sbc_port, carrier_port, dead_port) = (free_port(), free_port(), free_port());
     let dir = TempDir::new("voice-sbc");
     let file = dir.0.join("voice.toml");
     let config = format!(
@@ -261,7 +300,10 @@ usages = ["International"]
 name = "World"
 pattern = '^\+\d+$'
 usages = ["International"]
-trunks = ["carrier"]
+trunks = ["dead", "carrier"]
+[[trunk]]
+name = "dead"
+gateway = {{ host = "127.0.0.69", port = {dead_port}, transport = "tcp" }}
 [[trunk]]
 name = "carrier"
 gateway = {{ host = "{SBC}", port = {sbc_port}, transport = "tcp" }}
@@ -296,7 +338,21 @@ translation = '+1$1'
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 
-    // out: Confab → TCP → Kamailio → UDP → the carrier's gateway, in the trunk's format
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !server
+        .log_text()
+        .contains("event=\"voice.gateway_down\" trunk=dead")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // out: Confab → TCP → Kamailio → UDP → the carrier's gateway, in the trunk's format (the
+    // dead trunk skipped, not tried and failed over)
     Sipp::new(&server, "uac_call.xml")
         .args(["-s", "011442071234567", "-key", "caller", "alice"])
         .auth("alice", &server.password("alice"))
@@ -329,6 +385,12 @@ translation = '+1$1'
     call.run()
         .assert_success("the carrier's call to bob's number");
     bob.assert_success("bob's device answers the call from the carrier");
+    let log = server.log_text();
+    assert!(!log.contains("event=\"voice.failover\""), "{log}");
+    assert!(
+        !log.contains("event=\"voice.gateway_down\" trunk=carrier"),
+        "Kamailio answers its probes: {log}"
+    );
 }
 
 #[test]
@@ -437,4 +499,73 @@ gateway = {{ host = "{SBC}", port = {sbc_tls}, transport = "tls" }}
     )));
     assert!(sbc.log().contains("carrier-sbc: INVITE"), "{}", sbc.log());
     assert!(sbc.log().contains("over tls"), "{}", sbc.log());
+}
+
+#[test]
+fn an_unanswered_call_is_forwarded_to_a_number_and_simultaneous_ring_rings_one_along() {
+    let server = Server::start_with(&["--gateway-probe", "0"]);
+    let set = |args: &[&str]| {
+        let o = server.cli(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    };
+    let (silent, busy, pbx) = (free_port(), free_port(), free_port());
+    let dir = TempDir::new("voice-forwarding");
+    let file = dir.0.join("voice.toml");
+    std::fs::write(&file, voice_config(silent, busy, pbx)).unwrap();
+    set(&["voice", "apply", file.to_str().unwrap()]);
+    for (user, number, forwarding) in [
+        (
+            "bob",
+            "tel:+14255550199",
+            "noanswer=tel:+14255550123,noanswer-after=5",
+        ),
+        ("carol", "tel:+14255550188", "simring=4255550123"),
+    ] {
+        set(&[
+            "user",
+            "set",
+            &format!("{user}@example.com"),
+            "--line-uri",
+            number,
+            "--voice",
+            "on",
+            "--call-forwarding",
+            forwarding,
+        ]);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.log_text().contains("voice configuration in force") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let call = |to: &str| {
+        Sipp::new(&server, "uac_call.xml")
+            .args(["-s", to, "-key", "caller", "alice"])
+            .auth("alice", &server.password("alice"))
+            .run()
+    };
+
+    // bob's phone rings 5 s unanswered: it stops, and the PBX takes the call as bob's
+    let bob = common::device(&server, "bob", "uas_ring.xml");
+    let g_pbx = gateway(&server, PBX, pbx, "uas_call.xml");
+    call("bob").assert_success("alice's call to bob, forwarded unanswered");
+    bob.assert_success("bob's phone rang, then was CANCELled");
+    let invite = invite_in(&g_pbx.assert_success("the PBX answers")).to_owned();
+    assert!(
+        invite.starts_with(&format!("INVITE sip:4255550123@{PBX}:{pbx};user=phone"))
+            && invite.contains("P-Asserted-Identity: <sip:+14255550199@example.com;user=phone>"),
+        "{invite}"
+    );
+
+    // carol's phone and the number ring together: the PBX answers first, carol's phone stops
+    let carol = common::device(&server, "carol", "uas_ring.xml");
+    let g_pbx = gateway(&server, PBX, pbx, "uas_call.xml");
+    call("carol").assert_success("alice's call to carol, ringing a number along");
+    carol.assert_success("carol's phone rang, then was CANCELled");
+    let invite = invite_in(&g_pbx.assert_success("the PBX answers")).to_owned();
+    assert!(invite.starts_with(&format!("INVITE sip:4255550123@{PBX}:{pbx};user=phone")));
 }

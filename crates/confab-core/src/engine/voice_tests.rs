@@ -482,3 +482,45 @@ fn a_call_to_an_unassigned_range_with_a_destination_rings_the_destinations_holde
     sim.send(GW1, &from_gateway("4255550003", 2));
     assert_eq!(sim.take_to(BOB).len(), 1, "from the phone network too");
 }
+
+#[test]
+fn a_route_replaces_or_withholds_the_callers_identity_and_a_trunk_may_show_it_in_from() {
+    let replaced = VOICE
+        .replace(
+            "trunks = [\"one\", \"two\"]\n",
+            "trunks = [\"one\", \"two\"]\ncaller_id = { replace = \"tel:+14255550100\" }\n",
+        )
+        .replace(
+            "failover_after = 3\n",
+            "failover_after = 3\ncaller_in_from = true\n",
+        );
+    let mut sim = world(&replaced, false);
+    sim.send_authenticated(
+        ALICE,
+        "alice",
+        &invite("sip:4255550123@example.com", 1, "alice"),
+    );
+    let out = sim.take_to(GW1).pop().expect("to trunk one");
+    assert_eq!(
+        header(&out, "P-Asserted-Identity"),
+        ["<sip:+14255550100@example.com;user=phone>"],
+        "the main number instead of alice's"
+    );
+    let from = out.from().unwrap();
+    assert_eq!(from.uri.as_sip().unwrap().user, Some("+14255550100"));
+    assert_eq!(from.tag(), Some("a1"), "the caller's tag kept: her dialog");
+
+    let withheld = VOICE.replace(
+        "trunks = [\"one\", \"two\"]\n",
+        "trunks = [\"one\", \"two\"]\ncaller_id = \"suppress\"\n",
+    );
+    let mut sim = world(&withheld, false);
+    sim.send_authenticated(
+        ALICE,
+        "alice",
+        &invite("sip:4255550123@example.com", 1, "alice"),
+    );
+    let out = sim.take_to(GW1).pop().expect("to trunk one");
+    assert!(header(&out, "P-Asserted-Identity").is_empty());
+    assert_eq!(header(&out, "Privacy"), ["id"]);
+}
