@@ -67,6 +67,26 @@ translation = '+1$1'
     )
 }
 
+/// Runs `confab ARGS` on `server`'s data dir; it must succeed.
+fn cli_ok(server: &Server, args: &[&str]) {
+    let o = server.cli(args);
+    assert!(o.status.success(), "{args:?}: {}", text(&o));
+}
+
+/// Waits until the running server has read the voice configuration applied to its database
+/// (its housekeeping does, every 2 s).
+fn wait_for_voice(server: &Server) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.log_text().contains("voice configuration in force") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A SIPp gateway running `scenario` at `ip:port`.
 fn gateway(server: &Server, ip: &str, port: u16, scenario: &str) -> common::SippChild {
     let g = Sipp::new(server, scenario)
@@ -87,10 +107,7 @@ fn invite_in(trace: &str) -> &str {
 #[test]
 fn calls_go_out_through_trunks_with_failover_and_come_in_from_a_gateway() {
     let server = Server::start_with(&["--gateway-probe", "0"]);
-    let set = |args: &[&str]| {
-        let o = server.cli(args);
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-    };
+    let set = |args: &[&str]| cli_ok(&server, args);
     set(&[
         "user",
         "set",
@@ -115,15 +132,7 @@ fn calls_go_out_through_trunks_with_failover_and_come_in_from_a_gateway() {
     std::fs::write(&file, voice_config(silent, busy, pbx)).unwrap();
     set(&["voice", "apply", file.to_str().unwrap()]);
     // the running server reads it at its next housekeeping round: no restart
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !server.log_text().contains("voice configuration in force") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            server.log_text()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_voice(&server);
 
     // alice (SIPp) dials a US number: the silent trunk, then the busy one, then the PBX
     let g_silent = gateway(&server, SILENT, silent, "gateway_silent.xml");
@@ -257,10 +266,7 @@ fn calls_go_out_through_trunks_with_failover_and_come_in_from_a_gateway() {
 #[test]
 fn kamailio_as_a_carriers_sbc_carries_a_trunk_both_ways() {
     let server = Server::start_with(&["--gateway-probe", "1"]);
-    let set = |args: &[&str]| {
-        let o = server.cli(args);
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-    };
+    let set = |args: &[&str]| cli_ok(&server, args);
     set(&[
         "user",
         "set",
@@ -328,15 +334,7 @@ translation = '+1$1'
         &server.addr(),
         None,
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !server.log_text().contains("voice configuration in force") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            server.log_text()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_voice(&server);
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !server
@@ -436,18 +434,9 @@ gateway = {{ host = "{SBC}", port = {sbc_tls}, transport = "tls" }}
             ][..],
             &["voice", "apply", file.to_str().unwrap()][..],
         ] {
-            let o = server.cli(args);
-            assert!(o.status.success(), "{args:?}: {}", text(&o));
+            cli_ok(&server, args);
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !server.log_text().contains("voice configuration in force") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{}",
-                server.log_text()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_for_voice(&server);
         server
     };
     let call = |server: &Server| {
@@ -504,10 +493,7 @@ gateway = {{ host = "{SBC}", port = {sbc_tls}, transport = "tls" }}
 #[test]
 fn an_unanswered_call_is_forwarded_to_a_number_and_simultaneous_ring_rings_one_along() {
     let server = Server::start_with(&["--gateway-probe", "0"]);
-    let set = |args: &[&str]| {
-        let o = server.cli(args);
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-    };
+    let set = |args: &[&str]| cli_ok(&server, args);
     let (silent, busy, pbx) = (free_port(), free_port(), free_port());
     let dir = TempDir::new("voice-forwarding");
     let file = dir.0.join("voice.toml");
@@ -533,15 +519,7 @@ fn an_unanswered_call_is_forwarded_to_a_number_and_simultaneous_ring_rings_one_a
             forwarding,
         ]);
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !server.log_text().contains("voice configuration in force") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            server.log_text()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_voice(&server);
     let call = |to: &str| {
         Sipp::new(&server, "uac_call.xml")
             .args(["-s", to, "-key", "caller", "alice"])

@@ -35,6 +35,23 @@ impl Drop for TempDir {
     }
 }
 
+/// Ports this test process handed out: a port is free when asked for but bound only later
+/// (by a server or a SIPp starting), so without this two tests running side by side could be
+/// given the same one.
+static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// Records `ports` as handed out; false when one of them already was.
+fn hand_out(ports: &[u16]) -> bool {
+    let mut handed = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if ports.iter().any(|p| handed.contains(p)) {
+        return false;
+    }
+    handed.extend_from_slice(ports);
+    true
+}
+
 /// A loopback port free for UDP and TCP, with the next port free for TCP (TLS).
 pub(crate) fn free_sip_port() -> u16 {
     for _ in 0..200 {
@@ -45,6 +62,7 @@ pub(crate) fn free_sip_port() -> u16 {
         }
         if TcpListener::bind(("127.0.0.1", p)).is_ok()
             && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+            && hand_out(&[p, p + 1])
         {
             return p;
         }
@@ -88,7 +106,7 @@ pub(crate) fn free_port_except(taken: &[u16]) -> u16 {
     loop {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let p = udp.local_addr().unwrap().port();
-        if !taken.contains(&p) && TcpListener::bind(("127.0.0.1", p)).is_ok() {
+        if !taken.contains(&p) && TcpListener::bind(("127.0.0.1", p)).is_ok() && hand_out(&[p]) {
             return p;
         }
     }
