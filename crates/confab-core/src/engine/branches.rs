@@ -73,7 +73,8 @@ impl Engine {
             }
             _ => {
                 branch.finished = true;
-                if let Some(r) = resp {
+                // a branch the call was forwarded away from does not answer for it (its 487)
+                if let Some(r) = resp.filter(|_| !branch.superseded) {
                     p.offer(r);
                 }
                 if matches!(code, 408 | 503 | 504) {
@@ -165,6 +166,8 @@ impl Engine {
         };
         p.no_answer = None;
         p.busy.clear();
+        // the answer is now the forwarding target's
+        p.best = None;
         tracing::info!(
             event = "forwarding.diverted",
             busy,
@@ -186,6 +189,10 @@ impl Engine {
         let Some(set) = p.no_answer.take() else {
             return;
         };
+        for b in &mut p.branches {
+            b.superseded = true;
+        }
+        p.best = None;
         tracing::info!(
             event = "forwarding.diverted",
             busy = false,
@@ -335,6 +342,9 @@ pub(super) struct Branch {
     /// A trunk's branch: how long its gateway may stay silent (no provisional) before the
     /// next trunk is tried.
     pub(super) failover_after: Option<std::time::Duration>,
+    /// The call was forwarded away from this branch (unanswered in time): its final response
+    /// is not the call's.
+    pub(super) superseded: bool,
 }
 
 impl Branch {
@@ -347,6 +357,7 @@ impl Branch {
             cancelled: false,
             timer_c: None,
             failover_after: None,
+            superseded: false,
         }
     }
 }

@@ -329,7 +329,11 @@ impl Engine {
             failover_after: gateway.failover_after,
         };
         ForkTarget {
-            uri: format!("sip:{called}@{}:{};user=phone", gateway.host, gateway.port),
+            uri: format!(
+                "sip:{called}@{}:{};user=phone",
+                uri_host(&gateway.host),
+                gateway.port
+            ),
             path: Vec::new(),
             target: t.target,
             binding: None,
@@ -468,7 +472,7 @@ impl Engine {
                 self.next_id(),
                 self.mark()
             );
-            let uri = format!("sip:{}:{}", g.host, g.port);
+            let uri = format!("sip:{}:{}", uri_host(&g.host), g.port);
             let mut w = self.request_from_us("OPTIONS", &uri, target, &branch);
             let tag = format!("{:x}", self.next_id() ^ self.tag_seed);
             w.header("Max-Forwards", "70");
@@ -512,6 +516,15 @@ impl Engine {
             Answer::Resolved(host, found) => self.gateway_resolved(&host, found),
             _ => {}
         }
+    }
+}
+
+/// A gateway's host as a URI writes it: an IPv6 address in brackets.
+fn uri_host(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]").into()
+    } else {
+        host.into()
     }
 }
 

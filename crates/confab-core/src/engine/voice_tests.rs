@@ -425,6 +425,15 @@ fn an_unanswered_call_is_forwarded_after_the_users_time_and_a_busy_one_at_once()
         sim.take_to(GW1).is_empty(),
         "not busy: the busy target is not called"
     );
+    // bob's phone confirms the CANCEL; carol cannot take it: the caller hears carol's
+    // answer, not the 487 of the phone the call was forwarded away from
+    sim.send(BOB, &reply(&inv, 487, "Request Terminated", "b"));
+    sim.send(CAROL, &reply(&at_carol[0], 503, "Service Unavailable", "c"));
+    assert_eq!(
+        finals(&sim.take_to(ALICE)),
+        [(500, "Server Internal Error (downstream 503)".into())],
+        "a proxy passes a 503 on as 500 (RFC 3261 §16.7)"
+    );
 
     // busy: bob's device answers 486, the call goes to the busy target at once
     sim.send_authenticated(ALICE, "alice", &invite("sip:bob@example.com", 2, "alice"));
