@@ -73,6 +73,24 @@ fn cli_ok(server: &Server, args: &[&str]) {
     assert!(o.status.success(), "{args:?}: {}", text(&o));
 }
 
+/// Applies the voice configuration `text` to `server`'s database (the server reads it at its
+/// next housekeeping round: see `wait_for_voice`).
+fn apply_voice(server: &Server, text: &str) {
+    let dir = TempDir::new("voice-config");
+    let file = dir.0.join("voice.toml");
+    std::fs::write(&file, text).unwrap();
+    cli_ok(server, &["voice", "apply", file.to_str().unwrap()]);
+}
+
+/// Gives `user` (of example.com) the Line URI `number` and enterprise voice.
+fn give_number(server: &Server, user: &str, number: &str) {
+    let aor = format!("{user}@example.com");
+    cli_ok(
+        server,
+        &["user", "set", &aor, "--line-uri", number, "--voice", "on"],
+    );
+}
+
 /// Waits until the running server has read the voice configuration applied to its database
 /// (its housekeeping does, every 2 s).
 fn wait_for_voice(server: &Server) {
@@ -108,29 +126,10 @@ fn invite_in(trace: &str) -> &str {
 fn calls_go_out_through_trunks_with_failover_and_come_in_from_a_gateway() {
     let server = Server::start_with(&["--gateway-probe", "0"]);
     let set = |args: &[&str]| cli_ok(&server, args);
-    set(&[
-        "user",
-        "set",
-        "alice@example.com",
-        "--line-uri",
-        "tel:+14255550101",
-        "--voice",
-        "on",
-    ]);
-    set(&[
-        "user",
-        "set",
-        "bob@example.com",
-        "--line-uri",
-        "tel:+14255550199",
-        "--voice",
-        "on",
-    ]);
+    give_number(&server, "alice", "tel:+14255550101");
+    give_number(&server, "bob", "tel:+14255550199");
     let (silent, busy, pbx) = (free_port(), free_port(), free_port());
-    let dir = TempDir::new("voice-calls");
-    let file = dir.0.join("voice.toml");
-    std::fs::write(&file, voice_config(silent, busy, pbx)).unwrap();
-    set(&["voice", "apply", file.to_str().unwrap()]);
+    apply_voice(&server, &voice_config(silent, busy, pbx));
     // the running server reads it at its next housekeeping round: no restart
     wait_for_voice(&server);
 
@@ -266,31 +265,12 @@ fn calls_go_out_through_trunks_with_failover_and_come_in_from_a_gateway() {
 #[test]
 fn kamailio_as_a_carriers_sbc_carries_a_trunk_both_ways() {
     let server = Server::start_with(&["--gateway-probe", "1"]);
-    let set = |args: &[&str]| cli_ok(&server, args);
-    set(&[
-        "user",
-        "set",
-        "alice@example.com",
-        "--line-uri",
-        "tel:+14255550101",
-        "--voice",
-        "on",
-    ]);
-    set(&[
-        "user",
-        "set",
-        "bob@example.com",
-        "--line-uri",
-        "tel:+14255550199",
-        "--voice",
-        "on",
-    ]);
+    give_number(&server, "alice", "tel:+14255550101");
+    give_number(&server, "bob", "tel:+14255550199");
     const SBC: &str = "127.0.0.64";
     const CARRIER: &str = "127.0.0.65";
     // nothing listens at the dead trunk's gateway: its probes fail, it is skipped
     let (sbc_port, carrier_port, dead_port) = (free_port(), free_port(), free_port());
-    let dir = TempDir::new("voice-sbc");
-    let file = dir.0.join("voice.toml");
     let config = format!(
         r#"usages = ["International"]
 [[dial_plan]]
@@ -324,8 +304,7 @@ pattern = '^0(\d{{10}})$'
 translation = '+1$1'
 "#
     );
-    std::fs::write(&file, config).unwrap();
-    set(&["voice", "apply", file.to_str().unwrap()]);
+    apply_voice(&server, &config);
     let carrier_gw = gateway(&server, CARRIER, carrier_port, "uas_call.xml");
     let sbc = common::kamailio::Kamailio::carrier_sbc(
         SBC,
@@ -417,25 +396,10 @@ name = "carrier"
 gateway = {{ host = "{SBC}", port = {sbc_tls}, transport = "tls" }}
 "#
     );
-    let dir = TempDir::new("voice-tls");
-    let file = dir.0.join("voice.toml");
-    std::fs::write(&file, config).unwrap();
     let start = |extra: &[&str]| {
         let server = Server::start_with(&[&["--gateway-probe", "0"], extra].concat());
-        for args in [
-            &[
-                "user",
-                "set",
-                "alice@example.com",
-                "--line-uri",
-                "tel:+14255550101",
-                "--voice",
-                "on",
-            ][..],
-            &["voice", "apply", file.to_str().unwrap()][..],
-        ] {
-            cli_ok(&server, args);
-        }
+        give_number(&server, "alice", "tel:+14255550101");
+        apply_voice(&server, &config);
         wait_for_voice(&server);
         server
     };
@@ -495,10 +459,7 @@ fn an_unanswered_call_is_forwarded_to_a_number_and_simultaneous_ring_rings_one_a
     let server = Server::start_with(&["--gateway-probe", "0"]);
     let set = |args: &[&str]| cli_ok(&server, args);
     let (silent, busy, pbx) = (free_port(), free_port(), free_port());
-    let dir = TempDir::new("voice-forwarding");
-    let file = dir.0.join("voice.toml");
-    std::fs::write(&file, voice_config(silent, busy, pbx)).unwrap();
-    set(&["voice", "apply", file.to_str().unwrap()]);
+    apply_voice(&server, &voice_config(silent, busy, pbx));
     for (user, number, forwarding) in [
         (
             "bob",
