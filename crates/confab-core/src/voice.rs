@@ -28,7 +28,9 @@ pub(crate) fn stored(store: &dyn confab_store::Store) -> confab_store::Result<Op
 
 /// The voice configuration in force, and its gateways.
 pub(crate) struct VoiceState {
-    pub(crate) voice: Voice,
+    /// Shared with the states that differ only in gateways' addresses: compiling a large
+    /// configuration takes tens of milliseconds, done once per document.
+    pub(crate) voice: std::sync::Arc<Voice>,
     /// The document it was compiled from (a new one is compiled only when this changes).
     pub(crate) text: String,
     /// Per trunk (same indexes as the configuration's trunks).
@@ -100,29 +102,48 @@ impl VoiceState {
             .map(|_| AtomicUsize::new(0))
             .collect();
         Ok(Self {
-            voice,
+            voice: std::sync::Arc::new(voice),
             text: text.to_owned(),
             gateways,
             turns,
         })
     }
 
-    /// The same configuration with trunk gateways named `host` at `addrs` (what DNS found);
-    /// up/down marks carry over.
+    /// The same configuration (not compiled again) with trunk gateways named `host` at
+    /// `addrs` (what DNS found); up/down marks and turns carry over. `None` when that changes
+    /// nothing.
     pub(crate) fn with_addresses(&self, host: &str, addrs: &[SocketAddr]) -> Option<Self> {
-        let mut next = Self::load(&self.text).ok()?;
-        for (g, old) in next.gateways.iter_mut().zip(&self.gateways) {
-            g.addrs = if g.host.eq_ignore_ascii_case(host) {
-                addrs
-                    .iter()
-                    .map(|a| SocketAddr::new(a.ip(), g.port))
-                    .collect()
-            } else {
-                old.addrs.clone()
-            };
-            g.up.store(old.is_up(), Ordering::Relaxed);
+        let gateways: Vec<GatewayState> = (self.gateways.iter())
+            .map(|g| GatewayState {
+                host: g.host.clone(),
+                port: g.port,
+                transport: g.transport,
+                addrs: if g.host.eq_ignore_ascii_case(host) {
+                    (addrs.iter())
+                        .map(|a| SocketAddr::new(a.ip(), g.port))
+                        .collect()
+                } else {
+                    g.addrs.clone()
+                },
+                up: AtomicBool::new(g.is_up()),
+                failover_after: g.failover_after,
+            })
+            .collect();
+        if gateways
+            .iter()
+            .zip(&self.gateways)
+            .all(|(a, b)| a.addrs == b.addrs)
+        {
+            return None;
         }
-        Some(next)
+        Some(Self {
+            voice: self.voice.clone(),
+            text: self.text.clone(),
+            gateways,
+            turns: (self.turns.iter())
+                .map(|t| AtomicUsize::new(t.load(Ordering::Relaxed)))
+                .collect(),
+        })
     }
 
     /// Host names of gateways that need DNS.
@@ -241,11 +262,17 @@ gateway = { host = "gw.example.net" }
         let order = |s: &VoiceState| -> Vec<usize> {
             s.trunks_for(&routing).0.iter().map(|t| t.trunk).collect()
         };
-        assert_eq!(order(&state), [0, 1]);
+        assert_eq!(order(&state), [1, 0], "the turn carried over: b's");
         assert_eq!(
             order(&state),
-            [1, 0],
+            [0, 1],
             "the next call starts at the next trunk"
+        );
+        assert!(
+            state
+                .with_addresses("gw.example.net", &["127.0.0.62:0".parse().unwrap()])
+                .is_none(),
+            "the same address again changes nothing"
         );
         assert_eq!(
             state.target_of(1).unwrap().addr,
