@@ -241,7 +241,7 @@ impl Engine {
         }
         let mut now_cancel = Vec::new();
         for (i, b) in p.branches.iter_mut().enumerate() {
-            if Some(i) == except || b.finished {
+            if Some(i) == except || b.finished || b.cancelled {
                 continue;
             }
             if b.provisional {

@@ -533,3 +533,27 @@ fn a_route_replaces_or_withholds_the_callers_identity_and_a_trunk_may_show_it_in
     assert!(header(&out, "P-Asserted-Identity").is_empty());
     assert_eq!(header(&out, "Privacy"), ["id"]);
 }
+
+#[test]
+fn a_phone_cancelled_for_no_answer_is_not_cancelled_again_when_the_target_answers() {
+    let mut sim = forwarding(
+        "bob",
+        "noanswer=sip:carol@example.com,noanswer-after=5",
+        true,
+    );
+    sim.send_authenticated(ALICE, "alice", &invite("sip:bob@example.com", 1, "alice"));
+    let inv = sim.take_to(BOB).pop().expect("bob's phone rings");
+    sim.send(BOB, &reply(&inv, 180, "Ringing", "b"));
+    sim.advance(Duration::from_millis(5_100));
+    let cancels = |sim: &mut Sim| {
+        (sim.take_to(BOB).iter())
+            .filter(|m| m.method_str() == "CANCEL")
+            .count()
+    };
+    assert_eq!(cancels(&mut sim), 1);
+    // carol answers before bob's phone confirms its CANCEL
+    let at_carol = sim.take_to(CAROL).pop().expect("carol's phone rings");
+    sim.send(CAROL, &reply(&at_carol, 200, "OK", "c"));
+    assert_eq!(finals(&sim.take_to(ALICE)), [(200, "OK".into())]);
+    assert_eq!(cancels(&mut sim), 0, "one CANCEL per branch");
+}
