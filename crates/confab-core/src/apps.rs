@@ -9,15 +9,41 @@
 //!
 //! Sans-IO like the engine: an application is called with what arrived and says what to do
 //! by pushing [`Action`]s; the engine carries them out after it returns. It keeps no sockets,
-//! reads no clock and never blocks.
+//! reads no clock and never blocks: the time and what it may ask of the server (a user's
+//! presence) come in an [`Env`], it sets timers with [`Action::Timer`], and it plays and hears
+//! media through the media engine with [`Action::Media`] ([`MediaCommand`]; what a stream
+//! hears comes back to [`Application::on_media`]).
 //!
 //! To add one: implement [`Application`], give it to [`crate::Engine::add_application`]
 //! (a feature does this when the server starts), and it receives every request for the users
 //! it [`claims`](Application::claims).
 
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_media::{Clip, MediaEvent, Negotiated};
 use sip_proto::dialog::DialogId;
 use sip_proto::Message;
 
+use crate::engine::Now;
+use crate::presence::Availability;
+
+/// What an application may know of the server when it is called.
+pub struct Env<'a> {
+    /// The time now (monotonic, and unix seconds for calendars).
+    pub now: Now,
+    pub(crate) presence: &'a crate::presence::Presence,
+    /// The address media streams are reached at (`--media-address`).
+    pub media_address: IpAddr,
+}
+
+impl Env<'_> {
+    /// `user@domain`'s presence as the server aggregates it (Offline without devices).
+    pub fn availability(&self, aor: &str) -> Availability {
+        self.presence.availability(aor)
+    }
+}
 /// A user agent inside the server.
 pub trait Application: Send {
     /// Its name, for logs.
@@ -30,16 +56,69 @@ pub trait Application: Send {
     /// A request for the application: outside a dialog (`dialog` is `None`: answer it with
     /// [`Action::Reply`]; a 2xx to an INVITE makes a dialog) or within one of its dialogs.
     /// An ACK needs no answer.
-    fn on_request(&mut self, req: &Message, dialog: Option<&DialogId>, out: &mut Vec<Action>);
+    fn on_request(
+        &mut self,
+        env: &Env,
+        req: &Message,
+        dialog: Option<&DialogId>,
+        out: &mut Vec<Action>,
+    );
 
     /// A response to a request the application sent in `dialog`.
-    fn on_response(&mut self, dialog: &DialogId, resp: &Message, out: &mut Vec<Action>);
+    fn on_response(&mut self, env: &Env, dialog: &DialogId, resp: &Message, out: &mut Vec<Action>);
 
-    /// The dialog ended (a BYE either way, or the peer never acknowledged our 2xx).
-    fn on_dialog_ended(&mut self, _dialog: &DialogId) {}
+    /// The dialog ended (a BYE either way, or the peer never acknowledged our 2xx), connected
+    /// ones included.
+    fn on_dialog_ended(&mut self, _env: &Env, _dialog: &DialogId, _out: &mut Vec<Action>) {}
 
     /// What became of a call it placed ([`Action::Call`]).
-    fn on_call(&mut self, _call: u64, _event: CallEvent, _out: &mut Vec<Action>) {}
+    fn on_call(&mut self, _env: &Env, _call: u64, _event: CallEvent, _out: &mut Vec<Action>) {}
+
+    /// A timer it set ([`Action::Timer`]) fired.
+    fn on_timer(&mut self, _env: &Env, _token: u64, _out: &mut Vec<Action>) {}
+
+    /// A media stream it opened heard something or finished a clip.
+    fn on_media(&mut self, _env: &Env, _stream: u64, _event: MediaEvent, _out: &mut Vec<Action>) {}
+}
+
+/// What an application asks of the media engine. Streams are the application's numbers;
+/// ports come from the range it was given ([`confab_media::ports::PortPool`]).
+#[derive(Debug, Clone)]
+pub enum MediaCommand {
+    /// Opens a stream on local `port` toward the peer of `negotiated`.
+    Open {
+        stream: u64,
+        port: u16,
+        negotiated: Negotiated,
+    },
+    /// Plays a clip from its start, in place of what plays (`looped`: until stopped).
+    Play {
+        stream: u64,
+        clip: Arc<Clip>,
+        looped: bool,
+        tag: u64,
+    },
+    /// Stops playing.
+    Stop { stream: u64 },
+    /// Reports silence after this long without anything audible (`None`: stop watching).
+    WatchSilence {
+        stream: u64,
+        after: Option<Duration>,
+    },
+    /// Closes the stream and frees its port.
+    Close { stream: u64 },
+}
+
+impl MediaCommand {
+    pub fn stream(&self) -> u64 {
+        match self {
+            Self::Open { stream, .. }
+            | Self::Play { stream, .. }
+            | Self::Stop { stream }
+            | Self::WatchSilence { stream, .. }
+            | Self::Close { stream } => *stream,
+        }
+    }
 }
 
 /// What became of a call an application placed.
@@ -56,7 +135,7 @@ pub enum CallEvent {
 }
 
 /// What an application wants done.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Action {
     /// Answers the request being handled.
     Reply(Reply),
@@ -85,8 +164,13 @@ pub enum Action {
     CancelCall { call: u64 },
     /// Connects two dialogs of the application: from now on a request arriving in one
     /// (re-INVITE, UPDATE, INFO, MESSAGE, ...) is sent in the other and its final response
-    /// returned, and a BYE on either ends both. The application hears of neither any more.
+    /// returned, and a BYE on either ends both. The application hears no more of their
+    /// requests, only of their end.
     Connect { a: DialogId, b: DialogId },
+    /// Calls [`Application::on_timer`] with `token` after `after`.
+    Timer { token: u64, after: Duration },
+    /// A command for the media engine.
+    Media(MediaCommand),
 }
 
 /// A response of an application.

@@ -73,6 +73,8 @@ pub struct EngineConfig {
     /// How often each trunk's gateway is probed with OPTIONS (one that does not answer is
     /// skipped until it does); zero: never (every gateway counts as up).
     pub gateway_probe: Duration,
+    /// The address media streams of applications are reached at (written into their SDP).
+    pub media_address: IpAddr,
 }
 
 /// An Edge server's two sides. The inside is its own address (`advertised_host`, the TLS
@@ -131,6 +133,7 @@ impl Default for EngineConfig {
             federation_edges: Vec::new(),
             pool_sites: Vec::new(),
             gateway_probe: Duration::from_secs(30),
+            media_address: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         }
     }
 }

@@ -242,10 +242,7 @@ impl Engine {
     }
 
     fn tell_app(&mut self, now: Now, app: usize, call: u64, ev: CallEvent) {
-        let mut actions = Vec::new();
-        if let Some(a) = self.apps.get_mut(app) {
-            a.on_call(call, ev, &mut actions);
-        }
+        let actions = self.call_app(now, app, |a, env, out| a.on_call(env, call, ev, out));
         self.app_actions(now, None, app, None, actions);
     }
 
@@ -277,7 +274,7 @@ impl Engine {
                     d.peer = None;
                 }
                 self.app_send(now, peer, "BYE", &[], &[], None);
-                self.app_dialog_ended(no);
+                self.app_dialog_ended(now, no);
             }
             _ => {
                 let Ok(req) = Message::parse(ctx.msg.as_bytes().to_vec(), &self.cfg.limits) else {
@@ -353,7 +350,7 @@ mod tests {
     use sip_proto::dialog::{Dialog, DialogId};
     use sip_proto::{Limits, Message, Writer};
 
-    use crate::apps::{Action, Application, CallEvent, Reply};
+    use crate::apps::{Action, Application, CallEvent, Env, Reply};
     use crate::engine::sim::{reply, Sim, ALICE, BOB};
 
     /// A help desk: answers a caller at once, and once the caller's ACK is in, calls bob and
@@ -370,7 +367,13 @@ mod tests {
         fn claims(&self, user: &str) -> bool {
             user == "desk"
         }
-        fn on_request(&mut self, req: &Message, dialog: Option<&DialogId>, out: &mut Vec<Action>) {
+        fn on_request(
+            &mut self,
+            _: &Env,
+            req: &Message,
+            dialog: Option<&DialogId>,
+            out: &mut Vec<Action>,
+        ) {
             match (req.method_str(), dialog) {
                 ("INVITE", None) => out.push(Action::Reply(Reply::new(200, "OK"))),
                 ("ACK", Some(d)) => {
@@ -386,13 +389,13 @@ mod tests {
                 _ => out.push(Action::Reply(Reply::new(200, "OK"))),
             }
         }
-        fn on_response(&mut self, _: &DialogId, resp: &Message, _: &mut Vec<Action>) {
+        fn on_response(&mut self, _: &Env, _: &DialogId, resp: &Message, _: &mut Vec<Action>) {
             self.log
                 .lock()
                 .unwrap()
                 .push(format!("response {}", resp.status()));
         }
-        fn on_call(&mut self, call: u64, event: CallEvent, out: &mut Vec<Action>) {
+        fn on_call(&mut self, _: &Env, call: u64, event: CallEvent, out: &mut Vec<Action>) {
             let line = match &event {
                 CallEvent::Ringing => format!("call {call} ringing"),
                 CallEvent::Answered { body, .. } => {
@@ -408,7 +411,7 @@ mod tests {
                 });
             }
         }
-        fn on_dialog_ended(&mut self, _: &DialogId) {
+        fn on_dialog_ended(&mut self, _: &Env, _: &DialogId, _: &mut Vec<Action>) {
             self.log.lock().unwrap().push("ended".into());
         }
     }

@@ -80,10 +80,9 @@ impl Engine {
             }
             id = Some(d.dialog.id().clone());
         }
-        let mut actions = Vec::new();
-        if let Some(a) = self.apps.get_mut(app) {
-            a.on_request(&ctx.msg, id.as_ref(), &mut actions);
-        }
+        let actions = self.call_app(now, app, |a, env, out| {
+            a.on_request(env, &ctx.msg, id.as_ref(), out);
+        });
         self.app_actions(now, Some(ctx), app, no, actions);
     }
 
@@ -124,6 +123,11 @@ impl Engine {
                 } => self.app_call(now, app, call, (&from, &to), &headers, &body),
                 Action::CancelCall { call } => self.cancel_app_call(now, app, call),
                 Action::Connect { a, b } => self.connect_dialogs(&a, &b),
+                Action::Timer { token, after } => self.timers.push(Reverse((
+                    now.mono + after,
+                    TimerOwner::AppTimer { app, token },
+                ))),
+                Action::Media(cmd) => self.media_out.push_back((app, cmd)),
             }
         }
     }
@@ -150,7 +154,7 @@ impl Engine {
         }
         if req.method() == Method::Bye && (200..300).contains(&r.code) {
             if let Some(no) = no {
-                self.app_dialog_ended(no);
+                self.app_dialog_ended(now, no);
             }
         }
         match ctx.key.as_deref() {
@@ -218,7 +222,7 @@ impl Engine {
                 app = self.apps[d.app].name(),
                 "the 2xx was never acknowledged: dialog ended"
             );
-            self.app_dialog_ended(no);
+            self.app_dialog_ended(now, no);
             return;
         }
         self.out.push_back(Output {
@@ -276,7 +280,7 @@ impl Engine {
                 if let Some(r) = relay {
                     self.relay_answer(now, r, None);
                 }
-                self.app_dialog_ended(no);
+                self.app_dialog_ended(now, no);
                 return;
             }
         };
@@ -295,14 +299,13 @@ impl Engine {
             }
         } else if let Some(d) = self.app_dialogs.get(&no) {
             let (app, id) = (d.app, d.dialog.id().clone());
-            let mut actions = Vec::new();
-            if let Some(a) = self.apps.get_mut(app) {
-                a.on_response(&id, &resp, &mut actions);
-            }
+            let actions = self.call_app(now, app, |a, env, out| {
+                a.on_response(env, &id, &resp, out);
+            });
             self.app_actions(now, None, app, Some(no), actions);
         }
         if bye && resp.status() >= 200 {
-            self.app_dialog_ended(no);
+            self.app_dialog_ended(now, no);
         }
     }
 
@@ -341,14 +344,52 @@ impl Engine {
         });
     }
 
-    pub(super) fn app_dialog_ended(&mut self, no: u64) {
+    pub(super) fn app_dialog_ended(&mut self, now: Now, no: u64) {
         let Some(d) = self.app_dialogs.remove(&no) else {
             return;
         };
         self.app_dialog_ids.remove(d.dialog.id());
-        if let Some(a) = self.apps.get_mut(d.app) {
-            a.on_dialog_ended(d.dialog.id());
+        let id = d.dialog.id();
+        let actions = self.call_app(now, d.app, |a, env, out| a.on_dialog_ended(env, id, out));
+        self.app_actions(now, None, d.app, None, actions);
+    }
+
+    /// Calls application `app` with what it may know of the server; what it says to do.
+    pub(super) fn call_app(
+        &mut self,
+        now: Now,
+        app: usize,
+        f: impl FnOnce(&mut dyn crate::apps::Application, &crate::apps::Env, &mut Vec<Action>),
+    ) -> Vec<Action> {
+        let env = crate::apps::Env {
+            now,
+            presence: &self.presence,
+            media_address: self.cfg.media_address,
+        };
+        let mut out = Vec::new();
+        if let Some(a) = self.apps.get_mut(app) {
+            f(a.as_mut(), &env, &mut out);
         }
+        out
+    }
+
+    /// A command for the media engine, with the application it is from (see
+    /// [`Engine::handle_media`]).
+    pub fn poll_media(&mut self) -> Option<(usize, crate::apps::MediaCommand)> {
+        self.media_out.pop_front()
+    }
+
+    /// What a media stream of application `app` heard.
+    pub fn handle_media(
+        &mut self,
+        now: Now,
+        app: usize,
+        stream: u64,
+        event: confab_media::MediaEvent,
+    ) {
+        let actions = self.call_app(now, app, |a, env, out| a.on_media(env, stream, event, out));
+        self.app_actions(now, None, app, None, actions);
+        self.deliver_events(now);
     }
 
     /// Our Contact toward `peer` on `transport`.
@@ -385,7 +426,7 @@ mod tests {
     use sip_proto::dialog::{Dialog, DialogId};
     use sip_proto::{Limits, Message};
 
-    use crate::apps::{Action, Application, Reply};
+    use crate::apps::{Action, Application, Env, Reply};
     use crate::engine::sim::{reply, Sim, ALICE};
 
     /// Answers INVITEs to `echo` with an SDP body and BYEs with 200; with `hang_up`, sends a
@@ -402,7 +443,13 @@ mod tests {
         fn claims(&self, user: &str) -> bool {
             user == "echo"
         }
-        fn on_request(&mut self, req: &Message, dialog: Option<&DialogId>, out: &mut Vec<Action>) {
+        fn on_request(
+            &mut self,
+            _: &Env,
+            req: &Message,
+            dialog: Option<&DialogId>,
+            out: &mut Vec<Action>,
+        ) {
             self.log
                 .lock()
                 .unwrap()
@@ -421,13 +468,13 @@ mod tests {
                 _ => out.push(Action::Reply(Reply::new(200, "OK"))),
             }
         }
-        fn on_response(&mut self, _: &DialogId, resp: &Message, _: &mut Vec<Action>) {
+        fn on_response(&mut self, _: &Env, _: &DialogId, resp: &Message, _: &mut Vec<Action>) {
             self.log
                 .lock()
                 .unwrap()
                 .push(format!("response {}", resp.status()));
         }
-        fn on_dialog_ended(&mut self, _: &DialogId) {
+        fn on_dialog_ended(&mut self, _: &Env, _: &DialogId, _: &mut Vec<Action>) {
             self.log.lock().unwrap().push("ended".into());
         }
     }

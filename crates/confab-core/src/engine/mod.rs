@@ -215,6 +215,8 @@ pub struct Engine {
     /// connected dialogs waiting for their answer (see `app_calls`).
     app_calls: HashMap<u64, app_calls::AppCall>,
     app_relays: HashMap<u64, app_calls::Relay>,
+    /// Applications' commands for the media engine, with the application's index.
+    media_out: VecDeque<(usize, crate::apps::MediaCommand)>,
     /// Housekeeping's database work still running on the driver's thread: none is started
     /// again until it is back (a slow database gets no pile of them).
     upkeep_pending: usize,
@@ -348,6 +350,11 @@ impl Engine {
                 }
                 TimerOwner::Branch { proxy, index } => self.timer_c_fired(now, proxy, index),
                 TimerOwner::App(no) => self.app_timer(now, no),
+                TimerOwner::AppTimer { app, token } => {
+                    let actions =
+                        self.call_app(now, app, |a, env, out| a.on_timer(env, token, out));
+                    self.app_actions(now, None, app, None, actions);
+                }
                 TimerOwner::NoAnswer { proxy } => self.no_answer_fired(now, proxy),
                 TimerOwner::Housekeeping => {
                     self.housekeeping(now);

@@ -163,6 +163,7 @@ impl Engine {
             app_dialog_ids: HashMap::new(),
             app_calls: HashMap::new(),
             app_relays: HashMap::new(),
+            media_out: VecDeque::new(),
             upkeep_pending: 0,
             voice: None,
             voice_generation: 0,

@@ -24,6 +24,11 @@ pub(super) enum TimerOwner {
     },
     /// An application dialog's 2xx waits for its ACK (see `apps`).
     App(u64),
+    /// A timer an application set (`Action::Timer`).
+    AppTimer {
+        app: usize,
+        token: u64,
+    },
     /// A call rang the user's no-answer time: it is forwarded (see `forwarding`).
     NoAnswer {
         proxy: u64,

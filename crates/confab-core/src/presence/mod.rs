@@ -737,6 +737,11 @@ impl Presence {
         }
     }
 
+    /// `aor`'s availability as its permitted watchers see it.
+    pub(crate) fn availability(&self, aor: &str) -> Availability {
+        self.full_view(aor).availability
+    }
+
     // ---- internals ----
 
     /// The user's presence as its permitted watchers see it.
