@@ -75,6 +75,8 @@ pub struct EngineConfig {
     pub gateway_probe: Duration,
     /// The address media streams of applications are reached at (written into their SDP).
     pub media_address: IpAddr,
+    /// The UDP ports applications' media streams take (even ones, inclusive).
+    pub media_ports: (u16, u16),
 }
 
 /// An Edge server's two sides. The inside is its own address (`advertised_host`, the TLS
@@ -134,6 +136,7 @@ impl Default for EngineConfig {
             pool_sites: Vec::new(),
             gateway_probe: Duration::from_secs(30),
             media_address: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            media_ports: (20_000, 29_999),
         }
     }
 }

@@ -65,6 +65,7 @@ pub async fn run(
     let (event_txs, event_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(QUEUE)).unzip();
     let transports = Transports::start(listeners, transport_cfg, event_txs)?;
     let workers: Vec<_> = stores.iter().map(|s| s.worker_handle()).collect();
+    let media_address = cfg.media_address;
     let engines = Engine::sharded(cfg, stores, secret, now())?;
     let (hand_txs, hand_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
     let (drain_tx, drain_rx) = watch::channel(false);
@@ -77,7 +78,12 @@ pub async fn run(
         .zip(hand_rxs)
         .zip(workers)
     {
+        let media = (engine.shard().0 == 0).then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (crate::media::MediaServer::new(media_address, tx), rx)
+        });
         let shard = Shard {
+            media,
             transports: transports.for_shard(engine.shard().0),
             engine,
             events,
@@ -152,6 +158,11 @@ struct Shard {
     in_flight: Arc<[AtomicUsize]>,
     /// Finds partners' Access Edges (an Edge's federation).
     resolver: Option<Arc<dyn PartnerResolver>>,
+    /// The owner shard's media streams (applications run there) and what they hear.
+    media: Option<(
+        crate::media::MediaServer,
+        mpsc::UnboundedReceiver<crate::media::MediaNews>,
+    )>,
 }
 
 impl Shard {
@@ -239,6 +250,9 @@ impl Shard {
                     }
                 }
                 Some(done) = done_rx.recv() => self.engine.job_done(now(), done),
+                Some((app, stream, ev)) = media_news(&mut self.media) => {
+                    self.engine.handle_media(now(), app, stream, ev);
+                }
                 () = sleep_until(deadline) => self.engine.handle_timeout(now()),
             }
             self.flush(jobs.as_ref(), &lookups_done);
@@ -279,6 +293,11 @@ impl Shard {
         }
         while let Some((addr, name)) = self.engine.poll_partner_name() {
             self.transports.name_partner(addr, name);
+        }
+        while let Some((app, cmd)) = self.engine.poll_media() {
+            if let Some((media, _)) = self.media.as_mut() {
+                media.command(app, cmd);
+            }
         }
         while let Some(o) = self.engine.poll_transmit() {
             self.transports.send(o.target, o.bytes);
@@ -370,9 +389,22 @@ fn overload(engine: &mut Engine, transports: &Transports, stream_backlog: usize,
     }
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the owner shard's media streams heard (never, on other shards).
+async fn media_news(
+    media: &mut Option<(
+        crate::media::MediaServer,
+        mpsc::UnboundedReceiver<crate::media::MediaNews>,
+    )>,
+) -> Option<crate::media::MediaNews> {
+    match media {
+        Some((_, rx)) => rx.recv().await,
         None => std::future::pending().await,
     }
 }

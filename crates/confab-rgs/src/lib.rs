@@ -29,4 +29,4 @@ pub const RGS_SETTING: &str = "rgs";
 pub const SIGNED_IN_SETTING: &str = "rgs-signed-in";
 /// The prefix of the store settings holding prompts and music (µ-law at 8 kHz, base64): the
 /// rest of the name is [`Prompt::audio`].
-pub const AUDIO_PREFIX: &str = "rgs-audio:";
+pub const AUDIO_PREFIX: &str = "audio:";

@@ -24,6 +24,7 @@ impl Engine {
         if self.cfg.edge.is_none() {
             if !self.park_reads {
                 self.read_voice();
+                self.read_rgs();
             }
             self.probe_gateways(now);
         }
@@ -68,6 +69,7 @@ impl Engine {
         }
         if self.cfg.edge.is_none() {
             ops.push(Op::Voice);
+            ops.push(Op::Rgs(self.rgs_seen));
         }
         for op in ops {
             let token = self.next_id();
@@ -85,6 +87,7 @@ impl Engine {
                 | Answer::Membership(_)
                 | Answer::Changes(_)
                 | Answer::Voice(_)
+                | Answer::Rgs(_)
         ) {
             self.upkeep_pending = self.upkeep_pending.saturating_sub(1);
         }
@@ -102,6 +105,7 @@ impl Engine {
             Answer::Membership(Ok((servers, drains))) => self.apply_membership(servers, drains),
             Answer::Changes(changes) => self.changes_read(now, changes),
             a @ (Answer::Voice(_) | Answer::Resolved(..)) => self.voice_job_done(a),
+            Answer::Rgs(read) => self.rgs_read(read),
             other => self.written_behind(other),
         }
     }

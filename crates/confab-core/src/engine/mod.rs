@@ -30,6 +30,7 @@ mod registrar;
 #[cfg(test)]
 mod relay_tests;
 mod reply;
+mod rgs;
 mod shards;
 mod shared;
 #[cfg(test)]
@@ -220,6 +221,8 @@ pub struct Engine {
     /// Housekeeping's database work still running on the driver's thread: none is started
     /// again until it is back (a slow database gets no pile of them).
     upkeep_pending: usize,
+    /// The hash of the response-group settings last read (see `rgs.rs`).
+    rgs_seen: u64,
     /// The voice configuration this engine last picked up, and its generation (see
     /// `voice.rs`); gateway names for the driver to resolve; the next gateway probe (owner
     /// shard) and how many rounds of probes went out.

@@ -46,6 +46,8 @@ pub(super) enum Op {
     NumberOwner(String),
     /// The deployment's voice configuration document (housekeeping).
     Voice,
+    /// The response-group settings, unless their hash is this (housekeeping).
+    Rgs(u64),
 }
 
 /// What a job brought back, for [`Engine::job_done`].
@@ -68,6 +70,7 @@ pub(super) enum Answer {
     Removed(Result<(), StoreError>),
     NumberOwner(String, Result<Option<String>, StoreError>),
     Voice(Result<Option<String>, StoreError>),
+    Rgs(Result<Option<super::rgs::RgsRead>, StoreError>),
     /// A trunk gateway's host name and the addresses DNS gave for it (or why none).
     Resolved(String, Result<Vec<std::net::SocketAddr>, String>),
     /// A partner's Access Edge for the domain (and the proof asked for held), or why not.
@@ -131,6 +134,7 @@ fn run(store: &dyn Store, op: Op) -> Answer {
             Answer::NumberOwner(line, result)
         }
         Op::Voice => Answer::Voice(crate::voice::stored(store)),
+        Op::Rgs(known) => Answer::Rgs(super::rgs::rgs_stored(store, known)),
     }
 }
 

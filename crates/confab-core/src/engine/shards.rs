@@ -86,7 +86,7 @@ impl Engine {
         let location = Parts::<Location>::load(bindings);
         let shared = std::sync::Arc::new(Shared::new(&cfg, location, secret, now.mono));
         let shards = stores.len();
-        let engines = stores
+        let mut engines: Vec<Self> = stores
             .into_iter()
             .enumerate()
             .map(|(shard, store)| {
@@ -100,6 +100,15 @@ impl Engine {
                 )
             })
             .collect();
+        if cfg.edge.is_none() {
+            // response groups keep their queues in one place: the owner shard
+            let rgs = crate::rgs::ResponseGroups::new(
+                shared.rgs.clone(),
+                cfg.media_ports,
+                shared.rgs_stats.clone(),
+            );
+            engines[OWNER].add_application(Box::new(rgs));
+        }
         Ok(engines)
     }
 
@@ -165,6 +174,7 @@ impl Engine {
             app_relays: HashMap::new(),
             media_out: VecDeque::new(),
             upkeep_pending: 0,
+            rgs_seen: 0,
             voice: None,
             voice_generation: 0,
             resolves: Vec::new(),
@@ -204,12 +214,32 @@ impl Engine {
         let shard = if m.is_request() {
             match m.method() {
                 Method::Publish | Method::Subscribe => OWNER,
-                _ => marked(m.to().ok()?.tag()?)?,
+                _ => match m.to().ok()?.tag() {
+                    Some(tag) => marked(tag)?,
+                    None if self.is_workflow_request(m) => OWNER,
+                    None => return None,
+                },
             }
         } else {
             marked(m.top_via().ok()?.branch()?)?
         };
         (shard != self.shard && shard < self.shards).then_some(shard)
+    }
+
+    /// Whether a request outside a dialog is for a response-group workflow (whose queues
+    /// live on the owner shard).
+    fn is_workflow_request(&self, m: &Message) -> bool {
+        let rgs = self
+            .shared
+            .rgs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(snap) = rgs.as_ref().filter(|s| s.workflows() > 0) else {
+            return false;
+        };
+        let uri = m.uri().ok();
+        let user = uri.as_ref().and_then(|u| u.as_sip()).and_then(|s| s.user);
+        user.is_some_and(|u| snap.workflow_of_user(u).is_some())
     }
 
     pub(super) fn hand_over(&mut self, shard: usize, work: Work) {

@@ -39,6 +39,10 @@ pub(crate) struct Shared {
     /// engines compare `voice_generation` with theirs to pick a new one up.
     pub(crate) voice: std::sync::RwLock<Option<std::sync::Arc<crate::voice::VoiceState>>>,
     pub(crate) voice_generation: std::sync::atomic::AtomicU64,
+    /// The response-group configuration in force (`crate::rgs`), and what the application
+    /// holds now.
+    pub(crate) rgs: crate::rgs::Handle,
+    pub(crate) rgs_stats: std::sync::Arc<std::sync::RwLock<crate::rgs::RgsStats>>,
 }
 
 impl Shared {
@@ -79,6 +83,8 @@ impl Shared {
             trusted_sources: Parts::new(HashSet::new),
             voice: std::sync::RwLock::new(None),
             voice_generation: std::sync::atomic::AtomicU64::new(0),
+            rgs: crate::rgs::Handle::default(),
+            rgs_stats: std::sync::Arc::default(),
         }
     }
 }
