@@ -1,14 +1,16 @@
 //! Digits pressed, from RFC 4733 telephone-events. A press arrives as several packets with
 //! one RTP timestamp (the start of the event), growing durations and, at its end, three
-//! copies of the final packet; it is reported once, at its first packet.
+//! copies of the final packet; it is reported once, at its first packet. A press replayed
+//! with the same timestamp (a recording played twice) starts again after its end packets.
 
 use crate::rtp::Header;
 
 /// Reads the telephone-events of one stream.
 #[derive(Debug, Default)]
 pub struct DtmfReceiver {
-    /// The event last reported: its SSRC and timestamp.
-    last: Option<(u32, u32)>,
+    /// The event last reported: its SSRC, timestamp and code, and whether its end came.
+    last: Option<(u32, u32, u8)>,
+    ended: bool,
 }
 
 impl DtmfReceiver {
@@ -19,12 +21,15 @@ impl DtmfReceiver {
         if payload.len() < 4 {
             return None;
         }
-        let key = (header.ssrc, header.timestamp);
-        if self.last == Some(key) {
+        let end = payload[1] & 0x80 != 0;
+        let key = (header.ssrc, header.timestamp, event);
+        if self.last == Some(key) && !(self.ended && !end) {
+            self.ended |= end;
             return None;
         }
         let digit = digit(event)?;
         self.last = Some(key);
+        self.ended = end;
         Some(digit)
     }
 }
@@ -87,12 +92,16 @@ mod tests {
             (1600, 11, false, 160),
             (1600, 11, true, 320),
             (3200, 1, true, 800),
+            // the first press replayed as it was recorded
+            (160, 1, false, 160),
+            (160, 1, true, 640),
+            (160, 1, true, 640),
         ] {
             if let Some(d) = rx.receive(&header(ts), &payload(ev, end, dur)) {
                 heard.push(d);
             }
         }
-        assert_eq!(heard, "1#1");
+        assert_eq!(heard, "1#11");
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub(crate) enum Command {
     /// from one file and tested without a call.
     #[command(subcommand)]
     Voice(crate::voice::VoiceCommand),
+    /// Response groups: workflows (hunt groups and IVRs), queues, agent groups, agents'
+    /// sign-in, export and import, moving a pool's response groups.
+    #[command(subcommand)]
+    Rgs(crate::rgs::RgsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -340,6 +344,13 @@ pub(crate) struct UpArgs {
     /// skipped until it does); 0: no probes, every gateway counts as up.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub(crate) gateway_probe: u64,
+    /// The address callers' media reach response groups' streams at (default: --bind).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) media_address: Option<IpAddr>,
+    /// The UDP ports of response groups' media streams, FIRST-LAST (one even port per
+    /// caller hearing a prompt or music).
+    #[arg(long, default_value = "20000-29999", value_parser = parse_port_range, value_name = "FIRST-LAST")]
+    pub(crate) media_ports: (u16, u16),
     /// Address and port of the built-in DNS server (UDP and TCP); `off` runs none.
     #[arg(long, default_value = "127.0.0.1:5353", value_parser = parse_optional_addr)]
     pub(crate) dns: OptionalAddr,
@@ -621,4 +632,25 @@ pub(crate) fn init_logging(format: LogFormat, verbose: u8) {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+}
+
+/// `20000-29999`: a range of at least two ports, first below last.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not a port range like 20000-29999"))?;
+    let (a, b): (u16, u16) = (
+        a.trim()
+            .parse()
+            .map_err(|_| format!("{a:?} is not a port"))?,
+        b.trim()
+            .parse()
+            .map_err(|_| format!("{b:?} is not a port"))?,
+    );
+    if a == 0 || b <= a {
+        return Err(format!(
+            "{s:?}: the first port must be above 0 and below the last"
+        ));
+    }
+    Ok((a, b))
 }

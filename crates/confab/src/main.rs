@@ -9,6 +9,9 @@ mod deployment;
 mod discover;
 mod edge;
 mod pki;
+mod rgs;
+mod rgs_audio;
+mod rgs_objects;
 mod up;
 mod users;
 mod voice;
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         cli::Command::Discover(args) => discover::run(args),
         cli::Command::Pool(cmd) => users::pool(cmd),
         cli::Command::Voice(cmd) => voice::run(cmd),
+        cli::Command::Rgs(cmd) => rgs::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

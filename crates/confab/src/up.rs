@@ -343,6 +343,8 @@ async fn serve(
             .map(|p| (p.fqdn.clone(), p.site.clone()))
             .collect(),
         gateway_probe: Duration::from_secs(args.gateway_probe),
+        media_address: args.media_address.unwrap_or(args.bind),
+        media_ports: args.media_ports,
         ..EngineConfig::default()
     };
     let transport_cfg =

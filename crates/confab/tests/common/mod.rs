@@ -7,6 +7,7 @@ pub(crate) mod baresip;
 pub(crate) mod deployment;
 pub(crate) mod kamailio;
 pub(crate) mod named;
+pub(crate) mod rgs;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -110,6 +111,26 @@ pub(crate) fn free_port_except(taken: &[u16]) -> u16 {
             return p;
         }
     }
+}
+
+/// `n` consecutive UDP ports from an even one, free on loopback now and handed out to no
+/// other test (a server's media port range).
+pub(crate) fn free_udp_range(n: u16) -> (u16, u16) {
+    for _ in 0..500 {
+        let start = free_port() & !1;
+        if start > 60_000 {
+            continue;
+        }
+        let ports: Vec<u16> = (start..start + n).collect();
+        if ports
+            .iter()
+            .all(|p| UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+            && hand_out(&ports[1..])
+        {
+            return (start, start + n - 1);
+        }
+    }
+    panic!("no {n} free consecutive UDP ports on loopback");
 }
 
 /// A command's stdout then stderr, as text.

@@ -1,0 +1,374 @@
+//! Response-group test parts: SIPp callers and agents written for each test (DTMF played from
+//! SIPp's own RFC 4733 recordings, agent audio from its G.711 recording), the caller's RTP
+//! received by the test to tell music from the agent's voice, and the server's log read for
+//! the order agents were offered calls.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{free_port, text, Server, Sipp, SippChild, TempDir};
+
+/// Where Debian's SIPp keeps its recordings.
+pub(crate) const PCAPS: &str = "/usr/share/sip-tester";
+
+/// How a caller's call ends.
+#[derive(Clone, Copy)]
+pub(crate) enum End {
+    /// Waits for the server's re-INVITE (an agent answered), answers it, talks for this long,
+    /// hangs up.
+    Connected { talk_ms: u64 },
+    /// Hangs up after this long in the workflow.
+    HangUp { after_ms: u64 },
+    /// The server ends the call (a disconnect action, no key pressed).
+    ServerHangsUp,
+}
+
+/// A caller: keys pressed (names of SIPp's recordings: "1", "pound") after a pause, then `end`.
+pub(crate) fn caller_xml(keys: &[&str], keys_after_ms: u64, end: End) -> String {
+    let mut s = String::from(CALLER_HEAD);
+    if !keys.is_empty() {
+        s.push_str(&format!("  <pause milliseconds=\"{keys_after_ms}\"/>\n"));
+        for k in keys {
+            s.push_str(&format!(
+                "  <nop><action><exec play_pcap_audio=\"{PCAPS}/dtmf_2833_{k}.pcap\"/></action></nop>\n  <pause milliseconds=\"1500\"/>\n"
+            ));
+        }
+    }
+    match end {
+        End::Connected { talk_ms } => {
+            s.push_str(REINVITE_ANSWERED);
+            s.push_str(&format!("  <pause milliseconds=\"{talk_ms}\"/>\n"));
+            s.push_str(CALLER_BYE);
+        }
+        End::HangUp { after_ms } => {
+            s.push_str(&format!("  <pause milliseconds=\"{after_ms}\"/>\n"));
+            s.push_str(CALLER_BYE);
+        }
+        End::ServerHangsUp => s.push_str(SERVER_BYE),
+    }
+    s.push_str("</scenario>\n");
+    s
+}
+
+const CALLER_HEAD: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="response-group caller">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[domain] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[call_number]-i1;rport
+From: <sip:[caller]@[caller_domain]>;tag=[call_number]c
+To: <sip:[service]@[domain]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:[caller]@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=caller 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio [rtp_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+  ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="407" auth="true"/>
+  <send><![CDATA[
+ACK sip:[service]@[domain] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[call_number]-i1;rport
+From: <sip:[caller]@[caller_domain]>;tag=[call_number]c
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+  ]]></send>
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[domain] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[call_number]-i2;rport
+From: <sip:[caller]@[caller_domain]>;tag=[call_number]c
+To: <sip:[service]@[domain]>
+Call-ID: [call_id]
+CSeq: 2 INVITE
+Contact: <sip:[caller]@[local_ip]:[local_port];transport=[transport]>
+[authentication]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=caller 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio [rtp_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+  ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200" rrs="true">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="to_hdr"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[call_number]-a2;rport
+From: <sip:[caller]@[caller_domain]>;tag=[call_number]c
+To: [$to_hdr]
+Call-ID: [call_id]
+[routes]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+  ]]></send>
+"#;
+
+const REINVITE_ANSWERED: &str = r#"  <recv request="INVITE" timeout="60000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[caller]@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=caller 1 2 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio [rtp_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+  ]]></send>
+  <recv request="ACK"/>
+"#;
+
+const CALLER_BYE: &str = r#"  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[call_number]-b;rport
+From: <sip:[caller]@[caller_domain]>;tag=[call_number]c
+To: [$to_hdr]
+Call-ID: [call_id]
+[routes]
+CSeq: 3 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+  ]]></send>
+  <recv response="200"/>
+  <Reference variables="to_hdr"/>
+"#;
+
+const SERVER_BYE: &str = r#"  <recv request="BYE" timeout="60000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+  ]]></send>
+  <Reference variables="to_hdr"/>
+"#;
+
+/// An agent that answers (after ringing `ring_ms`) and then plays SIPp's G.711 recording
+/// until the call ends.
+pub(crate) fn agent_answering_xml(ring_ms: u64) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="answering agent">
+  <recv request="INVITE" rrs="true"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]ag[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[service]@[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+  ]]></send>
+  <pause milliseconds="{ring_ms}"/>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]ag[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[service]@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=agent 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+  ]]></send>
+  <recv request="ACK">
+    <action><exec play_pcap_audio="{PCAPS}/g711a.pcap"/></action>
+  </recv>
+  <recv request="BYE" timeout="60000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+  ]]></send>
+</scenario>
+"#
+    )
+}
+
+/// Writes a scenario into `dir` and returns its path.
+pub(crate) fn scenario(dir: &TempDir, name: &str, xml: &str) -> PathBuf {
+    let p = dir.0.join(name);
+    std::fs::write(&p, xml).unwrap();
+    p
+}
+
+/// A SIPp with its own media port (recordings are played from it).
+pub(crate) fn sipp(server: &Server, sf: &Path) -> Sipp {
+    Sipp::with_file(server, sf).args(["-mp".to_owned(), free_port().to_string()])
+}
+
+/// Starts agent `user` (password `pw`) running scenario `sf`, registered.
+pub(crate) fn agent(server: &Server, user: &str, pw: &str, sf: &Path) -> SippChild {
+    let port = free_port();
+    let uas = sipp(server, sf)
+        .args(["-s", user, "-p", &port.to_string()])
+        .spawn();
+    super::wait_udp_bound(port);
+    super::register_with(server, user, pw, port, "u1");
+    uas
+}
+
+/// One RTP packet the caller received.
+#[derive(Debug, Clone)]
+pub(crate) struct Heard {
+    pub(crate) at: Instant,
+    pub(crate) from: SocketAddr,
+    pub(crate) payload_type: u8,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// The caller's RTP port: a socket the test reads on a thread of its own.
+pub(crate) struct Ear {
+    pub(crate) port: u16,
+    heard: Arc<Mutex<Vec<Heard>>>,
+}
+
+impl Ear {
+    pub(crate) fn new() -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let h = heard.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while Instant::now() < deadline && Arc::strong_count(&h) > 1 {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    if n >= 12 {
+                        h.lock().unwrap().push(Heard {
+                            at: Instant::now(),
+                            from,
+                            payload_type: buf[1] & 0x7F,
+                            payload: buf[12..n].to_vec(),
+                        });
+                    }
+                }
+            }
+        });
+        Self { port, heard }
+    }
+
+    pub(crate) fn heard(&self) -> Vec<Heard> {
+        self.heard.lock().unwrap().clone()
+    }
+}
+
+/// The RTP payloads of a recording (Ethernet, IPv4, UDP, RTP).
+pub(crate) fn pcap_payloads(path: &str) -> Vec<Vec<u8>> {
+    let d = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (run ./scripts/test: it installs sip-tester)"));
+    let mut off = 24;
+    let mut out = Vec::new();
+    while off + 16 <= d.len() {
+        let incl = u32::from_le_bytes(d[off + 8..off + 12].try_into().unwrap()) as usize;
+        off += 16;
+        let frame = &d[off..off + incl];
+        off += incl;
+        let ihl = usize::from(frame[14] & 15) * 4;
+        let rtp = &frame[14 + ihl + 8..];
+        out.push(rtp[12..].to_vec());
+    }
+    out
+}
+
+/// The agents offered calls, in order, from the server's log.
+pub(crate) fn offers(server: &Server) -> Vec<String> {
+    server
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("event=\"rgs.offer\""))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("agent=")?;
+            Some(
+                rest.trim_start_matches('"')
+                    .split(['"', ' '])
+                    .next()?
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Applies a response-group document and waits until the server serves it.
+pub(crate) fn import(server: &Server, toml: &str) {
+    let dir = TempDir::new("rgs-doc");
+    let file = dir.0.join("rgs.toml");
+    std::fs::write(&file, toml).unwrap();
+    let before = server.log_text().matches("event=\"rgs.config\"").count();
+    let o = server.cli(&["rgs", "import", file.to_str().unwrap()]);
+    assert!(o.status.success(), "rgs import: {}", text(&o));
+    wait_log_count(server, "event=\"rgs.config\"", before + 1);
+}
+
+/// Waits until `needle` appears `n` times in the server's log.
+pub(crate) fn wait_log_count(server: &Server, needle: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.log_text().matches(needle).count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{needle} did not appear {n} times:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
