@@ -64,21 +64,29 @@ fn make_clip(p: &Prompt, base: &Path) -> Result<Clip, String> {
     Clip::from_wav(&speak(text)?).map_err(|e| format!("espeak-ng's output: {e}"))
 }
 
-/// `text` spoken by espeak-ng, as a WAV file's bytes.
+/// `text` spoken by espeak-ng, as a WAV file's bytes (written to a file: on standard output
+/// its header cannot say how long it is).
 pub(crate) fn speak(text: &str) -> Result<Vec<u8>, String> {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = std::env::temp_dir().join(format!("confab-prompt-{}-{n}.wav", std::process::id()));
     let out = Command::new("espeak-ng")
-        .args(["-v", "en", "-s", "150", "--stdout", "--", text])
+        .args(["-v", "en", "-s", "150", "-w"])
+        .arg(&file)
+        .args(["--", text])
         .output()
         .map_err(|e| {
             format!("cannot run espeak-ng to speak the prompt ({e}): install it (apt-get install espeak-ng) or give a WAV file")
         })?;
-    if !out.status.success() || out.stdout.is_empty() {
-        return Err(format!(
+    let wav = std::fs::read(&file);
+    let _ = std::fs::remove_file(&file);
+    match wav {
+        Ok(bytes) if out.status.success() && !bytes.is_empty() => Ok(bytes),
+        _ => Err(format!(
             "espeak-ng failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )),
     }
-    Ok(out.stdout)
 }
 
 /// Stores a clip; its name (the sha-256 of its µ-law bytes, shortened).

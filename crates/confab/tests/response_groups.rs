@@ -11,8 +11,8 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::rgs::{
-    agent, agent_answering_xml, caller_xml, import, offers, pcap_payloads, scenario, sipp, Ear,
-    End, PCAPS,
+    agent, agent_answering_xml, caller, caller_xml, import, offers, pcap_payloads,
+    publish_activity, rgs_cli, scenario, sipp, wait_log_count, wait_offers, Ear, End, PCAPS,
 };
 use common::{free_udp_range, repo_root, text, Server, TempDir};
 
@@ -204,6 +204,422 @@ fn a_caller_hears_music_while_agents_ring_one_by_one_then_talks_with_the_one_who
     assert!(
         voice.iter().filter(|h| h.at > last_music).count() >= 40,
         "the agent talks after the music stopped"
+    );
+    assert_ports_free(ports);
+    assert_nothing_held(&s);
+}
+
+/// An agent that answers every call (`calls` of them) and talks.
+fn answering(s: &Server, dir: &TempDir, user: &str, calls: u32) -> common::SippChild {
+    let sf = scenario(dir, &format!("{user}.xml"), &agent_answering_xml(200));
+    let port = common::free_port();
+    let uas = sipp(s, &sf)
+        .args([
+            "-s",
+            user,
+            "-p",
+            &port.to_string(),
+            "-m",
+            &calls.to_string(),
+        ])
+        .spawn();
+    common::wait_udp_bound(port);
+    common::register_with(s, user, PW, port, "u1");
+    uas
+}
+
+/// An agent that rings for every call (`calls` of them) and never answers.
+fn ringing(s: &Server, user: &str, calls: u32) -> common::SippChild {
+    let port = common::free_port();
+    let uas = sipp(s, &repo_root().join("tests/sipp/uas_ring.xml"))
+        .args([
+            "-s",
+            user,
+            "-p",
+            &port.to_string(),
+            "-m",
+            &calls.to_string(),
+        ])
+        .spawn();
+    common::wait_udp_bound(port);
+    common::register_with(s, user, PW, port, "u1");
+    uas
+}
+
+/// One call to the hunt group that an agent answers; returns when it is over.
+fn answered_call(s: &Server, dir: &TempDir, name: &str) {
+    let ear = Ear::new();
+    let xml = caller_xml(&[], 0, End::Connected { talk_ms: 1200 });
+    caller(s, dir, name, "helpdesk", &xml, &ear)
+        .run()
+        .assert_success(name);
+}
+
+#[test]
+fn round_robin_takes_turns_and_longest_idle_offers_the_agent_idle_longest_first() {
+    let (s, ports) = server(3);
+    import(
+        &s,
+        &hunt_group("round-robin", 10, &["agent1", "agent2", "agent3"], ""),
+    );
+    let dir = TempDir::new("rgs-turns");
+    let a1 = answering(&s, &dir, "agent1", 2);
+    let a2 = answering(&s, &dir, "agent2", 1);
+    let a3 = answering(&s, &dir, "agent3", 1);
+    answered_call(&s, &dir, "c1.xml");
+    answered_call(&s, &dir, "c2.xml");
+    assert_eq!(
+        offers(&s),
+        ["agent1@example.com", "agent2@example.com"],
+        "round robin: each call to the next agent"
+    );
+    rgs_cli(&s, &["group", "set", "Desk", "--routing", "longest-idle"]);
+    answered_call(&s, &dir, "c3.xml");
+    answered_call(&s, &dir, "c4.xml");
+    assert_eq!(
+        offers(&s)[2..],
+        ["agent3@example.com", "agent1@example.com"],
+        "longest idle: agent3 never had a call, agent1's ended before agent2's"
+    );
+    for (a, who) in [(a1, "agent1"), (a2, "agent2"), (a3, "agent3")] {
+        a.assert_success(who);
+    }
+    assert_ports_free(ports);
+    assert_nothing_held(&s);
+}
+
+#[test]
+fn parallel_skips_busy_and_offline_agents_and_attendant_rings_busy_ones_too() {
+    let (s, ports) = server(4);
+    import(
+        &s,
+        &hunt_group(
+            "parallel",
+            10,
+            &["agent1", "agent2", "agent3", "agent4"],
+            "",
+        ),
+    );
+    let dir = TempDir::new("rgs-parallel");
+    // agent1 is busy (its presence says so), agent4 has no device: Offline
+    let busy = ringing(&s, "agent1", 1);
+    publish_activity(&s, "agent1", PW, "busy");
+    let rings = ringing(&s, "agent2", 2);
+    let answers = answering(&s, &dir, "agent3", 2);
+    answered_call(&s, &dir, "c1.xml");
+    let mut first = offers(&s);
+    first.sort();
+    assert_eq!(
+        first,
+        ["agent2@example.com", "agent3@example.com"],
+        "parallel: every available agent at once"
+    );
+    rgs_cli(&s, &["group", "set", "Desk", "--routing", "attendant"]);
+    answered_call(&s, &dir, "c2.xml");
+    let second = &offers(&s)[2..];
+    assert!(
+        second.contains(&"agent1@example.com".to_owned()),
+        "attendant rings the busy agent: {second:?}"
+    );
+    assert!(
+        second.contains(&"agent2@example.com".to_owned())
+            && second.contains(&"agent3@example.com".to_owned()),
+        "{second:?}"
+    );
+    busy.assert_success("agent1 rang for the attendant call, then was cancelled");
+    rings.assert_success("agent2 rang twice and was cancelled twice");
+    answers.assert_success("agent3 answered both calls");
+    assert_ports_free(ports);
+    assert_nothing_held(&s);
+}
+
+#[test]
+fn a_caller_waiting_past_the_queue_time_out_is_forwarded() {
+    let (s, ports) = server(2);
+    let doc = hunt_group("serial", 600, &["agent1"], "").replace(
+        "groups = [\"Desk\"]",
+        "groups = [\"Desk\"]\ntimeout = { after = 10, then = \"forward:sip:agent2@example.com\" }",
+    );
+    import(&s, &doc);
+    let dir = TempDir::new("rgs-timeout");
+    let rings = ringing(&s, "agent1", 1);
+    let target = answering(&s, &dir, "agent2", 1);
+    let ear = Ear::new();
+    let xml = caller_xml(&[], 0, End::Connected { talk_ms: 1000 });
+    caller(&s, &dir, "c.xml", "helpdesk", &xml, &ear)
+        .run()
+        .assert_success("the forwarded call");
+    rings.assert_success("agent1 rang until the time-out, then was cancelled");
+    target.assert_success("the forward target answered");
+    assert_eq!(offers(&s), ["agent1@example.com", "agent2@example.com"]);
+    assert!(s.log_text().contains("event=\"rgs.timeout\""));
+    assert_ports_free(ports);
+    assert_nothing_held(&s);
+}
+
+#[test]
+fn overflow_takes_the_newest_caller_or_the_oldest_one() {
+    let (s, ports) = server(1);
+    let doc = hunt_group("serial", 600, &["agent1"], "")
+        .replace("groups = [\"Desk\"]", "groups = [\"Desk\"]\noverflow = { callers = 1, candidate = \"newest\", then = \"disconnect\" }");
+    import(&s, &doc);
+    let dir = TempDir::new("rgs-overflow");
+    let rings = ringing(&s, "agent1", 2);
+    let (e1, e2, e3) = (Ear::new(), Ear::new(), Ear::new());
+    let first = caller(
+        &s,
+        &dir,
+        "first.xml",
+        "helpdesk",
+        &caller_xml(&[], 0, End::ServerHangsUp),
+        &e1,
+    )
+    .spawn();
+    wait_offers(&s, 1);
+    caller(
+        &s,
+        &dir,
+        "second.xml",
+        "helpdesk",
+        &caller_xml(&[], 0, End::ServerHangsUp),
+        &e2,
+    )
+    .run()
+    .assert_success("the newest caller overflowed: disconnected at once");
+    rgs_cli(
+        &s,
+        &["queue", "set", "Desk", "--overflow-candidate", "oldest"],
+    );
+    let third = caller(
+        &s,
+        &dir,
+        "third.xml",
+        "helpdesk",
+        &caller_xml(&[], 0, End::HangUp { after_ms: 3000 }),
+        &e3,
+    )
+    .spawn();
+    first.assert_success("the oldest caller overflowed when the third arrived");
+    third.assert_success("the third caller waited in the queue, then hung up");
+    rings.assert_success("agent1 rang for the first and the third caller");
+    assert_eq!(s.log_text().matches("event=\"rgs.overflow\"").count(), 2);
+    assert_ports_free(ports);
+    assert_nothing_held(&s);
+}
+
+/// `HH:MM-HH:MM` of a one-minute range an hour from now (UTC): closed now.
+fn hours_not_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let m = ((secs / 60) % 1440 + 60) % 1439;
+    format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        m / 60,
+        m % 60,
+        (m + 1) / 60,
+        (m + 1) % 60
+    )
+}
+
+#[test]
+fn outside_business_hours_and_on_holidays_callers_hear_the_message_and_get_the_action() {
+    let (s, ports) = server(1);
+    let dir = TempDir::new("rgs-hours");
+    let week = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let closed_now: Vec<String> = week
+        .iter()
+        .map(|d| format!("{d} = [\"{}\"]", hours_not_now()))
+        .collect();
+    let extra = format!(
+        "hours = {{ zone = \"UTC\", {} }}\nafter_hours = {{ message = {{ text = \"We are closed.\" }}, then = \"disconnect\" }}",
+        closed_now.join(", ")
+    );
+    import(&s, &hunt_group("serial", 10, &["agent1"], &extra));
+    let ear = Ear::new();
+    caller(
+        &s,
+        &dir,
+        "c1.xml",
+        "helpdesk",
+        &caller_xml(&[], 0, End::ServerHangsUp),
+        &ear,
+    )
+    .run()
+    .assert_success("after hours: the message, then the server hangs up");
+    let message: Vec<_> = ear
+        .heard()
+        .into_iter()
+        .filter(|h| (ports.0..=ports.1).contains(&h.from.port()))
+        .collect();
+    assert!(
+        message.len() >= 25,
+        "the message was played: {} packets",
+        message.len()
+    );
+    let tune = tune_frames();
+    assert!(
+        message.iter().all(|h| !tune.contains(&h.payload)),
+        "the message, not music"
+    );
+    assert!(s.log_text().contains("state=\"after-hours\""));
+    // a holiday today, within hours all day
+    let today = {
+        let days = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 86_400;
+        let (y, m, d) = civil(days as i64);
+        format!("{y:04}-{m:02}-{d:02}")
+    };
+    let all_day: Vec<String> = week
+        .iter()
+        .map(|d| format!("{d} = [\"00:00-24:00\"]"))
+        .collect();
+    let extra = format!(
+        "hours = {{ zone = \"UTC\", {} }}\nholidays = [\"Today\"]\nholiday = {{ message = {{ text = \"Happy holidays.\" }}, then = \"disconnect\" }}\n\n[[holidays]]\nname = \"Today\"\npool = \"pool1.example.com\"\nday = [{{ name = \"Today\", start = \"{today}T00:00\", end = \"{today}T23:59\" }}]",
+        all_day.join(", ")
+    );
+    import(&s, &hunt_group("serial", 10, &["agent1"], &extra));
+    let ear = Ear::new();
+    caller(
+        &s,
+        &dir,
+        "c2.xml",
+        "helpdesk",
+        &caller_xml(&[], 0, End::ServerHangsUp),
+        &ear,
+    )
+    .run()
+    .assert_success("on a holiday: its message, then the server hangs up");
+    assert!(s.log_text().contains("state=\"holiday\""));
+    assert!(
+        offers(&s).is_empty(),
+        "no agent was offered a call while closed"
+    );
+    assert_ports_free(ports);
+    assert_nothing_held(&s);
+}
+
+/// Year, month, day of a count of days since 1970-01-01 (proleptic Gregorian).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[test]
+fn an_ivr_sends_the_caller_to_the_queue_of_the_keys_pressed_on_two_levels() {
+    let (s, ports) = server(3);
+    let doc = r#"
+[[group]]
+name = "Sales"
+pool = "pool1.example.com"
+agents = ["agent1@example.com"]
+[[group]]
+name = "Hardware"
+pool = "pool1.example.com"
+agents = ["agent2@example.com"]
+[[group]]
+name = "Software"
+pool = "pool1.example.com"
+agents = ["agent3@example.com"]
+[[queue]]
+name = "Sales"
+pool = "pool1.example.com"
+groups = ["Sales"]
+[[queue]]
+name = "Hardware"
+pool = "pool1.example.com"
+groups = ["Hardware"]
+[[queue]]
+name = "Software"
+pool = "pool1.example.com"
+groups = ["Software"]
+[[workflow]]
+name = "Switchboard"
+pool = "pool1.example.com"
+address = "sip:switchboard@example.com"
+welcome = { text = "Welcome." }
+[workflow.ivr]
+question = { text = "Sales, one. Support, two." }
+[[workflow.ivr.option]]
+digit = "1"
+queue = "Sales"
+[[workflow.ivr.option]]
+digit = "2"
+ivr = { question = { text = "Hardware, three. Software, four." }, option = [{ digit = "3", queue = "Hardware" }, { digit = "4", queue = "Software" }] }
+"#;
+    import(&s, doc);
+    let dir = TempDir::new("rgs-ivr");
+    let hardware = answering(&s, &dir, "agent2", 1);
+    let ear = Ear::new();
+    let xml = caller_xml(&["2", "3"], 2500, End::Connected { talk_ms: 1000 });
+    caller(&s, &dir, "c.xml", "switchboard", &xml, &ear)
+        .run()
+        .assert_success("the IVR caller");
+    hardware.assert_success("the hardware agent answered");
+    assert_eq!(
+        offers(&s),
+        ["agent2@example.com"],
+        "keys 2 then 3: the hardware queue"
+    );
+    assert_ports_free(ports);
+    assert_nothing_held(&s);
+}
+
+#[test]
+fn a_caller_hanging_up_during_the_welcome_or_while_an_agent_rings_leaves_nothing_behind() {
+    let (s, ports) = server(1);
+    let extra = "welcome = { text = \"Thank you for calling the help desk. All our agents are busy helping other callers. Please stay on the line.\" }";
+    import(&s, &hunt_group("serial", 600, &["agent1"], extra));
+    let dir = TempDir::new("rgs-hangup");
+    let ear = Ear::new();
+    caller(
+        &s,
+        &dir,
+        "early.xml",
+        "helpdesk",
+        &caller_xml(&[], 0, End::HangUp { after_ms: 1000 }),
+        &ear,
+    )
+    .run()
+    .assert_success("hung up during the welcome");
+    assert!(offers(&s).is_empty(), "nobody was offered the call yet");
+    assert_nothing_held(&s);
+    let rings = ringing(&s, "agent1", 1);
+    let ear = Ear::new();
+    let c = caller(
+        &s,
+        &dir,
+        "late.xml",
+        "helpdesk",
+        &caller_xml(&[], 0, End::HangUp { after_ms: 9000 }),
+        &ear,
+    )
+    .spawn();
+    wait_offers(&s, 1);
+    c.assert_success("hung up while agent1 rang");
+    rings.assert_success("agent1's ringing was cancelled");
+    wait_log_count(&s, "event=\"rgs.call_ended\"", 2);
+    let last = s
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("event=\"rgs.call_ended\""))
+        .last()
+        .unwrap()
+        .to_owned();
+    assert!(
+        last.contains("waiting=0") && last.contains("ringing=0"),
+        "{last}"
     );
     assert_ports_free(ports);
     assert_nothing_held(&s);

@@ -98,6 +98,52 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
     }
 
+    /// The SIP address of the workflow holding `number` (`+14255550100`), if one does.
+    pub(super) fn workflow_of_number(&self, number: &str) -> Option<String> {
+        let rgs = self
+            .shared
+            .rgs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let snap = rgs.as_ref()?;
+        let w = snap.workflow_of_number(number)?;
+        Some(snap.config.workflows[w].address.clone())
+    }
+
+    /// A call to a workflow's number: proxied to the workflow's address, through this server
+    /// again (a spiral under our seal), so that it reaches the owner shard like any call to
+    /// the address.
+    pub(super) fn to_workflow(&mut self, now: super::Now, ctx: &mut super::Ctx, address: &str) {
+        match self.workflow_target(address) {
+            Some(target) => self.fork(now, ctx, vec![target]),
+            None => {
+                let reason = "Service Unavailable (workflows are reached over UDP at an address: give --bind an IP address)";
+                self.respond(now, ctx, 503, reason, &[]);
+            }
+        }
+    }
+
+    /// The branch toward a workflow's address: this server itself, over UDP.
+    pub(super) fn workflow_target(&self, address: &str) -> Option<super::targets::ForkTarget> {
+        let ip = self
+            .cfg
+            .advertised_host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .ok()?;
+        Some(super::targets::ForkTarget {
+            uri: address.to_owned(),
+            path: Vec::new(),
+            target: sip_transport::Target {
+                transport: sip_transport::Transport::Udp,
+                addr: std::net::SocketAddr::new(ip, self.cfg.udp_port?),
+                flow: None,
+            },
+            binding: None,
+            pstn: None,
+        })
+    }
+
     /// What the response-group application holds now.
     pub fn rgs_stats(&self) -> RgsStats {
         *self

@@ -242,10 +242,13 @@ impl ResponseGroups {
         let w = &c.snap.config.workflows[c.workflow];
         let closed = match c.snap.calendars[c.workflow].state(env.now.unix) {
             Open::Open => None,
-            Open::AfterHours => Some(w.after_hours.clone()),
-            Open::Holiday => Some(w.holiday.clone()),
+            Open::AfterHours => Some(("after-hours", w.after_hours.clone())),
+            Open::Holiday => Some(("holiday", w.holiday.clone())),
         };
-        match closed {
+        if let Some((state, _)) = &closed {
+            tracing::info!(event = "rgs.closed", workflow = %w.name, state, "the workflow is closed");
+        }
+        match closed.map(|(_, c)| c) {
             Some(closed) => self.closed(env, id, closed, out),
             None => {
                 let clip = c.snap.clip(w.welcome.as_ref());
@@ -508,6 +511,12 @@ impl ResponseGroups {
         tracing::info!(
             event = "rgs.call_ended",
             callers = self.callers.len(),
+            waiting = self
+                .waiting
+                .values()
+                .map(std::collections::VecDeque::len)
+                .sum::<usize>(),
+            ringing = self.offers.len(),
             ports = self.ports.in_use(),
             "a caller left"
         );

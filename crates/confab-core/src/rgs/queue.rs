@@ -294,7 +294,11 @@ impl ResponseGroups {
                 hunted,
             },
         );
-        tracing::info!(event = "rgs.offer", agent, "a call offered to an agent");
+        tracing::info!(
+            event = "rgs.offer",
+            agent = agent.trim_start_matches("sip:"),
+            "a call offered to an agent"
+        );
     }
 
     /// Cancels every call of a hunt still ringing.

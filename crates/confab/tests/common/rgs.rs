@@ -30,9 +30,13 @@ pub(crate) fn caller_xml(keys: &[&str], keys_after_ms: u64, end: End) -> String 
     let mut s = String::from(CALLER_HEAD);
     if !keys.is_empty() {
         s.push_str(&format!("  <pause milliseconds=\"{keys_after_ms}\"/>\n"));
-        for k in keys {
+        for (i, k) in keys.iter().enumerate() {
+            if i > 0 {
+                // the recording lasts about 200 ms: the next key after it
+                s.push_str("  <pause milliseconds=\"1500\"/>\n");
+            }
             s.push_str(&format!(
-                "  <nop><action><exec play_pcap_audio=\"{PCAPS}/dtmf_2833_{k}.pcap\"/></action></nop>\n  <pause milliseconds=\"1500\"/>\n"
+                "  <nop><action><exec play_pcap_audio=\"{PCAPS}/dtmf_2833_{k}.pcap\"/></action></nop>\n"
             ));
         }
     }
@@ -371,4 +375,66 @@ pub(crate) fn wait_log_count(server: &Server, needle: &str, n: usize) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A caller (demo user `alice`) to `service` running `xml`, its RTP to `ear`.
+pub(crate) fn caller(
+    server: &Server,
+    dir: &TempDir,
+    name: &str,
+    service: &str,
+    xml: &str,
+    ear: &Ear,
+) -> Sipp {
+    let sf = scenario(dir, name, xml);
+    sipp(server, &sf)
+        .args([
+            "-s",
+            service,
+            "-key",
+            "caller",
+            "alice",
+            "-key",
+            "rtp_port",
+            &ear.port.to_string(),
+        ])
+        .auth("alice", &server.password("alice"))
+}
+
+/// `user` publishes its presence as `activity` (busy, dnd, ...) from a device of its own.
+pub(crate) fn publish_activity(server: &Server, user: &str, pw: &str, activity: &str) {
+    let body = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:{user}@example.com"><tuple id="t"><status><basic>open</basic></status></tuple><dm:person id="p"><rpid:activities><rpid:{activity}/></rpid:activities></dm:person></presence>"#
+    );
+    Sipp::new(server, "publish.xml")
+        .args(["-s", user, "-key", "caller", user])
+        .args([
+            "-key",
+            "event",
+            "presence",
+            "-key",
+            "ctype",
+            "application/pidf+xml",
+            "-key",
+            "body",
+            &body,
+        ])
+        .auth(user, pw)
+        .run()
+        .assert_success(&format!("PUBLISH by {user}"));
+}
+
+/// Runs `confab rgs ARGS` on the server and waits until it serves the change.
+pub(crate) fn rgs_cli(server: &Server, args: &[&str]) {
+    let before = server.log_text().matches("event=\"rgs.config\"").count();
+    let mut all = vec!["rgs"];
+    all.extend_from_slice(args);
+    let o = server.cli(&all);
+    assert!(o.status.success(), "confab rgs {args:?}: {}", text(&o));
+    wait_log_count(server, "event=\"rgs.config\"", before + 1);
+}
+
+/// Waits until the server has offered `n` calls in all.
+pub(crate) fn wait_offers(server: &Server, n: usize) {
+    wait_log_count(server, "event=\"rgs.offer\"", n);
 }
