@@ -147,6 +147,25 @@ pub(crate) fn set_user(
             "none" => None,
             text => Some(confab_voice::line_uri(text).map_err(UsageError)?),
         };
+        let number = v
+            .line_uri
+            .as_deref()
+            .map(|l| l.split(';').next().unwrap_or(l));
+        let rgs = crate::rgs::current(store)?;
+        if let Some(w) = rgs.workflows.iter().find(|w| {
+            w.number
+                .as_deref()
+                .map(|n| n.split(';').next().unwrap_or(n))
+                == number
+                && number.is_some()
+        }) {
+            return Err(UsageError(format!(
+                "{} is the number of response-group workflow {:?}; give the user another",
+                number.unwrap_or_default(),
+                w.name
+            ))
+            .into());
+        }
     }
     if let Some(on) = args.voice {
         v.enabled = on == OnOff::On;

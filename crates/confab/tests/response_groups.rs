@@ -624,3 +624,32 @@ fn a_caller_hanging_up_during_the_welcome_or_while_an_agent_rings_leaves_nothing
     assert_ports_free(ports);
     assert_nothing_held(&s);
 }
+
+#[test]
+fn a_workflow_is_reached_by_its_number_through_enterprise_voice() {
+    let (s, ports) = server(1);
+    let dir = TempDir::new("rgs-number");
+    let voice = dir.0.join("voice.toml");
+    std::fs::write(
+        &voice,
+        "usages = [\"Local\"]\n[[dial_plan]]\nname = \"Global\"\n[[policy]]\nname = \"Global\"\nusages = [\"Local\"]\n",
+    )
+    .unwrap();
+    let o = s.cli(&["voice", "apply", voice.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    import(
+        &s,
+        &hunt_group("serial", 10, &["agent1"], "number = \"tel:+14255550100\""),
+    );
+    wait_log_count(&s, "event=\"voice.config\"", 1);
+    let a = answering(&s, &dir, "agent1", 1);
+    let ear = Ear::new();
+    let xml = caller_xml(&[], 0, End::Connected { talk_ms: 1000 });
+    caller(&s, &dir, "c.xml", "+14255550100", &xml, &ear)
+        .run()
+        .assert_success("alice dialled the workflow's number");
+    a.assert_success("the agent answered");
+    assert_eq!(offers(&s), ["agent1@example.com"]);
+    assert_ports_free(ports);
+    assert_nothing_held(&s);
+}
