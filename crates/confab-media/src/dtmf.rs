@@ -23,7 +23,8 @@ impl DtmfReceiver {
         }
         let end = payload[1] & 0x80 != 0;
         let key = (header.ssrc, header.timestamp, event);
-        if self.last == Some(key) && !(self.ended && !end) {
+        // the same event again, unless a new press starts after its end
+        if self.last == Some(key) && (end || !self.ended) {
             self.ended |= end;
             return None;
         }

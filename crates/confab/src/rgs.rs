@@ -18,7 +18,7 @@ use crate::rgs_objects::{GroupArgs, Kind, QueueArgs, WorkflowArgs};
 pub(crate) enum RgsCommand {
     /// Workflows: the addresses and numbers callers reach (hunt groups and IVRs).
     #[command(subcommand)]
-    Workflow(ObjectCommand<WorkflowArgs>),
+    Workflow(Box<ObjectCommand<WorkflowArgs>>),
     /// Queues: where callers wait for the agents of their groups.
     #[command(subcommand)]
     Queue(ObjectCommand<QueueArgs>),
@@ -115,7 +115,7 @@ pub(crate) enum AgentCommand {
 
 pub(crate) fn run(cmd: RgsCommand) -> anyhow::Result<()> {
     match cmd {
-        RgsCommand::Workflow(c) => crate::rgs_objects::object(Kind::Workflow, c),
+        RgsCommand::Workflow(c) => crate::rgs_objects::object(Kind::Workflow, *c),
         RgsCommand::Queue(c) => crate::rgs_objects::object(Kind::Queue, c),
         RgsCommand::Group(c) => crate::rgs_objects::object(Kind::Group, c),
         RgsCommand::Agent(AgentCommand::SignIn { group, user, data }) => {

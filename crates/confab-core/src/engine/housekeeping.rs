@@ -185,8 +185,8 @@ mod tests {
         sim.advance(Duration::from_secs(30));
         let queued = sim.run_jobs();
         assert_eq!(
-            queued, 3,
-            "one round's purge, change-log read and voice configuration read; none piled up while it ran"
+            queued, 4,
+            "one round's purge, change-log read, voice and response-group configuration reads; none piled up while it ran"
         );
 
         let ok = sim.send_authenticated(ALICE, "alice", &register(2));

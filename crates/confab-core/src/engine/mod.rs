@@ -34,7 +34,7 @@ mod rgs;
 mod shards;
 mod shared;
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 mod targets;
 mod txn;
 mod voice;

@@ -113,7 +113,7 @@ impl Engine {
     /// A call to a workflow's number: proxied to the workflow's address, through this server
     /// again (a spiral under our seal), so that it reaches the owner shard like any call to
     /// the address.
-    pub(super) fn to_workflow(&mut self, now: super::Now, ctx: &mut super::Ctx, address: &str) {
+    pub(super) fn call_workflow(&mut self, now: super::Now, ctx: &mut super::Ctx, address: &str) {
         match self.workflow_target(address) {
             Some(target) => self.fork(now, ctx, vec![target]),
             None => {

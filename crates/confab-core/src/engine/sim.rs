@@ -212,6 +212,13 @@ impl Sim {
         n
     }
 
+    /// A media stream of application `app` (on the owner) heard `event`.
+    pub(crate) fn media(&mut self, app: usize, stream: u64, event: confab_media::MediaEvent) {
+        let now = self.now();
+        self.engine.handle_media(now, app, stream, event);
+        self.collect();
+    }
+
     /// A job's result reaches the engine.
     pub(crate) fn finish_job(&mut self, done: super::Fetched) {
         let now = self.now();

@@ -120,7 +120,7 @@ impl Engine {
                 let uri = format!("sip:{owner}");
                 self.deliver_to(now, ctx, &owner, &uri, forwarding);
             }
-            Reached::Workflow(address) => self.to_workflow(now, ctx, &address),
+            Reached::Workflow(address) => self.call_workflow(now, ctx, &address),
             Reached::Trunks(targets) => self.fork(now, ctx, targets),
             Reached::Refused(503, reason) => {
                 self.respond(now, ctx, 503, &reason, &[("Retry-After", "30".into())])

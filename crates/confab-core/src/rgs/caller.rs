@@ -422,18 +422,9 @@ impl ResponseGroups {
 
     /// Ends the caller's call from our side; the dialog's end cleans up.
     pub(super) fn bye(&mut self, id: u64, out: &mut Vec<Action>) {
-        let Some(c) = self.callers.get(&id) else {
-            return;
-        };
-        match &c.dialog {
-            Some(d) => out.push(Action::Request {
-                dialog: d.clone(),
-                method: "BYE".into(),
-                headers: Vec::new(),
-                body: Vec::new(),
-            }),
-            // not acknowledged yet: the dialog ends when the ACK never comes
-            None => {}
+        // not acknowledged yet: the dialog ends when the ACK never comes
+        if let Some(d) = self.callers.get(&id).and_then(|c| c.dialog.as_ref()) {
+            out.push(super::queue::bye(d));
         }
     }
 
@@ -498,12 +489,7 @@ impl ResponseGroups {
         }
         if let Some((agent_dialog, agent)) = &c.agent {
             if self.agent_dialogs.remove(agent_dialog).is_some() && c.step == Step::Connecting {
-                out.push(Action::Request {
-                    dialog: agent_dialog.clone(),
-                    method: "BYE".into(),
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                });
+                out.push(super::queue::bye(agent_dialog));
             }
             self.agent_free(env, agent);
         }

@@ -204,3 +204,5 @@ fn origin(env: &Env, id: u64, version: u64) -> Origin {
 fn close_stream(stream: u64, out: &mut Vec<Action>) {
     out.push(Action::Media(MediaCommand::Close { stream }));
 }
+#[cfg(test)]
+mod tests;

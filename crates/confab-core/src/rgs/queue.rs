@@ -515,7 +515,8 @@ impl ResponseGroups {
     }
 }
 
-fn bye(dialog: &sip_proto::dialog::DialogId) -> Action {
+/// A BYE in `dialog`.
+pub(super) fn bye(dialog: &sip_proto::dialog::DialogId) -> Action {
     Action::Request {
         dialog: dialog.clone(),
         method: "BYE".into(),

@@ -1,0 +1,244 @@
+//! The response-group application in the simulated world (`engine::sim`): SIP in and out of
+//! a real engine, media as the commands it gives, time advanced by the test (alert times,
+//! IVR waits, queue time-outs).
+
+use std::time::Duration;
+
+use confab_media::MediaEvent;
+use sip_proto::dialog::Dialog;
+use sip_proto::{Limits, Message, Writer};
+
+use crate::apps::MediaCommand;
+use crate::engine::sim::{reply, Sim, ALICE};
+
+const AGENT1: &str = "127.0.0.21:5070";
+const AGENT2: &str = "127.0.0.22:5070";
+
+const SDP: &str = "v=0\r\no=a 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+const AGENT_SDP: &str = "v=0\r\no=g 1 1 IN IP4 127.0.0.21\r\ns=-\r\nc=IN IP4 127.0.0.21\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
+
+fn doc(routing: &str, extra_queue: &str, workflow: &str) -> String {
+    format!(
+        r#"[[group]]
+name = "Desk"
+pool = "p"
+routing = "{routing}"
+alert_time = 5
+agents = ["agent1@example.com", "agent2@example.com"]
+[[queue]]
+name = "Desk"
+pool = "p"
+groups = ["Desk"]
+{extra_queue}
+[[workflow]]
+name = "Help Desk"
+pool = "p"
+address = "sip:helpdesk@example.com"
+{workflow}
+"#
+    )
+}
+
+/// A server with alice and two registered agents serving `doc` (read at the first
+/// housekeeping round).
+fn sim(doc: &str) -> Sim {
+    let doc = doc.to_owned();
+    let mut sim = Sim::new(crate::config::EngineConfig::default(), move |s| {
+        crate::engine::sim::add_users(
+            s,
+            &["alice", "agent1", "agent2"],
+            &[("agent1", AGENT1), ("agent2", AGENT2)],
+        );
+        s.set_setting(confab_rgs::RGS_SETTING, Some(&doc)).unwrap();
+    });
+    sim.advance(Duration::from_secs(3));
+    sim
+}
+
+/// Alice calls the help desk: her dialog, and the media commands so far.
+fn call(sim: &mut Sim) -> (Dialog, Vec<MediaCommand>) {
+    let invite = format!("INVITE sip:helpdesk@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKr1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:helpdesk@example.com>\r\nCall-ID: rgs-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{ALICE}>\r\n{{auth}}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}", SDP.len());
+    let answers = sim.send_authenticated(ALICE, "alice", &invite);
+    let ok = answers.last().expect("an answer").clone();
+    assert_eq!(ok.status(), 200, "the workflow answers");
+    let sent = invite
+        .replace("{auth}", "")
+        .replacen("z9hG4bK", "z9hG4bK2-", 1)
+        .replacen("CSeq: 1 ", "CSeq: 2 ", 1);
+    let sent = Message::parse(sent.into_bytes(), &Limits::default()).unwrap();
+    let mut alice = Dialog::as_uac(&sent, &ok).expect("a dialog");
+    send_in(sim, ALICE, alice.ack(2), "ack");
+    let media = media(sim);
+    let _ = &mut alice;
+    (alice, media)
+}
+
+fn media(sim: &mut Sim) -> Vec<MediaCommand> {
+    std::iter::from_fn(|| sim.engine.poll_media().map(|(_, c)| c)).collect()
+}
+
+fn send_in(sim: &mut Sim, from: &str, w: Writer, branch: &str) {
+    let mut w = w;
+    w.header("Via", format!("SIP/2.0/UDP {from};branch=z9hG4bK{branch}"));
+    w.header("Max-Forwards", "70");
+    sim.send(from, &String::from_utf8(w.finish(b"")).unwrap());
+}
+
+/// The INVITE an agent's device got (and only that).
+fn invite_to(sim: &mut Sim, agent: &str) -> Message {
+    let got = sim.take_to(agent);
+    let invites: Vec<_> = got
+        .into_iter()
+        .filter(|m| m.method_str() == "INVITE")
+        .collect();
+    assert_eq!(invites.len(), 1, "one INVITE to {agent}");
+    invites.into_iter().next().unwrap()
+}
+
+fn with_sdp(text: String, sdp: &str) -> String {
+    text.replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!("Contact: <sip:agent@127.0.0.21:5070>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len()),
+    )
+}
+
+#[test]
+fn serial_hunt_moves_on_at_the_alert_time_and_connects_the_agent_who_answers_by_reinvite() {
+    let mut sim = sim(&doc("serial", "", "queue = \"Desk\""));
+    let (_alice, started) = call(&mut sim);
+    assert!(
+        matches!(started[0], MediaCommand::Open { .. }),
+        "{started:?}"
+    );
+    assert!(
+        matches!(started[1], MediaCommand::Play { looped: true, .. }),
+        "music on hold: {started:?}"
+    );
+    let first = invite_to(&mut sim, AGENT1);
+    assert!(
+        first.body().starts_with(b"v=0"),
+        "the agent is offered the caller's media"
+    );
+    assert!(String::from_utf8_lossy(first.body()).contains("m=audio 4000"));
+    sim.advance(Duration::from_millis(4_900));
+    assert!(
+        sim.take_to(AGENT1)
+            .iter()
+            .all(|m| m.method_str() != "CANCEL"),
+        "not before the alert time"
+    );
+    sim.advance(Duration::from_millis(200));
+    let cancel = sim
+        .take_to(AGENT1)
+        .into_iter()
+        .find(|m| m.method_str() == "CANCEL")
+        .expect("agent1 CANCELled after 5 s");
+    sim.send(AGENT1, &reply(&cancel, 200, "OK", "g1"));
+    sim.send(AGENT1, &reply(&first, 487, "Request Terminated", "g1"));
+    let second = invite_to(&mut sim, AGENT2);
+    sim.send(
+        AGENT2,
+        &with_sdp(reply(&second, 200, "OK", "g2"), AGENT_SDP),
+    );
+    let reinvite = sim
+        .take_to(ALICE)
+        .into_iter()
+        .find(|m| m.method_str() == "INVITE")
+        .expect("alice re-INVITEd");
+    let body = String::from_utf8_lossy(reinvite.body()).into_owned();
+    assert!(
+        body.contains("m=audio 7000") && body.contains("c=IN IP4 127.0.0.21"),
+        "the agent's media: {body}"
+    );
+    assert!(body.contains("o=confab "), "under our session: {body}");
+    assert!(
+        matches!(media(&mut sim)[..], [MediaCommand::Stop { .. }]),
+        "music stops"
+    );
+    sim.send(ALICE, &with_sdp(reply(&reinvite, 200, "OK", "a1"), SDP));
+    assert!(
+        matches!(media(&mut sim)[..], [MediaCommand::Close { .. }]),
+        "our stream closes"
+    );
+    let stats = sim.engine.rgs_stats();
+    assert_eq!(
+        (stats.callers, stats.waiting, stats.ringing, stats.ports),
+        (1, 0, 0, 0)
+    );
+}
+
+#[test]
+fn a_caller_hanging_up_while_an_agent_rings_leaves_nothing_behind() {
+    let mut sim = sim(&doc("parallel", "", "queue = \"Desk\""));
+    let (mut alice, _) = call(&mut sim);
+    let (a1, a2) = (invite_to(&mut sim, AGENT1), invite_to(&mut sim, AGENT2));
+    assert_eq!(sim.engine.rgs_stats().ringing, 2, "parallel: both at once");
+    send_in(&mut sim, ALICE, alice.request("BYE"), "bye");
+    assert!(
+        sim.take_to(ALICE).iter().any(|m| m.status() == 200),
+        "the BYE answered"
+    );
+    for (agent, inv) in [(AGENT1, a1), (AGENT2, a2)] {
+        let cancel = sim
+            .take_to(agent)
+            .into_iter()
+            .find(|m| m.method_str() == "CANCEL");
+        assert!(cancel.is_some(), "{agent} CANCELled");
+        sim.send(agent, &reply(&inv, 487, "Request Terminated", "x"));
+    }
+    let closed = media(&mut sim);
+    assert!(
+        closed
+            .iter()
+            .any(|c| matches!(c, MediaCommand::Close { .. })),
+        "{closed:?}"
+    );
+    assert_eq!(sim.engine.rgs_stats(), crate::rgs::RgsStats::default());
+    sim.advance(Duration::from_secs(60));
+    assert!(
+        sim.take_to(AGENT1)
+            .iter()
+            .all(|m| m.method_str() != "INVITE"),
+        "no agent rung again"
+    );
+}
+
+#[test]
+fn an_ivr_asks_three_times_without_a_key_then_lets_the_caller_go_and_a_key_picks_the_queue() {
+    let ivr = "[workflow.ivr]\nquestion = { text = \"Press one.\" }\nwait = 10\n[[workflow.ivr.option]]\ndigit = \"1\"\nqueue = \"Desk\"\n";
+    let mut sim = sim(&doc("serial", "", ivr));
+    let (_alice, _) = call(&mut sim);
+    sim.advance(Duration::from_secs(29));
+    assert!(
+        sim.take_to(ALICE).iter().all(|m| m.method_str() != "BYE"),
+        "asked at 0, 10 and 20 s"
+    );
+    sim.advance(Duration::from_secs(2));
+    assert!(
+        sim.take_to(ALICE).iter().any(|m| m.method_str() == "BYE"),
+        "let go after the third wait"
+    );
+    // a second caller presses 1
+    let mut sim2 = self::sim(&doc("serial", "", ivr));
+    let (_alice, started) = call(&mut sim2);
+    let stream = started[0].stream();
+    sim2.media(0, stream, MediaEvent::Digit('7'));
+    assert!(sim2.take_to(AGENT1).is_empty(), "an unknown key asks again");
+    sim2.media(0, stream, MediaEvent::Digit('1'));
+    let _ = invite_to(&mut sim2, AGENT1);
+}
+
+#[test]
+fn the_queue_time_out_disconnects_and_the_overflow_takes_the_newest_caller() {
+    let queue = "timeout = { after = 10, then = \"disconnect\" }\noverflow = { callers = 1, then = \"disconnect\" }";
+    let mut sim = sim(&doc("serial", queue, "queue = \"Desk\""));
+    let (_alice, _) = call(&mut sim);
+    sim.advance(Duration::from_millis(9_900));
+    assert!(sim.take_to(ALICE).iter().all(|m| m.method_str() != "BYE"));
+    sim.advance(Duration::from_millis(200));
+    assert!(
+        sim.take_to(ALICE).iter().any(|m| m.method_str() == "BYE"),
+        "disconnected at the time-out"
+    );
+    assert_eq!(sim.engine.rgs_stats().waiting, 0, "out of the queue");
+}
