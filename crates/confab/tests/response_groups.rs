@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use common::rgs::{
     agent, agent_answering_xml, caller, caller_xml, import, offers, pcap_payloads,
-    publish_activity, rgs_cli, scenario, sipp, wait_log_count, wait_offers, Ear, End, PCAPS,
+    publish_activity, rgs_cli, scenario, sipp, trusted_caller_xml, wait_log_count, wait_offers,
+    Ear, End, PCAPS,
 };
 use common::{free_udp_range, repo_root, text, Server, TempDir};
 
@@ -98,6 +99,31 @@ fn assert_nothing_held(server: &Server) {
     }
 }
 
+/// A WAV file of `seconds` of a chord at `rate` Hz, 16-bit mono (resampled to 8 kHz when
+/// played).
+fn sine_wav(rate: u32, seconds: u32) -> Vec<u8> {
+    let n = rate * seconds;
+    let mut w = b"RIFF".to_vec();
+    w.extend_from_slice(&(36 + n * 2).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * 2).to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(n * 2).to_le_bytes());
+    for i in 0..n {
+        let t = f64::from(i) / f64::from(rate);
+        let v = (2.0 * std::f64::consts::PI * 440.0 * t).sin()
+            + 0.5 * (2.0 * std::f64::consts::PI * 660.0 * t).sin();
+        w.extend_from_slice(&((v * 9000.0) as i16).to_le_bytes());
+    }
+    w
+}
+
 /// The tune's 160-byte frames (what music on hold sends when none is configured).
 fn tune_frames() -> Vec<Vec<u8>> {
     confab_media::Clip::tune()
@@ -110,8 +136,12 @@ fn tune_frames() -> Vec<Vec<u8>> {
 #[test]
 fn a_caller_hears_music_while_agents_ring_one_by_one_then_talks_with_the_one_who_answers() {
     let (s, ports) = server(2);
-    import(&s, &hunt_group("serial", 5, &["agent1", "agent2"], ""));
     let dir = TempDir::new("rgs-serial");
+    let music = dir.0.join("music.wav");
+    let wav = sine_wav(16_000, 3);
+    std::fs::write(&music, &wav).unwrap();
+    let extra = format!("music = {{ file = \"{}\" }}", music.display());
+    import(&s, &hunt_group("serial", 5, &["agent1", "agent2"], &extra));
     let ringing = agent(
         &s,
         "agent1",
@@ -161,9 +191,15 @@ fn a_caller_hears_music_while_agents_ring_one_by_one_then_talks_with_the_one_who
         reinvite.contains("P-Asserted-Identity: <sip:agent2@example.com>"),
         "{reinvite}"
     );
-    // what the caller heard: the tune from the server's media port, then the agent's voice
+    // what the caller heard: the configured music from the server's media port, paced, then
+    // the agent's voice
     let heard = ear.heard();
-    let tune = tune_frames();
+    let frames: Vec<Vec<u8>> = confab_media::Clip::from_wav(&wav)
+        .unwrap()
+        .ulaw()
+        .chunks(160)
+        .map(<[u8]>::to_vec)
+        .collect();
     let music: Vec<_> = heard
         .iter()
         .filter(|h| (ports.0..=ports.1).contains(&h.from.port()))
@@ -177,10 +213,17 @@ fn a_caller_hears_music_while_agents_ring_one_by_one_then_talks_with_the_one_who
         music.iter().all(|h| h.payload_type == 0),
         "PCMU, as offered"
     );
-    let in_tune = music.iter().filter(|h| tune.contains(&h.payload)).count();
+    let from_file = music.iter().filter(|h| frames.contains(&h.payload)).count();
     assert!(
-        in_tune * 10 >= music.len() * 9,
-        "the tune's frames, not silence: {in_tune} of {}",
+        from_file * 10 >= music.len() * 9,
+        "the file's frames, not silence: {from_file} of {}",
+        music.len()
+    );
+    let span = music.last().unwrap().at - music[0].at;
+    let paced = span.as_millis() as usize / 20 + 1;
+    assert!(
+        music.len() <= paced + 2 && music.len() * 2 >= paced,
+        "one frame per 20 ms: {} packets over {span:?}",
         music.len()
     );
     let agent_audio = pcap_payloads(&format!("{PCAPS}/g711a.pcap"));
@@ -400,6 +443,15 @@ fn overflow_takes_the_newest_caller_or_the_oldest_one() {
     .spawn();
     first.assert_success("the oldest caller overflowed when the third arrived");
     third.assert_success("the third caller waited in the queue, then hung up");
+    // with no music configured, the tune Confab makes
+    let tune = tune_frames();
+    let heard = e3.heard();
+    let in_tune = heard.iter().filter(|h| tune.contains(&h.payload)).count();
+    assert!(
+        heard.len() >= 50 && in_tune * 10 >= heard.len() * 9,
+        "the tune: {in_tune} of {}",
+        heard.len()
+    );
     rings.assert_success("agent1 rang for the first and the third caller");
     assert_eq!(s.log_text().matches("event=\"rgs.overflow\"").count(), 2);
     assert_ports_free(ports);
@@ -636,6 +688,100 @@ fn a_workflow_is_reached_by_its_number_through_enterprise_voice() {
     caller(&s, &dir, "c.xml", "+14255550100", &xml, &ear)
         .run()
         .assert_success("alice dialled the workflow's number");
+    a.assert_success("the agent answered");
+    assert_eq!(offers(&s), ["agent1@example.com"]);
+    assert_ports_free(ports);
+    assert_nothing_held(&s);
+}
+
+#[test]
+fn a_formal_group_offers_calls_only_to_signed_in_agents() {
+    let (s, ports) = server(2);
+    let doc = hunt_group("serial", 10, &["agent1", "agent2"], "").replace(
+        "routing = \"serial\"",
+        "routing = \"serial\"\nparticipation = \"formal\"",
+    );
+    import(&s, &doc);
+    rgs_cli(
+        &s,
+        &["agent", "sign-in", "--group", "Desk", "agent2@example.com"],
+    );
+    let dir = TempDir::new("rgs-formal");
+    let a1 = answering(&s, &dir, "agent1", 1);
+    let a2 = answering(&s, &dir, "agent2", 1);
+    answered_call(&s, &dir, "c1.xml");
+    rgs_cli(
+        &s,
+        &["agent", "sign-out", "--group", "Desk", "agent2@example.com"],
+    );
+    rgs_cli(
+        &s,
+        &["agent", "sign-in", "--group", "Desk", "agent1@example.com"],
+    );
+    answered_call(&s, &dir, "c2.xml");
+    assert_eq!(
+        offers(&s),
+        ["agent2@example.com", "agent1@example.com"],
+        "only the signed-in agent, whatever the group's order"
+    );
+    a1.assert_success("agent1");
+    a2.assert_success("agent2");
+    let o = s.cli(&[
+        "rgs",
+        "agent",
+        "sign-in",
+        "--group",
+        "Desk",
+        "carol@example.com",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("not an agent of group"),
+        "{}",
+        text(&o)
+    );
+    assert_ports_free(ports);
+    assert_nothing_held(&s);
+}
+
+#[test]
+fn a_phone_network_gateway_reaches_a_workflow_by_its_number() {
+    let gateway = "127.0.0.64";
+    let (s, ports) = server(1);
+    let dir = TempDir::new("rgs-gateway");
+    let voice = dir.0.join("voice.toml");
+    std::fs::write(
+        &voice,
+        format!("usages = [\"Local\"]\n[[dial_plan]]\nname = \"Global\"\n[[policy]]\nname = \"Global\"\nusages = [\"Local\"]\n[[trunk]]\nname = \"carrier\"\ngateway = {{ host = \"{gateway}\", port = 5060, transport = \"udp\" }}\n"),
+    )
+    .unwrap();
+    let o = s.cli(&["voice", "apply", voice.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    import(
+        &s,
+        &hunt_group("serial", 10, &["agent1"], "number = \"tel:+14255550100\""),
+    );
+    wait_log_count(&s, "event=\"voice.config\"", 1);
+    let a = answering(&s, &dir, "agent1", 1);
+    let ear = Ear::new();
+    let sf = scenario(
+        &dir,
+        "gw.xml",
+        &trusted_caller_xml(End::Connected { talk_ms: 1000 }),
+    );
+    sipp(&s, &sf)
+        .source_ip(gateway)
+        .args([
+            "-s",
+            "+14255550100",
+            "-key",
+            "caller",
+            "+12065550123",
+            "-key",
+            "rtp_port",
+            &ear.port.to_string(),
+        ])
+        .run()
+        .assert_success("the gateway's call to the workflow's number");
     a.assert_success("the agent answered");
     assert_eq!(offers(&s), ["agent1@example.com"]);
     assert_ports_free(ports);

@@ -27,7 +27,20 @@ pub(crate) enum End {
 
 /// A caller: keys pressed (names of SIPp's recordings: "1", "pound") after a pause, then `end`.
 pub(crate) fn caller_xml(keys: &[&str], keys_after_ms: u64, end: End) -> String {
-    let mut s = String::from(CALLER_HEAD);
+    with_head(CALLER_HEAD.to_owned(), keys, keys_after_ms, end)
+}
+
+/// A caller trusted without credentials (a phone-network gateway): no 407 to answer.
+pub(crate) fn trusted_caller_xml(end: End) -> String {
+    let first = CALLER_HEAD.find("  <send retrans").unwrap();
+    let second = CALLER_HEAD[first + 1..].find("  <send retrans").unwrap() + first + 1;
+    let head = format!("{}{}", &CALLER_HEAD[..first], &CALLER_HEAD[second..])
+        .replace("[authentication]\n", "");
+    with_head(head, &[], 0, end)
+}
+
+fn with_head(head: String, keys: &[&str], keys_after_ms: u64, end: End) -> String {
+    let mut s = head;
     if !keys.is_empty() {
         s.push_str(&format!("  <pause milliseconds=\"{keys_after_ms}\"/>\n"));
         for (i, k) in keys.iter().enumerate() {
