@@ -743,17 +743,39 @@ fn a_formal_group_offers_calls_only_to_signed_in_agents() {
     assert_nothing_held(&s);
 }
 
+/// A voice configuration with trunk `carrier` (its gateway at `gateway`, calls in) and trunk
+/// `out` (to the UAS at `out`, port `out_port`) for numbers of area code 206.
+fn voice_with_trunks(gateway: &str, out: &str, out_port: u16) -> String {
+    format!(
+        r#"usages = ["Local"]
+[[dial_plan]]
+name = "Global"
+[[policy]]
+name = "Global"
+usages = ["Local"]
+[[route]]
+name = "Seattle"
+pattern = '^\+1206\d{{7}}$'
+usages = ["Local"]
+trunks = ["out"]
+[[trunk]]
+name = "carrier"
+gateway = {{ host = "{gateway}", port = 5060, transport = "udp" }}
+[[trunk]]
+name = "out"
+gateway = {{ host = "{out}", port = {out_port}, transport = "udp" }}
+"#
+    )
+}
+
 #[test]
-fn a_phone_network_gateway_reaches_a_workflow_by_its_number() {
-    let gateway = "127.0.0.64";
+fn a_gateway_reaches_a_workflow_by_its_number_and_a_queue_forwards_to_a_number_through_a_trunk() {
+    let (gateway, out) = ("127.0.0.64", "127.0.0.65");
     let (s, ports) = server(1);
     let dir = TempDir::new("rgs-gateway");
+    let out_port = common::free_port();
     let voice = dir.0.join("voice.toml");
-    std::fs::write(
-        &voice,
-        format!("usages = [\"Local\"]\n[[dial_plan]]\nname = \"Global\"\n[[policy]]\nname = \"Global\"\nusages = [\"Local\"]\n[[trunk]]\nname = \"carrier\"\ngateway = {{ host = \"{gateway}\", port = 5060, transport = \"udp\" }}\n"),
-    )
-    .unwrap();
+    std::fs::write(&voice, voice_with_trunks(gateway, out, out_port)).unwrap();
     let o = s.cli(&["voice", "apply", voice.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     import(
@@ -784,6 +806,30 @@ fn a_phone_network_gateway_reaches_a_workflow_by_its_number() {
         .assert_success("the gateway's call to the workflow's number");
     a.assert_success("the agent answered");
     assert_eq!(offers(&s), ["agent1@example.com"]);
+    // a full queue forwards the next caller to a number: out through trunk `out`
+    let full = hunt_group("serial", 10, &["agent1"], "number = \"tel:+14255550100\"").replace(
+        "groups = [\"Desk\"]",
+        "groups = [\"Desk\"]\noverflow = { callers = 0, then = \"forward:tel:+12065550199\" }",
+    );
+    import(&s, &full);
+    let pstn = scenario(&dir, "pstn.xml", &agent_answering_xml(200));
+    let far_end = sipp(&s, &pstn).source_ip(out).local_port(out_port).spawn();
+    common::wait_udp_bound_on(out, out_port);
+    let ear = Ear::new();
+    let xml = caller_xml(&[], 0, End::Connected { talk_ms: 1000 });
+    caller(&s, &dir, "c.xml", "helpdesk", &xml, &ear)
+        .run()
+        .assert_success("forwarded to a number");
+    let trace = far_end.assert_success("the far end answered the forwarded call");
+    assert!(
+        trace.contains("INVITE sip:+12065550199@"),
+        "the number as the trunk sends it:\n{trace}"
+    );
+    assert!(
+        trace.contains("P-Asserted-Identity: <tel:+14255550100>")
+            || trace.contains("P-Asserted-Identity: <sip:+14255550100"),
+        "the workflow's number shown:\n{trace}"
+    );
     assert_ports_free(ports);
     assert_nothing_held(&s);
 }

@@ -48,7 +48,12 @@ fn main() {
         }
     }
     gaps_us.sort_unstable();
-    let pct = |p: f64| gaps_us.get(((gaps_us.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        gaps_us
+            .get(((gaps_us.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     let secs = start.elapsed().as_secs_f64();
     println!(
         "{{\"streams\":{},\"packets\":{packets},\"packets_per_s\":{:.0},\"gap_p50_us\":{},\"gap_p99_us\":{},\"gap_max_us\":{},\"audible\":{:.3}}}",

@@ -63,9 +63,12 @@ impl Engine {
         let no = self.next_id();
         let tag = format!("{:x}{}", self.next_id(), self.mark());
         let call_id = format!("{no:x}{}-{tag}@{}", self.mark(), self.cfg.advertised_host);
+        // sealed as our own: a call to a number goes out through this server's routing, which
+        // takes it as authenticated here (a spiral)
+        let seal = self.seal_of(&call_id, &tag, b"1 INVITE");
         let mut requests = Vec::new();
         for t in targets {
-            let branch = format!("{MAGIC_COOKIE}{:x}{}-uc", self.next_id(), self.mark());
+            let branch = format!("{MAGIC_COOKIE}{:x}{}-{seal}", self.next_id(), self.mark());
             let mut w = Writer::request("INVITE", &t.uri);
             w.header("Via", self.our_via(t.target, &branch));
             w.header("Max-Forwards", "70");
@@ -112,6 +115,15 @@ impl Engine {
 
     /// Where a call to `to` goes: every registered device of a user of ours, or the URI.
     fn call_targets(&self, now: Now, to: &str) -> Vec<ForkTarget> {
+        if let Some(number) = bare(to).strip_prefix("tel:") {
+            // a number: through this server's own routing, as the application's caller
+            let number = number.split(';').next().unwrap_or(number);
+            let uri = format!(
+                "sip:{number}@{};user=phone",
+                self.cfg.domains.first().map_or("", String::as_str)
+            );
+            return self.workflow_target(&uri).into_iter().collect();
+        }
         let Ok(uri) = Uri::parse(bare(to)) else {
             return Vec::new();
         };

@@ -340,14 +340,12 @@ impl Engine {
             .and_then(|f| f.tag().map(str::to_owned))
             .unwrap_or_default();
         let cseq = msg.raw_header(HeaderName::CSeq).unwrap_or(b"");
-        let data = [
-            msg.call_id().unwrap_or("").as_bytes(),
-            b"|",
-            from_tag.as_bytes(),
-            b"|",
-            cseq,
-        ]
-        .concat();
+        self.seal_of(msg.call_id().unwrap_or(""), &from_tag, cseq)
+    }
+
+    /// The spiral seal of a request with this Call-ID, From tag and CSeq (as written).
+    pub(super) fn seal_of(&self, call_id: &str, from_tag: &str, cseq: &[u8]) -> String {
+        let data = [call_id.as_bytes(), b"|", from_tag.as_bytes(), b"|", cseq].concat();
         sip_auth::seal(&self.secret, &data)
     }
 

@@ -110,6 +110,32 @@ impl Engine {
         Some(snap.config.workflows[w].address.clone())
     }
 
+    /// A workflow placing a call to a number (a queue forwarding to one), as the caller the
+    /// voice routing sees: the global dial plan and voice policy, the workflow's number shown.
+    pub(super) fn workflow_caller(&self, aor: &str) -> Option<confab_store::User> {
+        let rgs = self
+            .shared
+            .rgs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let snap = rgs.as_ref()?;
+        let user = aor.split('@').next()?;
+        let w = &snap.config.workflows[snap.workflow_of_user(user)?];
+        Some(confab_store::User {
+            aor: aor.to_owned(),
+            realm: String::new(),
+            ha1_md5: String::new(),
+            ha1_sha256: String::new(),
+            pool: None,
+            access: confab_store::Access::default(),
+            voice: confab_store::Telephony {
+                line_uri: w.number.clone(),
+                enabled: true,
+                ..confab_store::Telephony::default()
+            },
+        })
+    }
+
     /// A call to a workflow's number: proxied to the workflow's address, through this server
     /// again (a spiral under our seal), so that it reaches the owner shard like any call to
     /// the address.

@@ -100,13 +100,21 @@ impl Engine {
             .ok()
             .and_then(|f| f.uri.as_sip().map(|u| u.aor()))
             .unwrap_or_default();
-        let caller = match self.lookup_user(now, ctx, &caller_aor) {
-            Some(Some(u)) => u,
-            Some(None) => {
-                let reason = "Forbidden (only users of this deployment call numbers)";
-                return self.respond(now, ctx, 403, reason, &[]);
-            }
-            None => return, // parked, or answered
+        let workflow = if self.is_own_spiral(&ctx.msg) {
+            self.workflow_caller(&caller_aor)
+        } else {
+            None
+        };
+        let caller = match workflow {
+            Some(w) => w,
+            None => match self.lookup_user(now, ctx, &caller_aor) {
+                Some(Some(u)) => u,
+                Some(None) => {
+                    let reason = "Forbidden (only users of this deployment call numbers)";
+                    return self.respond(now, ctx, 403, reason, &[]);
+                }
+                None => return, // parked, or answered
+            },
         };
         let reached = self.reach_number(ctx, &state, &caller, dialled);
         self.go(now, ctx, reached, true);
