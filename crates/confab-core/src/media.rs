@@ -1,7 +1,8 @@
 //! The media engine's tokio half: applications' streams (`confab_media::Stream`, sans-IO)
-//! on UDP sockets of their own, one task per stream that sends its frames on time, reads what
-//! arrives, and reports what the stream heard back to the owner shard. Commands never block
-//! the engine: they go to the stream's task through a channel.
+//! on UDP sockets of their own (RTP on an even port, RTCP on the next), one task per stream
+//! that sends its frames and sender reports on time, reads what arrives, and reports what the
+//! stream heard back to the owner shard. Commands never block the engine: they go to the
+//! stream's task through a channel.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -77,9 +78,13 @@ impl MediaServer {
         port: u16,
         negotiated: confab_media::Negotiated,
     ) -> std::io::Result<mpsc::UnboundedSender<MediaCommand>> {
-        let socket = std::net::UdpSocket::bind(SocketAddr::new(self.address, port))?;
-        socket.set_nonblocking(true)?;
-        let socket = UdpSocket::from_std(socket)?;
+        let bind = |port: u16| -> std::io::Result<UdpSocket> {
+            let socket = std::net::UdpSocket::bind(SocketAddr::new(self.address, port))?;
+            socket.set_nonblocking(true)?;
+            UdpSocket::from_std(socket)
+        };
+        let sockets = (bind(port)?, bind(port.wrapping_add(1))?);
+        let cname = format!("confab@{}", self.address);
         let mut seed = [0u8; 10];
         let _ = getrandom::getrandom(&mut seed);
         let ssrc = u32::from_be_bytes([seed[0], seed[1], seed[2], seed[3]]);
@@ -91,7 +96,7 @@ impl MediaServer {
         let open = self.open.clone();
         open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            run(s, socket, rx, |ev| {
+            run(s, sockets, &cname, rx, |ev| {
                 let _ = news.send((app, stream, ev));
             })
             .await;
@@ -104,23 +109,34 @@ impl MediaServer {
 /// One stream's task: until closed (or its server is gone).
 async fn run(
     mut s: Stream,
-    socket: UdpSocket,
+    (rtp, rtcp): (UdpSocket, UdpSocket),
+    cname: &str,
     mut commands: mpsc::UnboundedReceiver<MediaCommand>,
     report: impl Fn(MediaEvent),
 ) {
     let mut buf = vec![0u8; 2048];
+    let mut control = vec![0u8; 2048];
     let mut packet = Vec::with_capacity(256);
+    // one timer, moved to each next deadline rather than made anew on every frame
+    let sleep = tokio::time::sleep(IDLE);
+    tokio::pin!(sleep);
     loop {
         let now = Instant::now();
         while s.poll_transmit(now, &mut packet) {
             // a full socket buffer drops the frame, as the network would
-            let _ = socket.try_send_to(&packet, s.remote());
+            let _ = rtp.try_send_to(&packet, s.remote());
+        }
+        if s.poll_rtcp(now, unix_micros(), cname, &mut packet) {
+            let _ = rtcp.try_send_to(&packet, s.remote_rtcp());
         }
         s.handle_timeout(now);
         while let Some(ev) = s.poll_event() {
             report(ev);
         }
-        let deadline = s.poll_timeout().map(tokio::time::Instant::from_std);
+        let deadline = s.poll_timeout().unwrap_or(now + IDLE);
+        sleep
+            .as_mut()
+            .reset(tokio::time::Instant::from_std(deadline));
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 None | Some(MediaCommand::Close { .. }) => break,
@@ -129,12 +145,26 @@ async fn run(
                 Some(MediaCommand::Stop { .. }) => s.stop(),
                 Some(MediaCommand::WatchSilence { after, .. }) => s.watch_silence(Instant::now(), after),
             },
-            got = socket.recv_from(&mut buf) => {
+            got = rtp.recv_from(&mut buf) => {
                 if let Ok((n, _)) = got {
                     s.handle_packet(Instant::now(), &buf[..n]);
                 }
             }
-            () = crate::server::sleep_until(deadline) => {}
+            got = rtcp.recv_from(&mut control) => {
+                if let Ok((n, _)) = got {
+                    s.handle_rtcp(&control[..n]);
+                }
+            }
+            () = &mut sleep => {}
         }
     }
+}
+
+/// How long a stream with nothing to do sleeps before looking again.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }

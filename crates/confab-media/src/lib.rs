@@ -3,7 +3,8 @@
 //! caller to send; `confab-core`'s media server is the tokio half that owns the sockets.
 //!
 //! - [`g711`]: µ-law and A-law (ITU-T G.711), the codecs every SIP phone speaks.
-//! - [`rtp`]: RTP packets (RFC 3550) read and written.
+//! - [`rtp`]: RTP packets (RFC 3550) read and written; [`rtcp`]: sender reports, and what a
+//!   peer reports.
 //! - [`sdp`]: session descriptions (RFC 4566) and the answer to an offer (RFC 3264).
 //! - [`dtmf`]: digits pressed, from RFC 4733 telephone-events.
 //! - [`audio`]: prompts and music as [`Clip`]s, from WAV files (resampled to 8 kHz) or
@@ -16,6 +17,7 @@ pub mod audio;
 pub mod dtmf;
 pub mod g711;
 pub mod ports;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod stream;

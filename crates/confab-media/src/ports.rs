@@ -12,11 +12,11 @@ pub struct PortPool {
 }
 
 impl PortPool {
-    /// Every even port from `first` to `last` (inclusive).
+    /// Every even port from `first` whose RTCP port (the next) is `last` at most.
     pub fn new(first: u16, last: u16) -> Self {
         let start = first + first % 2;
         Self {
-            free: (start..=last).step_by(2).collect(),
+            free: (start..last).step_by(2).collect(),
             used: HashSet::new(),
         }
     }
@@ -47,6 +47,11 @@ mod tests {
 
     #[test]
     fn even_ports_are_handed_out_once_and_reused_last() {
+        assert_eq!(
+            PortPool::new(20_000, 20_004).free.len(),
+            2,
+            "20004 has no RTCP port in range"
+        );
         let mut p = PortPool::new(20_001, 20_007);
         assert_eq!(
             (p.take(), p.take(), p.take()),

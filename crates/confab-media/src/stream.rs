@@ -60,6 +60,9 @@ pub struct Stream {
     events: VecDeque<MediaEvent>,
     sent: u64,
     received: u64,
+    /// When the next sender report is due (while sending).
+    next_report: Option<Instant>,
+    reports_heard: u64,
 }
 
 impl Stream {
@@ -81,6 +84,8 @@ impl Stream {
             events: VecDeque::new(),
             sent: 0,
             received: 0,
+            next_report: None,
+            reports_heard: 0,
         }
     }
 
@@ -190,9 +195,57 @@ impl Stream {
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(FRAME as u32);
         self.sent += 1;
+        self.next_report.get_or_insert(due + crate::rtcp::INTERVAL);
         self.last_frame = Some(due);
         self.next_send = Some(due + PTIME);
         true
+    }
+
+    /// Writes a sender report (RFC 3550 §6.4.1) into `out` if one is due: every
+    /// [`crate::rtcp::INTERVAL`] once something was sent. `unix_micros` is the wall clock now;
+    /// it goes to the peer's RTP port + 1.
+    pub fn poll_rtcp(
+        &mut self,
+        now: Instant,
+        unix_micros: u64,
+        cname: &str,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        match self.next_report {
+            Some(due) if now >= due => {}
+            _ => return false,
+        }
+        self.next_report = Some(now + crate::rtcp::INTERVAL);
+        // the timestamp the sampling clock shows now
+        let since = self
+            .last_frame
+            .map_or(0, |l| now.saturating_duration_since(l).as_micros() as u64);
+        let report = crate::rtcp::SenderReport {
+            ssrc: self.ssrc,
+            unix_micros,
+            rtp_timestamp: self
+                .ts
+                .wrapping_sub(FRAME as u32)
+                .wrapping_add((since * 8 / 1000) as u32),
+            packets: self.sent as u32,
+            octets: (self.sent * FRAME as u64) as u32,
+        };
+        out.clear();
+        crate::rtcp::write_report(&report, cname, out);
+        true
+    }
+
+    /// A datagram that arrived on the RTCP port: reports are counted.
+    pub fn handle_rtcp(&mut self, bytes: &[u8]) {
+        if let Ok(r) = crate::rtcp::read(bytes) {
+            self.reports_heard += r.reports as u64;
+        }
+    }
+
+    /// Where its reports go: the peer's RTP port + 1.
+    pub fn remote_rtcp(&self) -> SocketAddr {
+        let r = self.negotiated.remote;
+        SocketAddr::new(r.ip(), r.port().wrapping_add(1))
     }
 
     /// Checks for silence.
@@ -208,10 +261,10 @@ impl Stream {
     /// When to call again: the next frame, or the end of the silence watched.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let silence = self.silence_after.map(|a| self.last_heard + a);
-        match (self.next_send, silence) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.next_send, silence, self.next_report]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
@@ -221,6 +274,11 @@ impl Stream {
     /// Packets sent and received.
     pub fn counts(&self) -> (u64, u64) {
         (self.sent, self.received)
+    }
+
+    /// RTCP reports heard from the peer.
+    pub fn reports_heard(&self) -> u64 {
+        self.reports_heard
     }
 
     /// After a pause, the timestamp moves on by the time that passed, and a talkspurt begins.
@@ -314,7 +372,28 @@ mod tests {
         assert_eq!(&got[1].1[..], &clip.bytes(Law::Alaw)[160..320]);
         assert_eq!(got[2].1[100], g711::ALAW_SILENCE, "padding");
         assert_eq!(s.poll_event(), Some(MediaEvent::Finished(7)));
-        assert_eq!(s.poll_timeout(), None, "nothing left to do");
+        assert_eq!(
+            s.poll_timeout(),
+            Some(t0 + crate::rtcp::INTERVAL),
+            "only the sender report"
+        );
+        let mut report = Vec::new();
+        assert!(!s.poll_rtcp(t0 + Duration::from_secs(4), 0, "c", &mut report));
+        assert!(s.poll_rtcp(
+            t0 + Duration::from_secs(5),
+            1_800_000_000_000_000,
+            "c",
+            &mut report
+        ));
+        assert_eq!(crate::rtcp::read(&report).unwrap().reports, 1);
+        assert_eq!(
+            u32::from_be_bytes(report[20..24].try_into().unwrap()),
+            3,
+            "three packets sent"
+        );
+        assert_eq!(s.remote_rtcp().port(), 6001);
+        s.handle_rtcp(&report);
+        assert_eq!(s.reports_heard(), 1);
     }
 
     #[test]

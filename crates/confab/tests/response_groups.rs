@@ -395,6 +395,27 @@ fn a_caller_waiting_past_the_queue_time_out_is_forwarded() {
     target.assert_success("the forward target answered");
     assert_eq!(offers(&s), ["agent1@example.com", "agent2@example.com"]);
     assert!(s.log_text().contains("event=\"rgs.timeout\""));
+    // ten seconds of music: sender reports every five, from the stream the music came from
+    let music_ssrc: Vec<u32> = ear
+        .heard()
+        .iter()
+        .filter(|h| (ports.0..=ports.1).contains(&h.from.port()))
+        .map(|h| h.ssrc)
+        .collect();
+    let reports = ear.reports();
+    assert!(
+        !reports.is_empty(),
+        "RTCP sender reports reached the caller's RTCP port"
+    );
+    for r in &reports {
+        assert_eq!((r[0] >> 6, r[1]), (2, 200), "an SR first: {r:02x?}");
+        let ssrc = u32::from_be_bytes(r[4..8].try_into().unwrap());
+        assert!(
+            music_ssrc.contains(&ssrc),
+            "the report is the music stream's"
+        );
+        assert!(r.windows(2).any(|w| w == [0x81, 202]), "with its SDES");
+    }
     assert_ports_free(ports);
     assert_nothing_held(&s);
 }

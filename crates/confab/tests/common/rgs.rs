@@ -289,45 +289,78 @@ pub(crate) struct Heard {
     pub(crate) at: Instant,
     pub(crate) from: SocketAddr,
     pub(crate) payload_type: u8,
+    pub(crate) ssrc: u32,
     pub(crate) payload: Vec<u8>,
 }
 
-/// The caller's RTP port: a socket the test reads on a thread of its own.
+/// The caller's RTP port (even) and RTCP port (the next): sockets the test reads on threads
+/// of their own.
 pub(crate) struct Ear {
     pub(crate) port: u16,
     heard: Arc<Mutex<Vec<Heard>>>,
+    reports: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Ear {
     pub(crate) fn new() -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = sock.local_addr().unwrap().port();
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let heard = Arc::new(Mutex::new(Vec::new()));
-        let h = heard.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while Instant::now() < deadline && Arc::strong_count(&h) > 1 {
-                if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    if n >= 12 {
-                        h.lock().unwrap().push(Heard {
-                            at: Instant::now(),
-                            from,
-                            payload_type: buf[1] & 0x7F,
-                            payload: buf[12..n].to_vec(),
-                        });
-                    }
+        let (sock, control) = loop {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let port = sock.local_addr().unwrap().port();
+            if port % 2 == 0 && port < 65_000 {
+                if let Ok(c) = UdpSocket::bind(("127.0.0.1", port + 1)) {
+                    break (sock, c);
                 }
             }
+        };
+        let port = sock.local_addr().unwrap().port();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let h = heard.clone();
+        listen(sock, move |from, bytes| {
+            if bytes.len() >= 12 {
+                h.lock().unwrap().push(Heard {
+                    at: Instant::now(),
+                    from,
+                    payload_type: bytes[1] & 0x7F,
+                    ssrc: u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]),
+                    payload: bytes[12..].to_vec(),
+                });
+            }
         });
-        Self { port, heard }
+        let r = reports.clone();
+        listen(control, move |_, bytes| {
+            r.lock().unwrap().push(bytes.to_vec())
+        });
+        Self {
+            port,
+            heard,
+            reports,
+        }
     }
 
     pub(crate) fn heard(&self) -> Vec<Heard> {
         self.heard.lock().unwrap().clone()
     }
+
+    /// The RTCP packets that reached the RTCP port.
+    pub(crate) fn reports(&self) -> Vec<Vec<u8>> {
+        self.reports.lock().unwrap().clone()
+    }
+}
+
+/// Reads `sock` on a thread of its own for two minutes at most.
+fn listen(sock: UdpSocket, mut got: impl FnMut(SocketAddr, &[u8]) + Send + 'static) {
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                got(from, &buf[..n]);
+            }
+        }
+    });
 }
 
 /// The RTP payloads of a recording (Ethernet, IPv4, UDP, RTP).
