@@ -306,7 +306,7 @@ impl Ear {
         let (sock, control) = loop {
             let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
             let port = sock.local_addr().unwrap().port();
-            if port % 2 == 0 && port < 65_000 {
+            if port.is_multiple_of(2) && port < 65_000 {
                 if let Ok(c) = UdpSocket::bind(("127.0.0.1", port + 1)) {
                     break (sock, c);
                 }
