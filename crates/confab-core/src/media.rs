@@ -1,14 +1,18 @@
-//! The media engine's tokio half: applications' streams (`confab_media::Stream`, sans-IO)
-//! on UDP sockets of their own (RTP on an even port, RTCP on the next), one task per stream
-//! that sends its frames and sender reports on time, reads what arrives, and reports what the
-//! stream heard back to the owner shard. Commands never block the engine: they go to the
-//! stream's task through a channel.
+//! The media engine's tokio half: applications' streams (`confab_media::Stream`, sans-IO) on
+//! UDP sockets of their own (RTP on an even port, RTCP on the next). One task, the pacer,
+//! owns every stream: it sends each frame and sender report when due — all those due within
+//! [`SLACK`] in one wake-up, so a thousand streams cost a few hundred wake-ups a second, not
+//! fifty thousand — applies commands, hands streams what arrived, and reports what they heard
+//! back to the owner shard. Each stream's sockets are read by a small task that only forwards
+//! datagrams to the pacer, and costs nothing while its caller is silent. Commands never block
+//! the engine: they go to the pacer through a channel.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use confab_media::{MediaEvent, Stream};
 use tokio::net::UdpSocket;
@@ -19,23 +23,39 @@ use crate::apps::MediaCommand;
 /// What a stream heard: the application's index, the stream, the event.
 pub type MediaNews = (usize, u64, MediaEvent);
 
-/// The streams of one server.
+/// Frames due this soon are sent now: at most this much early, for wake-ups in batches.
+const SLACK: Duration = Duration::from_millis(2);
+
+/// How long the pacer sleeps when no stream has anything due.
+const IDLE: Duration = Duration::from_secs(3600);
+
+type Key = (usize, u64);
+
+/// A datagram for a stream: RTP (`false`) or RTCP (`true`).
+type Arrival = (Key, bool, Vec<u8>);
+
+/// The streams of one server: a handle on its pacer task.
 pub struct MediaServer {
-    address: IpAddr,
-    streams: HashMap<(usize, u64), mpsc::UnboundedSender<MediaCommand>>,
-    news: mpsc::UnboundedSender<MediaNews>,
+    commands: mpsc::UnboundedSender<(usize, MediaCommand)>,
     open: Arc<AtomicUsize>,
 }
 
 impl MediaServer {
-    /// Streams bound on `address`, reporting to `news`.
+    /// Streams bound on `address`, reporting to `news` (starts the pacer: call it inside the
+    /// tokio runtime).
     pub fn new(address: IpAddr, news: mpsc::UnboundedSender<MediaNews>) -> Self {
-        Self {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let open = Arc::new(AtomicUsize::new(0));
+        let pacer = Pacer {
             address,
+            cname: format!("confab@{address}"),
             streams: HashMap::new(),
+            due: BinaryHeap::new(),
             news,
-            open: Arc::default(),
-        }
+            open: open.clone(),
+        };
+        tokio::spawn(pacer.run(rx));
+        Self { commands, open }
     }
 
     /// How many streams are open.
@@ -43,125 +63,219 @@ impl MediaServer {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Carries out an application's command (must run inside the tokio runtime).
+    /// Passes an application's command to the pacer.
     pub fn command(&mut self, app: usize, cmd: MediaCommand) {
+        let _ = self.commands.send((app, cmd));
+    }
+}
+
+struct Entry {
+    stream: Stream,
+    rtp: Arc<UdpSocket>,
+    rtcp: Arc<UdpSocket>,
+    /// The deadline queued for it in `due` (others there are stale).
+    scheduled: Option<Instant>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+struct Pacer {
+    address: IpAddr,
+    cname: String,
+    streams: HashMap<Key, Entry>,
+    due: BinaryHeap<Reverse<(Instant, Key)>>,
+    news: mpsc::UnboundedSender<MediaNews>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Pacer {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<(usize, MediaCommand)>) {
+        let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<Arrival>();
+        let mut packet = Vec::with_capacity(256);
+        let sleep = tokio::time::sleep(IDLE);
+        tokio::pin!(sleep);
+        loop {
+            self.send_due(&mut packet);
+            let next = self
+                .due
+                .peek()
+                .map_or(Instant::now() + IDLE, |Reverse((at, _))| *at);
+            sleep.as_mut().reset(tokio::time::Instant::from_std(
+                next.checked_sub(SLACK).unwrap_or(next),
+            ));
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some((app, cmd)) => self.command(app, cmd, &arrived_tx),
+                    None => break,
+                },
+                Some((key, control, bytes)) = arrived.recv() => {
+                    if let Some(e) = self.streams.get_mut(&key) {
+                        if control {
+                            e.stream.handle_rtcp(&bytes);
+                        } else {
+                            e.stream.handle_packet(Instant::now(), &bytes);
+                        }
+                    }
+                    self.settle(key);
+                }
+                () = &mut sleep => {}
+            }
+        }
+        for (_, e) in self.streams.drain() {
+            e.reader.abort();
+        }
+    }
+
+    /// Every stream with something due within [`SLACK`]: its frames and reports sent, its
+    /// timers run.
+    fn send_due(&mut self, packet: &mut Vec<u8>) {
+        let now = Instant::now();
+        let soon = now + SLACK;
+        // each stream once or twice a round at most: a stream whose deadline kept coming back
+        // due could not hold the pacer
+        let mut budget = self.due.len() + 2 * self.streams.len();
+        while let Some(&Reverse((at, key))) = self.due.peek() {
+            if at > soon || budget == 0 {
+                break;
+            }
+            budget -= 1;
+            self.due.pop();
+            let Some(e) = self.streams.get_mut(&key) else {
+                continue;
+            };
+            if e.scheduled != Some(at) {
+                continue; // stale: the stream was rescheduled
+            }
+            e.scheduled = None;
+            while e.stream.poll_transmit(soon, packet) {
+                // a full socket buffer drops the frame, as the network would
+                let _ = e.rtp.try_send_to(packet, e.stream.remote());
+            }
+            // everything due by `soon`, or its deadline would come straight back
+            if e.stream.poll_rtcp(soon, unix_micros(), &self.cname, packet) {
+                let _ = e.rtcp.try_send_to(packet, e.stream.remote_rtcp());
+            }
+            e.stream.handle_timeout(soon);
+            self.settle(key);
+        }
+    }
+
+    /// Reports what stream `key` heard and queues its next deadline.
+    fn settle(&mut self, key: Key) {
+        let Some(e) = self.streams.get_mut(&key) else {
+            return;
+        };
+        while let Some(ev) = e.stream.poll_event() {
+            let _ = self.news.send((key.0, key.1, ev));
+        }
+        let next = e.stream.poll_timeout();
+        if next != e.scheduled {
+            e.scheduled = next;
+            if let Some(at) = next {
+                self.due.push(Reverse((at, key)));
+            }
+        }
+    }
+
+    fn command(&mut self, app: usize, cmd: MediaCommand, arrived: &mpsc::UnboundedSender<Arrival>) {
         let key = (app, cmd.stream());
-        if let MediaCommand::Open {
-            port, negotiated, ..
-        } = &cmd
-        {
-            if !self.streams.contains_key(&key) {
-                match self.start(app, key.1, *port, *negotiated) {
-                    Ok(tx) => {
-                        self.streams.insert(key, tx);
+        let now = Instant::now();
+        match cmd {
+            MediaCommand::Open {
+                port, negotiated, ..
+            } => match self.streams.get_mut(&key) {
+                Some(e) => e.stream.renegotiate(negotiated),
+                None => match self.open_stream(key, port, negotiated, arrived) {
+                    Ok(e) => {
+                        self.streams.insert(key, e);
+                        self.open.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
                         tracing::error!(event = "media.bind_failed", port, error = %e, "cannot open a media stream: the caller hears nothing")
                     }
+                },
+            },
+            MediaCommand::Close { .. } => {
+                if let Some(e) = self.streams.remove(&key) {
+                    e.reader.abort();
+                    self.open.fetch_sub(1, Ordering::Relaxed);
                 }
                 return;
             }
+            MediaCommand::Play {
+                clip, looped, tag, ..
+            } => {
+                if let Some(e) = self.streams.get_mut(&key) {
+                    e.stream.play(now, clip, looped, tag);
+                }
+            }
+            MediaCommand::Stop { .. } => {
+                if let Some(e) = self.streams.get_mut(&key) {
+                    e.stream.stop();
+                }
+            }
+            MediaCommand::WatchSilence { after, .. } => {
+                if let Some(e) = self.streams.get_mut(&key) {
+                    e.stream.watch_silence(now, after);
+                }
+            }
         }
-        let close = matches!(cmd, MediaCommand::Close { .. });
-        if let Some(tx) = self.streams.get(&key) {
-            let _ = tx.send(cmd);
-        }
-        if close {
-            self.streams.remove(&key);
-        }
+        self.settle(key);
     }
 
-    fn start(
+    fn open_stream(
         &self,
-        app: usize,
-        stream: u64,
+        key: Key,
         port: u16,
         negotiated: confab_media::Negotiated,
-    ) -> std::io::Result<mpsc::UnboundedSender<MediaCommand>> {
-        let bind = |port: u16| -> std::io::Result<UdpSocket> {
+        arrived: &mpsc::UnboundedSender<Arrival>,
+    ) -> std::io::Result<Entry> {
+        let bind = |port: u16| -> std::io::Result<Arc<UdpSocket>> {
             let socket = std::net::UdpSocket::bind(SocketAddr::new(self.address, port))?;
             socket.set_nonblocking(true)?;
-            UdpSocket::from_std(socket)
+            Ok(Arc::new(UdpSocket::from_std(socket)?))
         };
-        let sockets = (bind(port)?, bind(port.wrapping_add(1))?);
-        let cname = format!("confab@{}", self.address);
+        let (rtp, rtcp) = (bind(port)?, bind(port.wrapping_add(1))?);
         let mut seed = [0u8; 10];
         let _ = getrandom::getrandom(&mut seed);
         let ssrc = u32::from_be_bytes([seed[0], seed[1], seed[2], seed[3]]);
         let seq = u16::from_be_bytes([seed[4], seed[5]]);
         let ts = u32::from_be_bytes([seed[6], seed[7], seed[8], seed[9]]);
-        let s = Stream::new(Instant::now(), negotiated, ssrc, seq, ts);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let news = self.news.clone();
-        let open = self.open.clone();
-        open.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            run(s, sockets, &cname, rx, |ev| {
-                let _ = news.send((app, stream, ev));
-            })
-            .await;
-            open.fetch_sub(1, Ordering::Relaxed);
-        });
-        Ok(tx)
+        let reader = tokio::spawn(read(key, rtp.clone(), rtcp.clone(), arrived.clone()));
+        Ok(Entry {
+            stream: Stream::new(Instant::now(), negotiated, ssrc, seq, ts),
+            rtp,
+            rtcp,
+            scheduled: None,
+            reader,
+        })
     }
 }
 
-/// One stream's task: until closed (or its server is gone).
-async fn run(
-    mut s: Stream,
-    (rtp, rtcp): (UdpSocket, UdpSocket),
-    cname: &str,
-    mut commands: mpsc::UnboundedReceiver<MediaCommand>,
-    report: impl Fn(MediaEvent),
+/// Forwards what arrives on a stream's sockets to the pacer, until aborted.
+async fn read(
+    key: Key,
+    rtp: Arc<UdpSocket>,
+    rtcp: Arc<UdpSocket>,
+    to: mpsc::UnboundedSender<Arrival>,
 ) {
-    let mut buf = vec![0u8; 2048];
+    let mut media = vec![0u8; 2048];
     let mut control = vec![0u8; 2048];
-    let mut packet = Vec::with_capacity(256);
-    // one timer, moved to each next deadline rather than made anew on every frame
-    let sleep = tokio::time::sleep(IDLE);
-    tokio::pin!(sleep);
     loop {
-        let now = Instant::now();
-        while s.poll_transmit(now, &mut packet) {
-            // a full socket buffer drops the frame, as the network would
-            let _ = rtp.try_send_to(&packet, s.remote());
-        }
-        if s.poll_rtcp(now, unix_micros(), cname, &mut packet) {
-            let _ = rtcp.try_send_to(&packet, s.remote_rtcp());
-        }
-        s.handle_timeout(now);
-        while let Some(ev) = s.poll_event() {
-            report(ev);
-        }
-        let deadline = s.poll_timeout().unwrap_or(now + IDLE);
-        sleep
-            .as_mut()
-            .reset(tokio::time::Instant::from_std(deadline));
-        tokio::select! {
-            cmd = commands.recv() => match cmd {
-                None | Some(MediaCommand::Close { .. }) => break,
-                Some(MediaCommand::Open { negotiated, .. }) => s.renegotiate(negotiated),
-                Some(MediaCommand::Play { clip, looped, tag, .. }) => s.play(Instant::now(), clip, looped, tag),
-                Some(MediaCommand::Stop { .. }) => s.stop(),
-                Some(MediaCommand::WatchSilence { after, .. }) => s.watch_silence(Instant::now(), after),
+        let (control_packet, bytes) = tokio::select! {
+            got = rtp.recv_from(&mut media) => match got {
+                Ok((n, _)) => (false, media[..n].to_vec()),
+                Err(_) => continue,
             },
-            got = rtp.recv_from(&mut buf) => {
-                if let Ok((n, _)) = got {
-                    s.handle_packet(Instant::now(), &buf[..n]);
-                }
-            }
-            got = rtcp.recv_from(&mut control) => {
-                if let Ok((n, _)) = got {
-                    s.handle_rtcp(&control[..n]);
-                }
-            }
-            () = &mut sleep => {}
+            got = rtcp.recv_from(&mut control) => match got {
+                Ok((n, _)) => (true, control[..n].to_vec()),
+                Err(_) => continue,
+            },
+        };
+        if to.send((key, control_packet, bytes)).is_err() {
+            return;
         }
     }
 }
-
-/// How long a stream with nothing to do sleeps before looking again.
-const IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 fn unix_micros() -> u64 {
     std::time::SystemTime::now()

@@ -242,3 +242,72 @@ fn the_queue_time_out_disconnects_and_the_overflow_takes_the_newest_caller() {
     );
     assert_eq!(sim.engine.rgs_stats().waiting, 0, "out of the queue");
 }
+
+#[test]
+fn a_queue_offers_its_groups_in_order_and_its_time_out_can_send_callers_to_another_queue() {
+    let doc = r#"[[group]]
+name = "First"
+pool = "p"
+alert_time = 5
+agents = ["agent1@example.com"]
+[[group]]
+name = "Second"
+pool = "p"
+alert_time = 5
+agents = ["agent2@example.com"]
+[[queue]]
+name = "Desk"
+pool = "p"
+groups = ["First"]
+timeout = { after = 12, then = "queue:Backup" }
+[[queue]]
+name = "Backup"
+pool = "p"
+groups = ["Second", "First"]
+[[workflow]]
+name = "Help Desk"
+pool = "p"
+address = "sip:helpdesk@example.com"
+queue = "Desk"
+anonymous = true
+"#;
+    let mut sim = sim(doc);
+    let (_alice, _) = call(&mut sim);
+    // Desk: agent1 alone, again and again until the time-out
+    let first = invite_to(&mut sim, AGENT1);
+    sim.advance(Duration::from_secs(5));
+    let cancel = sim
+        .take_to(AGENT1)
+        .into_iter()
+        .find(|m| m.method_str() == "CANCEL")
+        .expect("CANCEL");
+    sim.send(AGENT1, &reply(&cancel, 200, "OK", "g1"));
+    sim.send(AGENT1, &reply(&first, 487, "Request Terminated", "g1"));
+    assert!(
+        sim.take_to(AGENT2).is_empty(),
+        "agent2 is not in Desk's groups"
+    );
+    sim.advance(Duration::from_secs(8));
+    // Backup: the Second group first
+    // (sent at 12 s, and again at 12.5 s: Timer A)
+    let second = sim
+        .take_to(AGENT2)
+        .into_iter()
+        .find(|m| m.method_str() == "INVITE")
+        .expect("agent2 rung");
+    sim.send(
+        AGENT2,
+        &with_sdp(reply(&second, 200, "OK", "g2"), AGENT_SDP),
+    );
+    let reinvite = sim
+        .take_to(ALICE)
+        .into_iter()
+        .find(|m| m.method_str() == "INVITE")
+        .expect("alice re-INVITEd");
+    let text = String::from_utf8_lossy(reinvite.as_bytes()).into_owned();
+    assert!(
+        !text.contains("P-Asserted-Identity"),
+        "an anonymous workflow does not tell who answered:\n{text}"
+    );
+    assert!(!text.contains("agent2"), "{text}");
+}
