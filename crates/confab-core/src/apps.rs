@@ -148,7 +148,7 @@ pub enum Action {
         body: Vec<u8>,
     },
     /// Places a call: an INVITE from `from` (an address the application speaks for, as
-    /// `sip:helpdesk@example.com`) to `to` (a user of ours, whose registered devices all ring,
+    /// `sip:helpdesk@example.com`, or with a display name: `"Help Desk" <sip:...>`) to `to` (a user of ours, whose registered devices all ring,
     /// or any SIP URI). `call` is the application's own number for it, given back with each
     /// [`CallEvent`] in [`Application::on_call`].
     Call {

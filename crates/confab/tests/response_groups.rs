@@ -140,7 +140,10 @@ fn a_caller_hears_music_while_agents_ring_one_by_one_then_talks_with_the_one_who
     let music = dir.0.join("music.wav");
     let wav = sine_wav(16_000, 3);
     std::fs::write(&music, &wav).unwrap();
-    let extra = format!("music = {{ file = \"{}\" }}", music.display());
+    let extra = format!(
+        "display_name = \"IT Help Desk\"\nmusic = {{ file = \"{}\" }}",
+        music.display()
+    );
     import(&s, &hunt_group("serial", 5, &["agent1", "agent2"], &extra));
     let ringing = agent(
         &s,
@@ -175,7 +178,11 @@ fn a_caller_hears_music_while_agents_ring_one_by_one_then_talks_with_the_one_who
         .run();
     r.assert_success("the caller's call");
     ringing.assert_success("agent1 rang and was cancelled after its alert time");
-    answering.assert_success("agent2 answered, talked, and got the BYE");
+    let agent_trace = answering.assert_success("agent2 answered, talked, and got the BYE");
+    assert!(
+        agent_trace.contains("From: \"IT Help Desk\" <sip:helpdesk@example.com>;tag="),
+        "the agent sees which workflow calls:\n{agent_trace}"
+    );
     assert_eq!(
         offers(&s),
         ["agent1@example.com", "agent2@example.com"],

@@ -75,7 +75,13 @@ impl Engine {
             for p in &t.path {
                 w.header("Route", p);
             }
-            w.header("From", format!("<{}>;tag={tag}", bare(from)));
+            // a display name and its address, as given; a bare address in brackets
+            let from_header = if from.contains('<') {
+                format!("{from};tag={tag}")
+            } else {
+                format!("<{}>;tag={tag}", bare(from))
+            };
+            w.header("From", from_header);
             w.header("To", format!("<{}>", bare(to)));
             w.header("Call-ID", &call_id);
             w.header("CSeq", "1 INVITE");

@@ -277,7 +277,10 @@ impl ResponseGroups {
         };
         out.push(Action::Call {
             call,
-            from: w.address.clone(),
+            from: match &w.display_name {
+                Some(name) => format!("\"{}\" <{}>", name.replace(['"', '\\'], ""), w.address),
+                None => w.address.clone(),
+            },
             to,
             headers: vec![("Content-Type".into(), "application/sdp".into())],
             body,
