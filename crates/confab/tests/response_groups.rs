@@ -7,131 +7,13 @@
 
 mod common;
 
-use std::net::UdpSocket;
-use std::time::Duration;
-
 use common::rgs::{
-    agent, agent_answering_xml, caller, caller_xml, import, offers, pcap_payloads,
-    publish_activity, rgs_cli, scenario, sipp, trusted_caller_xml, wait_log_count, wait_offers,
-    Ear, End, PCAPS,
+    agent, agent_answering_xml, answered_call, answering, assert_nothing_held, assert_ports_free,
+    caller, caller_xml, civil, hours_not_now, hunt_group, import, offers, pcap_payloads,
+    publish_activity, rgs_cli, ringing, scenario, server, sine_wav, sipp, trusted_caller_xml,
+    tune_frames, voice_with_trunks, wait_log_count, wait_offers, Ear, End, PCAPS, PW,
 };
-use common::{free_udp_range, repo_root, text, Server, TempDir};
-
-const PW: &str = "agent-pw";
-
-/// A server with media ports of its own and agents `agent1`..`agentN`.
-fn server(agents: usize) -> (Server, (u16, u16)) {
-    let ports = free_udp_range(20);
-    let range = format!("{}-{}", ports.0, ports.1);
-    let s = Server::start_with(&["--media-ports", &range]);
-    for i in 1..=agents {
-        let o = s.cli(&[
-            "user",
-            "add",
-            &format!("agent{i}@example.com"),
-            "--password",
-            PW,
-        ]);
-        assert!(o.status.success(), "{}", text(&o));
-    }
-    (s, ports)
-}
-
-/// The response-group objects common to the tests: group `Desk` (routing, alert time and
-/// agents given), queue `Desk`, hunt group `helpdesk`.
-fn hunt_group(routing: &str, alert: u32, agents: &[&str], extra: &str) -> String {
-    let agents: Vec<String> = agents
-        .iter()
-        .map(|a| format!("\"{a}@example.com\""))
-        .collect();
-    format!(
-        r#"[[group]]
-name = "Desk"
-pool = "pool1.example.com"
-routing = "{routing}"
-alert_time = {alert}
-agents = [{}]
-
-[[queue]]
-name = "Desk"
-pool = "pool1.example.com"
-groups = ["Desk"]
-
-[[workflow]]
-name = "Help Desk"
-pool = "pool1.example.com"
-address = "sip:helpdesk@example.com"
-queue = "Desk"
-{extra}
-"#,
-        agents.join(", ")
-    )
-}
-
-/// Every port of the media range can be bound again: no stream left open.
-fn assert_ports_free(ports: (u16, u16)) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let busy: Vec<u16> = (ports.0..=ports.1)
-            .filter(|p| UdpSocket::bind(("127.0.0.1", *p)).is_err())
-            .collect();
-        if busy.is_empty() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "media ports still bound after the call: {busy:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The last `rgs.call_ended` line says no caller, no queue entry, no ringing agent and no
-/// port is held.
-fn assert_nothing_held(server: &Server) {
-    let log = server.log_text();
-    let last = log
-        .lines()
-        .rfind(|l| l.contains("event=\"rgs.call_ended\""))
-        .unwrap_or_default();
-    for held in ["callers=0", "waiting=0", "ringing=0", "ports=0"] {
-        assert!(last.contains(held), "after the call: {last}");
-    }
-}
-
-/// A WAV file of `seconds` of a chord at `rate` Hz, 16-bit mono (resampled to 8 kHz when
-/// played).
-fn sine_wav(rate: u32, seconds: u32) -> Vec<u8> {
-    let n = rate * seconds;
-    let mut w = b"RIFF".to_vec();
-    w.extend_from_slice(&(36 + n * 2).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&rate.to_le_bytes());
-    w.extend_from_slice(&(rate * 2).to_le_bytes());
-    w.extend_from_slice(&2u16.to_le_bytes());
-    w.extend_from_slice(&16u16.to_le_bytes());
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(n * 2).to_le_bytes());
-    for i in 0..n {
-        let t = f64::from(i) / f64::from(rate);
-        let v = (2.0 * std::f64::consts::PI * 440.0 * t).sin()
-            + 0.5 * (2.0 * std::f64::consts::PI * 660.0 * t).sin();
-        w.extend_from_slice(&((v * 9000.0) as i16).to_le_bytes());
-    }
-    w
-}
-
-/// The tune's 160-byte frames (what music on hold sends when none is configured).
-fn tune_frames() -> Vec<Vec<u8>> {
-    confab_media::Clip::tune()
-        .ulaw()
-        .chunks(160)
-        .map(<[u8]>::to_vec)
-        .collect()
-}
+use common::{repo_root, text, TempDir};
 
 #[test]
 fn a_caller_hears_music_while_agents_ring_one_by_one_then_talks_with_the_one_who_answers() {
@@ -256,52 +138,6 @@ fn a_caller_hears_music_while_agents_ring_one_by_one_then_talks_with_the_one_who
     );
     assert_ports_free(ports);
     assert_nothing_held(&s);
-}
-
-/// An agent that answers every call (`calls` of them) and talks.
-fn answering(s: &Server, dir: &TempDir, user: &str, calls: u32) -> common::SippChild {
-    let sf = scenario(dir, &format!("{user}.xml"), &agent_answering_xml(200));
-    let port = common::free_port();
-    let uas = sipp(s, &sf)
-        .args([
-            "-s",
-            user,
-            "-p",
-            &port.to_string(),
-            "-m",
-            &calls.to_string(),
-        ])
-        .spawn();
-    common::wait_udp_bound(port);
-    common::register_with(s, user, PW, port, "u1");
-    uas
-}
-
-/// An agent that rings for every call (`calls` of them) and never answers.
-fn ringing(s: &Server, user: &str, calls: u32) -> common::SippChild {
-    let port = common::free_port();
-    let uas = sipp(s, &repo_root().join("tests/sipp/uas_ring.xml"))
-        .args([
-            "-s",
-            user,
-            "-p",
-            &port.to_string(),
-            "-m",
-            &calls.to_string(),
-        ])
-        .spawn();
-    common::wait_udp_bound(port);
-    common::register_with(s, user, PW, port, "u1");
-    uas
-}
-
-/// One call to the hunt group that an agent answers; returns when it is over.
-fn answered_call(s: &Server, dir: &TempDir, name: &str) {
-    let ear = Ear::new();
-    let xml = caller_xml(&[], 0, End::Connected { talk_ms: 1200 });
-    caller(s, dir, name, "helpdesk", &xml, &ear)
-        .run()
-        .assert_success(name);
 }
 
 #[test]
@@ -486,22 +322,6 @@ fn overflow_takes_the_newest_caller_or_the_oldest_one() {
     assert_nothing_held(&s);
 }
 
-/// `HH:MM-HH:MM` of a one-minute range an hour from now (UTC): closed now.
-fn hours_not_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let m = ((secs / 60) % 1440 + 60) % 1439;
-    format!(
-        "{:02}:{:02}-{:02}:{:02}",
-        m / 60,
-        m % 60,
-        (m + 1) / 60,
-        (m + 1) % 60
-    )
-}
-
 #[test]
 fn outside_business_hours_and_on_holidays_callers_hear_the_message_and_get_the_action() {
     let (s, ports) = server(1);
@@ -580,19 +400,6 @@ fn outside_business_hours_and_on_holidays_callers_hear_the_message_and_get_the_a
     );
     assert_ports_free(ports);
     assert_nothing_held(&s);
-}
-
-/// Year, month, day of a count of days since 1970-01-01 (proleptic Gregorian).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[test]
@@ -769,31 +576,6 @@ fn a_formal_group_offers_calls_only_to_signed_in_agents() {
     );
     assert_ports_free(ports);
     assert_nothing_held(&s);
-}
-
-/// A voice configuration with trunk `carrier` (its gateway at `gateway`, calls in) and trunk
-/// `out` (to the UAS at `out`, port `out_port`) for numbers of area code 206.
-fn voice_with_trunks(gateway: &str, out: &str, out_port: u16) -> String {
-    format!(
-        r#"usages = ["Local"]
-[[dial_plan]]
-name = "Global"
-[[policy]]
-name = "Global"
-usages = ["Local"]
-[[route]]
-name = "Seattle"
-pattern = '^\+1206\d{{7}}$'
-usages = ["Local"]
-trunks = ["out"]
-[[trunk]]
-name = "carrier"
-gateway = {{ host = "{gateway}", port = 5060, transport = "udp" }}
-[[trunk]]
-name = "out"
-gateway = {{ host = "{out}", port = {out_port}, transport = "udp" }}
-"#
-    )
 }
 
 #[test]
