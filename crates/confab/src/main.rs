@@ -12,6 +12,7 @@ mod pki;
 mod rgs;
 mod rgs_audio;
 mod rgs_objects;
+mod rgs_workflow;
 mod up;
 mod users;
 mod voice;
