@@ -491,7 +491,7 @@ impl ResponseGroups {
             if self.agent_dialogs.remove(agent_dialog).is_some() && c.step == Step::Connecting {
                 out.push(super::queue::bye(agent_dialog));
             }
-            self.agent_free(env, agent);
+            self.agent_free(env, agent, out);
         }
         self.timers.retain(|_, (caller, _)| *caller != id);
         tracing::info!(

@@ -323,11 +323,27 @@ impl ResponseGroups {
         }
     }
 
-    /// An agent's call ended: free, idle from now.
-    pub(super) fn agent_free(&mut self, env: &Env, agent: &str) {
+    /// An agent's call ended: free, idle from now; callers nobody could be offered to are
+    /// offered again at once, oldest first, rather than at their next retry.
+    pub(super) fn agent_free(&mut self, env: &Env, agent: &str, out: &mut Vec<Action>) {
         let s = self.agents.entry(agent.to_owned()).or_default();
         s.busy_with = None;
         s.idle_since = env.now.unix;
+        let mut idle: Vec<u64> = self
+            .callers
+            .iter()
+            .filter(|(_, c)| {
+                c.step == Step::Queued && c.hunt.ringing.is_empty() && c.hunt.retry.is_some()
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        idle.sort_unstable();
+        for id in idle {
+            if let Some(c) = self.callers.get_mut(&id) {
+                c.hunt = Hunt::default();
+            }
+            self.hunt(env, id, out);
+        }
     }
 
     pub(super) fn alert_over(&mut self, id: u64, token: u64, out: &mut Vec<Action>) {
@@ -370,7 +386,7 @@ impl ResponseGroups {
                     return out.push(bye(&dialog));
                 };
                 let Some(c) = self.callers.get_mut(&o.caller) else {
-                    self.agent_free(env, &o.agent);
+                    self.agent_free(env, &o.agent, out);
                     return out.push(bye(&dialog));
                 };
                 let id = o.caller;
@@ -486,7 +502,7 @@ impl ResponseGroups {
             c.agent = None;
             self.agent_dialogs.remove(&agent_dialog);
             out.push(bye(&agent_dialog));
-            self.agent_free(env, &agent);
+            self.agent_free(env, &agent, out);
             return self.bye(id, out);
         }
         let _ = Self::is_sdp(resp);
@@ -510,7 +526,7 @@ impl ResponseGroups {
         let agent = c.agent.take();
         let connecting = c.step == Step::Connecting;
         if let Some((_, agent)) = agent {
-            self.agent_free(env, &agent);
+            self.agent_free(env, &agent, out);
         }
         if connecting {
             self.bye(id, out);

@@ -57,7 +57,12 @@ fn sim(doc: &str) -> Sim {
 
 /// Alice calls the help desk: her dialog, and the media commands so far.
 fn call(sim: &mut Sim) -> (Dialog, Vec<MediaCommand>) {
-    let invite = format!("INVITE sip:helpdesk@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKr1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:helpdesk@example.com>\r\nCall-ID: rgs-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{ALICE}>\r\n{{auth}}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}", SDP.len());
+    call_n(sim, 1)
+}
+
+/// Alice's call number `n` (its own Call-ID, tag and branch).
+fn call_n(sim: &mut Sim, n: u32) -> (Dialog, Vec<MediaCommand>) {
+    let invite = format!("INVITE sip:helpdesk@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKr{n}\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a{n}\r\nTo: <sip:helpdesk@example.com>\r\nCall-ID: rgs-{n}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{ALICE}>\r\n{{auth}}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}", SDP.len());
     let answers = sim.send_authenticated(ALICE, "alice", &invite);
     let ok = answers.last().expect("an answer").clone();
     assert_eq!(ok.status(), 200, "the workflow answers");
@@ -67,7 +72,7 @@ fn call(sim: &mut Sim) -> (Dialog, Vec<MediaCommand>) {
         .replacen("CSeq: 1 ", "CSeq: 2 ", 1);
     let sent = Message::parse(sent.into_bytes(), &Limits::default()).unwrap();
     let mut alice = Dialog::as_uac(&sent, &ok).expect("a dialog");
-    send_in(sim, ALICE, alice.ack(2), "ack");
+    send_in(sim, ALICE, alice.ack(2), &format!("ack{n}"));
     let media = media(sim);
     let _ = &mut alice;
     (alice, media)
@@ -310,4 +315,44 @@ anonymous = true
         "an anonymous workflow does not tell who answered:\n{text}"
     );
     assert!(!text.contains("agent2"), "{text}");
+}
+
+#[test]
+fn a_waiting_caller_is_offered_to_an_agent_as_soon_as_the_agent_is_free() {
+    let doc = doc("serial", "", "queue = \"Desk\"").replace(
+        "agents = [\"agent1@example.com\", \"agent2@example.com\"]",
+        "agents = [\"agent1@example.com\"]",
+    );
+    let mut sim = sim(&doc);
+    let (mut first, _) = call_n(&mut sim, 1);
+    let offered = invite_to(&mut sim, AGENT1);
+    sim.send(
+        AGENT1,
+        &with_sdp(reply(&offered, 200, "OK", "g1"), AGENT_SDP),
+    );
+    let reinvite = sim
+        .take_to(ALICE)
+        .into_iter()
+        .find(|m| m.method_str() == "INVITE")
+        .expect("re-INVITE");
+    sim.send(ALICE, &with_sdp(reply(&reinvite, 200, "OK", "a1"), SDP));
+    // a second caller: the only agent is talking with the first
+    let (_second, _) = call_n(&mut sim, 2);
+    sim.advance(Duration::from_millis(1_000));
+    assert!(
+        sim.take_to(AGENT1)
+            .iter()
+            .all(|m| m.method_str() != "INVITE"),
+        "the agent is busy"
+    );
+    assert_eq!(sim.engine.rgs_stats().waiting, 1);
+    // the first caller hangs up at 1 s: the agent is offered the second at once, not at the
+    // next retry (3 s)
+    send_in(&mut sim, ALICE, first.request("BYE"), "bye1");
+    let again: Vec<_> = sim
+        .take_to(AGENT1)
+        .into_iter()
+        .filter(|m| m.method_str() == "INVITE")
+        .collect();
+    assert_eq!(again.len(), 1, "offered the waiting caller when free");
 }
