@@ -22,6 +22,7 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             check_password(&password)?;
             let pool = home_pool(pool.as_deref(), &deployment)?;
             let store = datadir::open_existing(&deployment.data)?;
+            crate::rgs::refuse_workflow_name(store.as_ref(), &address)?;
             store
                 .add_user(&address, &password, pool.as_deref())
                 .map_err(usage)?;
@@ -39,6 +40,9 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             let users = read_import(&file)?;
             let pool = home_pool(pool.as_deref(), &deployment)?;
             let store = datadir::open_existing(&deployment.data)?;
+            for (address, _) in &users {
+                crate::rgs::refuse_workflow_name(store.as_ref(), address)?;
+            }
             let added = store.import_users(&users, pool.as_deref()).map_err(usage)?;
             println!(
                 "imported {added} users ({} already existed)",

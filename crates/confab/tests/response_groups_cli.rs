@@ -243,6 +243,18 @@ fn objects_that_cannot_be_served_are_refused_with_their_name_and_the_fix() {
         "a user cannot take a workflow's number: {}",
         text(&o)
     );
+    let o = s.cli(&[
+        "user",
+        "add",
+        "HelpDesk@example.com",
+        "--password",
+        "a-long-password-1",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("workflow \"Help Desk\"'s address"),
+        "a user cannot take a workflow's address: {}",
+        text(&o)
+    );
     refused(&s, &["queue", "remove", "Desk"], &["no queue `Desk`"]);
     refused(
         &s,
