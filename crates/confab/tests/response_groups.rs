@@ -643,3 +643,58 @@ fn a_gateway_reaches_a_workflow_by_its_number_and_a_queue_forwards_to_a_number_t
     assert_ports_free(ports);
     assert_nothing_held(&s);
 }
+
+#[test]
+fn an_overflow_sends_callers_to_another_queue_and_an_anonymous_workflow_does_not_name_the_agent() {
+    let (s, ports) = server(2);
+    let doc = r#"
+[[group]]
+name = "First line"
+pool = "pool1.example.com"
+agents = ["agent1@example.com"]
+[[group]]
+name = "Second line"
+pool = "pool1.example.com"
+agents = ["agent2@example.com"]
+[[queue]]
+name = "First line"
+pool = "pool1.example.com"
+groups = ["First line"]
+overflow = { callers = 0, then = "queue:Second line" }
+[[queue]]
+name = "Second line"
+pool = "pool1.example.com"
+groups = ["Second line"]
+[[workflow]]
+name = "Help Desk"
+pool = "pool1.example.com"
+address = "sip:helpdesk@example.com"
+queue = "First line"
+anonymous = true
+"#;
+    import(&s, doc);
+    let dir = TempDir::new("rgs-queue-action");
+    let second_line = answering(&s, &dir, "agent2", 1);
+    let ear = Ear::new();
+    let xml = caller_xml(&[], 0, End::Connected { talk_ms: 1000 });
+    let r = caller(&s, &dir, "c.xml", "helpdesk", &xml, &ear).run();
+    r.assert_success("the caller overflowed into the second queue and was answered there");
+    second_line.assert_success("agent2 answered");
+    assert_eq!(
+        offers(&s),
+        ["agent2@example.com"],
+        "never offered to the first line"
+    );
+    let trace = r.trace();
+    let reinvite = trace
+        .split("INVITE sip:alice")
+        .nth(1)
+        .expect("a re-INVITE to the caller");
+    let reinvite = reinvite.split("\n\n").next().unwrap_or_default();
+    assert!(
+        !reinvite.contains("P-Asserted-Identity") && !reinvite.contains("agent2"),
+        "an anonymous workflow does not tell who answered:\n{reinvite}"
+    );
+    assert_ports_free(ports);
+    assert_nothing_held(&s);
+}
