@@ -12,15 +12,19 @@
 //! - [`stream`]: one call's media endpoint: clips played with 20 ms pacing and correct
 //!   sequence numbers and timestamps, digits and silence heard.
 //! - [`ports`]: the RTP port range, handed out and taken back.
+//! - [`mix`]: a conference's audio mix (each hears all but themselves); [`tone`]: sine frames
+//!   and one frequency's power (Goertzel), to tell tones apart.
 
 pub mod audio;
 pub mod dtmf;
 pub mod g711;
+pub mod mix;
 pub mod ports;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod stream;
+pub mod tone;
 
 pub use audio::{AudioError, Clip};
 pub use sdp::{Codec, Law, Negotiated, SdpError};
