@@ -505,7 +505,18 @@ impl ResponseGroups {
             self.agent_free(env, &agent, out);
             return self.bye(id, out);
         }
-        let _ = Self::is_sdp(resp);
+        // the agent was offered the caller's first description: when the caller now answers
+        // from elsewhere, the agent is told (a re-INVITE of its own)
+        let moved = Self::is_sdp(resp) && audio_of(resp.body()) != audio_of(&c.offer);
+        if moved {
+            c.version += 1;
+            out.push(Action::Request {
+                dialog: agent_dialog.clone(),
+                method: "INVITE".into(),
+                headers: vec![("Content-Type".into(), "application/sdp".into())],
+                body: sdp::as_ours(resp.body(), origin(env, id, c.version)).into_bytes(),
+            });
+        }
         c.step = Step::Connected;
         if let Some(port) = c.port.take() {
             close_stream(id, out);
@@ -542,4 +553,10 @@ pub(super) fn bye(dialog: &sip_proto::dialog::DialogId) -> Action {
         headers: Vec::new(),
         body: Vec::new(),
     }
+}
+
+/// Where a description receives audio, if it says.
+fn audio_of(body: &[u8]) -> Option<std::net::SocketAddr> {
+    let sdp = sdp::Sdp::parse(body).ok()?;
+    sdp.audio().ok().map(|(n, _)| n.remote)
 }

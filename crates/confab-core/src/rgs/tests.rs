@@ -356,3 +356,62 @@ fn a_waiting_caller_is_offered_to_an_agent_as_soon_as_the_agent_is_free() {
         .collect();
     assert_eq!(again.len(), 1, "offered the waiting caller when free");
 }
+
+#[test]
+fn a_caller_answering_the_reinvite_from_elsewhere_moves_the_agents_media_too() {
+    let mut sim = sim(&doc("serial", "", "queue = \"Desk\""));
+    let (_alice, _) = call(&mut sim);
+    let offered = invite_to(&mut sim, AGENT1);
+    sim.send(
+        AGENT1,
+        &with_sdp(reply(&offered, 200, "OK", "g1"), AGENT_SDP),
+    );
+    let reinvite = sim
+        .take_to(ALICE)
+        .into_iter()
+        .find(|m| m.method_str() == "INVITE")
+        .expect("re-INVITE");
+    sim.send(
+        ALICE,
+        &with_sdp(
+            reply(&reinvite, 200, "OK", "a1"),
+            &SDP.replace("4000", "4100"),
+        ),
+    );
+    let to_agent = sim
+        .take_to(AGENT1)
+        .into_iter()
+        .find(|m| m.method_str() == "INVITE")
+        .expect("the agent re-INVITEd");
+    let body = String::from_utf8_lossy(to_agent.body()).into_owned();
+    assert!(
+        body.contains("m=audio 4100"),
+        "the caller's new port: {body}"
+    );
+    assert_eq!(
+        to_agent.to().unwrap().tag(),
+        Some("g1"),
+        "within the agent's dialog"
+    );
+}
+
+#[test]
+fn a_caller_answering_from_where_it_was_leaves_the_agent_alone() {
+    let mut sim = sim(&doc("serial", "", "queue = \"Desk\""));
+    let (_alice, _) = call(&mut sim);
+    let offered = invite_to(&mut sim, AGENT1);
+    sim.send(
+        AGENT1,
+        &with_sdp(reply(&offered, 200, "OK", "g1"), AGENT_SDP),
+    );
+    let reinvite = sim
+        .take_to(ALICE)
+        .into_iter()
+        .find(|m| m.method_str() == "INVITE")
+        .expect("re-INVITE");
+    sim.send(ALICE, &with_sdp(reply(&reinvite, 200, "OK", "a1"), SDP));
+    assert!(sim
+        .take_to(AGENT1)
+        .iter()
+        .all(|m| m.method_str() != "INVITE"));
+}
