@@ -232,7 +232,7 @@ impl ObjectArgs for GroupArgs {
             .groups
             .iter_mut()
             .find(|g| g.name == name)
-            .expect("present");
+            .ok_or_else(|| UsageError(format!("there is no {name:?} to change")))?;
         if let Some(p) = &self.pool {
             g.pool.clone_from(p);
         }
@@ -320,7 +320,7 @@ impl ObjectArgs for QueueArgs {
             .queues
             .iter_mut()
             .find(|q| q.name == name)
-            .expect("present");
+            .ok_or_else(|| UsageError(format!("there is no {name:?} to change")))?;
         if let Some(p) = &self.pool {
             q.pool.clone_from(p);
         }

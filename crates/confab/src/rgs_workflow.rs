@@ -84,7 +84,7 @@ impl ObjectArgs for WorkflowArgs {
             .workflows
             .iter_mut()
             .find(|w| w.name == name)
-            .expect("present");
+            .ok_or_else(|| UsageError(format!("there is no {name:?} to change")))?;
         if let Some(p) = &self.pool {
             w.pool.clone_from(p);
         }

@@ -59,7 +59,7 @@ impl ResponseGroups {
         if let Some(old) = c.queue.clone() {
             self.leave_queue(id, &old);
         }
-        let hunt = std::mem::take(&mut self.callers.get_mut(&id).expect("checked").hunt);
+        let hunt = self.take_hunt(id);
         self.stop_hunt(id, &hunt, out);
         let waiting = self
             .waiting
@@ -108,6 +108,14 @@ impl ResponseGroups {
         self.hunt(env, id, out);
     }
 
+    /// The caller's hunt, taken out (to be stopped).
+    fn take_hunt(&mut self, id: u64) -> Hunt {
+        self.callers
+            .get_mut(&id)
+            .map(|c| std::mem::take(&mut c.hunt))
+            .unwrap_or_default()
+    }
+
     pub(super) fn leave_queue(&mut self, id: u64, q: &str) {
         if let Some(w) = self.waiting.get_mut(q) {
             w.retain(|&c| c != id);
@@ -134,7 +142,7 @@ impl ResponseGroups {
             .map_or(Then::Disconnect, |t| t.then.clone());
         tracing::info!(event = "rgs.timeout", queue = %q, then = %then, "a caller waited the queue's time-out");
         self.leave_queue(id, &q);
-        let hunt = std::mem::take(&mut self.callers.get_mut(&id).expect("checked").hunt);
+        let hunt = self.take_hunt(id);
         self.stop_hunt(id, &hunt, out);
         self.then(env, id, &then, out);
     }
