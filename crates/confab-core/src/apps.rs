@@ -36,12 +36,21 @@ pub struct Env<'a> {
     pub(crate) presence: &'a crate::presence::Presence,
     /// The address media streams are reached at (`--media-address`).
     pub media_address: IpAddr,
+    /// Other servers of the pool take sign-ins too: a user this one sees Offline may be
+    /// signed in at one of them.
+    pub(crate) pooled: bool,
 }
 
 impl Env<'_> {
     /// `user@domain`'s presence as the server aggregates it (Offline without devices).
     pub fn availability(&self, aor: &str) -> Availability {
         self.presence.availability(aor)
+    }
+
+    /// Whether Offline from [`Env::availability`] is certain: no other server of the pool
+    /// could hold the user's devices.
+    pub fn offline_is_certain(&self) -> bool {
+        !self.pooled
     }
 }
 /// A user agent inside the server.

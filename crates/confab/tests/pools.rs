@@ -546,3 +546,79 @@ fn a_moved_users_connected_device_is_made_to_sign_in_again() {
     let answer = refused(&fe_a1, "alice");
     assert!(answer.contains("pool-b.example.com"), "{answer}");
 }
+
+/// Response groups in a pool of two Front Ends: the pool's queues live on one of them (the
+/// first by address, FE1); a call to the workflow entering at FE2 is passed there, and the
+/// agent offered the call is reached at FE2, where it signed in.
+#[test]
+fn a_pools_response_groups_run_on_one_front_end_and_reach_agents_signed_in_at_any() {
+    use common::rgs::{agent, agent_answering_xml, caller_xml, scenario, sipp, Ear, End};
+    let (d, [fe_a1, fe_a2, _fe_b1]) = Deployment::front_ends();
+    let dir = TempDir::new("pool-rgs");
+    let doc = dir.0.join("rgs.toml");
+    std::fs::write(
+        &doc,
+        r#"[[group]]
+name = "Desk"
+pool = "pool-a.example.com"
+agents = ["bob@example.com"]
+[[queue]]
+name = "Desk"
+pool = "pool-a.example.com"
+groups = ["Desk"]
+[[workflow]]
+name = "Help Desk"
+pool = "pool-a.example.com"
+address = "sip:helpdesk@example.com"
+queue = "Desk"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args([
+            "rgs",
+            "import",
+            doc.to_str().unwrap(),
+            "--database",
+            &d.pg.url(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    for fe in [&fe_a1, &fe_a2] {
+        common::rgs::wait_log_count(fe, "event=\"rgs.config\"", 1);
+    }
+    let bob = agent(
+        &fe_a2,
+        "bob",
+        "pw",
+        &scenario(&dir, "bob.xml", &agent_answering_xml(300)),
+    );
+    let ear = Ear::new();
+    let sf = scenario(
+        &dir,
+        "alice.xml",
+        &caller_xml(&[], 0, End::Connected { talk_ms: 1000 }),
+    );
+    sipp(&fe_a2, &sf)
+        .args(["-s", "helpdesk", "-key", "caller", "alice"])
+        .args(["-key", "rtp_port", &ear.port.to_string()])
+        .auth("alice", "pw")
+        .run()
+        .assert_success("alice called the help desk at FE2");
+    bob.assert_success("bob, signed in at FE2, answered the call FE1 offered him");
+    assert!(
+        fe_a1.log_text().contains("event=\"rgs.call\""),
+        "FE1 runs the pool's queues"
+    );
+    assert!(
+        !fe_a2.log_text().contains("event=\"rgs.call\""),
+        "FE2 passed the call on"
+    );
+    let music: Vec<_> = ear
+        .heard()
+        .into_iter()
+        .filter(|h| h.from.ip().to_string() == "127.0.0.12")
+        .collect();
+    assert!(!music.is_empty(), "the music came from FE1's media engine");
+}

@@ -139,6 +139,7 @@ impl Engine {
         if self.cfg.serves_domain(sip.host) {
             let mut found = Found::default();
             self.device_targets(now, &sip.aor(), &mut found);
+            found.targets.extend(self.pool_branches(&sip.aor()));
             return found.targets;
         }
         uri_target(sip, Transport::Udp)

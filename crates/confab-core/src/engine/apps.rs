@@ -143,6 +143,14 @@ impl Engine {
                 "Contact",
                 self.our_contact(ctx.source.transport, &ctx.source.remote),
             );
+            // the proxies that record-routed the INVITE stay on the dialog (RFC 3261 §12.1.1)
+            if no.is_none() {
+                for (name, n, v) in req.fields() {
+                    if name == sip_proto::HeaderName::RecordRoute {
+                        w.raw(n, v);
+                    }
+                }
+            }
         }
         for (n, v) in &r.headers {
             w.header(n, v);
@@ -365,6 +373,7 @@ impl Engine {
             now,
             presence: &self.presence,
             media_address: self.cfg.media_address,
+            pooled: !self.alternates.is_empty(),
         };
         let mut out = Vec::new();
         if let Some(a) = self.apps.get_mut(app) {

@@ -142,7 +142,14 @@ impl Engine {
             return Flow::Stop;
         }
         if let Some(app) = uri.user.and_then(|u| self.app_for(u)) {
-            self.app_request(now, ctx, app, None);
+            // the pool's applications run on one of its servers: the others pass calls there
+            match self
+                .application_server()
+                .filter(|_| !self.is_peer_forwarded(ctx))
+            {
+                Some(owner) => self.forward_single(now, ctx, owner),
+                None => self.app_request(now, ctx, app, None),
+            }
             return Flow::Stop;
         }
         let Some(user) = uri.user else {

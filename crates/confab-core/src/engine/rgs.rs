@@ -170,6 +170,48 @@ impl Engine {
         })
     }
 
+    /// In a pool of several servers, the one that runs the pool's applications (its queues
+    /// are the pool's): the first by address of those taking calls. `None` when it is this
+    /// one (or it is alone).
+    pub(super) fn application_server(&self) -> Option<sip_transport::Target> {
+        let me = (!self.pool_draining).then_some(self.cfg.server_id.as_str());
+        let owner = self.alternates.iter().map(String::as_str).chain(me).min()?;
+        if Some(owner) == me {
+            return None;
+        }
+        let addr: std::net::SocketAddr = owner.parse().ok()?;
+        // servers talk over mutually authenticated TLS, on the port after their SIP port
+        Some(sip_transport::Target {
+            transport: sip_transport::Transport::Tls,
+            addr: std::net::SocketAddr::new(addr.ip(), addr.port().saturating_add(1)),
+            flow: None,
+        })
+    }
+
+    /// The other servers of the pool, as branches toward `aor` there: each rings its own
+    /// devices of the user (an application's call reaches agents signed in anywhere in the
+    /// pool).
+    pub(super) fn pool_branches(&self, aor: &str) -> Vec<super::targets::ForkTarget> {
+        self.alternates
+            .iter()
+            .filter_map(|s| s.parse::<std::net::SocketAddr>().ok())
+            .map(|addr| {
+                let tls = std::net::SocketAddr::new(addr.ip(), addr.port().saturating_add(1));
+                super::targets::ForkTarget {
+                    uri: format!("sip:{aor}"),
+                    path: vec![format!("<sip:{tls};transport=tls;lr>")],
+                    target: sip_transport::Target {
+                        transport: sip_transport::Transport::Tls,
+                        addr: tls,
+                        flow: None,
+                    },
+                    binding: None,
+                    pstn: None,
+                }
+            })
+            .collect()
+    }
+
     /// What the response-group application holds now.
     pub fn rgs_stats(&self) -> RgsStats {
         *self

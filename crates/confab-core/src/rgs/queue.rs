@@ -185,13 +185,15 @@ impl ResponseGroups {
                     Agent {
                         signed_in: current.as_ref().unwrap_or(&c.snap).signed_in(&group, a),
                         available: state.is_none_or(|s| s.busy_with.is_none())
-                            && !matches!(
-                                presence,
+                            && match presence {
                                 Availability::Busy
-                                    | Availability::InACall
-                                    | Availability::DoNotDisturb
-                                    | Availability::Offline
-                            ),
+                                | Availability::InACall
+                                | Availability::DoNotDisturb => false,
+                                // signed in at another server of the pool, perhaps: the
+                                // call tells
+                                Availability::Offline => !env.offline_is_certain(),
+                                _ => true,
+                            },
                         idle_since: state.map_or(0, |s| s.idle_since),
                     }
                 })
