@@ -3,7 +3,8 @@
 //! talk (SIPp's G.711 recording). Each test shows which agent rings in which order (the
 //! server's log and the agents' own traces), what the caller hears (the music's packets and
 //! payload, then the agent's), and that a call leaves nothing behind (no RTP port bound, no
-//! caller held).
+//! caller held). baresip callers and agents are put through as SIPp ones are (its re-INVITE
+//! handling included).
 
 mod common;
 
@@ -695,6 +696,26 @@ anonymous = true
         !reinvite.contains("P-Asserted-Identity") && !reinvite.contains("agent2"),
         "an anonymous workflow does not tell who answered:\n{reinvite}"
     );
+    assert_ports_free(ports);
+    assert_nothing_held(&s);
+}
+
+#[test]
+fn baresip_callers_and_agents_are_put_through_as_sipp_ones_are() {
+    use common::baresip::{command, Baresip};
+    let (s, ports) = server(0);
+    import(&s, &hunt_group("serial", 10, &["bob"], ""));
+    let (alice_cons, bob_cons) = (common::free_port(), common::free_port());
+    // bob, an agent, answers at once; alice calls the workflow from her baresip's console
+    let bob = Baresip::answering(&s, "bob", bob_cons);
+    let alice = Baresip::answering(&s, "alice", alice_cons);
+    command(alice_cons, "dial helpdesk");
+    alice.wait_for("Call established", "the workflow answers baresip's call");
+    bob.wait_for("Call established", "bob's baresip answers the offered call");
+    wait_log_count(&s, "event=\"rgs.connected\"", 1);
+    command(alice_cons, "hangup");
+    wait_log_count(&s, "event=\"rgs.call_ended\"", 1);
+    assert_eq!(offers(&s), ["bob@example.com"]);
     assert_ports_free(ports);
     assert_nothing_held(&s);
 }
