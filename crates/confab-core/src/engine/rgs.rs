@@ -98,14 +98,18 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
     }
 
-    /// The SIP address of the workflow holding `number` (`+14255550100`), if one does.
-    pub(super) fn workflow_of_number(&self, number: &str) -> Option<String> {
-        let rgs = self
-            .shared
+    /// The response-group configuration in force, if any.
+    pub(super) fn rgs_snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.shared
             .rgs
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let snap = rgs.as_ref()?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The SIP address of the workflow holding `number` (`+14255550100`), if one does.
+    pub(super) fn workflow_of_number(&self, number: &str) -> Option<String> {
+        let snap = self.rgs_snapshot()?;
         let w = snap.workflow_of_number(number)?;
         Some(snap.config.workflows[w].address.clone())
     }
@@ -113,12 +117,7 @@ impl Engine {
     /// A workflow placing a call to a number (a queue forwarding to one), as the caller the
     /// voice routing sees: the global dial plan and voice policy, the workflow's number shown.
     pub(super) fn workflow_caller(&self, aor: &str) -> Option<confab_store::User> {
-        let rgs = self
-            .shared
-            .rgs
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let snap = rgs.as_ref()?;
+        let snap = self.rgs_snapshot()?;
         let user = aor.split('@').next()?;
         let w = &snap.config.workflows[snap.workflow_of_user(user)?];
         Some(confab_store::User {

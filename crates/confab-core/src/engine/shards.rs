@@ -229,12 +229,11 @@ impl Engine {
     /// Whether a request outside a dialog is for a response-group workflow (whose queues
     /// live on the owner shard).
     fn is_workflow_request(&self, m: &Message) -> bool {
-        let rgs = self
-            .shared
-            .rgs
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(snap) = rgs.as_ref().filter(|s| s.workflows() > 0) else {
+        // a sign-in never is (applications get no REGISTER): the common case costs no lock
+        if m.method() == Method::Register {
+            return false;
+        }
+        let Some(snap) = self.rgs_snapshot().filter(|s| s.workflows() > 0) else {
             return false;
         };
         let uri = m.uri().ok();

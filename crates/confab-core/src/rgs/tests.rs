@@ -100,6 +100,19 @@ fn invite_to(sim: &mut Sim, agent: &str) -> Message {
     invites.into_iter().next().unwrap()
 }
 
+/// The first `method` request sent to `to` (the others taken too).
+fn first_to(sim: &mut Sim, to: &str, method: &str) -> Option<Message> {
+    sim.take_to(to)
+        .into_iter()
+        .find(|m| m.method_str() == method)
+}
+
+/// `agent` answers `offered` (its To tag `tag`) with its media; the re-INVITE alice gets.
+fn agent_answers(sim: &mut Sim, agent: &str, offered: &Message, tag: &str) -> Message {
+    sim.send(agent, &with_sdp(reply(offered, 200, "OK", tag), AGENT_SDP));
+    first_to(sim, ALICE, "INVITE").expect("alice re-INVITEd with the agent's media")
+}
+
 fn with_sdp(text: String, sdp: &str) -> String {
     text.replace(
         "Content-Length: 0\r\n\r\n",
@@ -133,23 +146,11 @@ fn serial_hunt_moves_on_at_the_alert_time_and_connects_the_agent_who_answers_by_
         "not before the alert time"
     );
     sim.advance(Duration::from_millis(200));
-    let cancel = sim
-        .take_to(AGENT1)
-        .into_iter()
-        .find(|m| m.method_str() == "CANCEL")
-        .expect("agent1 CANCELled after 5 s");
+    let cancel = first_to(&mut sim, AGENT1, "CANCEL").expect("agent1 CANCELled after 5 s");
     sim.send(AGENT1, &reply(&cancel, 200, "OK", "g1"));
     sim.send(AGENT1, &reply(&first, 487, "Request Terminated", "g1"));
     let second = invite_to(&mut sim, AGENT2);
-    sim.send(
-        AGENT2,
-        &with_sdp(reply(&second, 200, "OK", "g2"), AGENT_SDP),
-    );
-    let reinvite = sim
-        .take_to(ALICE)
-        .into_iter()
-        .find(|m| m.method_str() == "INVITE")
-        .expect("alice re-INVITEd");
+    let reinvite = agent_answers(&mut sim, AGENT2, &second, "g2");
     let body = String::from_utf8_lossy(reinvite.body()).into_owned();
     assert!(
         body.contains("m=audio 7000") && body.contains("c=IN IP4 127.0.0.21"),
@@ -184,10 +185,7 @@ fn a_caller_hanging_up_while_an_agent_rings_leaves_nothing_behind() {
         "the BYE answered"
     );
     for (agent, inv) in [(AGENT1, a1), (AGENT2, a2)] {
-        let cancel = sim
-            .take_to(agent)
-            .into_iter()
-            .find(|m| m.method_str() == "CANCEL");
+        let cancel = first_to(&mut sim, agent, "CANCEL");
         assert!(cancel.is_some(), "{agent} CANCELled");
         sim.send(agent, &reply(&inv, 487, "Request Terminated", "x"));
     }
@@ -281,11 +279,7 @@ anonymous = true
     // Desk: agent1 alone, again and again until the time-out
     let first = invite_to(&mut sim, AGENT1);
     sim.advance(Duration::from_secs(5));
-    let cancel = sim
-        .take_to(AGENT1)
-        .into_iter()
-        .find(|m| m.method_str() == "CANCEL")
-        .expect("CANCEL");
+    let cancel = first_to(&mut sim, AGENT1, "CANCEL").expect("CANCEL");
     sim.send(AGENT1, &reply(&cancel, 200, "OK", "g1"));
     sim.send(AGENT1, &reply(&first, 487, "Request Terminated", "g1"));
     assert!(
@@ -295,20 +289,8 @@ anonymous = true
     sim.advance(Duration::from_secs(8));
     // Backup: the Second group first
     // (sent at 12 s, and again at 12.5 s: Timer A)
-    let second = sim
-        .take_to(AGENT2)
-        .into_iter()
-        .find(|m| m.method_str() == "INVITE")
-        .expect("agent2 rung");
-    sim.send(
-        AGENT2,
-        &with_sdp(reply(&second, 200, "OK", "g2"), AGENT_SDP),
-    );
-    let reinvite = sim
-        .take_to(ALICE)
-        .into_iter()
-        .find(|m| m.method_str() == "INVITE")
-        .expect("alice re-INVITEd");
+    let second = first_to(&mut sim, AGENT2, "INVITE").expect("agent2 rung");
+    let reinvite = agent_answers(&mut sim, AGENT2, &second, "g2");
     let text = String::from_utf8_lossy(reinvite.as_bytes()).into_owned();
     assert!(
         !text.contains("P-Asserted-Identity"),
@@ -326,15 +308,7 @@ fn a_waiting_caller_is_offered_to_an_agent_as_soon_as_the_agent_is_free() {
     let mut sim = sim(&doc);
     let (mut first, _) = call_n(&mut sim, 1);
     let offered = invite_to(&mut sim, AGENT1);
-    sim.send(
-        AGENT1,
-        &with_sdp(reply(&offered, 200, "OK", "g1"), AGENT_SDP),
-    );
-    let reinvite = sim
-        .take_to(ALICE)
-        .into_iter()
-        .find(|m| m.method_str() == "INVITE")
-        .expect("re-INVITE");
+    let reinvite = agent_answers(&mut sim, AGENT1, &offered, "g1");
     sim.send(ALICE, &with_sdp(reply(&reinvite, 200, "OK", "a1"), SDP));
     // a second caller: the only agent is talking with the first
     let (_second, _) = call_n(&mut sim, 2);
@@ -362,15 +336,7 @@ fn a_caller_answering_the_reinvite_from_elsewhere_moves_the_agents_media_too() {
     let mut sim = sim(&doc("serial", "", "queue = \"Desk\""));
     let (_alice, _) = call(&mut sim);
     let offered = invite_to(&mut sim, AGENT1);
-    sim.send(
-        AGENT1,
-        &with_sdp(reply(&offered, 200, "OK", "g1"), AGENT_SDP),
-    );
-    let reinvite = sim
-        .take_to(ALICE)
-        .into_iter()
-        .find(|m| m.method_str() == "INVITE")
-        .expect("re-INVITE");
+    let reinvite = agent_answers(&mut sim, AGENT1, &offered, "g1");
     sim.send(
         ALICE,
         &with_sdp(
@@ -378,11 +344,7 @@ fn a_caller_answering_the_reinvite_from_elsewhere_moves_the_agents_media_too() {
             &SDP.replace("4000", "4100"),
         ),
     );
-    let to_agent = sim
-        .take_to(AGENT1)
-        .into_iter()
-        .find(|m| m.method_str() == "INVITE")
-        .expect("the agent re-INVITEd");
+    let to_agent = first_to(&mut sim, AGENT1, "INVITE").expect("the agent re-INVITEd");
     let body = String::from_utf8_lossy(to_agent.body()).into_owned();
     assert!(
         body.contains("m=audio 4100"),
@@ -400,15 +362,7 @@ fn a_caller_answering_from_where_it_was_leaves_the_agent_alone() {
     let mut sim = sim(&doc("serial", "", "queue = \"Desk\""));
     let (_alice, _) = call(&mut sim);
     let offered = invite_to(&mut sim, AGENT1);
-    sim.send(
-        AGENT1,
-        &with_sdp(reply(&offered, 200, "OK", "g1"), AGENT_SDP),
-    );
-    let reinvite = sim
-        .take_to(ALICE)
-        .into_iter()
-        .find(|m| m.method_str() == "INVITE")
-        .expect("re-INVITE");
+    let reinvite = agent_answers(&mut sim, AGENT1, &offered, "g1");
     sim.send(ALICE, &with_sdp(reply(&reinvite, 200, "OK", "a1"), SDP));
     assert!(sim
         .take_to(AGENT1)

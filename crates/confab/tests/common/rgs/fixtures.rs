@@ -5,11 +5,8 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use super::{agent_answering_xml, caller, caller_xml, scenario, sipp, Ear, End};
-use crate::common::{
-    free_port, free_udp_range, register_with, repo_root, text, wait_udp_bound, Server, SippChild,
-    TempDir,
-};
+use super::{agent_answering_xml, agent_for_calls, caller, caller_xml, scenario, Ear, End};
+use crate::common::{free_udp_range, repo_root, text, Server, SippChild, TempDir};
 
 /// The agents' password.
 pub(crate) const PW: &str = "agent-pw";
@@ -131,38 +128,18 @@ pub(crate) fn tune_frames() -> Vec<Vec<u8>> {
 /// An agent that answers every call (`calls` of them) and talks.
 pub(crate) fn answering(s: &Server, dir: &TempDir, user: &str, calls: u32) -> SippChild {
     let sf = scenario(dir, &format!("{user}.xml"), &agent_answering_xml(200));
-    let port = free_port();
-    let uas = sipp(s, &sf)
-        .args([
-            "-s",
-            user,
-            "-p",
-            &port.to_string(),
-            "-m",
-            &calls.to_string(),
-        ])
-        .spawn();
-    wait_udp_bound(port);
-    register_with(s, user, PW, port, "u1");
-    uas
+    agent_for_calls(s, user, PW, &sf, calls)
 }
 
 /// An agent that rings for every call (`calls` of them) and never answers.
 pub(crate) fn ringing(s: &Server, user: &str, calls: u32) -> SippChild {
-    let port = free_port();
-    let uas = sipp(s, &repo_root().join("tests/sipp/uas_ring.xml"))
-        .args([
-            "-s",
-            user,
-            "-p",
-            &port.to_string(),
-            "-m",
-            &calls.to_string(),
-        ])
-        .spawn();
-    wait_udp_bound(port);
-    register_with(s, user, PW, port, "u1");
-    uas
+    agent_for_calls(
+        s,
+        user,
+        PW,
+        &repo_root().join("tests/sipp/uas_ring.xml"),
+        calls,
+    )
 }
 
 /// One call to the hunt group that an agent answers; returns when it is over.

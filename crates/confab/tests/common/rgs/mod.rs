@@ -36,9 +36,27 @@ pub(crate) fn sipp(server: &Server, sf: &Path) -> Sipp {
 
 /// Starts agent `user` (password `pw`) running scenario `sf`, registered.
 pub(crate) fn agent(server: &Server, user: &str, pw: &str, sf: &Path) -> SippChild {
+    agent_for_calls(server, user, pw, sf, 1)
+}
+
+/// Starts agent `user` running scenario `sf` for `calls` calls, registered.
+pub(crate) fn agent_for_calls(
+    server: &Server,
+    user: &str,
+    pw: &str,
+    sf: &Path,
+    calls: u32,
+) -> SippChild {
     let port = free_port();
     let uas = sipp(server, sf)
-        .args(["-s", user, "-p", &port.to_string()])
+        .args([
+            "-s",
+            user,
+            "-p",
+            &port.to_string(),
+            "-m",
+            &calls.to_string(),
+        ])
         .spawn();
     super::wait_udp_bound(port);
     super::register_with(server, user, pw, port, "u1");
