@@ -7,8 +7,8 @@ started server: the flood generator (bench/harness `flood`: 40% REGISTER and 30%
 without credentials, 30% junk, in bursts) runs for the whole step while SIPp signs in
 --legit-rate users a second (each once, digest, bench/sipp/register.xml). Reported per step:
 the rate the generator reached (it shares the machine with the server, so a step may fall
-short of its nominal rate), the share of legitimate sign-ins that succeeded, their p99 time, server CPU seconds, peak
-memory (PSS) and memory at the end, what the flood generator sent and received (datagrams
+short of its nominal rate), the share of legitimate sign-ins that succeeded, their p99 time, server CPU seconds, memory
+(PSS) before the flood, its peak and at the end, what the flood generator sent and received (datagrams
 out per datagram in: 1.0 means one answer each, more is amplification). Every load is bounded
 by --seconds.
 """
@@ -31,6 +31,7 @@ def one_step(make_server, flood_bin, sources, rate, args, users, users_csv, work
     try:
         time.sleep(0.5)
         cpu0 = server.cpu()
+        before_kib = compare.pss_kib(server.pids())
         flood = subprocess.Popen(
             [flood_bin, f"{HOST}:{server.port}", str(rate), str(args.seconds), str(sources)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -51,6 +52,7 @@ def one_step(make_server, flood_bin, sources, rate, args, users, users_csv, work
             "legit_ok_pct": 100.0 * r.calls / max(legit_count, 1),
             "legit_p99_ms": compare.percentile(r.rtts, 0.99),
             "cpu_s": cpu,
+            "before_mib": before_kib / 1024,
             "peak_mib": server.peak_kib / 1024,
             "end_mib": end_kib / 1024,
             "flood_sent": sent,
@@ -84,7 +86,7 @@ def main():
     if not args.no_kamailio:
         makers.append(lambda: compare.Kamailio(5100, work))
     rows = []
-    head = f"{'server':10} {'sources':>7} {'rate/s':>7} {'sent/s':>7} {'legit ok':>8} {'p99 ms':>8} {'cpu s':>6} {'peak MiB':>8} {'end MiB':>7} {'out/in':>6}"
+    head = f"{'server':10} {'sources':>7} {'rate/s':>7} {'sent/s':>7} {'legit ok':>8} {'p99 ms':>8} {'cpu s':>6} {'pre MiB':>7} {'peak MiB':>8} {'end MiB':>7} {'out/in':>6}"
     print(head, flush=True)
     for sources in (int(s) for s in args.sources.split(",")):
         for mult in (int(m) for m in args.multiples.split(",")):
@@ -94,7 +96,7 @@ def main():
                 rows.append(row)
                 print(
                     f"{row['server']:10} {sources:>7} {row['rate']:>7} {row['sent_per_s']:>7.0f} {row['legit_ok_pct']:>7.1f}% "
-                    f"{row['legit_p99_ms']:>8.1f} {row['cpu_s']:>6.1f} {row['peak_mib']:>8.1f} "
+                    f"{row['legit_p99_ms']:>8.1f} {row['cpu_s']:>6.1f} {row['before_mib']:>7.1f} {row['peak_mib']:>8.1f} "
                     f"{row['end_mib']:>7.1f} {row['out_per_in']:>6.2f}",
                     flush=True,
                 )
