@@ -63,7 +63,8 @@ pub trait Application: Send {
     fn claims(&self, user: &str) -> bool;
 
     /// A request for the application: outside a dialog (`dialog` is `None`: answer it with
-    /// [`Action::Reply`]; a 2xx to an INVITE makes a dialog) or within one of its dialogs.
+    /// [`Action::Reply`]; a 2xx to an INVITE or a SUBSCRIBE makes a dialog) or within one of
+    /// its dialogs.
     /// An ACK needs no answer.
     fn on_request(
         &mut self,
@@ -72,6 +73,10 @@ pub trait Application: Send {
         dialog: Option<&DialogId>,
         out: &mut Vec<Action>,
     );
+
+    /// Its 2xx (to an INVITE or a SUBSCRIBE) made `dialog`: called once the 2xx is on its
+    /// way, so that requests sent in it now (a NOTIFY) follow the answer.
+    fn on_dialog(&mut self, _env: &Env, _dialog: &DialogId, _out: &mut Vec<Action>) {}
 
     /// A response to a request the application sent in `dialog`.
     fn on_response(&mut self, env: &Env, dialog: &DialogId, resp: &Message, out: &mut Vec<Action>);
@@ -114,7 +119,15 @@ pub enum MediaCommand {
         stream: u64,
         after: Option<Duration>,
     },
-    /// Closes the stream and frees its port.
+    /// Puts the stream in conference `conference`'s mix (made when its first stream
+    /// joins): from then on it hears the others' audio (every 20 ms, on the conference's
+    /// clock) except while a clip plays on it, and is heard by them.
+    Join { stream: u64, conference: u64 },
+    /// Takes the stream out of its conference's mix (the conference ends with its last).
+    Leave { stream: u64 },
+    /// Whether the others hear the stream in its conference.
+    Mute { stream: u64, muted: bool },
+    /// Closes the stream and frees its port (it leaves its conference).
     Close { stream: u64 },
 }
 
@@ -125,6 +138,9 @@ impl MediaCommand {
             | Self::Play { stream, .. }
             | Self::Stop { stream }
             | Self::WatchSilence { stream, .. }
+            | Self::Join { stream, .. }
+            | Self::Leave { stream }
+            | Self::Mute { stream, .. }
             | Self::Close { stream } => *stream,
         }
     }
@@ -176,6 +192,9 @@ pub enum Action {
     /// returned, and a BYE on either ends both. The application hears no more of their
     /// requests, only of their end.
     Connect { a: DialogId, b: DialogId },
+    /// Ends a dialog without sending anything (a subscription that ended, or whose
+    /// subscriber is gone); the application hears [`Application::on_dialog_ended`].
+    Forget { dialog: DialogId },
     /// Calls [`Application::on_timer`] with `token` after `after`.
     Timer { token: u64, after: Duration },
     /// A command for the media engine.

@@ -6,6 +6,10 @@
 //! back to the owner shard. Each stream's sockets are read by a small task that only forwards
 //! datagrams to the pacer, and costs nothing while its caller is silent. Commands never block
 //! the engine: they go to the pacer through a channel.
+//!
+//! Conferences are mixed by the pacer too: every 20 ms on the conference's own clock each
+//! member's oldest frame heard goes into the mix (`confab_media::mix`) and each member is sent
+//! what the others said — except while a clip (an announcement) plays on it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -14,6 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use confab_media::mix::Mixer;
+use confab_media::stream::PTIME;
 use confab_media::{MediaEvent, Stream};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -53,6 +59,8 @@ impl MediaServer {
             due: BinaryHeap::new(),
             news,
             open: open.clone(),
+            conferences: HashMap::new(),
+            member_of: HashMap::new(),
         };
         tokio::spawn(pacer.run(rx));
         Self { commands, open }
@@ -85,6 +93,17 @@ struct Pacer {
     due: BinaryHeap<Reverse<(Instant, Key)>>,
     news: mpsc::UnboundedSender<MediaNews>,
     open: Arc<AtomicUsize>,
+    conferences: HashMap<Key, Conference>,
+    /// The conference each member stream is in.
+    member_of: HashMap<Key, Key>,
+}
+
+/// A conference's mix and its clock.
+struct Conference {
+    mixer: Mixer,
+    /// Member streams (of the conference's application), in the order they joined.
+    members: Vec<u64>,
+    next_tick: Instant,
 }
 
 impl Pacer {
@@ -98,7 +117,11 @@ impl Pacer {
             let next = self
                 .due
                 .peek()
-                .map_or(Instant::now() + IDLE, |Reverse((at, _))| *at);
+                .map(|Reverse((at, _))| *at)
+                .into_iter()
+                .chain(self.conferences.values().map(|c| c.next_tick))
+                .min()
+                .unwrap_or_else(|| Instant::now() + IDLE);
             sleep.as_mut().reset(tokio::time::Instant::from_std(
                 next.checked_sub(SLACK).unwrap_or(next),
             ));
@@ -130,6 +153,7 @@ impl Pacer {
     fn send_due(&mut self, packet: &mut Vec<u8>) {
         let now = Instant::now();
         let soon = now + SLACK;
+        self.mix_due(soon, packet);
         // each stream once or twice a round at most: a stream whose deadline kept coming back
         // due could not hold the pacer
         let mut budget = self.due.len() + 2 * self.streams.len();
@@ -156,6 +180,78 @@ impl Pacer {
             }
             e.stream.handle_timeout(soon);
             self.settle(key);
+        }
+    }
+
+    /// Every conference whose tick is due by `soon`: its members' frames mixed and sent.
+    fn mix_due(&mut self, soon: Instant, packet: &mut Vec<u8>) {
+        let mut sent = Vec::new();
+        for (&(app, _), c) in &mut self.conferences {
+            if c.next_tick > soon {
+                continue;
+            }
+            // far behind (a stalled pacer): the ticks missed are skipped, not sent in a burst
+            while soon.saturating_duration_since(c.next_tick) > PTIME * 5 {
+                c.next_tick += PTIME;
+            }
+            let tick = c.next_tick;
+            c.next_tick += PTIME;
+            for &id in &c.members {
+                if let Some(f) = self
+                    .streams
+                    .get_mut(&(app, id))
+                    .and_then(|e| e.stream.take_heard())
+                {
+                    c.mixer.put(id, &f);
+                }
+            }
+            for (id, frame) in c.mixer.mix() {
+                let Some(e) = self.streams.get_mut(&(app, id)) else {
+                    continue;
+                };
+                if e.stream.send_frame(tick, &frame, packet) {
+                    let _ = e.rtp.try_send_to(packet, e.stream.remote());
+                    sent.push((app, id));
+                }
+            }
+        }
+        // their sender reports are due later: queued
+        for key in sent {
+            self.settle(key);
+        }
+    }
+
+    /// Stream `key` into conference `conf` (of the same application), out of any other.
+    fn join(&mut self, key: Key, conf: Key) {
+        self.leave(key);
+        let Some(e) = self.streams.get_mut(&key) else {
+            return;
+        };
+        e.stream.keep_audio(true);
+        let c = self.conferences.entry(conf).or_insert_with(|| Conference {
+            mixer: Mixer::default(),
+            members: Vec::new(),
+            next_tick: Instant::now(),
+        });
+        c.mixer.add(key.1);
+        c.members.push(key.1);
+        self.member_of.insert(key, conf);
+    }
+
+    /// Stream `key` out of its conference, which ends with its last member.
+    fn leave(&mut self, key: Key) {
+        let Some(conf) = self.member_of.remove(&key) else {
+            return;
+        };
+        if let Some(e) = self.streams.get_mut(&key) {
+            e.stream.keep_audio(false);
+        }
+        if let Some(c) = self.conferences.get_mut(&conf) {
+            c.mixer.remove(key.1);
+            c.members.retain(|&m| m != key.1);
+            if c.members.is_empty() {
+                self.conferences.remove(&conf);
+            }
         }
     }
 
@@ -195,6 +291,7 @@ impl Pacer {
                 },
             },
             MediaCommand::Close { .. } => {
+                self.leave(key);
                 if let Some(e) = self.streams.remove(&key) {
                     e.reader.abort();
                     self.open.fetch_sub(1, Ordering::Relaxed);
@@ -211,6 +308,17 @@ impl Pacer {
             MediaCommand::Stop { .. } => {
                 if let Some(e) = self.streams.get_mut(&key) {
                     e.stream.stop();
+                }
+            }
+            MediaCommand::Join { conference, .. } => self.join(key, (app, conference)),
+            MediaCommand::Leave { .. } => self.leave(key),
+            MediaCommand::Mute { muted, .. } => {
+                if let Some(c) = self
+                    .member_of
+                    .get(&key)
+                    .and_then(|conf| self.conferences.get_mut(conf))
+                {
+                    c.mixer.set_muted(key.1, muted);
                 }
             }
             MediaCommand::WatchSilence { after, .. } => {

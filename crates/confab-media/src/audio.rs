@@ -8,6 +8,8 @@ use std::time::Duration;
 pub const RATE: u32 = 8_000;
 /// Samples in one 20 ms frame: one RTP packet's payload.
 pub const FRAME: usize = 160;
+/// One frame of linear samples.
+pub type Frame = [i16; FRAME];
 /// The longest clip taken (ten minutes): a longer file is surely a mistake.
 pub const MAX_SECONDS: u32 = 600;
 

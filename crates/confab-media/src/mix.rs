@@ -5,10 +5,7 @@
 //! participant's own frame is taken out of it: the cost grows with the number of participants,
 //! not with its square.
 
-use crate::audio::FRAME;
-
-/// One frame of linear samples.
-pub type Frame = [i16; FRAME];
+use crate::audio::{Frame, FRAME};
 
 struct Participant {
     id: u64,

@@ -1,14 +1,16 @@
 //! One call's media endpoint: the clips it plays, paced one 20 ms frame at a time with
 //! sequence numbers and timestamps that run on through pauses (RFC 3550 §5.1: the timestamp
 //! follows the sampling clock, the marker bit starts each talkspurt), and what it hears:
-//! digits (RFC 4733) and silence (no packets, or only quiet ones, for a while).
+//! digits (RFC 4733) and silence (no packets, or only quiet ones, for a while). In a
+//! conference it also keeps the audio it hears (decoded, a few frames) for the mix, and sends
+//! the frames the mix makes for it in place of a clip.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::audio::{Clip, FRAME};
+use crate::audio::{Clip, Frame, FRAME};
 use crate::dtmf::DtmfReceiver;
 use crate::g711;
 use crate::rtp::{self, Header};
@@ -20,6 +22,9 @@ pub const PTIME: Duration = Duration::from_millis(20);
 const MAX_LATE: Duration = Duration::from_millis(100);
 /// Mean magnitude of a frame below which it counts as silence.
 const QUIET: u32 = 200;
+/// Frames heard and not yet mixed that a stream keeps: a peer whose packets come in bursts
+/// is smoothed over this many; more, and the oldest go.
+const HEARD_DEPTH: usize = 4;
 
 /// What a stream tells its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +68,8 @@ pub struct Stream {
     /// When the next sender report is due (while sending).
     next_report: Option<Instant>,
     reports_heard: u64,
+    /// The audio heard, decoded, while in a conference (`None`: not kept).
+    heard: Option<VecDeque<Frame>>,
 }
 
 impl Stream {
@@ -86,6 +93,7 @@ impl Stream {
             received: 0,
             next_report: None,
             reports_heard: 0,
+            heard: None,
         }
     }
 
@@ -138,9 +146,54 @@ impl Stream {
             if let Some(d) = self.dtmf.receive(&header, payload) {
                 self.events.push_back(MediaEvent::Digit(d));
             }
-        } else if header.payload_type == codec.law.payload_type() && loud(codec.law, payload) {
-            self.last_heard = now;
+        } else if header.payload_type == codec.law.payload_type() {
+            if loud(codec.law, payload) {
+                self.last_heard = now;
+            }
+            if let Some(heard) = self.heard.as_mut() {
+                if heard.len() == HEARD_DEPTH {
+                    heard.pop_front();
+                }
+                heard.push_back(decode_frame(codec.law, payload));
+            }
         }
+    }
+
+    /// Keeps what it hears for a mix (`true`) or stops (`false`, forgetting what it kept).
+    pub fn keep_audio(&mut self, keep: bool) {
+        self.heard = keep.then(VecDeque::new);
+    }
+
+    /// The oldest frame heard and not taken yet.
+    pub fn take_heard(&mut self) -> Option<Frame> {
+        self.heard.as_mut()?.pop_front()
+    }
+
+    /// Whether a clip is playing (a mix frame is not sent over it).
+    pub fn is_playing(&self) -> bool {
+        self.playing.is_some()
+    }
+
+    /// Sends `samples` as the frame due at `due` (a conference's mix, on the conference's
+    /// clock): written into `out`. A stream playing a clip sends nothing (the clip goes on).
+    pub fn send_frame(&mut self, due: Instant, samples: &Frame, out: &mut Vec<u8>) -> bool {
+        if self.playing.is_some() {
+            return false;
+        }
+        match self.last_frame {
+            // after a pause (a clip ended a while ago, or nothing was sent): a new talkspurt,
+            // the timestamp moved on by the time that passed
+            Some(last) if due.saturating_duration_since(last) < PTIME + PTIME / 2 => {}
+            _ => self.resume(due),
+        }
+        self.next_send = None;
+        let law = self.negotiated.codec.law;
+        let mut payload = [0u8; FRAME];
+        for (b, &x) in payload.iter_mut().zip(samples) {
+            *b = encode(law, x);
+        }
+        self.write_frame(due, &payload, out);
+        true
     }
 
     /// Writes the next packet into `out` if one is due; call again until it says no.
@@ -180,16 +233,24 @@ impl Stream {
         let mut payload = [silence(law); FRAME];
         payload[..chunk.len()].copy_from_slice(chunk);
         p.frame += 1;
+        self.write_frame(due, &payload, out);
+        self.next_send = Some(due + PTIME);
+        true
+    }
+
+    /// Writes the packet of the frame due at `due` into `out`, the sequence number and
+    /// timestamp moved on.
+    fn write_frame(&mut self, due: Instant, payload: &[u8; FRAME], out: &mut Vec<u8>) {
         out.clear();
         rtp::write(
             &Header {
                 marker: std::mem::take(&mut self.marker),
-                payload_type: law.payload_type(),
+                payload_type: self.negotiated.codec.law.payload_type(),
                 seq: self.seq,
                 timestamp: self.ts,
                 ssrc: self.ssrc,
             },
-            &payload,
+            payload,
             out,
         );
         self.seq = self.seq.wrapping_add(1);
@@ -197,8 +258,6 @@ impl Stream {
         self.sent += 1;
         self.next_report.get_or_insert(due + crate::rtcp::INTERVAL);
         self.last_frame = Some(due);
-        self.next_send = Some(due + PTIME);
-        true
     }
 
     /// Writes a sender report (RFC 3550 §6.4.1) into `out` if one is due: every
@@ -300,6 +359,26 @@ fn silence(law: Law) -> u8 {
         Law::Ulaw => g711::ULAW_SILENCE,
         Law::Alaw => g711::ALAW_SILENCE,
     }
+}
+
+fn encode(law: Law, sample: i16) -> u8 {
+    match law {
+        Law::Ulaw => g711::ulaw_encode(sample),
+        Law::Alaw => g711::alaw_encode(sample),
+    }
+}
+
+/// A payload decoded to one frame (short ones padded with silence, long ones cut).
+fn decode_frame(law: Law, payload: &[u8]) -> Frame {
+    let decode = match law {
+        Law::Ulaw => g711::ulaw_decode,
+        Law::Alaw => g711::alaw_decode,
+    };
+    let mut f = [0i16; FRAME];
+    for (s, &b) in f.iter_mut().zip(payload) {
+        *s = decode(b);
+    }
+    f
 }
 
 /// Whether a frame of `law` is above the quiet threshold.
@@ -464,5 +543,70 @@ mod tests {
         s.handle_timeout(t0 + Duration::from_secs(9));
         assert_eq!(s.poll_event(), None, "reported once");
         assert_eq!(s.counts(), (0, 3), "the truncated datagram is not a packet");
+    }
+
+    fn rtp_of(law: Law, seq: u16, samples: &Frame) -> Vec<u8> {
+        let payload: Vec<u8> = samples.iter().map(|&x| encode(law, x)).collect();
+        let mut out = Vec::new();
+        let h = Header {
+            marker: false,
+            payload_type: law.payload_type(),
+            seq,
+            timestamp: u32::from(seq) * 160,
+            ssrc: 5,
+        };
+        rtp::write(&h, &payload, &mut out);
+        out
+    }
+
+    #[test]
+    fn in_a_conference_it_keeps_a_few_frames_heard_and_sends_the_mix_between_clips() {
+        let t0 = Instant::now();
+        let mut s = Stream::new(t0, negotiated(Law::Ulaw), 9, 10, 0);
+        let tone = crate::tone::sine(440.0, 8000.0, 0);
+        s.handle_packet(t0, &rtp_of(Law::Ulaw, 1, &tone));
+        assert_eq!(s.take_heard(), None, "nothing kept outside a conference");
+        s.keep_audio(true);
+        for seq in 0..6 {
+            s.handle_packet(t0, &rtp_of(Law::Ulaw, seq, &tone));
+        }
+        let mut kept = 0;
+        while let Some(f) = s.take_heard() {
+            assert!(crate::tone::power(&f, 440.0) > 1e6, "decoded as heard");
+            kept += 1;
+        }
+        assert_eq!(kept, HEARD_DEPTH, "the oldest frames went");
+
+        // the mix goes out on the conference's clock, numbers running on
+        let mut buf = Vec::new();
+        assert!(s.send_frame(t0, &tone, &mut buf));
+        let (h1, p1) = rtp::parse(&buf).map(|(h, p)| (h, p.to_vec())).unwrap();
+        assert!(s.send_frame(t0 + PTIME, &tone, &mut buf));
+        let (h2, _) = rtp::parse(&buf).unwrap();
+        assert_eq!((h1.seq, h2.seq), (10, 11));
+        assert_eq!(h2.timestamp - h1.timestamp, 160);
+        assert!(h1.marker && !h2.marker, "a talkspurt begins");
+        assert_eq!(
+            decode_frame(Law::Ulaw, &p1)[40],
+            g711::ulaw_decode(encode(Law::Ulaw, tone[40]))
+        );
+        // a clip (an announcement) has the stream to itself until it ends
+        s.play(
+            t0 + PTIME * 2,
+            Arc::new(Clip::from_pcm(&[0; 160])),
+            false,
+            3,
+        );
+        assert!(!s.send_frame(t0 + PTIME * 2, &tone, &mut buf));
+        assert!(s.poll_transmit(t0 + PTIME * 2, &mut buf));
+        assert!(!s.poll_transmit(t0 + PTIME * 3, &mut buf));
+        assert_eq!(s.poll_event(), Some(MediaEvent::Finished(3)));
+        assert!(s.send_frame(t0 + PTIME * 3, &tone, &mut buf));
+        let (h4, _) = rtp::parse(&buf).unwrap();
+        assert_eq!(h4.seq, 13);
+        assert_eq!(h4.timestamp, h1.timestamp + 3 * 160);
+        s.keep_audio(false);
+        s.handle_packet(t0, &rtp_of(Law::Ulaw, 9, &tone));
+        assert_eq!(s.take_heard(), None);
     }
 }

@@ -2,8 +2,7 @@
 //! Goertzel algorithm: one frequency's power without a whole FFT), so a test can tell which
 //! participants' tones reached whom.
 
-use crate::audio::{FRAME, RATE};
-use crate::mix::Frame;
+use crate::audio::{Frame, FRAME, RATE};
 
 /// A frame of a `freq` Hz sine of amplitude `amp`, starting `offset` samples into the tone.
 pub fn sine(freq: f64, amp: f64, offset: usize) -> Frame {

@@ -123,6 +123,11 @@ impl Engine {
                 } => self.app_call(now, app, call, (&from, &to), &headers, &body),
                 Action::CancelCall { call } => self.cancel_app_call(now, app, call),
                 Action::Connect { a, b } => self.connect_dialogs(&a, &b),
+                Action::Forget { dialog } => {
+                    if let Some(&no) = self.app_dialog_ids.get(&dialog) {
+                        self.app_dialog_ended(now, no);
+                    }
+                }
                 Action::Timer { token, after } => self.timers.push(Reverse((
                     now.mono + after,
                     TimerOwner::AppTimer { app, token },
@@ -157,9 +162,10 @@ impl Engine {
         }
         w.header("Server", &self.cfg.server_name);
         let bytes = w.finish(&r.body);
-        if invite && (200..300).contains(&r.code) && no.is_none() {
-            self.app_dialog_made(now, ctx, app, &tag, &bytes);
-        }
+        let makes_dialog = invite || req.method() == Method::Subscribe;
+        let made = (makes_dialog && (200..300).contains(&r.code) && no.is_none())
+            .then(|| self.app_dialog_made(now, ctx, app, &tag, &bytes))
+            .flatten();
         if req.method() == Method::Bye && (200..300).contains(&r.code) {
             if let Some(no) = no {
                 self.app_dialog_ended(now, no);
@@ -175,22 +181,36 @@ impl Engine {
                 self.out.push_back(Output { target, bytes });
             }
         }
+        // told once the answer is on its way, so what it sends in the dialog comes after
+        if let Some(id) = made {
+            let actions = self.call_app(now, app, |a, env, out| a.on_dialog(env, &id, out));
+            self.app_actions(now, None, app, None, actions);
+        }
     }
 
-    /// A 2xx to an INVITE made a dialog: kept, and over UDP its 2xx resent until the ACK.
-    fn app_dialog_made(&mut self, now: Now, ctx: &Ctx, app: usize, tag: &str, bytes: &[u8]) {
+    /// A 2xx to an INVITE or SUBSCRIBE made a dialog: kept, and over UDP an INVITE's 2xx resent
+    /// until the ACK.
+    fn app_dialog_made(
+        &mut self,
+        now: Now,
+        ctx: &Ctx,
+        app: usize,
+        tag: &str,
+        bytes: &[u8],
+    ) -> Option<DialogId> {
         let dialog = match Dialog::as_uas(&ctx.msg, tag, 1) {
             Ok(mut d) => {
                 d.accepted();
                 d
             }
             Err(e) => {
-                tracing::warn!(event = "app.no_dialog", error = %e, "an application answered 2xx to an INVITE that cannot make a dialog");
-                return;
+                tracing::warn!(event = "app.no_dialog", error = %e, "an application answered 2xx to a request that cannot make a dialog");
+                return None;
             }
         };
         let no = self.next_id();
-        let unacked = (ctx.source.transport == Transport::Udp).then(|| {
+        let invite = ctx.msg.method() == Method::Invite;
+        let unacked = (invite && ctx.source.transport == Transport::Udp).then(|| {
             let via = ctx.msg.top_via().ok();
             let t1 = self.cfg.timers.t1;
             self.timers
@@ -202,7 +222,8 @@ impl Engine {
                 give_up: now.mono + t1 * 64,
             }
         });
-        self.app_dialog_ids.insert(dialog.id().clone(), no);
+        let id = dialog.id().clone();
+        self.app_dialog_ids.insert(id.clone(), no);
         self.app_dialogs.insert(
             no,
             AppDialog {
@@ -213,6 +234,7 @@ impl Engine {
                 peer: None,
             },
         );
+        Some(id)
     }
 
     /// The 2xx retransmission timer of dialog `no`: resend, or give up after 64·T1 without ACK.

@@ -121,7 +121,9 @@ impl Engine {
             self.register(now, ctx);
             return Flow::Stop;
         }
-        if matches!(method, Method::Publish | Method::Subscribe) {
+        // an application's users take subscriptions of their own (a meeting's roster)
+        let app = uri.user.and_then(|u| self.app_for(u));
+        if matches!(method, Method::Publish) || (method == Method::Subscribe && app.is_none()) {
             // a remote user's publication goes where its device is registered (it names the
             // device by its connection there)
             let own = uri.user.map(|u| {
@@ -141,7 +143,7 @@ impl Engine {
             self.presence_request(now, ctx, &uri);
             return Flow::Stop;
         }
-        if let Some(app) = uri.user.and_then(|u| self.app_for(u)) {
+        if let Some(app) = app {
             // the pool's applications run on one of its servers: the others pass calls there
             match self
                 .application_server()
