@@ -67,6 +67,10 @@ pub(crate) enum Command {
     /// sign-in, export and import, moving a pool's response groups.
     #[command(subcommand)]
     Rgs(crate::rgs::RgsCommand),
+    /// Meetings: create one for an organizer and get its join information, list, show,
+    /// remove.
+    #[command(subcommand)]
+    Meeting(crate::meetings::MeetingCommand),
 }
 
 #[derive(Debug, Subcommand)]

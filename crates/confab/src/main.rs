@@ -8,6 +8,7 @@ mod datadir;
 mod deployment;
 mod discover;
 mod edge;
+mod meetings;
 mod pki;
 mod rgs;
 mod rgs_audio;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         cli::Command::Pool(cmd) => users::pool(cmd),
         cli::Command::Voice(cmd) => voice::run(cmd),
         cli::Command::Rgs(cmd) => rgs::run(cmd),
+        cli::Command::Meeting(cmd) => meetings::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -285,8 +285,8 @@ pub(crate) fn check(
     .into())
 }
 
-/// Refuses a new user whose name a workflow answers to (calls to it would reach the
-/// workflow: workflows are matched by the address's user part).
+/// Refuses a new user whose name a workflow or a meeting answers to (calls to it would reach
+/// the application: both are matched by the address's user part).
 pub(crate) fn refuse_workflow_name(
     store: &dyn confab_store::Store,
     aor: &str,
@@ -296,6 +296,13 @@ pub(crate) fn refuse_workflow_name(
         .split('@')
         .next()
         .unwrap_or_default();
+    if confab_meetings::conference_id(user).is_some() {
+        return Err(UsageError(format!(
+            "{aor}: names of the form {}<digits> are meetings' addresses; choose another name",
+            confab_meetings::URI_PREFIX
+        ))
+        .into());
+    }
     let config = current(store)?;
     let taken = config.workflows.iter().find(|w| {
         w.address

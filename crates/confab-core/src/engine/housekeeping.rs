@@ -25,6 +25,7 @@ impl Engine {
             if !self.park_reads {
                 self.read_voice();
                 self.read_rgs();
+                self.read_meetings();
             }
             self.probe_gateways(now);
         }
@@ -70,6 +71,7 @@ impl Engine {
         if self.cfg.edge.is_none() {
             ops.push(Op::Voice);
             ops.push(Op::Rgs(self.rgs_seen));
+            ops.push(Op::Meetings(self.meetings_seen));
         }
         for op in ops {
             let token = self.next_id();
@@ -88,6 +90,7 @@ impl Engine {
                 | Answer::Changes(_)
                 | Answer::Voice(_)
                 | Answer::Rgs(_)
+                | Answer::Meetings(_)
         ) {
             self.upkeep_pending = self.upkeep_pending.saturating_sub(1);
         }
@@ -106,6 +109,7 @@ impl Engine {
             Answer::Changes(changes) => self.changes_read(now, changes),
             a @ (Answer::Voice(_) | Answer::Resolved(..)) => self.voice_job_done(a),
             Answer::Rgs(read) => self.rgs_read(read),
+            Answer::Meetings(read) => self.meetings_read(read),
             other => self.written_behind(other),
         }
     }
@@ -185,8 +189,8 @@ mod tests {
         sim.advance(Duration::from_secs(30));
         let queued = sim.run_jobs();
         assert_eq!(
-            queued, 4,
-            "one round's purge, change-log read, voice and response-group configuration reads; none piled up while it ran"
+            queued, 5,
+            "one round's purge, change-log read, voice, response-group and meetings reads; none piled up while it ran"
         );
 
         let ok = sim.send_authenticated(ALICE, "alice", &register(2));

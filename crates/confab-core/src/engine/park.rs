@@ -48,6 +48,8 @@ pub(super) enum Op {
     Voice,
     /// The response-group settings, unless their hash is this (housekeeping).
     Rgs(u64),
+    /// The meetings document, unless its hash is this.
+    Meetings(u64),
 }
 
 /// What a job brought back, for [`Engine::job_done`].
@@ -71,6 +73,7 @@ pub(super) enum Answer {
     NumberOwner(String, Result<Option<String>, StoreError>),
     Voice(Result<Option<String>, StoreError>),
     Rgs(Result<Option<super::rgs::RgsRead>, StoreError>),
+    Meetings(Result<Option<(u64, String)>, StoreError>),
     /// A trunk gateway's host name and the addresses DNS gave for it (or why none).
     Resolved(String, Result<Vec<std::net::SocketAddr>, String>),
     /// A partner's Access Edge for the domain (and the proof asked for held), or why not.
@@ -135,6 +138,7 @@ fn run(store: &dyn Store, op: Op) -> Answer {
         }
         Op::Voice => Answer::Voice(crate::voice::stored(store)),
         Op::Rgs(known) => Answer::Rgs(super::rgs::rgs_stored(store, known)),
+        Op::Meetings(known) => Answer::Meetings(super::meetings::meetings_stored(store, known)),
     }
 }
 

@@ -108,6 +108,12 @@ impl Engine {
                 shared.rgs_stats.clone(),
             );
             engines[OWNER].add_application(Box::new(rgs));
+            let focus = crate::meetings::Focus::new(
+                shared.meetings.clone(),
+                cfg.media_ports,
+                shared.meeting_stats.clone(),
+            );
+            engines[OWNER].add_application(Box::new(focus));
         }
         Ok(engines)
     }
@@ -175,6 +181,7 @@ impl Engine {
             media_out: VecDeque::new(),
             upkeep_pending: 0,
             rgs_seen: 0,
+            meetings_seen: 0,
             voice: None,
             voice_generation: 0,
             resolves: Vec::new(),
@@ -216,7 +223,7 @@ impl Engine {
                 Method::Publish | Method::Subscribe => OWNER,
                 _ => match m.to().ok()?.tag() {
                     Some(tag) => marked(tag)?,
-                    None if self.is_workflow_request(m) => OWNER,
+                    None if self.is_application_request(m) => OWNER,
                     None => return None,
                 },
             }
@@ -226,19 +233,21 @@ impl Engine {
         (shard != self.shard && shard < self.shards).then_some(shard)
     }
 
-    /// Whether a request outside a dialog is for a response-group workflow (whose queues
-    /// live on the owner shard).
-    fn is_workflow_request(&self, m: &Message) -> bool {
+    /// Whether a request outside a dialog is for an application: a response-group workflow
+    /// (whose queues live on the owner shard) or a meeting (whose focus does).
+    fn is_application_request(&self, m: &Message) -> bool {
         // a sign-in never is (applications get no REGISTER): the common case costs no lock
         if m.method() == Method::Register {
             return false;
         }
-        let Some(snap) = self.rgs_snapshot().filter(|s| s.workflows() > 0) else {
+        let uri = m.uri().ok();
+        let Some(user) = uri.as_ref().and_then(|u| u.as_sip()).and_then(|s| s.user) else {
             return false;
         };
-        let uri = m.uri().ok();
-        let user = uri.as_ref().and_then(|u| u.as_sip()).and_then(|s| s.user);
-        user.is_some_and(|u| snap.workflow_of_user(u).is_some())
+        confab_meetings::conference_id(user).is_some()
+            || self
+                .rgs_snapshot()
+                .is_some_and(|s| s.workflows() > 0 && s.workflow_of_user(user).is_some())
     }
 
     pub(super) fn hand_over(&mut self, shard: usize, work: Work) {

@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     /// holds now.
     pub(crate) rgs: crate::rgs::Handle,
     pub(crate) rgs_stats: std::sync::Arc<std::sync::RwLock<crate::rgs::RgsStats>>,
+    /// The meetings in force (`crate::meetings`), and what the focus holds now.
+    pub(crate) meetings: crate::meetings::Handle,
+    pub(crate) meeting_stats: std::sync::Arc<std::sync::RwLock<crate::meetings::MeetingStats>>,
 }
 
 impl Shared {
@@ -85,6 +88,8 @@ impl Shared {
             voice_generation: std::sync::atomic::AtomicU64::new(0),
             rgs: crate::rgs::Handle::default(),
             rgs_stats: std::sync::Arc::default(),
+            meetings: crate::meetings::Handle::default(),
+            meeting_stats: std::sync::Arc::default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub(crate) mod baresip;
 pub(crate) mod deployment;
 pub(crate) mod kamailio;
+pub(crate) mod meetings;
 pub(crate) mod named;
 pub(crate) mod rgs;
 

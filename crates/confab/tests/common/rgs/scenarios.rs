@@ -4,9 +4,9 @@
 
 use super::PCAPS;
 
-const CALLER_HEAD: &str = include_str!("../../../../../tests/sipp/rgs/caller-head.xml");
+pub(crate) const CALLER_HEAD: &str = include_str!("../../../../../tests/sipp/rgs/caller-head.xml");
 const REINVITE_ANSWERED: &str = include_str!("../../../../../tests/sipp/rgs/reinvite-answered.xml");
-const CALLER_BYE: &str = include_str!("../../../../../tests/sipp/rgs/caller-bye.xml");
+pub(crate) const CALLER_BYE: &str = include_str!("../../../../../tests/sipp/rgs/caller-bye.xml");
 const SERVER_BYE: &str = include_str!("../../../../../tests/sipp/rgs/server-bye.xml");
 const AGENT_ANSWERING: &str = include_str!("../../../../../tests/sipp/rgs/agent-answering.xml");
 

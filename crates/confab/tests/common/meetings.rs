@@ -1,0 +1,161 @@
+//! Meeting test parts: meetings created with the CLI, SIPp participants written for each test
+//! (they join with the response-group caller's INVITE, then play tones, press keys, write or
+//! read messages), tones as SIPp recordings, and what a participant heard analysed by
+//! frequency (Goertzel, `confab_media::tone`).
+
+use std::path::{Path, PathBuf};
+
+use super::rgs::{wait_log_count, Ear, CALLER_BYE, CALLER_HEAD, PCAPS};
+use super::{text, Server, TempDir};
+
+const WRITER: &str = include_str!("../../../../tests/sipp/meetings/writer.xml");
+const READER: &str = include_str!("../../../../tests/sipp/meetings/reader.xml");
+
+/// What a participant does once in the meeting.
+pub(crate) enum Step<'a> {
+    Pause(u64),
+    /// Plays a recording (a tone from [`tone_pcap`]) while the next steps go on.
+    Play(&'a Path),
+    /// Presses keys (SIPp's RFC 4733 recordings: "star", "6"), 1.5 s apart.
+    Keys(&'a [&'a str]),
+}
+
+/// A participant: joins, does `steps`, hangs up.
+pub(crate) fn participant_xml(steps: &[Step]) -> String {
+    let mut s = CALLER_HEAD.to_owned();
+    for step in steps {
+        match step {
+            Step::Pause(ms) => s.push_str(&format!("  <pause milliseconds=\"{ms}\"/>\n")),
+            Step::Play(p) => s.push_str(&format!(
+                "  <nop><action><exec play_pcap_audio=\"{}\"/></action></nop>\n",
+                p.display()
+            )),
+            Step::Keys(keys) => {
+                for k in *keys {
+                    s.push_str(&format!(
+                        "  <nop><action><exec play_pcap_audio=\"{PCAPS}/dtmf_2833_{k}.pcap\"/></action></nop>\n  <pause milliseconds=\"1500\"/>\n"
+                    ));
+                }
+            }
+        }
+    }
+    s.push_str(CALLER_BYE);
+    s.push_str("</scenario>\n");
+    s
+}
+
+/// A participant that writes two messages within its call after `wait_ms`, then hangs up.
+pub(crate) fn writer_xml(wait_ms: u64) -> String {
+    format!(
+        "{CALLER_HEAD}{}</scenario>\n",
+        WRITER.replace("{WAIT_MS}", &wait_ms.to_string())
+    )
+}
+
+/// A participant that takes two messages, then hangs up.
+pub(crate) fn reader_xml() -> String {
+    format!("{CALLER_HEAD}{READER}{CALLER_BYE}</scenario>\n")
+}
+
+/// Creates a meeting organized by `organizer` and waits until the server serves it: its
+/// conference ID.
+pub(crate) fn create_meeting(server: &Server, organizer: &str, extra: &[&str]) -> String {
+    let before = server
+        .log_text()
+        .matches("event=\"meetings.config\"")
+        .count();
+    let mut args = vec!["meeting", "create", "--organizer", organizer];
+    args.extend_from_slice(extra);
+    let o = server.cli(&args);
+    assert!(o.status.success(), "meeting create: {}", text(&o));
+    let out = text(&o);
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("created meeting "))
+        .unwrap_or_else(|| panic!("no conference ID in:\n{out}"))
+        .trim()
+        .to_owned();
+    assert!(
+        out.contains(&format!("join (SIP):     sip:meet-{id}@example.com")),
+        "{out}"
+    );
+    wait_log_count(server, "event=\"meetings.config\"", before + 1);
+    id
+}
+
+/// A SIPp recording of `seconds` of a `freq` Hz tone in G.711 µ-law (RTP payload 0, 20 ms
+/// packets), for `play_pcap_audio`.
+pub(crate) fn tone_pcap(dir: &TempDir, freq: f64, seconds: u32) -> PathBuf {
+    let mut pcap = Vec::new();
+    // magic, version 2.4 (two u16s), zone, accuracy, snapshot length, Ethernet
+    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
+        pcap.extend_from_slice(&v.to_le_bytes());
+    }
+    let frames = seconds as usize * 50;
+    for n in 0..frames {
+        let samples = confab_media::tone::sine(freq, 8000.0, n * 160);
+        let payload: Vec<u8> = samples
+            .iter()
+            .map(|&x| confab_media::g711::ulaw_encode(x))
+            .collect();
+        let mut rtp = vec![0x80, 0];
+        rtp.extend_from_slice(&(n as u16).to_be_bytes());
+        rtp.extend_from_slice(&((n * 160) as u32).to_be_bytes());
+        rtp.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        rtp.extend_from_slice(&payload);
+        let udp_len = 8 + rtp.len();
+        let ip_len = 20 + udp_len;
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(&[
+            0x45,
+            0,
+            (ip_len >> 8) as u8,
+            ip_len as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ]);
+        frame.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
+        frame.extend_from_slice(&6000u16.to_be_bytes());
+        frame.extend_from_slice(&6002u16.to_be_bytes());
+        frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(&rtp);
+        let micros = n as u32 * 20_000;
+        for v in [
+            micros / 1_000_000,
+            micros % 1_000_000,
+            frame.len() as u32,
+            frame.len() as u32,
+        ] {
+            pcap.extend_from_slice(&v.to_le_bytes());
+        }
+        pcap.extend_from_slice(&frame);
+    }
+    let path = dir.0.join(format!("tone-{freq}.pcap"));
+    std::fs::write(&path, pcap).unwrap();
+    path
+}
+
+/// How much of each frequency a participant heard: the power summed over every 20 ms packet
+/// (µ-law, payload 0) that reached its ear.
+pub(crate) fn heard_power(ear: &Ear, freqs: &[f64]) -> Vec<f64> {
+    let mut total = vec![0.0; freqs.len()];
+    for h in ear.heard().iter().filter(|h| h.payload_type == 0) {
+        let samples: Vec<i16> = h
+            .payload
+            .iter()
+            .map(|&b| confab_media::g711::ulaw_decode(b))
+            .collect();
+        for (t, f) in total.iter_mut().zip(freqs) {
+            *t += confab_media::tone::power(&samples, *f);
+        }
+    }
+    total
+}

@@ -1,0 +1,229 @@
+//! Meetings with real peers: SIPp participants join a meeting created with `confab meeting
+//! create`, play tones (recordings the test writes) and press keys (SIPp's RFC 4733
+//! recordings); the test receives each participant's RTP and tells by frequency who heard
+//! whom. A SIPp watcher follows the roster (RFC 4575 NOTIFYs); SIPp participants write and
+//! read the meeting's instant messages.
+
+mod common;
+
+use common::meetings::{
+    create_meeting, heard_power, participant_xml, reader_xml, tone_pcap, writer_xml, Step,
+};
+use common::rgs::{assert_ports_free, scenario, server, sipp, Ear, PW};
+use common::{text, Sipp, TempDir};
+
+/// `user` joins meeting `id` running scenario `xml`, its audio to `ear`.
+fn join(
+    s: &common::Server,
+    dir: &TempDir,
+    id: &str,
+    user: &str,
+    xml: &str,
+    ear: &Ear,
+) -> common::SippChild {
+    let sf = scenario(dir, &format!("{user}.xml"), xml);
+    let pw = if ["alice", "bob", "carol"].contains(&user) {
+        s.password(user)
+    } else {
+        PW.to_owned()
+    };
+    sipp(s, &sf)
+        .args(["-s", &format!("meet-{id}"), "-key", "caller", user])
+        .args(["-key", "rtp_port", &ear.port.to_string()])
+        .auth(user, &pw)
+        .spawn()
+}
+
+fn add_user(s: &common::Server, user: &str) {
+    let o = s.cli(&[
+        "user",
+        "add",
+        &format!("{user}@example.com"),
+        "--password",
+        PW,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn each_participant_hears_the_others_and_not_itself_and_the_roster_follows() {
+    let (s, ports) = server(0);
+    add_user(&s, "dave");
+    let id = create_meeting(&s, "alice@example.com", &["--subject", "Budget"]);
+    let dir = TempDir::new("meeting-mix");
+    // dave watches the roster from before anyone joins
+    let mut watcher = Sipp::new(&s, "subscribe.xml")
+        .args(["-s", &format!("meet-{id}"), "-key", "caller", "dave"])
+        .args(["-key", "event", "conference", "-key", "expires", "60"])
+        .auth("dave", PW)
+        .spawn();
+    watcher.wait_for("<user-count>0</user-count>", "the first roster, empty");
+
+    let (low, high) = (tone_pcap(&dir, 440.0, 4), tone_pcap(&dir, 1000.0, 4));
+    let (a, b, c) = (Ear::new(), Ear::new(), Ear::new());
+    let talk = |tone| participant_xml(&[Step::Pause(1000), Step::Play(tone), Step::Pause(5000)]);
+    let alice = join(&s, &dir, &id, "alice", &talk(&low), &a);
+    let bob = join(&s, &dir, &id, "bob", &talk(&high), &b);
+    let carol = join(
+        &s,
+        &dir,
+        &id,
+        "carol",
+        &participant_xml(&[Step::Pause(6000)]),
+        &c,
+    );
+    watcher.wait_for("<user-count>3</user-count>", "all three in the roster");
+    alice.assert_success("alice joined, talked, left");
+    bob.assert_success("bob joined, talked, left");
+    carol.assert_success("carol joined, listened, left");
+    // everyone left: an empty roster again
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while watcher
+        .trace()
+        .matches("<user-count>0</user-count>")
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no empty roster at the end:\n{}",
+            watcher.trace()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let roster = watcher.trace();
+    assert!(roster.contains("<subject>Budget</subject>"), "{roster}");
+    assert!(
+        roster.contains(
+            "<user entity=\"sip:alice@example.com\" state=\"full\"><roles><entry>organizer</entry>"
+        ),
+        "alice is the organizer:\n{roster}"
+    );
+
+    let freqs = [440.0, 1000.0];
+    let [a440, a1000] = heard_power(&a, &freqs)[..] else {
+        unreachable!()
+    };
+    let [b440, b1000] = heard_power(&b, &freqs)[..] else {
+        unreachable!()
+    };
+    let [c440, c1000] = heard_power(&c, &freqs)[..] else {
+        unreachable!()
+    };
+    let loud = 1e7;
+    assert!(
+        c440 > loud && c1000 > loud,
+        "carol hears both: {c440:e} {c1000:e}"
+    );
+    assert!(
+        a1000 > loud && a440 < a1000 / 100.0,
+        "alice hears bob, not herself: {a440:e} {a1000:e}"
+    );
+    assert!(
+        b440 > loud && b1000 < b440 / 100.0,
+        "bob hears alice, not himself: {b440:e} {b1000:e}"
+    );
+    assert_ports_free(ports);
+}
+
+#[test]
+fn star_six_mutes_a_participant_for_everyone_else_until_pressed_again() {
+    let (s, ports) = server(0);
+    let id = create_meeting(&s, "alice@example.com", &[]);
+    let dir = TempDir::new("meeting-mute");
+    let (tone1, tone2) = (tone_pcap(&dir, 1000.0, 3), tone_pcap(&dir, 1600.0, 3));
+    let (a, b) = (Ear::new(), Ear::new());
+    // bob mutes himself, talks (1000 Hz), unmutes, talks again (1600 Hz)
+    let bob = join(
+        &s,
+        &dir,
+        &id,
+        "bob",
+        &participant_xml(&[
+            Step::Pause(1000),
+            Step::Keys(&["star", "6"]),
+            Step::Play(&tone1),
+            Step::Pause(3500),
+            Step::Keys(&["star", "6"]),
+            Step::Play(&tone2),
+            Step::Pause(3500),
+        ]),
+        &b,
+    );
+    let alice = join(
+        &s,
+        &dir,
+        &id,
+        "alice",
+        &participant_xml(&[Step::Pause(13_000)]),
+        &a,
+    );
+    bob.assert_success("bob muted, talked, unmuted, talked");
+    alice.assert_success("alice listened");
+    let [a1000, a1600] = heard_power(&a, &[1000.0, 1600.0])[..] else {
+        unreachable!()
+    };
+    assert!(a1600 > 1e7, "alice hears bob once he unmuted: {a1600:e}");
+    assert!(
+        a1000 < a1600 / 100.0,
+        "and not while he was muted: {a1000:e} {a1600:e}"
+    );
+    // bob heard the two beeps: muted (400 Hz), unmuted (800 Hz)
+    let [b400, b800] = heard_power(&b, &[400.0, 800.0])[..] else {
+        unreachable!()
+    };
+    assert!(b400 > 1e6 && b800 > 1e6, "bob was told: {b400:e} {b800:e}");
+    let log = s.log_text();
+    assert!(log.contains("event=\"meeting.joined\""), "{log}");
+    assert_ports_free(ports);
+}
+
+#[test]
+fn messages_reach_every_other_participant_in_order_and_not_those_who_left() {
+    let (s, _ports) = server(0);
+    add_user(&s, "dave");
+    let id = create_meeting(&s, "alice@example.com", &[]);
+    let dir = TempDir::new("meeting-im");
+    let ears: Vec<Ear> = (0..4).map(|_| Ear::new()).collect();
+    let carol = join(
+        &s,
+        &dir,
+        &id,
+        "carol",
+        &participant_xml(&[Step::Pause(200)]),
+        &ears[2],
+    );
+    carol.assert_success("carol joined and left before anyone wrote");
+    let bob = join(&s, &dir, &id, "bob", &reader_xml(), &ears[1]);
+    let dave = join(&s, &dir, &id, "dave", &reader_xml(), &ears[3]);
+    let alice = join(&s, &dir, &id, "alice", &writer_xml(2000), &ears[0]);
+    let alice = alice.assert_success("alice wrote twice");
+    for (who, r) in [("bob", bob), ("dave", dave)] {
+        let trace = r.assert_success(&format!("{who} read both"));
+        let first = trace.find("first words").expect("the first message");
+        let second = trace.find("second words").expect("the second message");
+        assert!(first < second, "{who}: in order:\n{trace}");
+        assert_eq!(trace.matches("first words").count(), 1, "{who}: once");
+        assert!(
+            trace.contains("From: <sip:alice@example.com>\r\n")
+                || trace.contains("From: <sip:alice@example.com>\n"),
+            "{who}: the sender is named:\n{trace}"
+        );
+        assert!(trace.contains("Content-Type: message/cpim"), "{trace}");
+    }
+    assert_eq!(
+        alice.matches("first words").count(),
+        1,
+        "alice is not sent her own"
+    );
+    // an unknown meeting
+    let stranger = Sipp::new(&s, "uac_message.xml")
+        .args(["-s", "meet-1", "-key", "caller", "alice"])
+        .auth("alice", &s.password("alice"))
+        .run();
+    assert!(
+        stranger.trace().contains("404 Not Found (no such meeting)"),
+        "{}",
+        stranger.trace()
+    );
+}
