@@ -14,8 +14,49 @@ const ID_DIGITS: u32 = 7;
 pub struct Meetings {
     #[serde(default)]
     pub settings: Settings,
+    /// Dial-in regions: each names the dial plans whose users' meetings list its access
+    /// numbers. A dial plan is in one region at most, so the mapping cannot disagree with
+    /// itself.
+    #[serde(default, rename = "region", skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<Region>,
+    #[serde(
+        default,
+        rename = "access_number",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub access_numbers: Vec<AccessNumber>,
     #[serde(default, rename = "meeting", skip_serializing_if = "Vec::is_empty")]
     pub meetings: Vec<Meeting>,
+}
+
+/// A dial-in conferencing region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub name: String,
+    /// Dial plans (of the voice configuration) in this region.
+    #[serde(default)]
+    pub dial_plans: Vec<String>,
+}
+
+/// A phone number callers dial to join meetings by phone: the conferencing attendant answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessNumber {
+    /// E.164 (`+14255550199`).
+    pub number: String,
+    /// As invitations show it (`+1 (425) 555-0199`).
+    pub display: String,
+    /// The attendant's languages, the first its default (`en-US`).
+    #[serde(default = "default_languages")]
+    pub languages: Vec<String>,
+    /// The regions whose meetings list it.
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+fn default_languages() -> Vec<String> {
+    vec!["en-US".to_owned()]
 }
 
 /// What holds for every meeting.
@@ -105,6 +146,93 @@ impl Meetings {
         Ok(())
     }
 
+    /// Every problem of the regions and access numbers, each naming its object and the fix.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        for r in &self.regions {
+            if self.regions.iter().filter(|o| o.name == r.name).count() > 1 {
+                problems.push(format!("region {:?} is defined twice; keep one", r.name));
+            }
+            for p in &r.dial_plans {
+                if let Some(other) = seen.insert(p.as_str(), r.name.as_str()) {
+                    if other != r.name {
+                        problems.push(format!(
+                            "dial plan {p:?} is in regions {other:?} and {:?}; a dial plan belongs to one region",
+                            r.name
+                        ));
+                    }
+                }
+            }
+        }
+        for a in &self.access_numbers {
+            let digits = a.number.strip_prefix('+').unwrap_or_default();
+            if digits.len() < 7 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                problems.push(format!(
+                    "access number {:?} is not E.164; write it as +<country code><number>",
+                    a.number
+                ));
+            }
+            if self
+                .access_numbers
+                .iter()
+                .filter(|o| o.number == a.number)
+                .count()
+                > 1
+            {
+                problems.push(format!(
+                    "access number {} is defined twice; keep one",
+                    a.number
+                ));
+            }
+            if a.display.trim().is_empty() {
+                problems.push(format!(
+                    "access number {} has no display number; give --display",
+                    a.number
+                ));
+            }
+            if a.languages.is_empty() {
+                problems.push(format!(
+                    "access number {} has no language; give --language",
+                    a.number
+                ));
+            }
+            for r in &a.regions {
+                if !self.regions.iter().any(|x| x.name == *r) {
+                    problems.push(format!(
+                        "access number {} names region {r:?}, which does not exist; add it with `confab meeting region add`",
+                        a.number
+                    ));
+                }
+            }
+        }
+        problems.dedup();
+        problems
+    }
+
+    /// The region of dial plan `plan`, if one holds it.
+    pub fn region_of(&self, plan: &str) -> Option<&Region> {
+        self.regions
+            .iter()
+            .find(|r| r.dial_plans.iter().any(|p| p == plan))
+    }
+
+    /// The access numbers meetings of a user on dial plan `plan` list: its region's.
+    pub fn numbers_for(&self, plan: &str) -> Vec<&AccessNumber> {
+        let Some(region) = self.region_of(plan) else {
+            return Vec::new();
+        };
+        self.access_numbers
+            .iter()
+            .filter(|a| a.regions.contains(&region.name))
+            .collect()
+    }
+
+    /// The access number `number` (E.164), if it is one.
+    pub fn access_number(&self, number: &str) -> Option<&AccessNumber> {
+        self.access_numbers.iter().find(|a| a.number == number)
+    }
+
     /// Removes meeting `id`; false when there is none.
     pub fn remove(&mut self, id: &str) -> bool {
         let before = self.meetings.len();
@@ -147,6 +275,65 @@ mod tests {
                 .settings
                 .participant_limit,
             3
+        );
+    }
+
+    #[test]
+    fn regions_map_dial_plans_to_access_numbers_and_cannot_disagree() {
+        let doc = r#"
+[[region]]
+name = "Redmond"
+dial_plans = ["Redmond", "Seattle"]
+[[region]]
+name = "Dublin"
+dial_plans = ["Dublin"]
+[[access_number]]
+number = "+14255550199"
+display = "+1 (425) 555-0199"
+regions = ["Redmond"]
+[[access_number]]
+number = "+35315550100"
+display = "+353 1 555 0100"
+languages = ["en-IE", "ga-IE"]
+regions = ["Dublin"]
+"#;
+        let m = Meetings::from_toml(doc).unwrap();
+        assert!(m.check().is_empty(), "{:?}", m.check());
+        let numbers: Vec<&str> = m
+            .numbers_for("Seattle")
+            .iter()
+            .map(|a| a.number.as_str())
+            .collect();
+        assert_eq!(numbers, ["+14255550199"]);
+        assert_eq!(
+            m.access_number("+14255550199").unwrap().languages,
+            ["en-US"],
+            "the default language"
+        );
+        assert!(m.numbers_for("Paris").is_empty());
+
+        let mut bad = m.clone();
+        bad.regions[1].dial_plans.push("Seattle".into());
+        bad.access_numbers[0].regions.push("Tokyo".into());
+        bad.access_numbers[1].number = "5550100".into();
+        let problems = bad.check();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("\"Seattle\" is in regions \"Redmond\" and \"Dublin\"")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("names region \"Tokyo\", which does not exist")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("\"5550100\" is not E.164")),
+            "{problems:?}"
         );
     }
 

@@ -473,6 +473,10 @@ pub(crate) enum UserCommand {
         remote_access: Option<Switch>,
         #[arg(long, value_name = "on|off|default")]
         federation: Option<Switch>,
+        /// The user's dial-in PIN (4 to 12 digits): entered by phone to lead a meeting that
+        /// needs one. Kept as a salted hash.
+        #[arg(long)]
+        pin: Option<String>,
         #[command(flatten)]
         voice: crate::voice::UserVoiceArgs,
         #[command(flatten)]

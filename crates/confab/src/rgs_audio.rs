@@ -61,7 +61,8 @@ fn make_clip(p: &Prompt, base: &Path) -> Result<Clip, String> {
     if text.trim().is_empty() {
         return Err("a prompt needs text or a WAV file".into());
     }
-    Clip::from_wav(&speak(text)?).map_err(|e| format!("espeak-ng's output: {e}"))
+    let wav = speak(text).map_err(|e| format!("{e}, or give a WAV file"))?;
+    Clip::from_wav(&wav).map_err(|e| format!("espeak-ng's output: {e}"))
 }
 
 /// `text` spoken by espeak-ng, as a WAV file's bytes (written to a file: on standard output
@@ -76,7 +77,7 @@ pub(crate) fn speak(text: &str) -> Result<Vec<u8>, String> {
         .args(["--", text])
         .output()
         .map_err(|e| {
-            format!("cannot run espeak-ng to speak the prompt ({e}): install it (apt-get install espeak-ng) or give a WAV file")
+            format!("cannot run espeak-ng to speak the prompt ({e}): install it (apt-get install espeak-ng)")
         })?;
     let wav = std::fs::read(&file);
     let _ = std::fs::remove_file(&file);

@@ -84,12 +84,14 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             address,
             remote_access,
             federation,
+            pin,
             voice,
             data,
         } => {
-            if remote_access.is_none() && federation.is_none() && voice.is_empty() {
+            if remote_access.is_none() && federation.is_none() && pin.is_none() && voice.is_empty()
+            {
                 return Err(UsageError(
-                    "nothing to set: give --remote-access, --federation (on, off or default), --line-uri, --voice, --voice-policy or --dial-plan"
+                    "nothing to set: give --remote-access, --federation (on, off or default), --pin, --line-uri, --voice, --voice-policy or --dial-plan"
                         .into(),
                 )
                 .into());
@@ -103,6 +105,9 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             }
             if !voice.is_empty() {
                 crate::voice::set_user(store.as_ref(), &user, &voice)?;
+            }
+            if let Some(pin) = pin {
+                set_pin(store.as_ref(), &user.aor, &pin)?;
             }
         }
         UserCommand::SetPassword {
@@ -430,4 +435,21 @@ fn server_id(fqdn: &str, deployment: &TopologyArg) -> anyhow::Result<String> {
             ))
             .into()
         })
+}
+
+/// Stores `aor`'s dial-in PIN as a salted hash.
+fn set_pin(store: &dyn Store, aor: &str, pin: &str) -> anyhow::Result<()> {
+    if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UsageError(
+            "a PIN is 4 to 12 digits (it is entered on a phone's keypad)".into(),
+        )
+        .into());
+    }
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt)
+        .map_err(|e| anyhow::anyhow!("no randomness for the PIN's salt: {e}"))?;
+    let setting = format!("{}{aor}", confab_meetings::PIN_PREFIX);
+    store.set_setting(&setting, Some(&confab_meetings::pin_hash(pin, &salt)))?;
+    println!("dial-in PIN set for {aor}");
+    Ok(())
 }

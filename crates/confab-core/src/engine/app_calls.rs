@@ -128,7 +128,7 @@ impl Engine {
                 "sip:{number}@{};user=phone",
                 self.cfg.domains.first().map_or("", String::as_str)
             );
-            return self.workflow_target(&uri).into_iter().collect();
+            return self.own_target(&uri).into_iter().collect();
         }
         let Ok(uri) = Uri::parse(bare(to)) else {
             return Vec::new();

@@ -124,8 +124,8 @@ impl Engine {
                 };
                 match self.reach_number(ctx, &state, user, n) {
                     Reached::User(owner) => owner,
-                    Reached::Workflow(address) => {
-                        return Some(self.workflow_target(&address).into_iter().collect())
+                    Reached::Application(address) => {
+                        return Some(self.own_target(&address).into_iter().collect())
                     }
                     Reached::Trunks(t) => return Some(t),
                     Reached::Parked => return None,

@@ -1,30 +1,50 @@
-//! The engine's side of meetings (`crate::meetings`): the stored document read again by
-//! housekeeping and published to every shard when it changed.
+//! The engine's side of meetings (`crate::meetings`): the stored document, users' PIN hashes
+//! and the attendant's prompts read again by housekeeping, and published to every shard when
+//! they changed.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use confab_meetings::{Meetings, MEETINGS_SETTING};
+use base64::Engine as _;
+use confab_media::Clip;
+use confab_meetings::{Meetings, MEETINGS_SETTING, PIN_PREFIX, PROMPT_PREFIX};
 use confab_store::Store;
 
 use super::Engine;
-use crate::meetings::MeetingStats;
+use crate::meetings::{MeetingStats, Served};
 
-/// The document and its hash; `None` when its hash is `known`.
+/// What housekeeping read: the settings and their hash.
+#[derive(Debug)]
+pub(super) struct MeetingsRead {
+    hash: u64,
+    doc: String,
+    pins: Vec<(String, String)>,
+    prompts: Vec<(String, String)>,
+}
+
+/// The settings; `None` when their hash is `known`.
 pub(super) fn meetings_stored(
     store: &dyn Store,
     known: u64,
-) -> confab_store::Result<Option<(u64, String)>> {
+) -> confab_store::Result<Option<MeetingsRead>> {
     let doc = store
         .settings(MEETINGS_SETTING)?
         .into_iter()
         .find(|(n, _)| n == MEETINGS_SETTING)
         .map(|(_, v)| v)
         .unwrap_or_default();
+    let pins = store.settings(PIN_PREFIX)?;
+    let prompts = store.settings(PROMPT_PREFIX)?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    doc.hash(&mut h);
+    (&doc, &pins, &prompts).hash(&mut h);
     let hash = h.finish();
-    Ok((hash != known).then_some((hash, doc)))
+    Ok((hash != known).then_some(MeetingsRead {
+        hash,
+        doc,
+        pins,
+        prompts,
+    }))
 }
 
 impl Engine {
@@ -34,9 +54,9 @@ impl Engine {
         self.meetings_read(read);
     }
 
-    /// The document read: published when it changed and can be read.
-    pub(super) fn meetings_read(&mut self, read: confab_store::Result<Option<(u64, String)>>) {
-        let (hash, doc) = match read {
+    /// The settings read: published when they changed and can be read.
+    pub(super) fn meetings_read(&mut self, read: confab_store::Result<Option<MeetingsRead>>) {
+        let read = match read {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
@@ -44,24 +64,65 @@ impl Engine {
                 return;
             }
         };
-        self.meetings_seen = hash;
-        let meetings = match Meetings::from_toml(&doc) {
+        self.meetings_seen = read.hash;
+        let meetings = match Meetings::from_toml(&read.doc) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(event = "meetings.refused", error = %e, "the stored meetings cannot be read; those in force stay");
                 return;
             }
         };
+        let pins = read
+            .pins
+            .into_iter()
+            .filter_map(|(n, v)| Some((n.strip_prefix(PIN_PREFIX)?.to_owned(), v)))
+            .collect();
+        let mut prompts = HashMap::new();
+        for (name, b64) in read.prompts {
+            let Some(prompt) = name.strip_prefix(PROMPT_PREFIX) else {
+                continue;
+            };
+            match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+                Ok(bytes) => {
+                    prompts.insert(prompt.to_owned(), Arc::new(Clip::from_ulaw(bytes)));
+                }
+                Err(e) => {
+                    tracing::warn!(event = "meetings.prompt_damaged", prompt, error = %e, "a stored attendant prompt is damaged: a tone plays instead (add the access number again)");
+                }
+            }
+        }
         tracing::info!(
             event = "meetings.config",
             meetings = meetings.meetings.len(),
+            access_numbers = meetings.access_numbers.len(),
             "meetings in force"
         );
+        let served = Served {
+            meetings,
+            pins,
+            prompts,
+        };
         *self
             .shared
             .meetings
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(meetings));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(served));
+    }
+
+    /// The attendant's address when `number` (E.164) is a dial-in access number.
+    pub(super) fn access_number_target(&self, number: &str) -> Option<String> {
+        let served = self
+            .shared
+            .meetings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        served.meetings.access_number(number)?;
+        Some(format!(
+            "sip:{}@{}",
+            confab_meetings::ATTENDANT_USER,
+            self.cfg.realm()
+        ))
     }
 
     /// What the focus holds now (the owner shard's, shared).

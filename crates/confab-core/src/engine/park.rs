@@ -73,7 +73,7 @@ pub(super) enum Answer {
     NumberOwner(String, Result<Option<String>, StoreError>),
     Voice(Result<Option<String>, StoreError>),
     Rgs(Result<Option<super::rgs::RgsRead>, StoreError>),
-    Meetings(Result<Option<(u64, String)>, StoreError>),
+    Meetings(Result<Option<super::meetings::MeetingsRead>, StoreError>),
     /// A trunk gateway's host name and the addresses DNS gave for it (or why none).
     Resolved(String, Result<Vec<std::net::SocketAddr>, String>),
     /// A partner's Access Edge for the domain (and the proof asked for held), or why not.

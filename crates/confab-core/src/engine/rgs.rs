@@ -107,11 +107,14 @@ impl Engine {
             .clone()
     }
 
-    /// The SIP address of the workflow holding `number` (`+14255550100`), if one does.
-    pub(super) fn workflow_of_number(&self, number: &str) -> Option<String> {
-        let snap = self.rgs_snapshot()?;
-        let w = snap.workflow_of_number(number)?;
-        Some(snap.config.workflows[w].address.clone())
+    /// The SIP address of the application holding `number` (`+14255550100`), if one does: a
+    /// workflow's, or the conferencing attendant's for a dial-in access number.
+    pub(super) fn application_of_number(&self, number: &str) -> Option<String> {
+        let workflow = self.rgs_snapshot().and_then(|snap| {
+            let w = snap.workflow_of_number(number)?;
+            Some(snap.config.workflows[w].address.clone())
+        });
+        workflow.or_else(|| self.access_number_target(number))
     }
 
     /// A workflow placing a call to a number (a queue forwarding to one), as the caller the
@@ -135,21 +138,27 @@ impl Engine {
         })
     }
 
-    /// A call to a workflow's number: proxied to the workflow's address, through this server
+    /// A call to a number an application holds: proxied to its address, through this server
     /// again (a spiral under our seal), so that it reaches the owner shard like any call to
     /// the address.
-    pub(super) fn call_workflow(&mut self, now: super::Now, ctx: &mut super::Ctx, address: &str) {
-        match self.workflow_target(address) {
+    pub(super) fn call_application(
+        &mut self,
+        now: super::Now,
+        ctx: &mut super::Ctx,
+        address: &str,
+    ) {
+        match self.own_target(address) {
             Some(target) => self.fork(now, ctx, vec![target]),
             None => {
-                let reason = "Service Unavailable (workflows are reached over UDP at an address: give --bind an IP address)";
+                let reason = "Service Unavailable (applications are reached over UDP at an address: give --bind an IP address)";
                 self.respond(now, ctx, 503, reason, &[]);
             }
         }
     }
 
-    /// The branch toward a workflow's address: this server itself, over UDP.
-    pub(super) fn workflow_target(&self, address: &str) -> Option<super::targets::ForkTarget> {
+    /// The branch toward an address this server answers (an application's): this server
+    /// itself, over UDP.
+    pub(super) fn own_target(&self, address: &str) -> Option<super::targets::ForkTarget> {
         let ip = self
             .cfg
             .advertised_host

@@ -244,7 +244,7 @@ impl Engine {
         let Some(user) = uri.as_ref().and_then(|u| u.as_sip()).and_then(|s| s.user) else {
             return false;
         };
-        confab_meetings::conference_id(user).is_some()
+        confab_meetings::is_meeting_user(user)
             || self
                 .rgs_snapshot()
                 .is_some_and(|s| s.workflows() > 0 && s.workflow_of_user(user).is_some())

@@ -30,8 +30,9 @@ const RESOLVE_EVERY_PROBES: u32 = 10;
 pub(super) enum Reached {
     /// A user here holds it.
     User(String),
-    /// A response-group workflow holds it: its SIP address.
-    Workflow(String),
+    /// An application holds it (a response-group workflow, the conferencing attendant): its
+    /// SIP address.
+    Application(String),
     /// Out through these trunks, in order.
     Trunks(Vec<ForkTarget>),
     /// Nowhere: the status and reason phrase.
@@ -128,7 +129,7 @@ impl Engine {
                 let uri = format!("sip:{owner}");
                 self.deliver_to(now, ctx, &owner, &uri, forwarding);
             }
-            Reached::Workflow(address) => self.call_workflow(now, ctx, &address),
+            Reached::Application(address) => self.call_application(now, ctx, &address),
             Reached::Trunks(targets) => self.fork(now, ctx, targets),
             Reached::Refused(503, reason) => {
                 self.respond(now, ctx, 503, &reason, &[("Retry-After", "30".into())])
@@ -157,8 +158,8 @@ impl Engine {
             Ok(n) => n.number,
             Err(e) => return Reached::Refused(484, format!("Address Incomplete ({e})")),
         };
-        if let Some(address) = self.workflow_of_number(&number) {
-            return Reached::Workflow(address);
+        if let Some(address) = self.application_of_number(&number) {
+            return Reached::Application(address);
         }
         match self.owner_of(ctx, state, &number) {
             Ok(Some(owner)) => return Reached::User(owner),
@@ -206,8 +207,8 @@ impl Engine {
                 404,
                 format!("Not Found (from trunk {name}: {e}; add an inbound rule to the trunk)"),
             ),
-            Ok(n) if self.workflow_of_number(&n.number).is_some() => {
-                Reached::Workflow(self.workflow_of_number(&n.number).unwrap_or_default())
+            Ok(n) if self.application_of_number(&n.number).is_some() => {
+                Reached::Application(self.application_of_number(&n.number).unwrap_or_default())
             }
             Ok(n) => match self.owner_of(ctx, state, &n.number) {
                 Ok(Some(owner)) => Reached::User(owner),

@@ -3,10 +3,11 @@
 //! ejecting someone (REFER with `method=BYE`, RFC 4579 §5.5).
 
 use confab_media::sdp::{self, Origin, Sdp};
+use confab_media::Negotiated;
 use sip_proto::dialog::DialogId;
 use sip_proto::Message;
 
-use super::conference::{Conference, Participant};
+use super::conference::Participant;
 use super::{aor_of, call_key, display_of, domain_of, Focus, Role};
 use crate::apps::{Action, Env, MediaCommand, Reply};
 
@@ -25,14 +26,6 @@ impl Focus {
         meeting: confab_meetings::Meeting,
         out: &mut Vec<Action>,
     ) {
-        let refuse = |out: &mut Vec<Action>, code, reason: &str| {
-            out.push(Action::Reply(Reply::new(code, reason)));
-        };
-        let limit = self
-            .meetings()
-            .map_or(confab_meetings::DEFAULT_PARTICIPANT_LIMIT, |m| {
-                m.settings.participant_limit
-            });
         let aor = aor_of(req);
         let role = if aor.eq_ignore_ascii_case(&meeting.organizer) {
             Role::Organizer
@@ -41,36 +34,72 @@ impl Focus {
         } else {
             Role::Attendee
         };
-        if let Some(c) = self.conferences.get(&meeting.id) {
-            if c.locked && role != Role::Organizer {
-                return refuse(out, 403, "Forbidden (the meeting is locked)");
+        let admitted = self
+            .admission(&meeting.id, role)
+            .and_then(|()| self.answer_media(env, req));
+        let (id, port, answer, negotiated) = match admitted {
+            Ok(a) => a,
+            Err((code, reason)) => return out.push(Action::Reply(Reply::new(code, &reason))),
+        };
+        let Some(key) = call_key(req) else {
+            self.ports.give_back(port);
+            let r = Reply::new(400, "Bad Request (no Call-ID or From tag)");
+            return out.push(Action::Reply(r));
+        };
+        out.push(Action::Media(MediaCommand::Open {
+            stream: id,
+            port,
+            negotiated,
+        }));
+        out.push(Action::Reply(
+            Reply::new(200, "OK").with_body("application/sdp", answer.into_bytes()),
+        ));
+        let p = Participant::new(id, key, aor, display_of(req), role, port);
+        self.enter(meeting, p, out);
+    }
+
+    /// Whether someone of `role` may join meeting `id` now: refused when it is locked (but
+    /// for its organizer) or full.
+    pub(super) fn admission(&self, id: &str, role: Role) -> Result<(), (u16, String)> {
+        let limit = self.limit();
+        match self.conferences.get(id) {
+            Some(c) if c.locked && role != Role::Organizer => {
+                Err((403, "Forbidden (the meeting is locked)".to_owned()))
             }
-            if c.participants.len() >= limit {
-                let reason = format!("Busy Here (the meeting is full: {limit} participants)");
-                return refuse(out, 486, &reason);
-            }
+            Some(c) if c.participants.len() >= limit => Err((
+                486,
+                format!("Busy Here (the meeting is full: {limit} participants)"),
+            )),
+            _ => Ok(()),
         }
+    }
+
+    /// The media side of answering `req`: a stream number, its port, the SDP answer and what
+    /// was agreed; or the refusal.
+    pub(super) fn answer_media(
+        &mut self,
+        env: &Env,
+        req: &Message,
+    ) -> Result<(u64, u16, String, Negotiated), (u16, String)> {
         let offer = match Sdp::parse(req.body()) {
             Ok(s) if s.audio().is_ok() => s,
-            Ok(_) | Err(_) if req.body().is_empty() => {
-                return refuse(
-                    out,
-                    488,
-                    "Not Acceptable Here (joining a meeting needs an SDP offer with audio)",
-                );
+            _ if req.body().is_empty() => {
+                let reason =
+                    "Not Acceptable Here (joining a meeting needs an SDP offer with audio)";
+                return Err((488, reason.to_owned()));
             }
             Ok(s) => {
                 let e = s.audio().err().map(|e| e.to_string()).unwrap_or_default();
-                return refuse(out, 488, &format!("Not Acceptable Here ({e})"));
+                return Err((488, format!("Not Acceptable Here ({e})")));
             }
-            Err(e) => return refuse(out, 488, &format!("Not Acceptable Here ({e})")),
+            Err(e) => return Err((488, format!("Not Acceptable Here ({e})"))),
         };
         let Some(port) = self.ports.take() else {
             tracing::warn!(
                 event = "meeting.no_port",
                 "every RTP port is in use: a participant refused"
             );
-            return refuse(out, 503, "Service Unavailable (no media port free)");
+            return Err((503, "Service Unavailable (no media port free)".to_owned()));
         };
         let id = self.id();
         let origin = Origin {
@@ -78,53 +107,33 @@ impl Focus {
             version: 1,
             address: env.media_address,
         };
-        let Ok((answer, negotiated)) = sdp::answer(&offer, origin, port) else {
-            self.ports.give_back(port);
-            return refuse(
-                out,
-                488,
-                "Not Acceptable Here (no codec in common: G.711 only)",
-            );
-        };
-        let Some(key) = call_key(req) else {
-            self.ports.give_back(port);
-            return refuse(out, 400, "Bad Request (no Call-ID or From tag)");
-        };
-        let conf_number = self.id();
-        let c = self
-            .conferences
-            .entry(meeting.id.clone())
-            .or_insert_with(|| Conference::new(meeting.clone(), conf_number, limit));
-        tracing::info!(event = "meeting.joined", meeting = %meeting.id, participant = %aor, role = role.name(), "a participant joined");
-        c.participants.push(Participant {
-            id,
-            key: key.clone(),
-            dialog: None,
-            aor,
-            display: display_of(req),
-            role,
-            port,
-            muted: false,
-            star: false,
-            outbox: Default::default(),
-            sending: false,
-        });
+        match sdp::answer(&offer, origin, port) {
+            Ok((answer, negotiated)) => Ok((id, port, answer, negotiated)),
+            Err(_) => {
+                self.ports.give_back(port);
+                let reason = "Not Acceptable Here (no codec in common: G.711 only)";
+                Err((488, reason.to_owned()))
+            }
+        }
+    }
+
+    /// Participant `p` (its stream open) into `meeting`'s mix and roster.
+    pub(super) fn enter(
+        &mut self,
+        meeting: confab_meetings::Meeting,
+        p: Participant,
+        out: &mut Vec<Action>,
+    ) {
+        tracing::info!(event = "meeting.joined", meeting = %meeting.id, participant = %p.aor, role = p.role.name(), "a participant joined");
+        let conf = meeting.id.clone();
+        self.by_call.insert(p.key.clone(), conf.clone());
+        self.streams.insert(p.id, conf.clone());
+        let stream = p.id;
+        let c = self.conference(meeting);
+        c.participants.push(p);
         let conference = c.number;
-        self.by_call.insert(key, meeting.id.clone());
-        self.streams.insert(id, meeting.id.clone());
-        out.push(Action::Media(MediaCommand::Open {
-            stream: id,
-            port,
-            negotiated,
-        }));
-        out.push(Action::Media(MediaCommand::Join {
-            stream: id,
-            conference,
-        }));
-        out.push(Action::Reply(
-            Reply::new(200, "OK").with_body("application/sdp", answer.into_bytes()),
-        ));
-        self.roster_changed(&meeting.id, out);
+        out.push(Action::Media(MediaCommand::Join { stream, conference }));
+        self.roster_changed(&conf, out);
     }
 
     /// A re-INVITE: the participant's media moved (or held): the stream follows.

@@ -36,6 +36,31 @@ pub(super) struct Participant {
     pub(super) sending: bool,
 }
 
+impl Participant {
+    pub(super) fn new(
+        id: u64,
+        key: Key,
+        aor: String,
+        display: Option<String>,
+        role: Role,
+        port: u16,
+    ) -> Self {
+        Self {
+            id,
+            key,
+            dialog: None,
+            aor,
+            display,
+            role,
+            port,
+            muted: false,
+            star: false,
+            outbox: VecDeque::new(),
+            sending: false,
+        }
+    }
+}
+
 pub(super) struct Subscriber {
     key: Key,
     pub(super) dialog: Option<DialogId>,
@@ -152,20 +177,22 @@ impl Conference {
     }
 }
 
-/// What a key command sounds like to the one who pressed it.
+/// What a key command sounds like to the one who pressed it, and the chime the others hear
+/// when someone joins by phone.
 #[derive(Clone, Copy)]
-enum Beep {
+pub(super) enum Beep {
     Muted,
     Unmuted,
     Done,
     Refused,
+    Joined,
 }
 
 impl Beep {
-    fn clip(self) -> Arc<Clip> {
-        static CLIPS: OnceLock<[Arc<Clip>; 4]> = OnceLock::new();
+    pub(super) fn clip(self) -> Arc<Clip> {
+        static CLIPS: OnceLock<[Arc<Clip>; 5]> = OnceLock::new();
         let clips = CLIPS.get_or_init(|| {
-            [400.0, 800.0, 600.0, 300.0].map(|freq| {
+            [400.0, 800.0, 600.0, 300.0, 1200.0].map(|freq| {
                 let samples: Vec<i16> = (0..10)
                     .flat_map(|n| confab_media::tone::sine(freq, 6000.0, n * 160))
                     .collect();

@@ -17,6 +17,7 @@
 //! subscribers, `conference.rs` one meeting in progress (participants, subscribers, messages
 //! on their way, key commands), `roster.rs` the conference-info document.
 
+mod attendant;
 mod calls;
 mod conference;
 mod roster;
@@ -38,7 +39,17 @@ use crate::apps::{Action, Application, Env, MediaCommand, Reply};
 use conference::Conference;
 
 /// The meetings in force, shared by every shard (`None`: none stored).
-pub(crate) type Handle = Arc<RwLock<Option<Arc<Meetings>>>>;
+pub(crate) type Handle = Arc<RwLock<Option<Arc<Served>>>>;
+
+/// The meetings as the focus serves them: the document, users' PIN hashes, the attendant's
+/// prompts.
+pub(crate) struct Served {
+    pub(crate) meetings: Meetings,
+    /// `user@domain` → the stored PIN hash.
+    pub(crate) pins: HashMap<String, String>,
+    /// The attendant's prompts by name (`welcome`, `pin`, ...).
+    pub(crate) prompts: HashMap<String, Arc<confab_media::Clip>>,
+}
 
 /// The longest subscription to a roster granted, and the default.
 const MAX_SUBSCRIPTION: Duration = Duration::from_secs(3600);
@@ -90,6 +101,10 @@ pub(crate) struct Focus {
     timers: HashMap<u64, (String, (String, String))>,
     /// Streams: their conference.
     streams: HashMap<u64, String>,
+    /// Callers by phone the attendant has (not yet in a meeting), their streams and wait timers.
+    callers: HashMap<(String, String), attendant::Caller>,
+    caller_streams: HashMap<u64, (String, String)>,
+    caller_timers: HashMap<u64, (String, String)>,
     stats: Arc<RwLock<MeetingStats>>,
 }
 
@@ -103,15 +118,34 @@ impl Focus {
             by_call: HashMap::new(),
             timers: HashMap::new(),
             streams: HashMap::new(),
+            callers: HashMap::new(),
+            caller_streams: HashMap::new(),
+            caller_timers: HashMap::new(),
             stats,
         }
     }
 
-    fn meetings(&self) -> Option<Arc<Meetings>> {
+    fn served(&self) -> Option<Arc<Served>> {
         self.handle
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The most participants a meeting admits.
+    fn limit(&self) -> usize {
+        self.served()
+            .map_or(confab_meetings::DEFAULT_PARTICIPANT_LIMIT, |s| {
+                s.meetings.settings.participant_limit
+            })
+    }
+
+    /// `meeting` in progress, started if it was not.
+    fn conference(&mut self, meeting: confab_meetings::Meeting) -> &mut Conference {
+        let (number, limit) = (self.id(), self.limit());
+        self.conferences
+            .entry(meeting.id.clone())
+            .or_insert_with(|| Conference::new(meeting, number, limit))
     }
 
     fn id(&mut self) -> u64 {
@@ -127,14 +161,22 @@ impl Focus {
     /// A request outside a dialog.
     fn arrive(&mut self, env: &Env, req: &Message, out: &mut Vec<Action>) {
         let reply = |code, reason: &str| Action::Reply(Reply::new(code, reason));
-        let conf_id = req
+        let user = req
             .uri()
             .ok()
             .and_then(|u| u.as_sip().and_then(|s| s.user.map(str::to_owned)))
-            .and_then(|u| confab_meetings::conference_id(&u).map(str::to_owned));
+            .unwrap_or_default();
+        if user.eq_ignore_ascii_case(confab_meetings::ATTENDANT_USER) {
+            return match req.method_str() {
+                "INVITE" => self.attendant_answers(env, req, out),
+                "ACK" => {}
+                _ => out.push(reply(405, "Method Not Allowed (the attendant takes calls)")),
+            };
+        }
+        let conf_id = confab_meetings::conference_id(&user).map(str::to_owned);
         let meeting = conf_id
             .as_deref()
-            .and_then(|id| self.meetings()?.get(id).cloned());
+            .and_then(|id| self.served()?.meetings.get(id).cloned());
         let Some(meeting) = meeting else {
             if req.method_str() != "ACK" {
                 out.push(reply(404, "Not Found (no such meeting)"));
@@ -168,6 +210,10 @@ impl Focus {
 
     /// A request within a dialog of the focus.
     fn in_dialog(&mut self, env: &Env, req: &Message, dialog: &DialogId, out: &mut Vec<Action>) {
+        let key = (dialog.call_id.clone(), dialog.remote_tag.clone());
+        if self.callers.contains_key(&key) {
+            return self.attendant_in_dialog(&key, req, out);
+        }
         let Some(conf) = self.conference_of(req) else {
             if req.method_str() != "ACK" {
                 out.push(Action::Reply(Reply::new(
@@ -190,13 +236,7 @@ impl Focus {
             "REFER" => self.refer(&conf, req, dialog, out),
             "INFO" => {
                 ok(out);
-                // keys sent as SIP INFO (application/dtmf-relay: `Signal=6`)
-                let body = String::from_utf8_lossy(req.body());
-                let signal = body
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix("Signal="))
-                    .and_then(|s| s.trim().chars().next());
-                if let (Some(key), Some(p)) = (signal, self.participant_id(&conf, req)) {
+                if let (Some(key), Some(p)) = (info_key(req), self.participant_id(&conf, req)) {
                     self.key_pressed(&conf, p, key, out);
                 }
             }
@@ -254,7 +294,7 @@ impl Application for Focus {
     }
 
     fn claims(&self, user: &str) -> bool {
-        confab_meetings::conference_id(user).is_some()
+        confab_meetings::is_meeting_user(user)
     }
 
     fn on_request(
@@ -273,6 +313,9 @@ impl Application for Focus {
 
     fn on_dialog(&mut self, _env: &Env, dialog: &DialogId, out: &mut Vec<Action>) {
         let key = (dialog.call_id.clone(), dialog.remote_tag.clone());
+        if self.attendant_dialog(&key, dialog) {
+            return;
+        }
         let Some(conf) = self.by_call.get(&key).cloned() else {
             return;
         };
@@ -326,11 +369,17 @@ impl Application for Focus {
     }
 
     fn on_dialog_ended(&mut self, _env: &Env, dialog: &DialogId, out: &mut Vec<Action>) {
-        self.dialog_ended(dialog, out);
+        let key = (dialog.call_id.clone(), dialog.remote_tag.clone());
+        if !self.attendant_ended(&key, out) {
+            self.dialog_ended(dialog, out);
+        }
         self.publish_stats();
     }
 
     fn on_timer(&mut self, _env: &Env, token: u64, out: &mut Vec<Action>) {
+        if self.attendant_timer(token, out) {
+            return self.publish_stats();
+        }
         let Some((conf, key)) = self.timers.remove(&token) else {
             return;
         };
@@ -352,11 +401,22 @@ impl Application for Focus {
     }
 
     fn on_media(&mut self, _env: &Env, stream: u64, event: MediaEvent, out: &mut Vec<Action>) {
+        if self.attendant_media(stream, event, out) {
+            return self.publish_stats();
+        }
         if let (MediaEvent::Digit(d), Some(conf)) = (event, self.streams.get(&stream).cloned()) {
             self.key_pressed(&conf, stream, d, out);
         }
         self.publish_stats();
     }
+}
+
+/// A key sent as SIP INFO (`application/dtmf-relay`: `Signal=6`).
+fn info_key(req: &Message) -> Option<char> {
+    let body = String::from_utf8_lossy(req.body());
+    body.lines()
+        .find_map(|l| l.trim().strip_prefix("Signal="))
+        .and_then(|s| s.trim().chars().next())
 }
 
 /// A request's Call-ID and From tag: its dialog before the focus's tag is known.

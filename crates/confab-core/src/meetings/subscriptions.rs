@@ -7,7 +7,6 @@ use std::time::Duration;
 use sip_proto::dialog::DialogId;
 use sip_proto::Message;
 
-use super::conference::Conference;
 use super::{call_key, Focus, MAX_SUBSCRIPTION};
 use crate::apps::{Action, Reply};
 
@@ -45,16 +44,7 @@ impl Focus {
             )));
         };
         let expires = granted(req);
-        let limit = self
-            .meetings()
-            .map_or(confab_meetings::DEFAULT_PARTICIPANT_LIMIT, |m| {
-                m.settings.participant_limit
-            });
-        let number = self.id();
-        let c = self
-            .conferences
-            .entry(meeting.id.clone())
-            .or_insert_with(|| Conference::new(meeting.clone(), number, limit));
+        let c = self.conference(meeting.clone());
         c.subscribe(key.clone());
         self.by_call.insert(key.clone(), meeting.id.clone());
         let token = self.id();

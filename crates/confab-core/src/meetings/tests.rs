@@ -350,3 +350,91 @@ fn star_six_mutes_and_unmutes_and_only_leaders_lock_the_meeting() {
     );
     assert_eq!(sim.engine.meeting_stats().participants, 3);
 }
+
+/// `user` at `addr` calls the attendant (Call-ID `call`): the stream opened for the call.
+fn call_attendant(sim: &mut Sim, user: &str, addr: &str, call: &str) -> u64 {
+    let text = format!("INVITE sip:meet-attendant@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bK{call}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag={call}\r\nTo: <sip:meet-attendant@example.com>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:{user}@{addr}>\r\n{{auth}}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}", SDP.len());
+    let ok = sim
+        .send_authenticated(addr, user, &text)
+        .into_iter()
+        .rfind(|m| m.status() == 200)
+        .expect("the attendant answers");
+    let sent = text
+        .replace("{auth}", "")
+        .replacen("z9hG4bK", "z9hG4bK2-", 1)
+        .replacen("CSeq: 1 ", "CSeq: 2 ", 1);
+    let sent = Message::parse(sent.into_bytes(), &Limits::default()).unwrap();
+    let d = Dialog::as_uac(&sent, &ok).unwrap();
+    send_in(sim, addr, d.ack(2), &format!("ack{call}"));
+    media(sim)
+        .iter()
+        .find_map(|c| match c {
+            MediaCommand::Open { stream, .. } => Some(*stream),
+            _ => None,
+        })
+        .expect("a stream for the caller")
+}
+
+fn press(sim: &mut Sim, stream: u64, keys: &str) {
+    for k in keys.chars() {
+        sim.media(FOCUS, stream, MediaEvent::Digit(k));
+    }
+}
+
+#[test]
+fn the_attendant_admits_with_id_and_pin_and_says_goodbye_after_three_wrong_entries() {
+    let hash = confab_meetings::pin_hash("24680", &[7; 16]);
+    let mut sim = Sim::new(crate::config::EngineConfig::default(), move |s| {
+        crate::engine::sim::add_users(s, &["alice", "bob"], &[]);
+        let doc = "[[meeting]]\nid = \"1234567\"\norganizer = \"alice@example.com\"\npin_required = true\n";
+        s.set_setting(confab_meetings::MEETINGS_SETTING, Some(doc))
+            .unwrap();
+        s.set_setting("pin:alice@example.com", Some(&hash)).unwrap();
+    });
+    sim.advance(Duration::from_secs(3));
+    let stream = call_attendant(&mut sim, "bob", BOB, "att1");
+    press(&mut sim, stream, "1234567#");
+    let asked = media(&mut sim);
+    assert!(
+        asked.iter().any(|c| matches!(c, MediaCommand::Play { .. })),
+        "asked for the PIN"
+    );
+    press(&mut sim, stream, "13579#");
+    assert!(
+        !media(&mut sim)
+            .iter()
+            .any(|c| matches!(c, MediaCommand::Join { .. })),
+        "a wrong PIN"
+    );
+    press(&mut sim, stream, "24680#");
+    let joined = media(&mut sim);
+    assert!(
+        joined
+            .iter()
+            .any(|c| matches!(c, MediaCommand::Join { stream: s, .. } if *s == stream)),
+        "the right PIN: into the mix: {joined:?}"
+    );
+    assert_eq!(sim.engine.meeting_stats().participants, 1);
+
+    // another caller gets it wrong three times (one of them a silence): goodbye, then BYE
+    let mut sim2 = sim;
+    let s2 = call_attendant(&mut sim2, "alice", CAROL, "att2");
+    press(&mut sim2, s2, "7654321#");
+    sim2.advance(Duration::from_secs(60)); // no keys at all: the second failure
+    press(&mut sim2, s2, "#");
+    let goodbye = media(&mut sim2)
+        .into_iter()
+        .rev()
+        .find_map(|c| match c {
+            MediaCommand::Play { tag, .. } => Some(tag),
+            _ => None,
+        })
+        .expect("a goodbye");
+    sim2.take_all();
+    sim2.media(FOCUS, s2, MediaEvent::Finished(goodbye));
+    assert_eq!(
+        requests(&mut sim2, CAROL, "BYE").len(),
+        1,
+        "hung up after the goodbye"
+    );
+}

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::rgs::{wait_log_count, Ear, CALLER_BYE, CALLER_HEAD, PCAPS};
+use super::rgs::{trusted_head, Ear, CALLER_BYE, CALLER_HEAD, PCAPS, SERVER_BYE};
 use super::{text, Server, TempDir};
 
 const WRITER: &str = include_str!("../../../../tests/sipp/meetings/writer.xml");
@@ -16,13 +16,36 @@ pub(crate) enum Step<'a> {
     Pause(u64),
     /// Plays a recording (a tone from [`tone_pcap`]) while the next steps go on.
     Play(&'a Path),
-    /// Presses keys (SIPp's RFC 4733 recordings: "star", "6"), 1.5 s apart.
+    /// Presses keys (SIPp's RFC 4733 recordings: "star", "6"), 0.4 s apart.
     Keys(&'a [&'a str]),
 }
 
 /// A participant: joins, does `steps`, hangs up.
 pub(crate) fn participant_xml(steps: &[Step]) -> String {
-    let mut s = CALLER_HEAD.to_owned();
+    with_steps(CALLER_HEAD.to_owned(), steps, CALLER_BYE)
+}
+
+/// A caller by phone from a gateway (no credentials): calls, does `steps`, then hangs up, or
+/// with `hung_up` waits for the server's BYE.
+pub(crate) fn phone_caller_xml(steps: &[Step], hung_up: bool) -> String {
+    let end = if hung_up { SERVER_BYE } else { CALLER_BYE };
+    with_steps(trusted_head(), steps, end)
+}
+
+/// The keys of `text` as SIPp's recording names: digits, `star`, `pound`.
+pub(crate) fn keys_of(text: &str) -> Vec<&'static str> {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    text.chars()
+        .filter_map(|c| match c {
+            '*' => Some("star"),
+            '#' => Some("pound"),
+            d => d.to_digit(10).map(|d| DIGITS[d as usize]),
+        })
+        .collect()
+}
+
+fn with_steps(head: String, steps: &[Step], end: &str) -> String {
+    let mut s = head;
     for step in steps {
         match step {
             Step::Pause(ms) => s.push_str(&format!("  <pause milliseconds=\"{ms}\"/>\n")),
@@ -32,14 +55,15 @@ pub(crate) fn participant_xml(steps: &[Step]) -> String {
             )),
             Step::Keys(keys) => {
                 for k in *keys {
+                    // each recording lasts 140 ms
                     s.push_str(&format!(
-                        "  <nop><action><exec play_pcap_audio=\"{PCAPS}/dtmf_2833_{k}.pcap\"/></action></nop>\n  <pause milliseconds=\"1500\"/>\n"
+                        "  <nop><action><exec play_pcap_audio=\"{PCAPS}/dtmf_2833_{k}.pcap\"/></action></nop>\n  <pause milliseconds=\"400\"/>\n"
                     ));
                 }
             }
         }
     }
-    s.push_str(CALLER_BYE);
+    s.push_str(end);
     s.push_str("</scenario>\n");
     s
 }
@@ -60,10 +84,6 @@ pub(crate) fn reader_xml() -> String {
 /// Creates a meeting organized by `organizer` and waits until the server serves it: its
 /// conference ID.
 pub(crate) fn create_meeting(server: &Server, organizer: &str, extra: &[&str]) -> String {
-    let before = server
-        .log_text()
-        .matches("event=\"meetings.config\"")
-        .count();
     let mut args = vec!["meeting", "create", "--organizer", organizer];
     args.extend_from_slice(extra);
     let o = server.cli(&args);
@@ -79,7 +99,24 @@ pub(crate) fn create_meeting(server: &Server, organizer: &str, extra: &[&str]) -
         out.contains(&format!("join (SIP):     sip:meet-{id}@example.com")),
         "{out}"
     );
-    wait_log_count(server, "event=\"meetings.config\"", before + 1);
+    // served once a reading of the document holds as many meetings as are stored now
+    let stored = text(&server.cli(&["meeting", "list"]))
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    let needle = format!("meetings={stored} ");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !server
+        .log_text()
+        .lines()
+        .any(|l| l.contains("event=\"meetings.config\"") && l.contains(&needle))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "meeting {id} never served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     id
 }
 

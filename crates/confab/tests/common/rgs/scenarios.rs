@@ -7,7 +7,7 @@ use super::PCAPS;
 pub(crate) const CALLER_HEAD: &str = include_str!("../../../../../tests/sipp/rgs/caller-head.xml");
 const REINVITE_ANSWERED: &str = include_str!("../../../../../tests/sipp/rgs/reinvite-answered.xml");
 pub(crate) const CALLER_BYE: &str = include_str!("../../../../../tests/sipp/rgs/caller-bye.xml");
-const SERVER_BYE: &str = include_str!("../../../../../tests/sipp/rgs/server-bye.xml");
+pub(crate) const SERVER_BYE: &str = include_str!("../../../../../tests/sipp/rgs/server-bye.xml");
 const AGENT_ANSWERING: &str = include_str!("../../../../../tests/sipp/rgs/agent-answering.xml");
 
 /// How a caller's call ends.
@@ -29,11 +29,14 @@ pub(crate) fn caller_xml(keys: &[&str], keys_after_ms: u64, end: End) -> String 
 
 /// A caller trusted without credentials (a phone-network gateway): no 407 to answer.
 pub(crate) fn trusted_caller_xml(end: End) -> String {
+    with_head(trusted_head(), &[], 0, end)
+}
+
+/// [`CALLER_HEAD`] for a caller trusted without credentials: its INVITE once, no 407.
+pub(crate) fn trusted_head() -> String {
     let first = CALLER_HEAD.find("  <send retrans").unwrap();
     let second = CALLER_HEAD[first + 1..].find("  <send retrans").unwrap() + first + 1;
-    let head = format!("{}{}", &CALLER_HEAD[..first], &CALLER_HEAD[second..])
-        .replace("[authentication]\n", "");
-    with_head(head, &[], 0, end)
+    format!("{}{}", &CALLER_HEAD[..first], &CALLER_HEAD[second..]).replace("[authentication]\n", "")
 }
 
 fn with_head(head: String, keys: &[&str], keys_after_ms: u64, end: End) -> String {
