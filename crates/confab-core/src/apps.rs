@@ -119,6 +119,11 @@ pub enum MediaCommand {
         stream: u64,
         after: Option<Duration>,
     },
+    /// Reports the peer lost after this long without any packet (`None`: stop watching).
+    WatchMedia {
+        stream: u64,
+        after: Option<Duration>,
+    },
     /// Puts the stream in conference `conference`'s mix (made when its first stream
     /// joins): from then on it hears the others' audio (every 20 ms, on the conference's
     /// clock) except while a clip plays on it, and is heard by them.
@@ -138,6 +143,7 @@ impl MediaCommand {
             | Self::Play { stream, .. }
             | Self::Stop { stream }
             | Self::WatchSilence { stream, .. }
+            | Self::WatchMedia { stream, .. }
             | Self::Join { stream, .. }
             | Self::Leave { stream }
             | Self::Mute { stream, .. }

@@ -326,6 +326,11 @@ impl Pacer {
                     e.stream.watch_silence(now, after);
                 }
             }
+            MediaCommand::WatchMedia { after, .. } => {
+                if let Some(e) = self.streams.get_mut(&key) {
+                    e.stream.watch_media(now, after);
+                }
+            }
         }
         self.settle(key);
     }

@@ -35,6 +35,9 @@ pub enum MediaEvent {
     Finished(u64),
     /// Nothing audible was heard for the period set with [`Stream::watch_silence`].
     Silence,
+    /// No packet at all came for the period set with [`Stream::watch_media`]: the peer is
+    /// gone.
+    Lost,
 }
 
 struct Playing {
@@ -62,6 +65,8 @@ pub struct Stream {
     dtmf: DtmfReceiver,
     silence_after: Option<Duration>,
     last_heard: Instant,
+    lost_after: Option<Duration>,
+    last_packet: Instant,
     events: VecDeque<MediaEvent>,
     sent: u64,
     received: u64,
@@ -88,6 +93,8 @@ impl Stream {
             dtmf: DtmfReceiver::default(),
             silence_after: None,
             last_heard: now,
+            lost_after: None,
+            last_packet: now,
             events: VecDeque::new(),
             sent: 0,
             received: 0,
@@ -134,12 +141,20 @@ impl Stream {
         self.last_heard = now;
     }
 
+    /// Reports [`MediaEvent::Lost`] once no packet came for `after` (from now); `None` stops
+    /// watching.
+    pub fn watch_media(&mut self, now: Instant, after: Option<Duration>) {
+        self.lost_after = after;
+        self.last_packet = now;
+    }
+
     /// A datagram that arrived for this stream.
     pub fn handle_packet(&mut self, now: Instant, bytes: &[u8]) {
         let Ok((header, payload)) = rtp::parse(bytes) else {
             return;
         };
         self.received += 1;
+        self.last_packet = now;
         let codec = self.negotiated.codec;
         if Some(header.payload_type) == codec.dtmf {
             self.last_heard = now;
@@ -307,7 +322,7 @@ impl Stream {
         SocketAddr::new(r.ip(), r.port().wrapping_add(1))
     }
 
-    /// Checks for silence.
+    /// Checks for silence and for a peer that is gone.
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(after) = self.silence_after {
             if now >= self.last_heard + after {
@@ -315,12 +330,19 @@ impl Stream {
                 self.events.push_back(MediaEvent::Silence);
             }
         }
+        if let Some(after) = self.lost_after {
+            if now >= self.last_packet + after {
+                self.lost_after = None;
+                self.events.push_back(MediaEvent::Lost);
+            }
+        }
     }
 
     /// When to call again: the next frame, or the end of the silence watched.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let silence = self.silence_after.map(|a| self.last_heard + a);
-        [self.next_send, silence, self.next_report]
+        let lost = self.lost_after.map(|a| self.last_packet + a);
+        [self.next_send, silence, lost, self.next_report]
             .into_iter()
             .flatten()
             .min()
@@ -608,5 +630,25 @@ mod tests {
         s.keep_audio(false);
         s.handle_packet(t0, &rtp_of(Law::Ulaw, 9, &tone));
         assert_eq!(s.take_heard(), None);
+    }
+
+    #[test]
+    fn a_peer_that_sends_nothing_for_the_period_is_reported_lost_once() {
+        let t0 = Instant::now();
+        let mut s = Stream::new(t0, negotiated(Law::Ulaw), 9, 0, 0);
+        s.watch_media(t0, Some(Duration::from_secs(3)));
+        let tone = crate::tone::sine(440.0, 100.0, 0);
+        s.handle_packet(t0 + Duration::from_secs(2), &rtp_of(Law::Ulaw, 1, &tone));
+        assert_eq!(
+            s.poll_timeout(),
+            Some(t0 + Duration::from_secs(5)),
+            "a packet, even a quiet one, counts"
+        );
+        s.handle_timeout(t0 + Duration::from_secs(4));
+        assert_eq!(s.poll_event(), None);
+        s.handle_timeout(t0 + Duration::from_secs(5));
+        assert_eq!(s.poll_event(), Some(MediaEvent::Lost));
+        s.handle_timeout(t0 + Duration::from_secs(9));
+        assert_eq!(s.poll_event(), None, "once");
     }
 }

@@ -13,7 +13,10 @@
 mod model;
 mod pin;
 
-pub use model::{AccessNumber, Meeting, Meetings, Region, Settings, DEFAULT_PARTICIPANT_LIMIT};
+pub use model::{
+    AccessNumber, Meeting, Meetings, Region, Settings, DEFAULT_MEDIA_TIMEOUT,
+    DEFAULT_PARTICIPANT_LIMIT,
+};
 pub use pin::{pin_hash, pin_matches, PIN_PREFIX};
 
 /// The store setting the meetings document (TOML) is kept under.

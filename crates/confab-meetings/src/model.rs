@@ -66,14 +66,26 @@ pub struct Settings {
     /// The most participants one meeting admits at a time.
     #[serde(default = "default_limit")]
     pub participant_limit: usize,
+    /// Seconds without any RTP from a participant (who sends) after which the participant is
+    /// taken for gone and hung up on.
+    #[serde(default = "default_media_timeout")]
+    pub media_timeout: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             participant_limit: DEFAULT_PARTICIPANT_LIMIT,
+            media_timeout: DEFAULT_MEDIA_TIMEOUT,
         }
     }
+}
+
+/// Seconds without RTP after which a participant is taken for gone.
+pub const DEFAULT_MEDIA_TIMEOUT: u64 = 30;
+
+fn default_media_timeout() -> u64 {
+    DEFAULT_MEDIA_TIMEOUT
 }
 
 fn default_limit() -> usize {

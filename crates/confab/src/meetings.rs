@@ -42,6 +42,17 @@ pub(crate) enum MeetingCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Show or change what holds for every meeting.
+    Settings {
+        /// The most participants one meeting admits.
+        #[arg(long)]
+        participant_limit: Option<usize>,
+        /// Seconds without RTP from a participant after which they are taken for gone.
+        #[arg(long)]
+        media_timeout: Option<u64>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// Dial-in regions: which dial plans' users get which access numbers in their meetings.
     #[command(subcommand)]
     Region(RegionCommand),
@@ -172,6 +183,33 @@ pub(crate) fn run(cmd: MeetingCommand) -> anyhow::Result<()> {
             all.remove(&id);
             save(store.as_ref(), &all)?;
             println!("removed meeting {id}");
+        }
+        MeetingCommand::Settings {
+            participant_limit,
+            media_timeout,
+            data,
+        } => {
+            let store = crate::datadir::open_existing(&data)?;
+            if participant_limit.is_some() || media_timeout.is_some() {
+                change(store.as_ref(), |all| {
+                    if let Some(n) = participant_limit {
+                        if n == 0 {
+                            return Err("--participant-limit must be at least 1".into());
+                        }
+                        all.settings.participant_limit = n;
+                    }
+                    if let Some(t) = media_timeout {
+                        if t == 0 {
+                            return Err("--media-timeout must be at least 1 second".into());
+                        }
+                        all.settings.media_timeout = t;
+                    }
+                    Ok(())
+                })?;
+            }
+            let s = current(store.as_ref())?.settings;
+            println!("participant limit: {}", s.participant_limit);
+            println!("media time-out:    {} s", s.media_timeout);
         }
         MeetingCommand::Region(cmd) => region(cmd)?,
         MeetingCommand::AccessNumber(cmd) => access_number(cmd)?,

@@ -7,8 +7,8 @@
 mod common;
 
 use common::meetings::{
-    create_meeting, heard_power, keys_of, participant_xml, phone_caller_xml, reader_xml, tone_pcap,
-    writer_xml, Step,
+    create_meeting, heard_power, keys_of, participant_hung_up_xml, participant_xml,
+    phone_caller_xml, reader_xml, tone_pcap, writer_xml, Step,
 };
 use common::rgs::{
     assert_ports_free, scenario, server, sipp, voice_with_trunks, wait_log_count, Ear, PW,
@@ -353,5 +353,39 @@ fn three_wrong_conference_ids_end_the_call_with_a_goodbye() {
         .matches("event=\"meeting.dial_in_refused\"")
         .count();
     assert_eq!(refused, 3, "each wrong entry logged");
+    assert_ports_free(ports);
+}
+
+#[test]
+fn a_participant_gone_without_a_bye_is_hung_up_when_its_media_stops() {
+    let (s, ports) = server(0);
+    let o = s.cli(&["meeting", "settings", "--media-timeout", "2"]);
+    assert!(
+        o.status.success() && text(&o).contains("media time-out:    2 s"),
+        "{}",
+        text(&o)
+    );
+    let id = create_meeting(&s, "alice@example.com", &[]);
+    let dir = TempDir::new("meeting-gone");
+    let tone = tone_pcap(&dir, 440.0, 1);
+    let ear = Ear::new();
+    // bob talks for a second, then his phone goes silent for good (no RTP, no BYE)
+    let bob = join(
+        &s,
+        &dir,
+        &id,
+        "bob",
+        &participant_hung_up_xml(&[Step::Play(&tone)]),
+        &ear,
+    );
+    bob.assert_success("the server hung up on bob once his media stopped");
+    let log = s.log_text();
+    assert!(log.contains("event=\"meeting.media_lost\""), "{log}");
+    let o = s.cli(&["meeting", "settings", "--participant-limit", "0"]);
+    assert!(
+        !o.status.success() && text(&o).contains("at least 1"),
+        "{}",
+        text(&o)
+    );
     assert_ports_free(ports);
 }

@@ -11,7 +11,7 @@ use sip_proto::dialog::DialogId;
 use sip_proto::Message;
 
 use super::conference::{Beep, Key, Participant};
-use super::{aor_of, call_key, display_of, Focus, Role};
+use super::{aor_of, call_key, display_of, hang_up, Focus, Role};
 use crate::apps::{Action, Env, MediaCommand, Reply};
 
 /// Keys entered and not yet ended with `#` are forgotten after this long, and the caller
@@ -60,11 +60,7 @@ impl Focus {
             return out.push(Action::Reply(r));
         };
         tracing::info!(event = "meeting.dial_in", caller = %aor_of(req), "the attendant answers a caller by phone");
-        out.push(Action::Media(MediaCommand::Open {
-            stream,
-            port,
-            negotiated,
-        }));
+        self.open_watched(stream, port, negotiated, out);
         out.push(Action::Reply(
             Reply::new(200, "OK").with_body("application/sdp", answer.into_bytes()),
         ));
@@ -120,15 +116,14 @@ impl Focus {
             MediaEvent::Finished(tag) => {
                 let c = &self.callers[&key];
                 if c.step == Step::Leaving && c.last_prompt == tag {
-                    if let Some(d) = c.dialog.clone() {
-                        out.push(Action::Request {
-                            dialog: d,
-                            method: "BYE".into(),
-                            headers: Vec::new(),
-                            body: Vec::new(),
-                        });
-                    }
+                    hang_up(c.dialog.clone(), out);
                 }
+            }
+            MediaEvent::Lost => {
+                tracing::info!(event = "meeting.media_lost", caller = %self.callers[&key].aor, "no media from a caller by phone: hung up");
+                let dialog = self.callers[&key].dialog.clone();
+                self.attendant_ended(&key, out);
+                hang_up(dialog, out);
             }
             MediaEvent::Silence => {}
         }

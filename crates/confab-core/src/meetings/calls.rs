@@ -46,11 +46,7 @@ impl Focus {
             let r = Reply::new(400, "Bad Request (no Call-ID or From tag)");
             return out.push(Action::Reply(r));
         };
-        out.push(Action::Media(MediaCommand::Open {
-            stream: id,
-            port,
-            negotiated,
-        }));
+        self.open_watched(id, port, negotiated, out);
         out.push(Action::Reply(
             Reply::new(200, "OK").with_body("application/sdp", answer.into_bytes()),
         ));
@@ -114,6 +110,34 @@ impl Focus {
                 let reason = "Not Acceptable Here (no codec in common: G.711 only)";
                 Err((488, reason.to_owned()))
             }
+        }
+    }
+
+    /// Opens stream `id`, watched for a peer that stops sending (gone without a BYE) when it
+    /// sends at all.
+    pub(super) fn open_watched(
+        &mut self,
+        id: u64,
+        port: u16,
+        negotiated: Negotiated,
+        out: &mut Vec<Action>,
+    ) {
+        let sends = negotiated.direction == sdp::Direction::SendRecv;
+        out.push(Action::Media(MediaCommand::Open {
+            stream: id,
+            port,
+            negotiated,
+        }));
+        if sends {
+            let after = self
+                .served()
+                .map_or(confab_meetings::DEFAULT_MEDIA_TIMEOUT, |s| {
+                    s.meetings.settings.media_timeout
+                });
+            out.push(Action::Media(MediaCommand::WatchMedia {
+                stream: id,
+                after: Some(std::time::Duration::from_secs(after)),
+            }));
         }
     }
 
@@ -224,14 +248,7 @@ impl Focus {
             body: b"SIP/2.0 200 OK\r\n".to_vec(),
         });
         tracing::info!(event = "meeting.ejected", meeting = %conf, participant = %victim, by = %from, "a participant was ejected");
-        if let Some(d) = victim_dialog {
-            out.push(Action::Request {
-                dialog: d.clone(),
-                method: "BYE".into(),
-                headers: Vec::new(),
-                body: Vec::new(),
-            });
-        }
+        super::hang_up(victim_dialog, out);
     }
 }
 

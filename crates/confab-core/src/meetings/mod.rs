@@ -271,6 +271,24 @@ impl Focus {
         }
     }
 
+    /// Participant `stream` sent nothing for the media time-out: gone without a BYE. Taken
+    /// out at once and hung up on.
+    fn participant_lost(&mut self, conf: &str, stream: u64, out: &mut Vec<Action>) {
+        let Some(p) = self
+            .conferences
+            .get(conf)
+            .and_then(|c| c.participants.iter().find(|p| p.id == stream))
+        else {
+            return;
+        };
+        tracing::info!(event = "meeting.media_lost", meeting = %conf, participant = %p.aor, "no media from a participant: hung up");
+        let dialog = p.dialog.clone();
+        if let Some(d) = &dialog {
+            self.dialog_ended(d, out);
+        }
+        hang_up(dialog, out);
+    }
+
     fn publish_stats(&self) {
         let s = MeetingStats {
             conferences: self.conferences.len(),
@@ -404,10 +422,24 @@ impl Application for Focus {
         if self.attendant_media(stream, event, out) {
             return self.publish_stats();
         }
-        if let (MediaEvent::Digit(d), Some(conf)) = (event, self.streams.get(&stream).cloned()) {
-            self.key_pressed(&conf, stream, d, out);
+        match (event, self.streams.get(&stream).cloned()) {
+            (MediaEvent::Digit(d), Some(conf)) => self.key_pressed(&conf, stream, d, out),
+            (MediaEvent::Lost, Some(conf)) => self.participant_lost(&conf, stream, out),
+            _ => {}
         }
         self.publish_stats();
+    }
+}
+
+/// A BYE in `dialog`, if there is one.
+fn hang_up(dialog: Option<DialogId>, out: &mut Vec<Action>) {
+    if let Some(dialog) = dialog {
+        out.push(Action::Request {
+            dialog,
+            method: "BYE".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        });
     }
 }
 

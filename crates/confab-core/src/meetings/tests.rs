@@ -134,8 +134,10 @@ fn participants_join_the_mix_and_subscribers_see_the_roster_change() {
     let _ = alice;
     let started = media(&mut sim);
     let conf = match started.as_slice() {
-        [MediaCommand::Open { .. }, MediaCommand::Join { conference, .. }] => *conference,
-        other => panic!("a stream opened and joined: {other:?}"),
+        [MediaCommand::Open { .. }, MediaCommand::WatchMedia { .. }, MediaCommand::Join { conference, .. }] => {
+            *conference
+        }
+        other => panic!("a stream opened, watched and joined: {other:?}"),
     };
     // bob subscribes to the roster: the first NOTIFY has alice as organizer
     let (ok, _, notify) = ask_all(
@@ -436,5 +438,38 @@ fn the_attendant_admits_with_id_and_pin_and_says_goodbye_after_three_wrong_entri
         requests(&mut sim2, CAROL, "BYE").len(),
         1,
         "hung up after the goodbye"
+    );
+}
+
+#[test]
+fn a_participant_whose_media_stops_is_hung_up_and_leaves_the_roster() {
+    let mut sim = sim("[settings]\nmedia_timeout = 5\n");
+    join(&mut sim, "alice", ALICE);
+    join(&mut sim, "bob", BOB);
+    let started = media(&mut sim);
+    assert!(
+        started.iter().any(
+            |c| matches!(c, MediaCommand::WatchMedia { after: Some(a), .. } if a.as_secs() == 5)
+        ),
+        "each sending participant's stream is watched: {started:?}"
+    );
+    let bob_s = started
+        .iter()
+        .filter_map(|c| match c {
+            MediaCommand::Open { stream, .. } => Some(*stream),
+            _ => None,
+        })
+        .nth(1)
+        .unwrap();
+    sim.take_all();
+    sim.media(FOCUS, bob_s, MediaEvent::Lost);
+    assert_eq!(requests(&mut sim, BOB, "BYE").len(), 1, "bob is hung up on");
+    assert!(media(&mut sim)
+        .iter()
+        .any(|c| matches!(c, MediaCommand::Close { stream } if *stream == bob_s)));
+    assert_eq!(
+        sim.engine.meeting_stats().participants,
+        1,
+        "and out of the meeting at once"
     );
 }

@@ -446,7 +446,7 @@ impl ResponseGroups {
                 Step::Closed(then) => self.then(env, id, &then, out),
                 _ => {}
             },
-            MediaEvent::Finished(_) | MediaEvent::Silence => {}
+            MediaEvent::Finished(_) | MediaEvent::Silence | MediaEvent::Lost => {}
         }
     }
 

@@ -25,6 +25,11 @@ pub(crate) fn participant_xml(steps: &[Step]) -> String {
     with_steps(CALLER_HEAD.to_owned(), steps, CALLER_BYE)
 }
 
+/// A participant that does `steps` and then waits for the server to hang up.
+pub(crate) fn participant_hung_up_xml(steps: &[Step]) -> String {
+    with_steps(CALLER_HEAD.to_owned(), steps, SERVER_BYE)
+}
+
 /// A caller by phone from a gateway (no credentials): calls, does `steps`, then hangs up, or
 /// with `hung_up` waits for the server's BYE.
 pub(crate) fn phone_caller_xml(steps: &[Step], hung_up: bool) -> String {
