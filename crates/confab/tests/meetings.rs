@@ -8,7 +8,7 @@ mod common;
 
 use common::meetings::{
     create_meeting, heard_power, keys_of, participant_hung_up_xml, participant_xml,
-    phone_caller_xml, reader_xml, tone_pcap, writer_xml, Step,
+    phone_caller_xml, reader_xml, recorded_power, tone_pcap, tone_wav, writer_xml, Step,
 };
 use common::rgs::{
     assert_ports_free, scenario, server, sipp, voice_with_trunks, wait_log_count, Ear, PW,
@@ -386,6 +386,63 @@ fn a_participant_gone_without_a_bye_is_hung_up_when_its_media_stops() {
         !o.status.success() && text(&o).contains("at least 1"),
         "{}",
         text(&o)
+    );
+    assert_ports_free(ports);
+}
+
+#[test]
+fn baresips_and_sipp_in_one_meeting_each_hear_the_others_and_not_themselves() {
+    use common::baresip::{command, Baresip};
+    let (s, ports) = server(0);
+    let id = create_meeting(&s, "alice@example.com", &[]);
+    let dir = TempDir::new("meeting-baresip");
+    let (rec_a, rec_b) = (dir.0.join("alice"), dir.0.join("bob"));
+    std::fs::create_dir_all(&rec_a).unwrap();
+    std::fs::create_dir_all(&rec_b).unwrap();
+    // alice's baresip says 1000 Hz, bob's is silent, carol (SIPp) says 440 Hz; each baresip
+    // hangs up when its file ends
+    let (cons_a, cons_b) = (common::free_port(), common::free_port());
+    let alice = Baresip::with_audio(&s, "alice", cons_a, &tone_wav(&dir, 1000.0, 7), &rec_a);
+    let bob = Baresip::with_audio(&s, "bob", cons_b, &tone_wav(&dir, 0.0, 7), &rec_b);
+    let ear = Ear::new();
+    let low = tone_pcap(&dir, 440.0, 4);
+    let carol = join(
+        &s,
+        &dir,
+        &id,
+        "carol",
+        &participant_xml(&[Step::Pause(1000), Step::Play(&low), Step::Pause(5000)]),
+        &ear,
+    );
+    for cons in [cons_a, cons_b] {
+        command(cons, &format!("dial sip:meet-{id}@example.com"));
+    }
+    alice.wait_for("Call established", "alice's baresip joins");
+    bob.wait_for("Call established", "bob's baresip joins");
+    carol.assert_success("carol joined, talked, left");
+    alice.wait_for("terminated", "alice's baresip leaves when its file ends");
+    bob.wait_for("terminated", "bob's baresip leaves when its file ends");
+    let [a1000, a440] = recorded_power(&rec_a, &[1000.0, 440.0])[..] else {
+        unreachable!()
+    };
+    let [b1000, b440] = recorded_power(&rec_b, &[1000.0, 440.0])[..] else {
+        unreachable!()
+    };
+    let [c1000, c440] = heard_power(&ear, &[1000.0, 440.0])[..] else {
+        unreachable!()
+    };
+    let loud = 1e7;
+    assert!(
+        b1000 > loud && b440 > loud,
+        "bob hears alice and carol: {b1000:e} {b440:e}"
+    );
+    assert!(
+        a440 > loud && a1000 < a440 / 100.0,
+        "alice hears carol, not herself: {a1000:e} {a440:e}"
+    );
+    assert!(
+        c1000 > loud && c440 < c1000 / 100.0,
+        "carol hears alice, not herself: {c1000:e} {c440:e}"
     );
     assert_ports_free(ports);
 }

@@ -4,7 +4,11 @@
 //! packets against the 20 ms a G.711 frame lasts) and how much of the payload was not
 //! silence.
 //!
-//!   rtp-sink PORT SECONDS
+//! With `--talk` it also answers every packet with one of its own (a 20 ms frame of a tone,
+//! G.711 µ-law, its own sequence numbers per stream) sent back to where the packet came from:
+//! each stream's far end then talks as much as it hears, as conference participants do.
+//!
+//!   rtp-sink PORT SECONDS [--talk]
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
@@ -16,9 +20,16 @@ fn main() {
         args.next().and_then(|p| p.parse::<u16>().ok()),
         args.next().and_then(|s| s.parse::<u64>().ok()),
     ) else {
-        eprintln!("usage: rtp-sink PORT SECONDS");
+        eprintln!("usage: rtp-sink PORT SECONDS [--talk]");
         std::process::exit(64);
     };
+    let talk = args.next().as_deref() == Some("--talk");
+    let frame: Vec<u8> = confab_media::tone::sine(440.0, 4000.0, 0)
+        .iter()
+        .map(|&x| confab_media::g711::ulaw_encode(x))
+        .collect();
+    let mut sent: HashMap<std::net::SocketAddr, u16> = HashMap::new();
+    let mut reply = Vec::with_capacity(172);
     let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap_or_else(|e| {
         eprintln!("rtp-sink: cannot bind port {port}: {e}");
         std::process::exit(1);
@@ -30,11 +41,22 @@ fn main() {
     let start = Instant::now();
     let mut buf = [0u8; 2048];
     while start.elapsed() < Duration::from_secs(seconds) {
-        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
             continue;
         };
         if n < 12 {
             continue;
+        }
+        if talk {
+            let seq = sent.entry(from).or_insert(0);
+            *seq = seq.wrapping_add(1);
+            reply.clear();
+            reply.extend_from_slice(&[0x80, 0]);
+            reply.extend_from_slice(&seq.to_be_bytes());
+            reply.extend_from_slice(&(u32::from(*seq) * 160).to_be_bytes());
+            reply.extend_from_slice(&u32::from(from.port()).to_be_bytes());
+            reply.extend_from_slice(&frame);
+            let _ = sock.send_to(&reply, from);
         }
         let now = Instant::now();
         packets += 1;

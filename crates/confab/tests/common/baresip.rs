@@ -54,6 +54,37 @@ impl Baresip {
         Self::start(server, user, "udp", Some(cons_port), Some(contact))
     }
 
+    /// Starts baresip for `user` over UDP taking commands on `cons_port`, playing the 8 kHz
+    /// WAV `source` into its calls (a call ends when the file does) and recording what it
+    /// hears as WAV files in `record` (baresip's sndfile module: `dump-*-dec.wav`).
+    pub(crate) fn with_audio(
+        server: &Server,
+        user: &str,
+        cons_port: u16,
+        source: &Path,
+        record: &Path,
+    ) -> Self {
+        // aubridge: a player device that drains what is decoded, so that it is recorded
+        let extra = format!(
+            "module aufile.so\nmodule aubridge.so\nmodule sndfile.so\naudio_source aufile,{}\naudio_player aubridge,{user}\nsnd_path {}\n",
+            source.display(),
+            record.display()
+        );
+        Self::run_with(
+            &Account {
+                user,
+                domain: "example.com",
+                password: &server.password(user),
+                proxy: &format!("127.0.0.1:{}", server.port),
+                transport: "udp",
+                ca: &server.dir.0.join("ca.pem"),
+                cons_port: Some(cons_port),
+                watch: None,
+            },
+            &extra,
+        )
+    }
+
     fn start(
         server: &Server,
         user: &str,
@@ -80,6 +111,11 @@ impl Baresip {
 
     /// Starts baresip for `account`; it signs in on its own (see its log).
     pub(crate) fn spawn(account: &Account<'_>) -> Self {
+        Self::spawn_with(account, "")
+    }
+
+    /// [`Baresip::spawn`] with more lines for its config file (audio modules and devices).
+    pub(crate) fn spawn_with(account: &Account<'_>, extra_config: &str) -> Self {
         let Account {
             user,
             domain,
@@ -119,6 +155,7 @@ impl Baresip {
             .unwrap();
             params.push_str(";pubint=60");
         }
+        config.push_str(extra_config);
         std::fs::write(dir.0.join("config"), config).unwrap();
         let account = format!(
             "<sip:{user}@{domain};transport={transport}>;auth_pass={password};outbound=\"sip:{proxy};transport={transport}\";regint=600{params}\n"
@@ -139,7 +176,12 @@ impl Baresip {
 
     /// Starts baresip for `account` and waits until it is registered.
     pub(crate) fn run(account: &Account<'_>) -> Self {
-        let b = Self::spawn(account);
+        Self::run_with(account, "")
+    }
+
+    /// [`Baresip::run`] with more lines for its config file.
+    pub(crate) fn run_with(account: &Account<'_>, extra_config: &str) -> Self {
+        let b = Self::spawn_with(account, extra_config);
         let want = format!(
             "{}@{}: {{0/{}/v4}} 200 OK (Confab",
             account.user,

@@ -201,3 +201,68 @@ pub(crate) fn heard_power(ear: &Ear, freqs: &[f64]) -> Vec<f64> {
     }
     total
 }
+
+/// A WAV file (8 kHz, 16-bit mono) of `seconds` of a `freq` Hz tone (0: silence).
+pub(crate) fn tone_wav(dir: &TempDir, freq: f64, seconds: u32) -> PathBuf {
+    let frames = seconds as usize * 50;
+    let samples: Vec<i16> = (0..frames)
+        .flat_map(|n| {
+            if freq == 0.0 {
+                [0; 160]
+            } else {
+                confab_media::tone::sine(freq, 8000.0, n * 160)
+            }
+        })
+        .collect();
+    let n = samples.len() as u32;
+    let mut w = b"RIFF".to_vec();
+    w.extend_from_slice(&(36 + n * 2).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    for v in [16u32] {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [1u16, 1] {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&16000u32.to_le_bytes());
+    for v in [2u16, 16] {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(n * 2).to_le_bytes());
+    for s in samples {
+        w.extend_from_slice(&s.to_le_bytes());
+    }
+    let path = dir.0.join(format!("tone-{freq}-{seconds}.wav"));
+    std::fs::write(&path, w).unwrap();
+    path
+}
+
+/// How much of each frequency the recordings baresip made in `dir` of what it heard
+/// (`dump-*-dec.wav`, 16-bit mono at 8 kHz) hold, summed over 20 ms frames.
+pub(crate) fn recorded_power(dir: &Path, freqs: &[f64]) -> Vec<f64> {
+    let mut total = vec![0.0; freqs.len()];
+    let files = std::fs::read_dir(dir).unwrap();
+    for f in files.flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        if !name.ends_with("-dec.wav") {
+            continue;
+        }
+        let bytes = std::fs::read(f.path()).unwrap();
+        let data = bytes
+            .windows(4)
+            .position(|w| w == b"data")
+            .map_or(44, |i| i + 8);
+        let samples: Vec<i16> = bytes[data..]
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        for frame in samples.chunks_exact(160) {
+            for (t, f) in total.iter_mut().zip(freqs) {
+                *t += confab_media::tone::power(frame, *f);
+            }
+        }
+    }
+    total
+}
