@@ -44,7 +44,7 @@ def wait_for(path, needle, timeout=30):
 # A participant that answers every MESSAGE the meeting sends within its call and hangs up once
 # none came for a while (the call head is rgs_caller.xml's, up to its ACK).
 READER_TAIL = """  <label id="loop"/>
-  <recv request="MESSAGE" timeout="[idle]" ontimeout="bye"/>
+  <recv request="MESSAGE" timeout="8000" ontimeout="bye"/>
   <send next="loop"><![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
@@ -76,9 +76,9 @@ Content-Length: 0
 
 def scenarios(work):
     """The participant scenario with the meeting from the injection file, and the reader."""
-    caller = open("bench/sipp/rgs_caller.xml").read().replace("[service]", "[field0]")
+    caller = open("bench/sipp/rgs_caller.xml").read()
     participant = os.path.join(work, "participant.xml")
-    open(participant, "w").write(caller)
+    open(participant, "w").write(caller.replace("[service]", "[field0]"))
     head = caller[: caller.index("  <pause")]
     reader = os.path.join(work, "reader.xml")
     open(reader, "w").write(head + READER_TAIL)
@@ -108,14 +108,15 @@ def main():
         password = next(l.split()[1] for l in open(os.path.join(data, "demo-users.txt"))
                         if l.startswith("alice@"))
         participant, reader = scenarios(data)
-        most = max(int(x) for x in a.participants.split(","))
+        counts = [int(x) for x in a.participants.split(",") if x.strip()]
+        most = max(counts + [1])
         ids = []
         for _ in range((most + a.size - 1) // a.size):
             out = cli("meeting", "create", "--organizer", "alice@example.com")
             ids.append(re.search(r"created meeting (\d+)", out).group(1))
         wait_for(log, f"meetings={len(ids)} ")
         rows = []
-        for n in [int(x) for x in a.participants.split(",")]:
+        for n in counts:
             rows.append(audio(a, server.pid, n, ids, participant, password, data))
         im = fanout(a, server.pid, ids[0], reader, password, data)
         print()
@@ -181,7 +182,7 @@ def fanout(a, pid, meeting, reader, password, work):
         ["sipp", "-sf", reader, f"127.0.0.1:{SIP_PORT}", "-i", "127.0.0.1", "-p", "5322",
          "-s", f"meet-{meeting}", "-key", "caller", "alice", "-key", "caller_domain",
          "example.com", "-key", "domain", "example.com", "-key", "rtp_port", "40020",
-         "-key", "idle", "8000", "-au", "alice", "-ap", password, "-m", str(a.im_size),
+         "-au", "alice", "-ap", password, "-m", str(a.im_size),
          "-l", str(a.im_size), "-r", "100", "-nostdin", "-timeout", "120s", "-mp", "6300",
          "-trace_screen", "-screen_file", screen],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -199,7 +200,7 @@ def fanout(a, pid, meeting, reader, password, work):
     cpu = cpu_seconds(pid) - c0
     expected = a.messages * (a.im_size - 1)
     text = open(screen).read() if os.path.exists(screen) else ""
-    got = [int(m) for m in re.findall(r"MESSAGE\s+<----\s+(\d+)", text)]
+    got = [int(m) for m in re.findall(r"MESSAGE\s+<-+\s+(\d+)", text)]
     delivered = max(got) if got else 0
     r = {"messages": a.messages, "expected": expected, "delivered": delivered,
          "us_per_delivery": cpu * 1e6 / max(delivered, 1), "seconds": seconds}

@@ -14,8 +14,8 @@ mod model;
 mod pin;
 
 pub use model::{
-    AccessNumber, Meeting, Meetings, Region, Settings, DEFAULT_MEDIA_TIMEOUT,
-    DEFAULT_PARTICIPANT_LIMIT,
+    AccessNumber, Directory, Meeting, Meetings, Region, Settings, DEFAULT_MEDIA_TIMEOUT,
+    DEFAULT_PARTICIPANT_LIMIT, MAX_DIRECTORIES,
 };
 pub use pin::{pin_hash, pin_matches, PIN_PREFIX};
 
@@ -60,9 +60,16 @@ pub const PROMPTS: [(&str, &str); 7] = [
 /// access numbers are put through to it.
 pub const ATTENDANT_USER: &str = "meet-attendant";
 
-/// Whether `user` (an address's user part) is the focus's: a meeting or the attendant.
+/// The user part of the conference factory's address (`meet-now@domain`): a call to it makes
+/// an ad-hoc meeting (RFC 4579 §5.4).
+pub const FACTORY_USER: &str = "meet-now";
+
+/// Whether `user` (an address's user part) is the focus's: a meeting, the attendant or the
+/// conference factory.
 pub fn is_meeting_user(user: &str) -> bool {
-    conference_id(user).is_some() || user.eq_ignore_ascii_case(ATTENDANT_USER)
+    conference_id(user).is_some()
+        || user.eq_ignore_ascii_case(ATTENDANT_USER)
+        || user.eq_ignore_ascii_case(FACTORY_USER)
 }
 
 /// The conference ID a meeting address's user part names (`meet-4821937` → `4821937`), if it

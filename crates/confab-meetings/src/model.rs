@@ -25,8 +25,40 @@ pub struct Meetings {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub access_numbers: Vec<AccessNumber>,
+    /// Conference directories: ranges of conference IDs, each owned by a pool.
+    #[serde(default, rename = "directory", skip_serializing_if = "Vec::is_empty")]
+    pub directories: Vec<Directory>,
     #[serde(default, rename = "meeting", skip_serializing_if = "Vec::is_empty")]
     pub meetings: Vec<Meeting>,
+}
+
+/// A conference directory: the conference IDs of one range (directory `n` holds the 100,000
+/// IDs from `1,000,000 + (n - 1) × 100,000`), owned by one pool — the administrative home of
+/// its meetings, moved whole with `confab meeting directory move`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Directory {
+    /// 1 to [`MAX_DIRECTORIES`].
+    pub id: u32,
+    /// The owner pool's FQDN.
+    pub pool: String,
+}
+
+/// The most directories: their ranges fill the seven-digit IDs.
+pub const MAX_DIRECTORIES: u32 = 90;
+
+impl Directory {
+    /// The first and last conference ID of the directory's range.
+    pub fn range(&self) -> (u64, u64) {
+        let first = 1_000_000 + u64::from(self.id.saturating_sub(1)) * 100_000;
+        (first, first + 99_999)
+    }
+
+    /// Whether conference ID `id` is in the directory's range.
+    pub fn holds(&self, id: &str) -> bool {
+        let (first, last) = self.range();
+        id.parse::<u64>().is_ok_and(|n| (first..=last).contains(&n))
+    }
 }
 
 /// A dial-in conferencing region.
@@ -105,6 +137,9 @@ pub struct Meeting {
     /// Callers by phone must enter a PIN (participants signed in to Confab never do).
     #[serde(default)]
     pub pin_required: bool,
+    /// The conference directory holding its ID, if directories are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<u32>,
 }
 
 impl Meeting {
@@ -129,17 +164,26 @@ impl Meetings {
     }
 
     /// A conference ID no meeting has, from `random` (any number: the caller's randomness,
-    /// so that IDs are not guessed in order). Tries the numbers after it until one is free.
-    pub fn free_id(&self, random: u64) -> String {
-        let span = 10u64.pow(ID_DIGITS) - 10u64.pow(ID_DIGITS - 1);
-        let mut n = random % span;
-        loop {
-            let id = (10u64.pow(ID_DIGITS - 1) + n).to_string();
-            if self.get(&id).is_none() {
-                return id;
-            }
-            n = (n + 1) % span;
-        }
+    /// so that IDs are not guessed in order), in directory `directory`'s range or among all
+    /// seven-digit IDs. Tries the numbers after it until one is free; `None` when the range is
+    /// full.
+    pub fn free_id(&self, random: u64, directory: Option<&Directory>) -> Option<String> {
+        let (first, last) = directory.map_or(
+            (10u64.pow(ID_DIGITS - 1), 10u64.pow(ID_DIGITS) - 1),
+            Directory::range,
+        );
+        let span = last - first + 1;
+        let start = random % span;
+        (0..span)
+            .map(|k| (first + (start + k) % span).to_string())
+            .find(|id| self.get(id).is_none())
+    }
+
+    /// The directory of pool `pool` (the first, when it owns several).
+    pub fn directory_of(&self, pool: &str) -> Option<&Directory> {
+        self.directories
+            .iter()
+            .find(|d| d.pool.eq_ignore_ascii_case(pool))
     }
 
     /// Adds `m` after checking it: the problems found, nothing added, or none.
@@ -218,6 +262,36 @@ impl Meetings {
                 }
             }
         }
+        for d in &self.directories {
+            if !(1..=MAX_DIRECTORIES).contains(&d.id) {
+                problems.push(format!(
+                    "directory {} is outside 1..={MAX_DIRECTORIES}",
+                    d.id
+                ));
+            }
+            if self.directories.iter().filter(|o| o.id == d.id).count() > 1 {
+                problems.push(format!("directory {} is defined twice; keep one", d.id));
+            }
+            if d.pool.trim().is_empty() {
+                problems.push(format!("directory {} has no pool; give --pool", d.id));
+            }
+        }
+        for m in &self.meetings {
+            let Some(id) = m.directory else {
+                continue;
+            };
+            match self.directories.iter().find(|d| d.id == id) {
+                None => problems.push(format!(
+                    "meeting {} is in directory {id}, which does not exist; add it back or remove the meeting",
+                    m.id
+                )),
+                Some(d) if !d.holds(&m.id) => problems.push(format!(
+                    "meeting {} is outside directory {id}'s range",
+                    m.id
+                )),
+                Some(_) => {}
+            }
+        }
         problems.dedup();
         problems
     }
@@ -263,7 +337,37 @@ mod tests {
             organizer: "alice@example.com".into(),
             subject: Some("Budget".into()),
             pin_required: true,
+            directory: None,
         }
+    }
+
+    #[test]
+    fn a_directory_hands_out_ids_of_its_range_and_keeps_its_meetings_when_moved() {
+        let mut all = Meetings::default();
+        all.directories.push(Directory {
+            id: 3,
+            pool: "pool01.example.com".into(),
+        });
+        let d = all.directory_of("POOL01.example.com").unwrap().clone();
+        assert_eq!(d.range(), (1_200_000, 1_299_999));
+        let id = all.free_id(123, Some(&d)).unwrap();
+        assert_eq!(id, "1200123");
+        let mut m = meeting(&id);
+        m.directory = Some(3);
+        all.add(m).unwrap();
+        assert!(all.check().is_empty(), "{:?}", all.check());
+        // moved whole: the meetings keep their IDs and addresses
+        all.directories[0].pool = "pool02.example.com".into();
+        assert!(all.check().is_empty());
+        assert_eq!(all.meetings[0].uri(), "sip:meet-1200123@example.com");
+        all.meetings[0].id = "1300000".into();
+        assert!(
+            all.check()[0].contains("outside directory 3's range"),
+            "{:?}",
+            all.check()
+        );
+        all.directories[0].id = 91;
+        assert!(all.check().iter().any(|p| p.contains("outside 1..=90")));
     }
 
     #[test]
@@ -352,11 +456,15 @@ regions = ["Dublin"]
     #[test]
     fn ids_are_seven_digits_and_never_taken_twice() {
         let mut all = Meetings::default();
-        let a = all.free_id(0);
+        let a = all.free_id(0, None).unwrap();
         assert_eq!(a, "1000000");
         all.add(meeting(&a)).unwrap();
-        assert_eq!(all.free_id(0), "1000001", "the next free one");
-        assert_eq!(all.free_id(u64::MAX).len(), 7);
+        assert_eq!(
+            all.free_id(0, None).unwrap(),
+            "1000001",
+            "the next free one"
+        );
+        assert_eq!(all.free_id(u64::MAX, None).unwrap().len(), 7);
         assert_eq!(
             all.add(meeting(&a)).unwrap_err(),
             "conference ID 1000000 is taken"

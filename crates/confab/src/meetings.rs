@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use confab_meetings::{AccessNumber, Meeting, Meetings, Region, MEETINGS_SETTING};
 
-use crate::cli::{DataDirArg, UsageError};
+use crate::cli::{DataDirArg, TopologyArg, UsageError};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum MeetingCommand {
@@ -53,12 +53,46 @@ pub(crate) enum MeetingCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Conference directories: ranges of conference IDs owned by a pool (new meetings of its
+    /// users take their IDs there); moved whole with their meetings.
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
     /// Dial-in regions: which dial plans' users get which access numbers in their meetings.
     #[command(subcommand)]
     Region(RegionCommand),
     /// Dial-in access numbers: phone numbers the conferencing attendant answers.
     #[command(subcommand)]
     AccessNumber(AccessNumberCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DirectoryCommand {
+    /// Add a directory owned by POOL (the next free number; its range is printed).
+    Add {
+        #[arg(long)]
+        pool: String,
+        #[command(flatten)]
+        deployment: TopologyArg,
+    },
+    /// List the directories: number, owner pool, range, meetings.
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Give directory ID, with all its meetings, to pool TO: IDs and addresses stay.
+    Move {
+        id: u32,
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        deployment: TopologyArg,
+    },
+    /// Remove directory ID; refused while meetings are in it.
+    Remove {
+        id: u32,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,20 +170,34 @@ pub(crate) fn run(cmd: MeetingCommand) -> anyhow::Result<()> {
         } => {
             let store = crate::datadir::open_existing(&data)?;
             let organizer = confab_store::normalize_aor(&organizer)?;
-            if store.user(&organizer)?.is_none() {
+            let Some(user) = store.user(&organizer)? else {
                 return Err(UsageError(format!(
                     "organizer {organizer} is not a user (see `confab user list`)"
                 ))
                 .into());
-            }
+            };
             let mut all = current(store.as_ref())?;
             let mut seed = [0u8; 8];
             getrandom::getrandom(&mut seed).context("no randomness for a conference ID")?;
+            // in the directory of the organizer's pool, when directories are used
+            let directory = user
+                .pool
+                .as_deref()
+                .and_then(|p| all.directory_of(p))
+                .cloned();
+            let Some(id) = all.free_id(u64::from_le_bytes(seed), directory.as_ref()) else {
+                return Err(UsageError(format!(
+                    "conference directory {} is full; add another for the pool with `confab meeting directory add`",
+                    directory.map_or(0, |d| d.id)
+                ))
+                .into());
+            };
             let meeting = Meeting {
-                id: all.free_id(u64::from_le_bytes(seed)),
+                id,
                 organizer,
                 subject,
                 pin_required,
+                directory: directory.map(|d| d.id),
             };
             all.add(meeting.clone()).map_err(UsageError)?;
             save(store.as_ref(), &all)?;
@@ -211,8 +259,90 @@ pub(crate) fn run(cmd: MeetingCommand) -> anyhow::Result<()> {
             println!("participant limit: {}", s.participant_limit);
             println!("media time-out:    {} s", s.media_timeout);
         }
+        MeetingCommand::Directory(cmd) => directory(cmd)?,
         MeetingCommand::Region(cmd) => region(cmd)?,
         MeetingCommand::AccessNumber(cmd) => access_number(cmd)?,
+    }
+    Ok(())
+}
+
+fn directory(cmd: DirectoryCommand) -> anyhow::Result<()> {
+    match cmd {
+        DirectoryCommand::Add { pool, deployment } => {
+            let pool = crate::users::home_pool(Some(&pool), &deployment)?.unwrap_or(pool);
+            let store = crate::datadir::open_existing(&deployment.data)?;
+            let mut added = None;
+            change(store.as_ref(), |all| {
+                let id = (1..=confab_meetings::MAX_DIRECTORIES)
+                    .find(|n| !all.directories.iter().any(|d| d.id == *n))
+                    .ok_or("every directory number is taken")?;
+                let d = confab_meetings::Directory {
+                    id,
+                    pool: pool.clone(),
+                };
+                added = Some(d.range());
+                all.directories.push(d);
+                Ok(())
+            })?;
+            if let Some((first, last)) = added {
+                println!("added a directory for {pool}: conference IDs {first} to {last}");
+            }
+        }
+        DirectoryCommand::List { data } => {
+            let store = crate::datadir::open_existing(&data)?;
+            let all = current(store.as_ref())?;
+            for d in &all.directories {
+                let (first, last) = d.range();
+                let n = all
+                    .meetings
+                    .iter()
+                    .filter(|m| m.directory == Some(d.id))
+                    .count();
+                println!("{}  {}  {first}-{last}  {n} meeting(s)", d.id, d.pool);
+            }
+        }
+        DirectoryCommand::Move { id, to, deployment } => {
+            let to = crate::users::home_pool(Some(&to), &deployment)?.unwrap_or(to);
+            let store = crate::datadir::open_existing(&deployment.data)?;
+            let mut moved = 0;
+            change(store.as_ref(), |all| {
+                let Some(d) = all.directories.iter_mut().find(|d| d.id == id) else {
+                    return Err(format!(
+                        "no directory {id} (see `confab meeting directory list`)"
+                    ));
+                };
+                d.pool = to.clone();
+                moved = all
+                    .meetings
+                    .iter()
+                    .filter(|m| m.directory == Some(id))
+                    .count();
+                Ok(())
+            })?;
+            println!("directory {id} and its {moved} meeting(s) now belong to {to}");
+        }
+        DirectoryCommand::Remove { id, data } => {
+            let store = crate::datadir::open_existing(&data)?;
+            change(store.as_ref(), |all| {
+                let used = all
+                    .meetings
+                    .iter()
+                    .filter(|m| m.directory == Some(id))
+                    .count();
+                if used > 0 {
+                    return Err(format!("directory {id} holds {used} meeting(s); move it instead, or remove them first"));
+                }
+                let before = all.directories.len();
+                all.directories.retain(|d| d.id != id);
+                if all.directories.len() == before {
+                    return Err(format!(
+                        "no directory {id} (see `confab meeting directory list`)"
+                    ));
+                }
+                Ok(())
+            })?;
+            println!("removed directory {id}");
+        }
     }
     Ok(())
 }
@@ -431,6 +561,12 @@ fn print_join(store: &dyn confab_store::Store, all: &Meetings, m: &Meeting) -> a
     }
     println!("  join (SIP):     {}", m.uri());
     println!("  conference ID:  {}", m.id);
+    if let Some(d) = m
+        .directory
+        .and_then(|id| all.directories.iter().find(|d| d.id == id))
+    {
+        println!("  directory:      {} (pool {})", d.id, d.pool);
+    }
     let numbers = match dial_plan_of(store, &m.organizer)? {
         Some(plan) => all.numbers_for(&plan),
         None => Vec::new(),

@@ -387,7 +387,10 @@ pub(crate) fn usage(e: confab_store::StoreError) -> anyhow::Error {
 /// The home pool for new or moved users: `asked` when the topology has it as a pool that hosts
 /// users, else the only such pool. Without a topology file (no `confab up` yet, no --topology)
 /// the name is taken as given, or left for the server to fill in.
-fn home_pool(asked: Option<&str>, deployment: &TopologyArg) -> anyhow::Result<Option<String>> {
+pub(crate) fn home_pool(
+    asked: Option<&str>,
+    deployment: &TopologyArg,
+) -> anyhow::Result<Option<String>> {
     let Some(topology) = crate::deployment::load_if_any(deployment)? else {
         return Ok(asked.map(str::to_ascii_lowercase));
     };

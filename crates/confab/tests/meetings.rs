@@ -8,7 +8,8 @@ mod common;
 
 use common::meetings::{
     create_meeting, heard_power, keys_of, participant_hung_up_xml, participant_xml,
-    phone_caller_xml, reader_xml, recorded_power, tone_pcap, tone_wav, writer_xml, Step,
+    phone_caller_xml, reader_xml, recorded_power, referrer_xml, tone_pcap, tone_wav, writer_xml,
+    Step,
 };
 use common::rgs::{
     assert_ports_free, scenario, server, sipp, voice_with_trunks, wait_log_count, Ear, PW,
@@ -445,4 +446,150 @@ fn baresips_and_sipp_in_one_meeting_each_hear_the_others_and_not_themselves() {
         "carol hears alice, not herself: {c1000:e} {c440:e}"
     );
     assert_ports_free(ports);
+}
+
+#[test]
+fn a_call_to_meet_now_makes_a_meeting_and_a_refer_brings_a_colleague_in() {
+    let (s, ports) = server(0);
+    let o = s.cli(&["meeting", "settings", "--media-timeout", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_log_count(&s, "media_timeout=2", 1);
+    // bob's phone (SIPp) answers with audio, sends none, and waits for a BYE
+    let bob_port = common::free_port();
+    let bob = Sipp::new(&s, "uas_call.xml")
+        .args(["-s", "bob", "-p", &bob_port.to_string()])
+        .spawn();
+    common::wait_udp_bound(bob_port);
+    common::register(&s, "bob", bob_port, "u1");
+    let dir = TempDir::new("meeting-adhoc");
+    let ear = Ear::new();
+    let sf = scenario(&dir, "alice.xml", &referrer_xml());
+    let alice = sipp(&s, &sf)
+        .args([
+            "-s",
+            "meet-now",
+            "-key",
+            "caller",
+            "alice",
+            "-key",
+            "refer_to",
+            "bob@example.com",
+        ])
+        .args(["-key", "rtp_port", &ear.port.to_string()])
+        .auth("alice", &s.password("alice"))
+        .run();
+    alice.assert_success("alice made a meeting and brought bob in");
+    let trace = alice.trace();
+    assert!(
+        trace.contains("SIP/2.0 100 Trying") && trace.contains("SIP/2.0 200 OK\r\n"),
+        "{trace}"
+    );
+    assert!(trace.contains("Content-Type: message/sipfrag"), "{trace}");
+    let bob_trace =
+        bob.assert_success("the focus called bob; his silent phone was hung up on later");
+    assert!(
+        bob_trace.contains("From: \"Meeting "),
+        "bob sees the meeting calling:\n{bob_trace}"
+    );
+    let log = s.log_text();
+    assert!(
+        log.contains("event=\"meeting.adhoc\"") && log.contains("event=\"meeting.invite_out\""),
+        "{log}"
+    );
+    assert_ports_free(ports);
+}
+
+#[test]
+fn the_meeting_commands_refuse_what_cannot_be_served_and_directories_move_whole() {
+    let s = common::Server::start();
+    let cli = |args: &[&str]| {
+        let o = s.cli(args);
+        (o.status.code(), text(&o))
+    };
+    // a directory for a pool the topology does not have
+    let (code, out) = cli(&["meeting", "directory", "add", "--pool", "pool9.example.com"]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(
+        out.contains("not a pool that hosts users") && out.contains("pool01.example.com"),
+        "{out}"
+    );
+    let (code, out) = cli(&[
+        "meeting",
+        "directory",
+        "add",
+        "--pool",
+        "pool01.example.com",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("conference IDs 1000000 to 1099999"), "{out}");
+    // alice's meetings take their IDs in her pool's directory
+    let (_, out) = cli(&["meeting", "create", "--organizer", "alice@example.com"]);
+    let id: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("created meeting "))
+        .and_then(|i| i.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!((1_000_000..=1_099_999).contains(&id), "{id}");
+    assert!(
+        out.contains("directory:      1 (pool pool01.example.com)"),
+        "{out}"
+    );
+    let (code, out) = cli(&["meeting", "directory", "remove", "1"]);
+    assert_eq!(code, Some(64));
+    assert!(out.contains("holds 1 meeting(s)"), "{out}");
+    let (code, out) = cli(&[
+        "meeting",
+        "directory",
+        "move",
+        "1",
+        "--to",
+        "nowhere.example.com",
+    ]);
+    assert_eq!(code, Some(64), "{out}");
+    // bad dial-in objects: each refused with the fix, nothing changed
+    let (code, out) = cli(&[
+        "meeting",
+        "region",
+        "add",
+        "Redmond",
+        "--dial-plan",
+        "NoSuchPlan",
+    ]);
+    assert_eq!(code, Some(64));
+    assert!(
+        out.contains("dial plan \"NoSuchPlan\" does not exist"),
+        "{out}"
+    );
+    let (code, out) = cli(&[
+        "meeting",
+        "access-number",
+        "add",
+        "5550199",
+        "--display",
+        "555-0199",
+        "--region",
+        "Redmond",
+    ]);
+    assert_eq!(code, Some(64));
+    assert!(
+        out.contains("is not E.164")
+            && out.contains("names region \"Redmond\", which does not exist"),
+        "{out}"
+    );
+    assert!(out.contains("nothing was changed"), "{out}");
+    let (code, out) = cli(&["meeting", "show", "123"]);
+    assert_eq!(code, Some(64));
+    assert!(out.contains("no meeting 123"), "{out}");
+    let (code, out) = cli(&[
+        "user",
+        "add",
+        "meet-42@example.com",
+        "--password",
+        "long-enough-1",
+    ]);
+    assert_eq!(code, Some(64));
+    assert!(out.contains("meetings' addresses"), "{out}");
+    let (code, out) = cli(&["user", "set", "alice@example.com", "--pin", "12ab"]);
+    assert_eq!(code, Some(64));
+    assert!(out.contains("4 to 12 digits"), "{out}");
 }

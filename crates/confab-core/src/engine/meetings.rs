@@ -95,6 +95,8 @@ impl Engine {
             event = "meetings.config",
             meetings = meetings.meetings.len(),
             access_numbers = meetings.access_numbers.len(),
+            participant_limit = meetings.settings.participant_limit,
+            media_timeout = meetings.settings.media_timeout,
             "meetings in force"
         );
         let served = Served {

@@ -185,9 +185,7 @@ impl Focus {
         let served = self.served();
         match step {
             Step::Id => {
-                let meeting = served
-                    .as_ref()
-                    .and_then(|s| s.meetings.get(&entered).cloned());
+                let meeting = self.meeting(&entered);
                 match meeting {
                     Some(m) if m.pin_required => {
                         if let Some(c) = self.callers.get_mut(key) {
@@ -203,7 +201,7 @@ impl Focus {
                 }
             }
             Step::Pin(id) => {
-                let meeting = served.as_ref().and_then(|s| s.meetings.get(&id).cloned());
+                let meeting = self.meeting(&id);
                 let good = served.as_ref().zip(meeting.as_ref()).is_some_and(|(s, m)| {
                     s.pins
                         .get(&m.organizer)

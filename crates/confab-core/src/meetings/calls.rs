@@ -196,9 +196,11 @@ impl Focus {
         }
     }
 
-    /// A REFER within a participant's call: the organizer ejecting someone (`method=BYE`).
+    /// A REFER within a participant's call: the organizer ejecting someone (`method=BYE`), or
+    /// the organizer or a presenter bringing someone in (the focus calls them).
     pub(super) fn refer(
         &mut self,
+        env: &Env,
         conf: &str,
         req: &Message,
         dialog: &DialogId,
@@ -208,46 +210,32 @@ impl Focus {
             return;
         };
         let from = aor_of(req);
-        if c.participant_by_aor(&from).map(|p| p.role) != Some(Role::Organizer) {
-            return out.push(Action::Reply(Reply::new(
-                403,
-                "Forbidden (only the organizer ejects participants)",
-            )));
-        }
-        let target = req.header_named("Refer-To").unwrap_or_default();
-        let Some(victim) = target
-            .contains("method=BYE")
-            .then(|| refer_target(target))
-            .flatten()
-        else {
-            return out.push(Action::Reply(Reply::new(
-                501,
-                "Not Implemented (a meeting takes REFER with method=BYE only, to eject a participant)",
-            )));
+        let role = c.participant_by_aor(&from).map(|p| p.role);
+        let refer_to = req.header_named("Refer-To").unwrap_or_default();
+        let Some(target) = refer_target(refer_to) else {
+            let r = Reply::new(400, "Bad Request (Refer-To names no sip: user)");
+            return out.push(Action::Reply(r));
         };
-        let Some(p) = c.participant_by_aor(&victim) else {
-            return out.push(Action::Reply(Reply::new(
-                404,
-                "Not Found (no such participant)",
-            )));
+        if !refer_to.to_ascii_uppercase().contains("METHOD=BYE") {
+            if !role.is_some_and(Role::leads) {
+                let r = Reply::new(403, "Forbidden (attendees do not invite others)");
+                return out.push(Action::Reply(r));
+            }
+            return self.invite_in(env, conf, &target, dialog, out);
+        }
+        if role != Some(Role::Organizer) {
+            let r = Reply::new(403, "Forbidden (only the organizer ejects participants)");
+            return out.push(Action::Reply(r));
+        }
+        let Some(p) = c.participant_by_aor(&target) else {
+            let r = Reply::new(404, "Not Found (no such participant)");
+            return out.push(Action::Reply(r));
         };
         let victim_dialog = p.dialog.clone();
         out.push(Action::Reply(Reply::new(202, "Accepted")));
         // the REFER's implicit subscription, told at once how it went (RFC 3515)
-        out.push(Action::Request {
-            dialog: dialog.clone(),
-            method: "NOTIFY".into(),
-            headers: vec![
-                ("Event".into(), "refer".into()),
-                (
-                    "Subscription-State".into(),
-                    "terminated;reason=noresource".into(),
-                ),
-                ("Content-Type".into(), "message/sipfrag".into()),
-            ],
-            body: b"SIP/2.0 200 OK\r\n".to_vec(),
-        });
-        tracing::info!(event = "meeting.ejected", meeting = %conf, participant = %victim, by = %from, "a participant was ejected");
+        super::dialout::notify_refer(dialog, "200 OK", true, out);
+        tracing::info!(event = "meeting.ejected", meeting = %conf, participant = %target, by = %from, "a participant was ejected");
         super::hang_up(victim_dialog, out);
     }
 }

@@ -20,6 +20,7 @@
 mod attendant;
 mod calls;
 mod conference;
+mod dialout;
 mod roster;
 mod subscriptions;
 #[cfg(test)]
@@ -35,7 +36,7 @@ use confab_meetings::Meetings;
 use sip_proto::dialog::DialogId;
 use sip_proto::Message;
 
-use crate::apps::{Action, Application, Env, MediaCommand, Reply};
+use crate::apps::{Action, Application, CallEvent, Env, MediaCommand, Reply};
 use conference::Conference;
 
 /// The meetings in force, shared by every shard (`None`: none stored).
@@ -105,6 +106,10 @@ pub(crate) struct Focus {
     callers: HashMap<(String, String), attendant::Caller>,
     caller_streams: HashMap<u64, (String, String)>,
     caller_timers: HashMap<u64, (String, String)>,
+    /// Ad-hoc meetings (made by a call to the factory; never stored), by conference ID.
+    adhoc: HashMap<String, confab_meetings::Meeting>,
+    /// Calls the focus placed to bring someone in, by call number.
+    dialouts: HashMap<u64, dialout::DialOut>,
     stats: Arc<RwLock<MeetingStats>>,
 }
 
@@ -121,6 +126,8 @@ impl Focus {
             callers: HashMap::new(),
             caller_streams: HashMap::new(),
             caller_timers: HashMap::new(),
+            adhoc: HashMap::new(),
+            dialouts: HashMap::new(),
             stats,
         }
     }
@@ -130,6 +137,13 @@ impl Focus {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Meeting `id`, stored or ad hoc.
+    fn meeting(&self, id: &str) -> Option<confab_meetings::Meeting> {
+        self.served()
+            .and_then(|s| s.meetings.get(id).cloned())
+            .or_else(|| self.adhoc.get(id).cloned())
     }
 
     /// The most participants a meeting admits.
@@ -173,10 +187,18 @@ impl Focus {
                 _ => out.push(reply(405, "Method Not Allowed (the attendant takes calls)")),
             };
         }
+        if user.eq_ignore_ascii_case(confab_meetings::FACTORY_USER) {
+            return match req.method_str() {
+                "INVITE" => self.adhoc(env, req, out),
+                "ACK" => {}
+                _ => out.push(reply(
+                    405,
+                    "Method Not Allowed (the conference factory takes calls)",
+                )),
+            };
+        }
         let conf_id = confab_meetings::conference_id(&user).map(str::to_owned);
-        let meeting = conf_id
-            .as_deref()
-            .and_then(|id| self.served()?.meetings.get(id).cloned());
+        let meeting = conf_id.as_deref().and_then(|id| self.meeting(id));
         let Some(meeting) = meeting else {
             if req.method_str() != "ACK" {
                 out.push(reply(404, "Not Found (no such meeting)"));
@@ -233,7 +255,7 @@ impl Focus {
             }
             "SUBSCRIBE" => self.resubscribe(&conf, req, dialog, out),
             "INVITE" => self.reinvite(env, &conf, req, out),
-            "REFER" => self.refer(&conf, req, dialog, out),
+            "REFER" => self.refer(env, &conf, req, dialog, out),
             "INFO" => {
                 ok(out);
                 if let (Some(key), Some(p)) = (info_key(req), self.participant_id(&conf, req)) {
@@ -268,6 +290,7 @@ impl Focus {
             .is_some_and(Conference::is_empty)
         {
             self.conferences.remove(&conf);
+            self.adhoc.remove(&conf);
         }
     }
 
@@ -391,6 +414,11 @@ impl Application for Focus {
         if !self.attendant_ended(&key, out) {
             self.dialog_ended(dialog, out);
         }
+        self.publish_stats();
+    }
+
+    fn on_call(&mut self, _env: &Env, call: u64, event: CallEvent, out: &mut Vec<Action>) {
+        self.dialout_event(call, event, out);
         self.publish_stats();
     }
 

@@ -473,3 +473,65 @@ fn a_participant_whose_media_stops_is_hung_up_and_leaves_the_roster() {
         "and out of the meeting at once"
     );
 }
+
+#[test]
+fn a_call_to_the_factory_makes_a_meeting_and_a_refer_brings_someone_in() {
+    let mut sim = Sim::new(crate::config::EngineConfig::default(), |s| {
+        crate::engine::sim::add_users(s, &["alice", "bob"], &[("bob", BOB)]);
+    });
+    sim.advance(Duration::from_secs(3));
+    let text = format!("INVITE sip:meet-now@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKnow\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@example.com>;tag=now\r\nTo: <sip:meet-now@example.com>\r\nCall-ID: now\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{ALICE}>\r\n{{auth}}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}", SDP.len());
+    let ok = sim
+        .send_authenticated(ALICE, "alice", &text)
+        .into_iter()
+        .rfind(|m| m.status() == 200)
+        .expect("the factory answers");
+    let sent = text
+        .replace("{auth}", "")
+        .replacen("z9hG4bK", "z9hG4bK2-", 1)
+        .replacen("CSeq: 1 ", "CSeq: 2 ", 1);
+    let sent = Message::parse(sent.into_bytes(), &Limits::default()).unwrap();
+    let mut alice = Dialog::as_uac(&sent, &ok).unwrap();
+    send_in(&mut sim, ALICE, alice.ack(2), "acknow");
+    assert_eq!(
+        sim.engine.meeting_stats().participants,
+        1,
+        "alice is in her new meeting"
+    );
+
+    // alice brings bob in: the focus calls bob's phone
+    let mut w = alice.request("REFER");
+    w.header("Refer-To", "<sip:bob@example.com>");
+    send_in(&mut sim, ALICE, w, "refer1");
+    let to_alice = sim.take_to(ALICE);
+    assert!(to_alice.iter().any(|m| m.status() == 202), "{to_alice:?}");
+    let invite = requests(&mut sim, BOB, "INVITE");
+    assert_eq!(invite.len(), 1, "bob's phone rings");
+    assert!(invite[0]
+        .header_str(sip_proto::HeaderName::From)
+        .unwrap()
+        .unwrap()
+        .contains("sip:meet-"));
+    let answer = reply(&invite[0], 200, "OK", "bobtag").replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!("Contact: <sip:bob@{BOB}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}", SDP.len()),
+    );
+    sim.send(BOB, &answer);
+    assert_eq!(
+        sim.engine.meeting_stats().participants,
+        2,
+        "bob answered: in the mix"
+    );
+    let told: Vec<String> = requests(&mut sim, ALICE, "NOTIFY")
+        .iter()
+        .map(body)
+        .collect();
+    assert!(
+        told.iter().any(|b| b.starts_with("SIP/2.0 200 OK")),
+        "{told:?}"
+    );
+
+    // both leave: the ad-hoc meeting is gone
+    send_in(&mut sim, ALICE, alice.request("BYE"), "byenow");
+    assert_eq!(sim.engine.meeting_stats().participants, 1);
+}

@@ -10,6 +10,7 @@ use super::{text, Server, TempDir};
 
 const WRITER: &str = include_str!("../../../../tests/sipp/meetings/writer.xml");
 const READER: &str = include_str!("../../../../tests/sipp/meetings/reader.xml");
+const REFER: &str = include_str!("../../../../tests/sipp/meetings/refer.xml");
 
 /// What a participant does once in the meeting.
 pub(crate) enum Step<'a> {
@@ -79,6 +80,11 @@ pub(crate) fn writer_xml(wait_ms: u64) -> String {
         "{CALLER_HEAD}{}</scenario>\n",
         WRITER.replace("{WAIT_MS}", &wait_ms.to_string())
     )
+}
+
+/// A participant that brings `-key refer_to USER@DOMAIN` in with a REFER, then hangs up.
+pub(crate) fn referrer_xml() -> String {
+    format!("{CALLER_HEAD}{REFER}</scenario>\n")
 }
 
 /// A participant that takes two messages, then hangs up.
@@ -214,28 +220,8 @@ pub(crate) fn tone_wav(dir: &TempDir, freq: f64, seconds: u32) -> PathBuf {
             }
         })
         .collect();
-    let n = samples.len() as u32;
-    let mut w = b"RIFF".to_vec();
-    w.extend_from_slice(&(36 + n * 2).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    for v in [16u32] {
-        w.extend_from_slice(&v.to_le_bytes());
-    }
-    for v in [1u16, 1] {
-        w.extend_from_slice(&v.to_le_bytes());
-    }
-    w.extend_from_slice(&8000u32.to_le_bytes());
-    w.extend_from_slice(&16000u32.to_le_bytes());
-    for v in [2u16, 16] {
-        w.extend_from_slice(&v.to_le_bytes());
-    }
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(n * 2).to_le_bytes());
-    for s in samples {
-        w.extend_from_slice(&s.to_le_bytes());
-    }
     let path = dir.0.join(format!("tone-{freq}-{seconds}.wav"));
-    std::fs::write(&path, w).unwrap();
+    std::fs::write(&path, super::rgs::wav(8000, &samples)).unwrap();
     path
 }
 

@@ -94,7 +94,20 @@ pub(crate) fn assert_nothing_held(server: &Server) {
 /// A WAV file of `seconds` of a chord at `rate` Hz, 16-bit mono (resampled to 8 kHz when
 /// played).
 pub(crate) fn sine_wav(rate: u32, seconds: u32) -> Vec<u8> {
-    let n = rate * seconds;
+    let samples: Vec<i16> = (0..rate * seconds)
+        .map(|i| {
+            let t = f64::from(i) / f64::from(rate);
+            let v = (2.0 * std::f64::consts::PI * 440.0 * t).sin()
+                + 0.5 * (2.0 * std::f64::consts::PI * 660.0 * t).sin();
+            (v * 9000.0) as i16
+        })
+        .collect();
+    wav(rate, &samples)
+}
+
+/// A WAV file (16-bit mono PCM at `rate` Hz) of `samples`.
+pub(crate) fn wav(rate: u32, samples: &[i16]) -> Vec<u8> {
+    let n = samples.len() as u32;
     let mut w = b"RIFF".to_vec();
     w.extend_from_slice(&(36 + n * 2).to_le_bytes());
     w.extend_from_slice(b"WAVEfmt ");
@@ -107,11 +120,8 @@ pub(crate) fn sine_wav(rate: u32, seconds: u32) -> Vec<u8> {
     w.extend_from_slice(&16u16.to_le_bytes());
     w.extend_from_slice(b"data");
     w.extend_from_slice(&(n * 2).to_le_bytes());
-    for i in 0..n {
-        let t = f64::from(i) / f64::from(rate);
-        let v = (2.0 * std::f64::consts::PI * 440.0 * t).sin()
-            + 0.5 * (2.0 * std::f64::consts::PI * 660.0 * t).sin();
-        w.extend_from_slice(&((v * 9000.0) as i16).to_le_bytes());
+    for s in samples {
+        w.extend_from_slice(&s.to_le_bytes());
     }
     w
 }
