@@ -593,3 +593,122 @@ fn the_meeting_commands_refuse_what_cannot_be_served_and_directories_move_whole(
     assert_eq!(code, Some(64));
     assert!(out.contains("4 to 12 digits"), "{out}");
 }
+
+/// A PJSIP participant (tests/pjsua/participant.py, PyPI `pjsua2-python`) of meeting `id`:
+/// plays `play`, records what it hears to `record`, stays `seconds`.
+fn pjsua(
+    s: &common::Server,
+    user: &str,
+    id: &str,
+    play: &std::path::Path,
+    record: &std::path::Path,
+    seconds: u32,
+) -> std::process::Child {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import pjsua2"])
+        .output()
+        .expect("python3");
+    assert!(
+        probe.status.success(),
+        "pjsua2 (PJSIP's Python binding) is not installed: run ./scripts/test (it installs pjsua2-python from PyPI)"
+    );
+    std::process::Command::new("python3")
+        .arg(common::repo_root().join("tests/pjsua/participant.py"))
+        .args([
+            "--proxy",
+            &s.addr(),
+            "--user",
+            user,
+            "--password",
+            &s.password(user),
+        ])
+        .args([
+            "--domain",
+            "example.com",
+            "--call",
+            &format!("sip:meet-{id}@example.com"),
+        ])
+        .arg("--play")
+        .arg(play)
+        .arg("--record")
+        .arg(record)
+        .args(["--seconds", &seconds.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the PJSIP participant")
+}
+
+/// The power of `freqs` in a WAV recording (16-bit mono, 8 kHz), over 20 ms frames.
+fn wav_power(path: &std::path::Path, freqs: &[f64]) -> Vec<f64> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let data = bytes
+        .windows(4)
+        .position(|w| w == b"data")
+        .map_or(44, |i| i + 8);
+    let samples: Vec<i16> = bytes[data..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    freqs
+        .iter()
+        .map(|f| {
+            samples
+                .chunks_exact(160)
+                .map(|fr| confab_media::tone::power(fr, *f))
+                .sum()
+        })
+        .collect()
+}
+
+#[test]
+fn pjsip_participants_and_sipp_each_hear_the_others_and_not_themselves() {
+    let (s, ports) = server(0);
+    let id = create_meeting(&s, "alice@example.com", &[]);
+    let dir = TempDir::new("meeting-pjsip");
+    let (rec_a, rec_b) = (dir.0.join("alice.wav"), dir.0.join("bob.wav"));
+    let alice = pjsua(&s, "alice", &id, &tone_wav(&dir, 1000.0, 8), &rec_a, 6);
+    let bob = pjsua(&s, "bob", &id, &tone_wav(&dir, 0.0, 8), &rec_b, 6);
+    let ear = Ear::new();
+    let low = tone_pcap(&dir, 440.0, 4);
+    let carol = join(
+        &s,
+        &dir,
+        &id,
+        "carol",
+        &participant_xml(&[Step::Pause(1000), Step::Play(&low), Step::Pause(5000)]),
+        &ear,
+    );
+    carol.assert_success("carol joined, talked, left");
+    for (who, p) in [("alice", alice), ("bob", bob)] {
+        let out = p.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("joined") && text.contains("done ok"),
+            "{who}'s PJSIP: {text}"
+        );
+    }
+    let [a1000, a440] = wav_power(&rec_a, &[1000.0, 440.0])[..] else {
+        unreachable!()
+    };
+    let [b1000, b440] = wav_power(&rec_b, &[1000.0, 440.0])[..] else {
+        unreachable!()
+    };
+    let [c1000, c440] = heard_power(&ear, &[1000.0, 440.0])[..] else {
+        unreachable!()
+    };
+    let loud = 1e7;
+    assert!(
+        b1000 > loud && b440 > loud,
+        "bob hears alice and carol: {b1000:e} {b440:e}"
+    );
+    assert!(
+        a440 > loud && a1000 < a440 / 100.0,
+        "alice hears carol, not herself: {a1000:e} {a440:e}"
+    );
+    assert!(
+        c1000 > loud && c440 < c1000 / 100.0,
+        "carol hears alice, not herself: {c1000:e} {c440:e}"
+    );
+    assert_ports_free(ports);
+}
