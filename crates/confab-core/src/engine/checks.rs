@@ -195,7 +195,8 @@ impl Engine {
                     .values(HeaderName::Require)
                     .filter_map(Result::ok)
                     .filter(|t| {
-                        !["path", "outbound"]
+                        // timer: the meetings focus keeps session timers (RFC 4028)
+                        !["path", "outbound", "timer"]
                             .iter()
                             .any(|s| s.eq_ignore_ascii_case(t))
                     })

@@ -47,11 +47,16 @@ impl Focus {
             return out.push(Action::Reply(r));
         };
         self.open_watched(id, port, negotiated, out);
-        out.push(Action::Reply(
-            Reply::new(200, "OK").with_body("application/sdp", answer.into_bytes()),
-        ));
+        let session = super::session_interval(req);
+        let mut ok = Reply::new(200, "OK").with_body("application/sdp", answer.into_bytes());
+        super::session_headers(session, &mut ok);
+        out.push(Action::Reply(ok));
+        let conf = meeting.id.clone();
         let p = Participant::new(id, key, aor, display_of(req), role, port);
         self.enter(meeting, p, out);
+        if let Some(secs) = session {
+            self.arm_session(&conf, id, secs, out);
+        }
     }
 
     /// Whether someone of `role` may join meeting `id` now: refused when it is locked (but
@@ -160,13 +165,13 @@ impl Focus {
         self.roster_changed(&conf, out);
     }
 
-    /// A re-INVITE: the participant's media moved (or held): the stream follows.
+    /// A re-INVITE or UPDATE: the participant's media moved (or held) and the stream follows,
+    /// or the session refreshed (RFC 4028; a re-INVITE without SDP gets our offer again, an
+    /// UPDATE without one a plain 200).
     pub(super) fn reinvite(&mut self, env: &Env, conf: &str, req: &Message, out: &mut Vec<Action>) {
         let Some(p) = self.participant_id(conf, req) else {
-            return out.push(Action::Reply(Reply::new(
-                481,
-                "Call/Transaction Does Not Exist",
-            )));
+            let r = Reply::new(481, "Call/Transaction Does Not Exist");
+            return out.push(Action::Reply(r));
         };
         let port = self.conferences[conf]
             .participants
@@ -178,21 +183,33 @@ impl Focus {
             version: 2,
             address: env.media_address,
         };
-        match Sdp::parse(req.body()).map(|o| sdp::answer(&o, origin, port)) {
-            Ok(Ok((answer, negotiated))) => {
-                out.push(Action::Media(MediaCommand::Open {
-                    stream: p,
-                    port,
-                    negotiated,
-                }));
-                out.push(Action::Reply(
-                    Reply::new(200, "OK").with_body("application/sdp", answer.into_bytes()),
-                ));
+        let session = super::session_interval(req);
+        let mut ok = if req.body().is_empty() {
+            let offer = (req.method_str() == "INVITE").then(|| sdp::offer(origin, port));
+            match offer {
+                Some(o) => Reply::new(200, "OK").with_body("application/sdp", o.into_bytes()),
+                None => Reply::new(200, "OK"),
             }
-            _ => out.push(Action::Reply(Reply::new(
-                488,
-                "Not Acceptable Here (G.711 audio only)",
-            ))),
+        } else {
+            match Sdp::parse(req.body()).map(|o| sdp::answer(&o, origin, port)) {
+                Ok(Ok((answer, negotiated))) => {
+                    out.push(Action::Media(MediaCommand::Open {
+                        stream: p,
+                        port,
+                        negotiated,
+                    }));
+                    Reply::new(200, "OK").with_body("application/sdp", answer.into_bytes())
+                }
+                _ => {
+                    let r = Reply::new(488, "Not Acceptable Here (G.711 audio only)");
+                    return out.push(Action::Reply(r));
+                }
+            }
+        };
+        super::session_headers(session, &mut ok);
+        out.push(Action::Reply(ok));
+        if let Some(secs) = session {
+            self.arm_session(conf, p, secs, out);
         }
     }
 

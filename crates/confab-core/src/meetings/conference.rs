@@ -34,6 +34,9 @@ pub(super) struct Participant {
     pub(super) outbox: VecDeque<Vec<u8>>,
     /// A message of the outbox is on its way (the next waits for its answer).
     pub(super) sending: bool,
+    /// The session timer (RFC 4028) the participant refreshes: its interval in seconds and
+    /// the token of the timer that counts.
+    pub(super) session: Option<(u64, u64)>,
 }
 
 impl Participant {
@@ -57,6 +60,7 @@ impl Participant {
             star: false,
             outbox: VecDeque::new(),
             sending: false,
+            session: None,
         }
     }
 }

@@ -106,6 +106,8 @@ pub(crate) struct Focus {
     callers: HashMap<(String, String), attendant::Caller>,
     caller_streams: HashMap<u64, (String, String)>,
     caller_timers: HashMap<u64, (String, String)>,
+    /// Session timers (RFC 4028): the token's meeting and participant.
+    session_timers: HashMap<u64, (String, u64)>,
     /// Ad-hoc meetings (made by a call to the factory; never stored), by conference ID.
     adhoc: HashMap<String, confab_meetings::Meeting>,
     /// Calls the focus placed to bring someone in, by call number.
@@ -126,6 +128,7 @@ impl Focus {
             callers: HashMap::new(),
             caller_streams: HashMap::new(),
             caller_timers: HashMap::new(),
+            session_timers: HashMap::new(),
             adhoc: HashMap::new(),
             dialouts: HashMap::new(),
             stats,
@@ -254,7 +257,7 @@ impl Focus {
                 self.relay_message(&conf, req, out);
             }
             "SUBSCRIBE" => self.resubscribe(&conf, req, dialog, out),
-            "INVITE" => self.reinvite(env, &conf, req, out),
+            "INVITE" | "UPDATE" => self.reinvite(env, &conf, req, out),
             "REFER" => self.refer(env, &conf, req, dialog, out),
             "INFO" => {
                 ok(out);
@@ -294,8 +297,26 @@ impl Focus {
         }
     }
 
-    /// Participant `stream` sent nothing for the media time-out: gone without a BYE. Taken
-    /// out at once and hung up on.
+    /// Runs participant `id`'s session timer for `secs` (again, after a refresh).
+    fn arm_session(&mut self, conf: &str, id: u64, secs: u64, out: &mut Vec<Action>) {
+        let token = self.id();
+        let Some(p) = self
+            .conferences
+            .get_mut(conf)
+            .and_then(|c| c.participants.iter_mut().find(|p| p.id == id))
+        else {
+            return;
+        };
+        p.session = Some((secs, token));
+        self.session_timers.insert(token, (conf.to_owned(), id));
+        out.push(Action::Timer {
+            token,
+            after: Duration::from_secs(secs),
+        });
+    }
+
+    /// Participant `stream` sent nothing for the media time-out, or did not refresh its
+    /// session: gone without a BYE. Taken out at once and hung up on.
     fn participant_lost(&mut self, conf: &str, stream: u64, out: &mut Vec<Action>) {
         let Some(p) = self
             .conferences
@@ -426,6 +447,18 @@ impl Application for Focus {
         if self.attendant_timer(token, out) {
             return self.publish_stats();
         }
+        if let Some((conf, participant)) = self.session_timers.remove(&token) {
+            let current = self.conferences.get(&conf).is_some_and(|c| {
+                c.participants
+                    .iter()
+                    .any(|p| p.id == participant && p.session.map(|s| s.1) == Some(token))
+            });
+            if current {
+                tracing::info!(event = "meeting.session_expired", meeting = %conf, "a participant's session was not refreshed: hung up");
+                self.participant_lost(&conf, participant, out);
+            }
+            return self.publish_stats();
+        }
         let Some((conf, key)) = self.timers.remove(&token) else {
             return;
         };
@@ -468,6 +501,30 @@ fn hang_up(dialog: Option<DialogId>, out: &mut Vec<Action>) {
             headers: Vec::new(),
             body: Vec::new(),
         });
+    }
+}
+
+/// The session interval (RFC 4028) a request asks for when its sender refreshes (Supported:
+/// timer with Session-Expires): at least 90 s (Min-SE).
+fn session_interval(req: &Message) -> Option<u64> {
+    let se = req
+        .header_named("Session-Expires")
+        .or_else(|| req.header_named("x"))?;
+    let secs: u64 = se.split(';').next()?.trim().parse().ok()?;
+    let supported = req
+        .values(sip_proto::HeaderName::Supported)
+        .filter_map(Result::ok)
+        .any(|t| t.trim().eq_ignore_ascii_case("timer"));
+    supported.then_some(secs.max(90))
+}
+
+/// The 2xx's side of a session timer the caller refreshes.
+fn session_headers(session: Option<u64>, reply: &mut Reply) {
+    if let Some(secs) = session {
+        reply
+            .headers
+            .push(("Session-Expires".into(), format!("{secs};refresher=uac")));
+        reply.headers.push(("Require".into(), "timer".into()));
     }
 }
 

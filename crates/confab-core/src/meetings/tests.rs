@@ -79,18 +79,17 @@ fn ask_all(
 
 /// `user` joins: their dialog with the focus.
 fn join(sim: &mut Sim, user: &str, addr: &str) -> Dialog {
-    let (ok, sent) = ask(
-        sim,
-        user,
-        addr,
-        "INVITE",
-        "Content-Type: application/sdp\r\n",
-        SDP,
-    );
+    join_with(sim, user, addr, "").0
+}
+
+/// `user` joins with `extra` header lines: their dialog and the focus's 200.
+fn join_with(sim: &mut Sim, user: &str, addr: &str, extra: &str) -> (Dialog, Message) {
+    let extra = format!("{extra}Content-Type: application/sdp\r\n");
+    let (ok, sent) = ask(sim, user, addr, "INVITE", &extra, SDP);
     assert_eq!(ok.status(), 200, "{user} admitted: {}", ok.reason());
     let d = Dialog::as_uac(&sent, &ok).expect("a dialog");
     send_in(sim, addr, d.ack(2), &format!("ack{user}"));
-    d
+    (d, ok)
 }
 
 fn send_in(sim: &mut Sim, from: &str, mut w: Writer, branch: &str) {
@@ -534,4 +533,99 @@ fn a_call_to_the_factory_makes_a_meeting_and_a_refer_brings_someone_in() {
     // both leave: the ad-hoc meeting is gone
     send_in(&mut sim, ALICE, alice.request("BYE"), "byenow");
     assert_eq!(sim.engine.meeting_stats().participants, 1);
+}
+
+#[test]
+fn the_organizer_mutes_everyone_else_and_ejects_while_others_may_not() {
+    let mut sim = sim("");
+    let mut alice = join(&mut sim, "alice", ALICE);
+    let mut bob = join(&mut sim, "bob", BOB);
+    join(&mut sim, "carol", CAROL);
+    let started = media(&mut sim);
+    let streams: Vec<u64> = started
+        .iter()
+        .filter_map(|c| match c {
+            MediaCommand::Open { stream, .. } => Some(*stream),
+            _ => None,
+        })
+        .collect();
+    // bob (a presenter) presses *4: alice and carol are muted, bob is not
+    for k in ['*', '4'] {
+        sim.media(FOCUS, streams[1], MediaEvent::Digit(k));
+    }
+    let muted: Vec<u64> = media(&mut sim)
+        .iter()
+        .filter_map(|c| match c {
+            MediaCommand::Mute {
+                stream,
+                muted: true,
+            } => Some(*stream),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(muted, [streams[0], streams[2]]);
+    sim.take_all();
+
+    // bob may not eject; alice (the organizer) ejects carol
+    let mut w = bob.request("REFER");
+    w.header("Refer-To", "<sip:carol@example.com;method=BYE>");
+    send_in(&mut sim, BOB, w, "ref-bob");
+    let no = sim.take_to(BOB);
+    assert!(
+        no.iter().any(|m| m.status() == 403
+            && m.reason() == "Forbidden (only the organizer ejects participants)"),
+        "{no:?}"
+    );
+    let mut w = alice.request("REFER");
+    w.header("Refer-To", "<sip:carol@example.com;method=BYE>");
+    send_in(&mut sim, ALICE, w, "ref-alice");
+    assert!(sim.take_to(ALICE).iter().any(|m| m.status() == 202));
+    assert_eq!(
+        requests(&mut sim, CAROL, "BYE").len(),
+        1,
+        "carol is hung up on"
+    );
+}
+
+#[test]
+fn a_session_timer_the_participant_asked_for_ends_a_call_it_stops_refreshing() {
+    let mut sim = sim("");
+    let timer = "Supported: timer\r\nSession-Expires: 120\r\n";
+    let (_, ok) = join_with(&mut sim, "alice", ALICE, timer);
+    assert_eq!(
+        ok.header_named("Session-Expires"),
+        Some("120;refresher=uac")
+    );
+    let (mut bob, _) = join_with(&mut sim, "bob", BOB, timer);
+    join(&mut sim, "carol", CAROL); // asks for none: no timer
+    sim.advance(Duration::from_secs(60));
+    // bob refreshes with an UPDATE; alice never does
+    let mut w = bob.request("UPDATE");
+    w.header("Supported", "timer");
+    w.header("Session-Expires", "120;refresher=uac");
+    send_in(&mut sim, BOB, w, "upd1");
+    let refreshed = sim.take_to(BOB);
+    assert!(
+        refreshed
+            .iter()
+            .any(|m| m.status() == 200
+                && m.header_named("Session-Expires") == Some("120;refresher=uac")),
+        "{refreshed:?}"
+    );
+    sim.advance(Duration::from_secs(61));
+    let byes = requests(&mut sim, ALICE, "BYE");
+    let branches: std::collections::HashSet<String> = byes
+        .iter()
+        .map(|m| m.top_via().unwrap().branch().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        branches.len(),
+        1,
+        "alice's session expired: one BYE (and its retransmissions)"
+    );
+    assert!(
+        requests(&mut sim, BOB, "BYE").is_empty(),
+        "bob's was refreshed"
+    );
+    assert_eq!(sim.engine.meeting_stats().participants, 2);
 }
