@@ -622,3 +622,84 @@ queue = "Desk"
         .collect();
     assert!(!music.is_empty(), "the music came from FE1's media engine");
 }
+
+/// `user` (password `pw`) joins meeting `id` entering at `server`, stays a moment, leaves.
+fn join_meeting_at(server: &Server, id: &str, user: &str, dir: &TempDir) {
+    let sf = common::rgs::scenario(
+        dir,
+        &format!("{user}-{}.xml", server.port),
+        &common::meetings::participant_xml(&[common::meetings::Step::Pause(500)]),
+    );
+    let ear = common::rgs::Ear::new();
+    common::rgs::sipp(server, &sf)
+        .args(["-s", &format!("meet-{id}"), "-key", "caller", user])
+        .args(["-key", "rtp_port", &ear.port.to_string()])
+        .auth(user, "pw")
+        .run()
+        .assert_success(&format!("{user} joins meeting {id} at {}", server.addr()));
+}
+
+fn joined(server: &Server) -> usize {
+    server
+        .log_text()
+        .matches("event=\"meeting.joined\"")
+        .count()
+}
+
+#[test]
+fn a_meeting_is_hosted_by_its_directorys_pool_wherever_participants_enter() {
+    let (d, [fe_a1, fe_a2, fe_b1]) = Deployment::front_ends();
+    let out = d.cli(&[
+        "meeting",
+        "directory",
+        "add",
+        "--pool",
+        "pool-a.example.com",
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let out = d.cli_db(&["meeting", "create", "--organizer", "alice@example.com"]);
+    let text = common::text(&out);
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("created meeting "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .trim()
+        .to_owned();
+    assert!(
+        text.contains("directory:      1 (pool pool-a.example.com)"),
+        "{text}"
+    );
+    for fe in [&fe_a1, &fe_a2, &fe_b1] {
+        common::rgs::wait_log_count(fe, "meetings=1 ", 1);
+    }
+    // carol enters at pool B's server, bob at pool A's other one: both are hosted at fe-a1
+    let dir = TempDir::new("pool-meeting");
+    join_meeting_at(&fe_b1, &id, "carol", &dir);
+    join_meeting_at(&fe_a2, &id, "bob", &dir);
+    assert_eq!(
+        (joined(&fe_a1), joined(&fe_a2), joined(&fe_b1)),
+        (2, 0, 0),
+        "the directory's pool hosts the meeting"
+    );
+    // the directory moves to pool B, meeting and all: the next participant is hosted there
+    let before = fe_a2
+        .log_text()
+        .matches("event=\"meetings.config\"")
+        .count();
+    let out = d.cli(&[
+        "meeting",
+        "directory",
+        "move",
+        "1",
+        "--to",
+        "pool-b.example.com",
+    ]);
+    assert!(
+        common::text(&out).contains("and its 1 meeting(s) now belong to pool-b.example.com"),
+        "{}",
+        common::text(&out)
+    );
+    common::rgs::wait_log_count(&fe_a2, "event=\"meetings.config\"", before + 1);
+    join_meeting_at(&fe_a2, &id, "bob", &dir);
+    assert_eq!(joined(&fe_b1), 1, "hosted by pool B now");
+}

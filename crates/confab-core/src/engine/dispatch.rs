@@ -144,11 +144,13 @@ impl Engine {
             return Flow::Stop;
         }
         if let Some(app) = app {
-            // the pool's applications run on one of its servers: the others pass calls there
-            match self
-                .application_server()
-                .filter(|_| !self.is_peer_forwarded(ctx))
-            {
+            // a meeting is hosted by the pool owning its directory; the pool's applications
+            // run on one of its servers: the others pass calls there
+            let host = uri
+                .user
+                .and_then(|u| self.meeting_host(u))
+                .or_else(|| self.application_server());
+            match host.filter(|_| !self.is_peer_forwarded(ctx)) {
                 Some(owner) => self.forward_single(now, ctx, owner),
                 None => self.app_request(now, ctx, app, None),
             }

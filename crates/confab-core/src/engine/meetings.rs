@@ -127,6 +127,40 @@ impl Engine {
         ))
     }
 
+    /// Where meeting `user` (`meet-<ID>`) is hosted when that is another pool: its directory's
+    /// pool, at the first of its servers by address (over the servers' mutual TLS). `None`:
+    /// here (no directory, this server's pool, or a pool the topology does not know).
+    pub(super) fn meeting_host(&self, user: &str) -> Option<sip_transport::Target> {
+        let id = confab_meetings::conference_id(user)?;
+        let served = self
+            .shared
+            .meetings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        let directory = served.meetings.get(id)?.directory?;
+        let d = served
+            .meetings
+            .directories
+            .iter()
+            .find(|d| d.id == directory)?;
+        let homing = self.cfg.homing.as_ref()?;
+        if homing
+            .local_pool
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case(&d.pool))
+        {
+            return None;
+        }
+        let pool = homing.pools.get(&d.pool.to_ascii_lowercase())?;
+        let server: std::net::IpAddr = pool.servers.iter().filter_map(|s| s.parse().ok()).min()?;
+        Some(sip_transport::Target {
+            transport: sip_transport::Transport::Tls,
+            addr: std::net::SocketAddr::new(server, pool.sip_port.saturating_add(1)),
+            flow: None,
+        })
+    }
+
     /// What the focus holds now (the owner shard's, shared).
     pub fn meeting_stats(&self) -> MeetingStats {
         *self

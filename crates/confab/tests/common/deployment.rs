@@ -109,6 +109,15 @@ address = "127.0.0.20"
         )
     }
 
+    /// `confab ARGS --database URL`, for commands that need no topology.
+    pub(crate) fn cli_db(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_confab"))
+            .args(args)
+            .args(["--database", &self.pg.url()])
+            .output()
+            .unwrap()
+    }
+
     /// `confab ARGS --database URL --topology FILE`.
     pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_confab"))
