@@ -68,7 +68,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Rgs(crate::rgs::RgsCommand),
     /// Meetings: create one for an organizer and get its join information, list, show,
-    /// remove.
+    /// remove; conference directories, dial-in regions and access numbers, settings.
     #[command(subcommand)]
     Meeting(crate::meetings::MeetingCommand),
 }
@@ -464,9 +464,9 @@ pub(crate) enum UserCommand {
         data: DataDirArg,
     },
     /// Set a user's external access policy (whether it may sign in from outside through an
-    /// Edge, and talk to users of federated organisations) and enterprise voice settings
-    /// (number, voice, policy, dial plan). What is not given stays as it was; `default`
-    /// follows the deployment's. Running servers apply it at the user's next request.
+    /// Edge, and talk to users of federated organisations), enterprise voice settings
+    /// (number, voice, policy, dial plan) and dial-in PIN. What is not given stays as it was;
+    /// `default` follows the deployment's. Running servers apply it at the user's next request.
     Set {
         address: String,
         #[arg(long, value_name = "on|off|default")]

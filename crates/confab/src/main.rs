@@ -9,6 +9,7 @@ mod deployment;
 mod discover;
 mod edge;
 mod meetings;
+mod meetings_dialin;
 mod pki;
 mod rgs;
 mod rgs_audio;

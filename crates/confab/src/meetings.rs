@@ -6,7 +6,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use confab_meetings::{AccessNumber, Meeting, Meetings, Region, MEETINGS_SETTING};
+use confab_meetings::{Meeting, Meetings, MEETINGS_SETTING};
 
 use crate::cli::{DataDirArg, TopologyArg, UsageError};
 
@@ -59,10 +59,10 @@ pub(crate) enum MeetingCommand {
     Directory(DirectoryCommand),
     /// Dial-in regions: which dial plans' users get which access numbers in their meetings.
     #[command(subcommand)]
-    Region(RegionCommand),
+    Region(crate::meetings_dialin::RegionCommand),
     /// Dial-in access numbers: phone numbers the conferencing attendant answers.
     #[command(subcommand)]
-    AccessNumber(AccessNumberCommand),
+    AccessNumber(crate::meetings_dialin::AccessNumberCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,71 +90,6 @@ pub(crate) enum DirectoryCommand {
     /// Remove directory ID; refused while meetings are in it.
     Remove {
         id: u32,
-        #[command(flatten)]
-        data: DataDirArg,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum RegionCommand {
-    /// Add region NAME holding dial plans (a dial plan belongs to one region).
-    Add {
-        name: String,
-        #[arg(long = "dial-plan", required = true)]
-        dial_plans: Vec<String>,
-        #[command(flatten)]
-        data: DataDirArg,
-    },
-    /// List the regions with their dial plans.
-    List {
-        #[command(flatten)]
-        data: DataDirArg,
-    },
-    /// Remove region NAME; refused while an access number names it.
-    Remove {
-        name: String,
-        #[command(flatten)]
-        data: DataDirArg,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum AccessNumberCommand {
-    /// Add access number NUMBER (E.164) for REGIONs; the attendant's prompts are spoken and
-    /// stored (needs espeak-ng) when none are yet.
-    Add {
-        number: String,
-        /// As invitations show it: "+1 (425) 555-0199".
-        #[arg(long)]
-        display: String,
-        /// The attendant's languages, the first its default (en-US when none).
-        #[arg(long = "language")]
-        languages: Vec<String>,
-        #[arg(long = "region", required = true)]
-        regions: Vec<String>,
-        #[command(flatten)]
-        data: DataDirArg,
-    },
-    /// Change NUMBER: what is given replaces what was.
-    Set {
-        number: String,
-        #[arg(long)]
-        display: Option<String>,
-        #[arg(long = "language")]
-        languages: Vec<String>,
-        #[arg(long = "region")]
-        regions: Vec<String>,
-        #[command(flatten)]
-        data: DataDirArg,
-    },
-    /// List the access numbers with their languages and regions.
-    List {
-        #[command(flatten)]
-        data: DataDirArg,
-    },
-    /// Remove access number NUMBER.
-    Remove {
-        number: String,
         #[command(flatten)]
         data: DataDirArg,
     },
@@ -260,8 +195,8 @@ pub(crate) fn run(cmd: MeetingCommand) -> anyhow::Result<()> {
             println!("media time-out:    {} s", s.media_timeout);
         }
         MeetingCommand::Directory(cmd) => directory(cmd)?,
-        MeetingCommand::Region(cmd) => region(cmd)?,
-        MeetingCommand::AccessNumber(cmd) => access_number(cmd)?,
+        MeetingCommand::Region(cmd) => crate::meetings_dialin::region(cmd)?,
+        MeetingCommand::AccessNumber(cmd) => crate::meetings_dialin::access_number(cmd)?,
     }
     Ok(())
 }
@@ -347,149 +282,9 @@ fn directory(cmd: DirectoryCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn region(cmd: RegionCommand) -> anyhow::Result<()> {
-    match cmd {
-        RegionCommand::Add {
-            name,
-            dial_plans,
-            data,
-        } => {
-            let store = crate::datadir::open_existing(&data)?;
-            let voice = crate::voice::current(store.as_ref())?;
-            for p in &dial_plans {
-                if !voice.dial_plans.iter().any(|d| d.name == *p) {
-                    return Err(UsageError(format!(
-                        "dial plan {p:?} does not exist (see `confab voice export`)"
-                    ))
-                    .into());
-                }
-            }
-            change(store.as_ref(), |all| {
-                all.regions.push(Region {
-                    name: name.clone(),
-                    dial_plans,
-                });
-                Ok(())
-            })?;
-            println!("added region {name}");
-        }
-        RegionCommand::List { data } => {
-            let store = crate::datadir::open_existing(&data)?;
-            for r in current(store.as_ref())?.regions {
-                println!("{}  dial plans: {}", r.name, r.dial_plans.join(", "));
-            }
-        }
-        RegionCommand::Remove { name, data } => {
-            let store = crate::datadir::open_existing(&data)?;
-            change(store.as_ref(), |all| {
-                let before = all.regions.len();
-                all.regions.retain(|r| r.name != name);
-                if all.regions.len() == before {
-                    return Err(format!(
-                        "no region {name:?} (see `confab meeting region list`)"
-                    ));
-                }
-                Ok(())
-            })?;
-            println!("removed region {name}");
-        }
-    }
-    Ok(())
-}
-
-fn access_number(cmd: AccessNumberCommand) -> anyhow::Result<()> {
-    match cmd {
-        AccessNumberCommand::Add {
-            number,
-            display,
-            languages,
-            regions,
-            data,
-        } => {
-            let store = crate::datadir::open_existing(&data)?;
-            if let Some(owner) = store.number_owner(&number)? {
-                return Err(UsageError(format!(
-                    "{number} is user {owner}'s number; give the attendant its own"
-                ))
-                .into());
-            }
-            let languages = if languages.is_empty() {
-                vec!["en-US".to_owned()]
-            } else {
-                languages
-            };
-            change(store.as_ref(), |all| {
-                all.access_numbers.push(AccessNumber {
-                    number: number.clone(),
-                    display,
-                    languages,
-                    regions,
-                });
-                Ok(())
-            })?;
-            store_prompts(store.as_ref())?;
-            println!("added access number {number}");
-        }
-        AccessNumberCommand::Set {
-            number,
-            display,
-            languages,
-            regions,
-            data,
-        } => {
-            let store = crate::datadir::open_existing(&data)?;
-            change(store.as_ref(), |all| {
-                let Some(a) = all.access_numbers.iter_mut().find(|a| a.number == number) else {
-                    return Err(format!(
-                        "no access number {number} (see `confab meeting access-number list`)"
-                    ));
-                };
-                if let Some(d) = display {
-                    a.display = d;
-                }
-                if !languages.is_empty() {
-                    a.languages = languages;
-                }
-                if !regions.is_empty() {
-                    a.regions = regions;
-                }
-                Ok(())
-            })?;
-            println!("changed access number {number}");
-        }
-        AccessNumberCommand::List { data } => {
-            let store = crate::datadir::open_existing(&data)?;
-            for a in current(store.as_ref())?.access_numbers {
-                println!(
-                    "{}  {}  languages: {}  regions: {}",
-                    a.number,
-                    a.display,
-                    a.languages.join(", "),
-                    a.regions.join(", ")
-                );
-            }
-        }
-        AccessNumberCommand::Remove { number, data } => {
-            let store = crate::datadir::open_existing(&data)?;
-            change(store.as_ref(), |all| {
-                let before = all.access_numbers.len();
-                all.access_numbers.retain(|a| a.number != number);
-                if all.access_numbers.len() == before {
-                    return Err(format!(
-                        "no access number {number} (see `confab meeting access-number list`)"
-                    ));
-                }
-                Ok(())
-            })?;
-            println!("removed access number {number}");
-        }
-    }
-    Ok(())
-}
-
 /// Applies `edit` to the stored document, checks the result whole and writes it; nothing is
 /// written when the edit or the check fails.
-fn change(
+pub(crate) fn change(
     store: &dyn confab_store::Store,
     edit: impl FnOnce(&mut Meetings) -> Result<(), String>,
 ) -> anyhow::Result<()> {
@@ -506,47 +301,6 @@ fn change(
         .into());
     }
     save(store, &all)
-}
-
-/// Speaks and stores the attendant's prompts that are not stored yet.
-fn store_prompts(store: &dyn confab_store::Store) -> anyhow::Result<()> {
-    use base64::Engine as _;
-    for (name, text) in confab_meetings::PROMPTS {
-        let setting = format!("{}{name}", confab_meetings::PROMPT_PREFIX);
-        if store.settings(&setting)?.iter().any(|(n, _)| *n == setting) {
-            continue;
-        }
-        let wav = crate::rgs_audio::speak(text).map_err(UsageError)?;
-        let clip = confab_media::Clip::from_wav(&wav)
-            .map_err(|e| anyhow::anyhow!("espeak-ng's prompt cannot be read: {e}"))?;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(clip.ulaw());
-        store
-            .set_setting(&setting, Some(&b64))
-            .context("cannot store the attendant's prompt")?;
-    }
-    Ok(())
-}
-
-/// The dial plan whose region's numbers `aor`'s meetings list: assigned, else the plan of the
-/// user's pool, else the global one.
-fn dial_plan_of(store: &dyn confab_store::Store, aor: &str) -> anyhow::Result<Option<String>> {
-    let Some(user) = store.user(aor)? else {
-        return Ok(None);
-    };
-    if user.voice.dial_plan.is_some() {
-        return Ok(user.voice.dial_plan);
-    }
-    let voice = crate::voice::current(store)?;
-    let pool = user.pool.map(confab_voice::Scope::Pool);
-    let plan = pool
-        .and_then(|p| voice.dial_plans.iter().find(|d| d.scope == p))
-        .or_else(|| {
-            voice
-                .dial_plans
-                .iter()
-                .find(|d| d.scope == confab_voice::Scope::Global)
-        });
-    Ok(plan.map(|d| d.name.clone()))
 }
 
 fn find<'a>(all: &'a Meetings, id: &str) -> anyhow::Result<&'a Meeting> {
@@ -567,7 +321,7 @@ fn print_join(store: &dyn confab_store::Store, all: &Meetings, m: &Meeting) -> a
     {
         println!("  directory:      {} (pool {})", d.id, d.pool);
     }
-    let numbers = match dial_plan_of(store, &m.organizer)? {
+    let numbers = match crate::meetings_dialin::dial_plan_of(store, &m.organizer)? {
         Some(plan) => all.numbers_for(&plan),
         None => Vec::new(),
     };

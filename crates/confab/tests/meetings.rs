@@ -2,41 +2,17 @@
 //! create`, play tones (recordings the test writes) and press keys (SIPp's RFC 4733
 //! recordings); the test receives each participant's RTP and tells by frequency who heard
 //! whom. A SIPp watcher follows the roster (RFC 4575 NOTIFYs); SIPp participants write and
-//! read the meeting's instant messages.
+//! read the meeting's instant messages; baresip and PJSIP (`pjsua2`) participants play and
+//! record audio; meet-now and REFER bring a colleague in; the CLI refuses what it cannot serve.
 
 mod common;
 
 use common::meetings::{
-    create_meeting, heard_power, keys_of, participant_hung_up_xml, participant_xml,
-    phone_caller_xml, reader_xml, recorded_power, referrer_xml, tone_pcap, tone_wav, writer_xml,
-    Step,
+    create_meeting, heard_power, join, participant_hung_up_xml, participant_xml, reader_xml,
+    recorded_power, referrer_xml, tone_pcap, tone_wav, writer_xml, Step,
 };
-use common::rgs::{
-    assert_ports_free, scenario, server, sipp, voice_with_trunks, wait_log_count, Ear, PW,
-};
+use common::rgs::{assert_ports_free, scenario, server, sipp, wait_log_count, Ear, PW};
 use common::{text, Sipp, TempDir};
-
-/// `user` joins meeting `id` running scenario `xml`, its audio to `ear`.
-fn join(
-    s: &common::Server,
-    dir: &TempDir,
-    id: &str,
-    user: &str,
-    xml: &str,
-    ear: &Ear,
-) -> common::SippChild {
-    let sf = scenario(dir, &format!("{user}.xml"), xml);
-    let pw = if ["alice", "bob", "carol"].contains(&user) {
-        s.password(user)
-    } else {
-        PW.to_owned()
-    };
-    sipp(s, &sf)
-        .args(["-s", &format!("meet-{id}"), "-key", "caller", user])
-        .args(["-key", "rtp_port", &ear.port.to_string()])
-        .auth(user, &pw)
-        .spawn()
-}
 
 fn add_user(s: &common::Server, user: &str) {
     let o = s.cli(&[
@@ -230,131 +206,6 @@ fn messages_reach_every_other_participant_in_order_and_not_those_who_left() {
         "{}",
         stranger.trace()
     );
-}
-
-/// A deployment with a gateway trunk (calls from `gateway` are trusted), region Redmond over
-/// the global dial plan, access number +14255550199, and alice's PIN.
-fn dial_in_deployment(gateway: &str) -> (common::Server, (u16, u16)) {
-    let (s, ports) = server(0);
-    let dir = TempDir::new("dial-in-voice");
-    let voice = dir.0.join("voice.toml");
-    std::fs::write(
-        &voice,
-        voice_with_trunks(gateway, "127.0.0.67", common::free_port()),
-    )
-    .unwrap();
-    for args in [
-        vec!["voice", "apply", voice.to_str().unwrap()],
-        vec![
-            "meeting",
-            "region",
-            "add",
-            "Redmond",
-            "--dial-plan",
-            "Global",
-        ],
-        vec![
-            "meeting",
-            "access-number",
-            "add",
-            "+14255550199",
-            "--display",
-            "+1 (425) 555-0199",
-            "--region",
-            "Redmond",
-        ],
-        vec!["user", "set", "alice@example.com", "--pin", "24680"],
-    ] {
-        let o = s.cli(&args);
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-    }
-    wait_log_count(&s, "event=\"voice.config\"", 1);
-    (s, ports)
-}
-
-#[test]
-fn a_caller_by_phone_enters_the_id_and_pin_and_is_heard_in_the_meeting() {
-    let gateway = "127.0.0.66";
-    let (s, ports) = dial_in_deployment(gateway);
-    let id = create_meeting(&s, "alice@example.com", &["--pin-required"]);
-    let show = text(&s.cli(&["meeting", "show", &id]));
-    assert!(
-        show.contains("dial-in:        +1 (425) 555-0199 (en-US)"),
-        "{show}"
-    );
-    let dir = TempDir::new("meeting-dial-in");
-    let tone = tone_pcap(&dir, 1000.0, 3);
-    let (b, phone) = (Ear::new(), Ear::new());
-    let bob = join(
-        &s,
-        &dir,
-        &id,
-        "bob",
-        &participant_xml(&[Step::Pause(16_000)]),
-        &b,
-    );
-    let keys = keys_of(&format!("{id}#24680#"));
-    let xml = phone_caller_xml(
-        &[
-            Step::Pause(1000),
-            Step::Keys(&keys),
-            Step::Play(&tone),
-            Step::Pause(3500),
-        ],
-        false,
-    );
-    let sf = scenario(&dir, "phone.xml", &xml);
-    sipp(&s, &sf)
-        .source_ip(gateway)
-        .args(["-s", "+14255550199", "-key", "caller", "+12065550123"])
-        .args(["-key", "rtp_port", &phone.port.to_string()])
-        .run()
-        .assert_success("the caller by phone entered the ID and PIN, talked, hung up");
-    bob.assert_success("bob listened");
-    let [b1000, chime] = heard_power(&b, &[1000.0, 1200.0])[..] else {
-        unreachable!()
-    };
-    assert!(b1000 > 1e7, "bob hears the caller by phone: {b1000:e}");
-    assert!(
-        chime > 1e6,
-        "and the chime when the caller joined: {chime:e}"
-    );
-    assert!(
-        phone.heard().len() > 100,
-        "the caller heard the attendant and the meeting"
-    );
-    let log = s.log_text();
-    assert!(log.contains("event=\"meeting.dial_in\""), "{log}");
-    assert_ports_free(ports);
-}
-
-#[test]
-fn three_wrong_conference_ids_end_the_call_with_a_goodbye() {
-    let gateway = "127.0.0.68";
-    let (s, ports) = dial_in_deployment(gateway);
-    let id = create_meeting(&s, "alice@example.com", &[]);
-    let wrong = if id == "1000000" {
-        "1000001"
-    } else {
-        "1000000"
-    };
-    let keys = keys_of(&format!("{wrong}#9#{wrong}#"));
-    let dir = TempDir::new("meeting-dial-in-wrong");
-    let phone = Ear::new();
-    let xml = phone_caller_xml(&[Step::Pause(500), Step::Keys(&keys)], true);
-    let sf = scenario(&dir, "phone.xml", &xml);
-    sipp(&s, &sf)
-        .source_ip(gateway)
-        .args(["-s", "+14255550199", "-key", "caller", "+12065550123"])
-        .args(["-key", "rtp_port", &phone.port.to_string()])
-        .run()
-        .assert_success("the attendant hung up after three wrong entries");
-    let refused = s
-        .log_text()
-        .matches("event=\"meeting.dial_in_refused\"")
-        .count();
-    assert_eq!(refused, 3, "each wrong entry logged");
-    assert_ports_free(ports);
 }
 
 #[test]
@@ -594,81 +445,14 @@ fn the_meeting_commands_refuse_what_cannot_be_served_and_directories_move_whole(
     assert!(out.contains("4 to 12 digits"), "{out}");
 }
 
-/// A PJSIP participant (tests/pjsua/participant.py, PyPI `pjsua2-python`) of meeting `id`:
-/// plays `play`, records what it hears to `record`, stays `seconds`.
-fn pjsua(
-    s: &common::Server,
-    user: &str,
-    id: &str,
-    play: &std::path::Path,
-    record: &std::path::Path,
-    seconds: u32,
-) -> std::process::Child {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import pjsua2"])
-        .output()
-        .expect("python3");
-    assert!(
-        probe.status.success(),
-        "pjsua2 (PJSIP's Python binding) is not installed: run ./scripts/test (it installs pjsua2-python from PyPI)"
-    );
-    std::process::Command::new("python3")
-        .arg(common::repo_root().join("tests/pjsua/participant.py"))
-        .args([
-            "--proxy",
-            &s.addr(),
-            "--user",
-            user,
-            "--password",
-            &s.password(user),
-        ])
-        .args([
-            "--domain",
-            "example.com",
-            "--call",
-            &format!("sip:meet-{id}@example.com"),
-        ])
-        .arg("--play")
-        .arg(play)
-        .arg("--record")
-        .arg(record)
-        .args(["--seconds", &seconds.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start the PJSIP participant")
-}
-
-/// The power of `freqs` in a WAV recording (16-bit mono, 8 kHz), over 20 ms frames.
-fn wav_power(path: &std::path::Path, freqs: &[f64]) -> Vec<f64> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let data = bytes
-        .windows(4)
-        .position(|w| w == b"data")
-        .map_or(44, |i| i + 8);
-    let samples: Vec<i16> = bytes[data..]
-        .chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-        .collect();
-    freqs
-        .iter()
-        .map(|f| {
-            samples
-                .chunks_exact(160)
-                .map(|fr| confab_media::tone::power(fr, *f))
-                .sum()
-        })
-        .collect()
-}
-
 #[test]
 fn pjsip_participants_and_sipp_each_hear_the_others_and_not_themselves() {
     let (s, ports) = server(0);
     let id = create_meeting(&s, "alice@example.com", &[]);
     let dir = TempDir::new("meeting-pjsip");
     let (rec_a, rec_b) = (dir.0.join("alice.wav"), dir.0.join("bob.wav"));
-    let alice = pjsua(&s, "alice", &id, &tone_wav(&dir, 1000.0, 8), &rec_a, 6);
-    let bob = pjsua(&s, "bob", &id, &tone_wav(&dir, 0.0, 8), &rec_b, 6);
+    let alice = common::meetings::pjsua(&s, "alice", &id, &tone_wav(&dir, 1000.0, 8), &rec_a, 6);
+    let bob = common::meetings::pjsua(&s, "bob", &id, &tone_wav(&dir, 0.0, 8), &rec_b, 6);
     let ear = Ear::new();
     let low = tone_pcap(&dir, 440.0, 4);
     let carol = join(
@@ -688,10 +472,10 @@ fn pjsip_participants_and_sipp_each_hear_the_others_and_not_themselves() {
             "{who}'s PJSIP: {text}"
         );
     }
-    let [a1000, a440] = wav_power(&rec_a, &[1000.0, 440.0])[..] else {
+    let [a1000, a440] = common::meetings::wav_power(&rec_a, &[1000.0, 440.0])[..] else {
         unreachable!()
     };
-    let [b1000, b440] = wav_power(&rec_b, &[1000.0, 440.0])[..] else {
+    let [b1000, b440] = common::meetings::wav_power(&rec_b, &[1000.0, 440.0])[..] else {
         unreachable!()
     };
     let [c1000, c440] = heard_power(&ear, &[1000.0, 440.0])[..] else {

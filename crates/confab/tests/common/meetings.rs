@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::rgs::{trusted_head, Ear, CALLER_BYE, CALLER_HEAD, PCAPS, SERVER_BYE};
-use super::{text, Server, TempDir};
+use super::{text, Server, SippChild, TempDir};
 
 const WRITER: &str = include_str!("../../../../tests/sipp/meetings/writer.xml");
 const READER: &str = include_str!("../../../../tests/sipp/meetings/reader.xml");
@@ -251,4 +251,93 @@ pub(crate) fn recorded_power(dir: &Path, freqs: &[f64]) -> Vec<f64> {
         }
     }
     total
+}
+
+/// A PJSIP participant (tests/pjsua/participant.py, PyPI `pjsua2-python`) of meeting `id`:
+/// plays `play`, records what it hears to `record`, stays `seconds`.
+pub(crate) fn pjsua(
+    s: &Server,
+    user: &str,
+    id: &str,
+    play: &Path,
+    record: &Path,
+    seconds: u32,
+) -> std::process::Child {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import pjsua2"])
+        .output()
+        .expect("python3");
+    assert!(
+        probe.status.success(),
+        "pjsua2 (PJSIP's Python binding) is not installed: run ./scripts/test (it installs pjsua2-python from PyPI)"
+    );
+    std::process::Command::new("python3")
+        .arg(super::repo_root().join("tests/pjsua/participant.py"))
+        .args([
+            "--proxy",
+            &s.addr(),
+            "--user",
+            user,
+            "--password",
+            &s.password(user),
+        ])
+        .args([
+            "--domain",
+            "example.com",
+            "--call",
+            &format!("sip:meet-{id}@example.com"),
+        ])
+        .arg("--play")
+        .arg(play)
+        .arg("--record")
+        .arg(record)
+        .args(["--seconds", &seconds.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the PJSIP participant")
+}
+
+/// The power of `freqs` in a WAV recording (16-bit mono, 8 kHz), over 20 ms frames.
+pub(crate) fn wav_power(path: &Path, freqs: &[f64]) -> Vec<f64> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let data = bytes
+        .windows(4)
+        .position(|w| w == b"data")
+        .map_or(44, |i| i + 8);
+    let samples: Vec<i16> = bytes[data..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    freqs
+        .iter()
+        .map(|f| {
+            samples
+                .chunks_exact(160)
+                .map(|fr| confab_media::tone::power(fr, *f))
+                .sum()
+        })
+        .collect()
+}
+
+/// `user` joins meeting `id` running scenario `xml`, its audio to `ear`.
+pub(crate) fn join(
+    s: &Server,
+    dir: &TempDir,
+    id: &str,
+    user: &str,
+    xml: &str,
+    ear: &Ear,
+) -> SippChild {
+    let sf = super::rgs::scenario(dir, &format!("{user}.xml"), xml);
+    let pw = if ["alice", "bob", "carol"].contains(&user) {
+        s.password(user)
+    } else {
+        super::rgs::PW.to_owned()
+    };
+    super::rgs::sipp(s, &sf)
+        .args(["-s", &format!("meet-{id}"), "-key", "caller", user])
+        .args(["-key", "rtp_port", &ear.port.to_string()])
+        .auth(user, &pw)
+        .spawn()
 }
