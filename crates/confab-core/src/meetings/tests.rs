@@ -56,11 +56,23 @@ fn ask_all(
     extra: &str,
     body: &str,
 ) -> (Message, Message, Vec<Message>) {
+    ask_to(sim, (user, addr), MEETING, method, extra, body)
+}
+
+/// [`ask_all`] to `to` (`user@domain`).
+fn ask_to(
+    sim: &mut Sim,
+    (user, addr): (&str, &str),
+    to: &str,
+    method: &str,
+    extra: &str,
+    body: &str,
+) -> (Message, Message, Vec<Message>) {
     // each its own Call-ID and branch: a second try is not a retransmission of the first
     static ASKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let k = ASKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let n = format!("{user}{method}{k}");
-    let text = format!("{method} sip:{MEETING} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bK{n}\r\nMax-Forwards: 70\r\nFrom: \"{user}\" <sip:{user}@example.com>;tag={n}\r\nTo: <sip:{MEETING}>\r\nCall-ID: {n}\r\nCSeq: 1 {method}\r\nContact: <sip:{user}@{addr}>\r\n{extra}{{auth}}Content-Length: {}\r\n\r\n{body}", body.len());
+    let text = format!("{method} sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bK{n}\r\nMax-Forwards: 70\r\nFrom: \"{user}\" <sip:{user}@example.com>;tag={n}\r\nTo: <sip:{to}>\r\nCall-ID: {n}\r\nCSeq: 1 {method}\r\nContact: <sip:{user}@{addr}>\r\n{extra}{{auth}}Content-Length: {}\r\n\r\n{body}", body.len());
     let (requests, answers): (Vec<Message>, Vec<Message>) = sim
         .send_authenticated(addr, user, &text)
         .into_iter()
@@ -84,8 +96,14 @@ fn join(sim: &mut Sim, user: &str, addr: &str) -> Dialog {
 
 /// `user` joins with `extra` header lines: their dialog and the focus's 200.
 fn join_with(sim: &mut Sim, user: &str, addr: &str, extra: &str) -> (Dialog, Message) {
+    call(sim, (user, addr), MEETING, extra)
+}
+
+/// `user` at `addr` calls `to` with `extra` header lines and an audio offer: their dialog
+/// (acknowledged) and the 200.
+fn call(sim: &mut Sim, (user, addr): (&str, &str), to: &str, extra: &str) -> (Dialog, Message) {
     let extra = format!("{extra}Content-Type: application/sdp\r\n");
-    let (ok, sent) = ask(sim, user, addr, "INVITE", &extra, SDP);
+    let (ok, sent, _) = ask_to(sim, (user, addr), to, "INVITE", &extra, SDP);
     assert_eq!(ok.status(), 200, "{user} admitted: {}", ok.reason());
     let d = Dialog::as_uac(&sent, &ok).expect("a dialog");
     send_in(sim, addr, d.ack(2), &format!("ack{user}"));
@@ -352,21 +370,9 @@ fn star_six_mutes_and_unmutes_and_only_leaders_lock_the_meeting() {
     assert_eq!(sim.engine.meeting_stats().participants, 3);
 }
 
-/// `user` at `addr` calls the attendant (Call-ID `call`): the stream opened for the call.
-fn call_attendant(sim: &mut Sim, user: &str, addr: &str, call: &str) -> u64 {
-    let text = format!("INVITE sip:meet-attendant@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bK{call}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag={call}\r\nTo: <sip:meet-attendant@example.com>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:{user}@{addr}>\r\n{{auth}}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}", SDP.len());
-    let ok = sim
-        .send_authenticated(addr, user, &text)
-        .into_iter()
-        .rfind(|m| m.status() == 200)
-        .expect("the attendant answers");
-    let sent = text
-        .replace("{auth}", "")
-        .replacen("z9hG4bK", "z9hG4bK2-", 1)
-        .replacen("CSeq: 1 ", "CSeq: 2 ", 1);
-    let sent = Message::parse(sent.into_bytes(), &Limits::default()).unwrap();
-    let d = Dialog::as_uac(&sent, &ok).unwrap();
-    send_in(sim, addr, d.ack(2), &format!("ack{call}"));
+/// `user` at `addr` calls the attendant: the stream opened for the call.
+fn call_attendant(sim: &mut Sim, user: &str, addr: &str) -> u64 {
+    call(sim, (user, addr), "meet-attendant@example.com", "");
     media(sim)
         .iter()
         .find_map(|c| match c {
@@ -393,7 +399,7 @@ fn the_attendant_admits_with_id_and_pin_and_says_goodbye_after_three_wrong_entri
         s.set_setting("pin:alice@example.com", Some(&hash)).unwrap();
     });
     sim.advance(Duration::from_secs(3));
-    let stream = call_attendant(&mut sim, "bob", BOB, "att1");
+    let stream = call_attendant(&mut sim, "bob", BOB);
     press(&mut sim, stream, "1234567#");
     let asked = media(&mut sim);
     assert!(
@@ -419,7 +425,7 @@ fn the_attendant_admits_with_id_and_pin_and_says_goodbye_after_three_wrong_entri
 
     // another caller gets it wrong three times (one of them a silence): goodbye, then BYE
     let mut sim2 = sim;
-    let s2 = call_attendant(&mut sim2, "alice", CAROL, "att2");
+    let s2 = call_attendant(&mut sim2, "alice", CAROL);
     press(&mut sim2, s2, "7654321#");
     sim2.advance(Duration::from_secs(60)); // no keys at all: the second failure
     press(&mut sim2, s2, "#");
@@ -479,19 +485,7 @@ fn a_call_to_the_factory_makes_a_meeting_and_a_refer_brings_someone_in() {
         crate::engine::sim::add_users(s, &["alice", "bob"], &[("bob", BOB)]);
     });
     sim.advance(Duration::from_secs(3));
-    let text = format!("INVITE sip:meet-now@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKnow\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@example.com>;tag=now\r\nTo: <sip:meet-now@example.com>\r\nCall-ID: now\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{ALICE}>\r\n{{auth}}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}", SDP.len());
-    let ok = sim
-        .send_authenticated(ALICE, "alice", &text)
-        .into_iter()
-        .rfind(|m| m.status() == 200)
-        .expect("the factory answers");
-    let sent = text
-        .replace("{auth}", "")
-        .replacen("z9hG4bK", "z9hG4bK2-", 1)
-        .replacen("CSeq: 1 ", "CSeq: 2 ", 1);
-    let sent = Message::parse(sent.into_bytes(), &Limits::default()).unwrap();
-    let mut alice = Dialog::as_uac(&sent, &ok).unwrap();
-    send_in(&mut sim, ALICE, alice.ack(2), "acknow");
+    let (mut alice, _) = call(&mut sim, ("alice", ALICE), "meet-now@example.com", "");
     assert_eq!(
         sim.engine.meeting_stats().participants,
         1,

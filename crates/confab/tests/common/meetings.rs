@@ -229,28 +229,34 @@ pub(crate) fn tone_wav(dir: &TempDir, freq: f64, seconds: u32) -> PathBuf {
 /// (`dump-*-dec.wav`, 16-bit mono at 8 kHz) hold, summed over 20 ms frames.
 pub(crate) fn recorded_power(dir: &Path, freqs: &[f64]) -> Vec<f64> {
     let mut total = vec![0.0; freqs.len()];
-    let files = std::fs::read_dir(dir).unwrap();
-    for f in files.flatten() {
-        let name = f.file_name().to_string_lossy().into_owned();
-        if !name.ends_with("-dec.wav") {
-            continue;
-        }
-        let bytes = std::fs::read(f.path()).unwrap();
-        let data = bytes
-            .windows(4)
-            .position(|w| w == b"data")
-            .map_or(44, |i| i + 8);
-        let samples: Vec<i16> = bytes[data..]
-            .chunks_exact(2)
-            .map(|c| i16::from_le_bytes([c[0], c[1]]))
-            .collect();
-        for frame in samples.chunks_exact(160) {
-            for (t, f) in total.iter_mut().zip(freqs) {
-                *t += confab_media::tone::power(frame, *f);
+    for f in std::fs::read_dir(dir).unwrap().flatten() {
+        if f.file_name().to_string_lossy().ends_with("-dec.wav") {
+            for (t, p) in total.iter_mut().zip(wav_power(&f.path(), freqs)) {
+                *t += p;
             }
         }
     }
     total
+}
+
+/// Asserts what `who` heard of two talkers' tones (`power` in the talkers' order, as
+/// [`heard_power`] gives it): both, for a listener; for talker `own`, the other's and not its
+/// own (below a hundredth).
+pub(crate) fn assert_heard(who: &str, power: &[f64], own: Option<usize>) {
+    const LOUD: f64 = 1e7;
+    match own {
+        None => assert!(
+            power.iter().all(|&p| p > LOUD),
+            "{who} hears both talkers: {power:?}"
+        ),
+        Some(i) => {
+            let other = power[1 - i];
+            assert!(
+                other > LOUD && power[i] < other / 100.0,
+                "{who} hears the other talker, not itself: {power:?}"
+            );
+        }
+    }
 }
 
 /// A PJSIP participant (tests/pjsua/participant.py, PyPI `pjsua2-python`) of meeting `id`:

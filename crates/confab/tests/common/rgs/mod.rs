@@ -29,9 +29,11 @@ pub(crate) fn scenario(dir: &TempDir, name: &str, xml: &str) -> PathBuf {
     p
 }
 
-/// A SIPp with its own media port (recordings are played from it).
+/// A SIPp with its own media ports (recordings are played from the first; SIPp binds four:
+/// audio RTP and RTCP, video RTP and RTCP, all checked free and handed to no other test).
 pub(crate) fn sipp(server: &Server, sf: &Path) -> Sipp {
-    Sipp::with_file(server, sf).args(["-mp".to_owned(), free_port().to_string()])
+    let (first, _) = super::free_udp_range(4);
+    Sipp::with_file(server, sf).args(["-mp".to_owned(), first.to_string()])
 }
 
 /// Starts agent `user` (password `pw`) running scenario `sf`, registered.
