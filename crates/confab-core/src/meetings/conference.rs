@@ -17,6 +17,12 @@ use crate::apps::{Action, MediaCommand};
 /// A dialog's Call-ID and the peer's tag.
 pub(super) type Key = (String, String);
 
+/// Messages waiting for one participant at most: a participant whose client stops answering
+/// holds no more than this (its call ends when a message goes unanswered for 32 s).
+const OUTBOX: usize = 256;
+/// Roster subscriptions one meeting keeps at most.
+pub(super) const SUBSCRIBERS: usize = 1_000;
+
 pub(super) struct Participant {
     /// Also the number of the participant's stream.
     pub(super) id: u64,
@@ -242,6 +248,10 @@ impl Focus {
         .into_bytes();
         cpim.extend_from_slice(req.body());
         for p in c.participants.iter_mut().filter(|p| Some(p.id) != sender) {
+            if p.outbox.len() >= OUTBOX {
+                tracing::warn!(event = "meeting.message_dropped", participant = %p.aor, "a participant's client answers no messages: one more dropped for it");
+                continue;
+            }
             p.outbox.push_back(cpim.clone());
         }
         self.flush_messages(conf, out);

@@ -45,6 +45,13 @@ impl Focus {
         };
         let expires = granted(req);
         let c = self.conference(meeting.clone());
+        if c.subscribers.len() >= super::conference::SUBSCRIBERS {
+            let reason =
+                "Service Unavailable (this meeting has as many roster subscriptions as it keeps)";
+            let mut r = Reply::new(503, reason);
+            r.headers.push(("Retry-After".into(), "60".into()));
+            return out.push(Action::Reply(r));
+        }
         c.subscribe(key.clone());
         self.by_call.insert(key.clone(), meeting.id.clone());
         let token = self.id();

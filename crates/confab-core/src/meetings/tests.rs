@@ -623,3 +623,49 @@ fn a_session_timer_the_participant_asked_for_ends_a_call_it_stops_refreshing() {
     );
     assert_eq!(sim.engine.meeting_stats().participants, 2);
 }
+
+#[test]
+fn what_a_silent_client_and_a_subscription_flood_make_the_focus_keep_is_bounded() {
+    let mut sim = sim("");
+    let mut alice = join(&mut sim, "alice", ALICE);
+    join(&mut sim, "bob", BOB);
+    sim.take_all();
+    // bob's client stops answering messages while alice writes 300
+    for i in 0..300 {
+        send_alice(&mut sim, &mut alice, &format!("line {i}"), 1000 + i);
+    }
+    let mut delivered = 0;
+    loop {
+        let got = requests(&mut sim, BOB, "MESSAGE");
+        let Some(m) = got.first() else { break };
+        delivered += 1;
+        sim.send(BOB, &reply(m, 200, "OK", "x"));
+    }
+    assert_eq!(
+        delivered,
+        1 + 256,
+        "one on its way and 256 waiting; the rest dropped"
+    );
+    // roster subscriptions: a meeting keeps 1,000 at most
+    for i in 0..1_000 {
+        let (ok, _) = ask(
+            &mut sim,
+            "carol",
+            CAROL,
+            "SUBSCRIBE",
+            "Event: conference\r\n",
+            "",
+        );
+        assert_eq!(ok.status(), 200, "subscription {i}");
+    }
+    let (full, _) = ask(
+        &mut sim,
+        "carol",
+        CAROL,
+        "SUBSCRIBE",
+        "Event: conference\r\n",
+        "",
+    );
+    assert_eq!(full.status(), 503, "{}", full.reason());
+    assert_eq!(sim.engine.meeting_stats().subscribers, 1_000);
+}
