@@ -238,6 +238,14 @@ impl Focus {
                 let r = Reply::new(403, "Forbidden (attendees do not invite others)");
                 return out.push(Action::Reply(r));
             }
+            // never a way to make this server call anywhere: only the organisation's users
+            if !domain_of(&target).eq_ignore_ascii_case(domain_of(&c.meeting.organizer)) {
+                let r = Reply::new(
+                    403,
+                    "Forbidden (a meeting calls in users of its organizer's domain only)",
+                );
+                return out.push(Action::Reply(r));
+            }
             return self.invite_in(env, conf, &target, dialog, out);
         }
         if role != Some(Role::Organizer) {

@@ -492,6 +492,21 @@ fn a_call_to_the_factory_makes_a_meeting_and_a_refer_brings_someone_in() {
         "alice is in her new meeting"
     );
 
+    // nobody outside the organisation is called: the focus is no way to call anywhere
+    let mut w = alice.request("REFER");
+    w.header("Refer-To", "<sip:victim@198.51.100.7:5060>");
+    send_in(&mut sim, ALICE, w, "refer0");
+    let refused = sim.take_to(ALICE);
+    assert!(
+        refused.iter().any(|m| m.status() == 403
+            && m.reason() == "Forbidden (a meeting calls in users of its organizer's domain only)"),
+        "{refused:?}"
+    );
+    assert!(sim
+        .take_all()
+        .iter()
+        .all(|(_, m)| m.method_str() != "INVITE"));
+
     // alice brings bob in: the focus calls bob's phone
     let mut w = alice.request("REFER");
     w.header("Refer-To", "<sip:bob@example.com>");
