@@ -15,30 +15,12 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from queue_music import cpu_seconds, rss_kib, wait_for  # noqa: E402  (the same process readings)
+
 SIP_PORT = 5320
 SINK_PORT = 40010
 WINDOW = 10
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def wait_for(path, needle, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        if needle in open(path).read():
-            return
-        time.sleep(0.1)
-    sys.exit(f"meetings: '{needle}' never appeared in {path}")
 
 
 # A participant that answers every MESSAGE the meeting sends within its call and hangs up once

@@ -35,7 +35,7 @@ def wait_for(path, needle, timeout=30):
         if needle in open(path).read():
             return
         time.sleep(0.1)
-    sys.exit(f"queue-music: '{needle}' never appeared in {path}")
+    sys.exit(f"bench: '{needle}' never appeared in {path}")
 
 
 DOC = """[[group]]

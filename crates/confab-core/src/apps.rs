@@ -29,6 +29,15 @@ use sip_proto::Message;
 use crate::engine::Now;
 use crate::presence::Availability;
 
+/// The configuration in force of a handle the shards share (replaced whole when the store
+/// changes: response groups, meetings); `None` when there is none.
+pub(crate) fn in_force<T>(handle: &std::sync::RwLock<Option<Arc<T>>>) -> Option<Arc<T>> {
+    handle
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
 /// What an application may know of the server when it is called.
 pub struct Env<'a> {
     /// The time now (monotonic, and unix seconds for calendars).

@@ -224,6 +224,14 @@ fn a_participant_gone_without_a_bye_is_hung_up_when_its_media_stops() {
     assert_ports_free(ports);
 }
 
+/// Carol (SIPp) joins meeting `id`, says 440 Hz for 4 s, leaves: her call and her ear.
+fn carol_says_440(s: &common::Server, dir: &TempDir, id: &str) -> (common::SippChild, Ear) {
+    let ear = Ear::new();
+    let low = tone_pcap(dir, 440.0, 4);
+    let xml = participant_xml(&[Step::Pause(1000), Step::Play(&low), Step::Pause(5000)]);
+    (join(s, dir, id, "carol", &xml, &ear), ear)
+}
+
 #[test]
 fn baresips_and_sipp_in_one_meeting_each_hear_the_others_and_not_themselves() {
     use common::baresip::{command, Baresip};
@@ -238,16 +246,7 @@ fn baresips_and_sipp_in_one_meeting_each_hear_the_others_and_not_themselves() {
     let (cons_a, cons_b) = (common::free_port(), common::free_port());
     let alice = Baresip::with_audio(&s, "alice", cons_a, &tone_wav(&dir, 1000.0, 7), &rec_a);
     let bob = Baresip::with_audio(&s, "bob", cons_b, &tone_wav(&dir, 0.0, 7), &rec_b);
-    let ear = Ear::new();
-    let low = tone_pcap(&dir, 440.0, 4);
-    let carol = join(
-        &s,
-        &dir,
-        &id,
-        "carol",
-        &participant_xml(&[Step::Pause(1000), Step::Play(&low), Step::Pause(5000)]),
-        &ear,
-    );
+    let (carol, ear) = carol_says_440(&s, &dir, &id);
     for cons in [cons_a, cons_b] {
         command(cons, &format!("dial sip:meet-{id}@example.com"));
     }
@@ -417,16 +416,7 @@ fn pjsip_participants_and_sipp_each_hear_the_others_and_not_themselves() {
     let (rec_a, rec_b) = (dir.0.join("alice.wav"), dir.0.join("bob.wav"));
     let alice = common::meetings::pjsua(&s, "alice", &id, &tone_wav(&dir, 1000.0, 8), &rec_a, 6);
     let bob = common::meetings::pjsua(&s, "bob", &id, &tone_wav(&dir, 0.0, 8), &rec_b, 6);
-    let ear = Ear::new();
-    let low = tone_pcap(&dir, 440.0, 4);
-    let carol = join(
-        &s,
-        &dir,
-        &id,
-        "carol",
-        &participant_xml(&[Step::Pause(1000), Step::Play(&low), Step::Pause(5000)]),
-        &ear,
-    );
+    let (carol, ear) = carol_says_440(&s, &dir, &id);
     carol.assert_success("carol joined, talked, left");
     for (who, p) in [("alice", alice), ("bob", bob)] {
         let out = p.wait_with_output().unwrap();

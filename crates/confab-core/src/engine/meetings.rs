@@ -113,12 +113,7 @@ impl Engine {
 
     /// The attendant's address when `number` (E.164) is a dial-in access number.
     pub(super) fn access_number_target(&self, number: &str) -> Option<String> {
-        let served = self
-            .shared
-            .meetings
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()?;
+        let served = crate::apps::in_force(&self.shared.meetings)?;
         served.meetings.access_number(number)?;
         Some(format!(
             "sip:{}@{}",
@@ -132,12 +127,7 @@ impl Engine {
     /// here (no directory, this server's pool, or a pool the topology does not know).
     pub(super) fn meeting_host(&self, user: &str) -> Option<sip_transport::Target> {
         let id = confab_meetings::conference_id(user)?;
-        let served = self
-            .shared
-            .meetings
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()?;
+        let served = crate::apps::in_force(&self.shared.meetings)?;
         let directory = served.meetings.get(id)?.directory?;
         let d = served
             .meetings

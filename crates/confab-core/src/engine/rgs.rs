@@ -100,11 +100,7 @@ impl Engine {
 
     /// The response-group configuration in force, if any.
     pub(super) fn rgs_snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.shared
-            .rgs
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::apps::in_force(&self.shared.rgs)
     }
 
     /// The SIP address of the application holding `number` (`+14255550100`), if one does: a

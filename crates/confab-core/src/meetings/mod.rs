@@ -21,6 +21,8 @@ mod attendant;
 mod calls;
 mod conference;
 mod dialout;
+#[cfg(test)]
+mod phone_tests;
 mod roster;
 mod subscriptions;
 #[cfg(test)]
@@ -136,10 +138,7 @@ impl Focus {
     }
 
     fn served(&self) -> Option<Arc<Served>> {
-        self.handle
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::apps::in_force(&self.handle)
     }
 
     /// Meeting `id`, stored or ad hoc.

@@ -10,17 +10,17 @@ use sip_proto::{Limits, Message, Writer};
 use crate::apps::MediaCommand;
 use crate::engine::sim::{reply, Sim};
 
-const ALICE: &str = "127.0.0.2:5062";
-const BOB: &str = "127.0.0.3:5064";
-const CAROL: &str = "127.0.0.4:5066";
+pub(super) const ALICE: &str = "127.0.0.2:5062";
+pub(super) const BOB: &str = "127.0.0.3:5064";
+pub(super) const CAROL: &str = "127.0.0.4:5066";
 const DAVE: &str = "127.0.0.5:5068";
 const MEETING: &str = "meet-1234567@example.com";
 /// The focus is the second application (after response groups).
-const FOCUS: usize = 1;
+pub(super) const FOCUS: usize = 1;
 
-const SDP: &str = "v=0\r\no=a 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+pub(super) const SDP: &str = "v=0\r\no=a 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
-fn sim(settings: &str) -> Sim {
+pub(super) fn sim(settings: &str) -> Sim {
     let doc = format!(
         "{settings}\n[[meeting]]\nid = \"1234567\"\norganizer = \"alice@example.com\"\nsubject = \"Budget\"\n"
     );
@@ -35,7 +35,7 @@ fn sim(settings: &str) -> Sim {
 
 /// `user` at `addr` sends `request` to the meeting (text with `{auth}`); the final answer and
 /// the request as sent the second time.
-fn ask(
+pub(super) fn ask(
     sim: &mut Sim,
     user: &str,
     addr: &str,
@@ -48,7 +48,7 @@ fn ask(
 }
 
 /// [`ask`], and the requests the focus sent `user` meanwhile.
-fn ask_all(
+pub(super) fn ask_all(
     sim: &mut Sim,
     user: &str,
     addr: &str,
@@ -60,7 +60,7 @@ fn ask_all(
 }
 
 /// [`ask_all`] to `to` (`user@domain`).
-fn ask_to(
+pub(super) fn ask_to(
     sim: &mut Sim,
     (user, addr): (&str, &str),
     to: &str,
@@ -90,18 +90,23 @@ fn ask_to(
 }
 
 /// `user` joins: their dialog with the focus.
-fn join(sim: &mut Sim, user: &str, addr: &str) -> Dialog {
+pub(super) fn join(sim: &mut Sim, user: &str, addr: &str) -> Dialog {
     join_with(sim, user, addr, "").0
 }
 
 /// `user` joins with `extra` header lines: their dialog and the focus's 200.
-fn join_with(sim: &mut Sim, user: &str, addr: &str, extra: &str) -> (Dialog, Message) {
+pub(super) fn join_with(sim: &mut Sim, user: &str, addr: &str, extra: &str) -> (Dialog, Message) {
     call(sim, (user, addr), MEETING, extra)
 }
 
 /// `user` at `addr` calls `to` with `extra` header lines and an audio offer: their dialog
 /// (acknowledged) and the 200.
-fn call(sim: &mut Sim, (user, addr): (&str, &str), to: &str, extra: &str) -> (Dialog, Message) {
+pub(super) fn call(
+    sim: &mut Sim,
+    (user, addr): (&str, &str),
+    to: &str,
+    extra: &str,
+) -> (Dialog, Message) {
     let extra = format!("{extra}Content-Type: application/sdp\r\n");
     let (ok, sent, _) = ask_to(sim, (user, addr), to, "INVITE", &extra, SDP);
     assert_eq!(ok.status(), 200, "{user} admitted: {}", ok.reason());
@@ -110,18 +115,18 @@ fn call(sim: &mut Sim, (user, addr): (&str, &str), to: &str, extra: &str) -> (Di
     (d, ok)
 }
 
-fn send_in(sim: &mut Sim, from: &str, mut w: Writer, branch: &str) {
+pub(super) fn send_in(sim: &mut Sim, from: &str, mut w: Writer, branch: &str) {
     w.header("Via", format!("SIP/2.0/UDP {from};branch=z9hG4bK{branch}"));
     w.header("Max-Forwards", "70");
     sim.send(from, &String::from_utf8(w.finish(b"")).unwrap());
 }
 
-fn media(sim: &mut Sim) -> Vec<MediaCommand> {
+pub(super) fn media(sim: &mut Sim) -> Vec<MediaCommand> {
     std::iter::from_fn(|| sim.engine.poll_media().map(|(_, c)| c)).collect()
 }
 
 /// The requests of `method` sent to `to` (the rest taken too).
-fn requests(sim: &mut Sim, to: &str, method: &str) -> Vec<Message> {
+pub(super) fn requests(sim: &mut Sim, to: &str, method: &str) -> Vec<Message> {
     sim.take_to(to)
         .into_iter()
         .filter(|m| m.is_request() && m.method_str() == method)
@@ -140,7 +145,7 @@ fn send_alice(sim: &mut Sim, alice: &mut Dialog, text: &str, n: usize) {
     );
 }
 
-fn body(m: &Message) -> String {
+pub(super) fn body(m: &Message) -> String {
     String::from_utf8_lossy(m.body()).into_owned()
 }
 
@@ -370,82 +375,6 @@ fn star_six_mutes_and_unmutes_and_only_leaders_lock_the_meeting() {
     assert_eq!(sim.engine.meeting_stats().participants, 3);
 }
 
-/// `user` at `addr` calls the attendant: the stream opened for the call.
-fn call_attendant(sim: &mut Sim, user: &str, addr: &str) -> u64 {
-    call(sim, (user, addr), "meet-attendant@example.com", "");
-    media(sim)
-        .iter()
-        .find_map(|c| match c {
-            MediaCommand::Open { stream, .. } => Some(*stream),
-            _ => None,
-        })
-        .expect("a stream for the caller")
-}
-
-fn press(sim: &mut Sim, stream: u64, keys: &str) {
-    for k in keys.chars() {
-        sim.media(FOCUS, stream, MediaEvent::Digit(k));
-    }
-}
-
-#[test]
-fn the_attendant_admits_with_id_and_pin_and_says_goodbye_after_three_wrong_entries() {
-    let hash = confab_meetings::pin_hash("24680", &[7; 16]);
-    let mut sim = Sim::new(crate::config::EngineConfig::default(), move |s| {
-        crate::engine::sim::add_users(s, &["alice", "bob"], &[]);
-        let doc = "[[meeting]]\nid = \"1234567\"\norganizer = \"alice@example.com\"\npin_required = true\n";
-        s.set_setting(confab_meetings::MEETINGS_SETTING, Some(doc))
-            .unwrap();
-        s.set_setting("pin:alice@example.com", Some(&hash)).unwrap();
-    });
-    sim.advance(Duration::from_secs(3));
-    let stream = call_attendant(&mut sim, "bob", BOB);
-    press(&mut sim, stream, "1234567#");
-    let asked = media(&mut sim);
-    assert!(
-        asked.iter().any(|c| matches!(c, MediaCommand::Play { .. })),
-        "asked for the PIN"
-    );
-    press(&mut sim, stream, "13579#");
-    assert!(
-        !media(&mut sim)
-            .iter()
-            .any(|c| matches!(c, MediaCommand::Join { .. })),
-        "a wrong PIN"
-    );
-    press(&mut sim, stream, "24680#");
-    let joined = media(&mut sim);
-    assert!(
-        joined
-            .iter()
-            .any(|c| matches!(c, MediaCommand::Join { stream: s, .. } if *s == stream)),
-        "the right PIN: into the mix: {joined:?}"
-    );
-    assert_eq!(sim.engine.meeting_stats().participants, 1);
-
-    // another caller gets it wrong three times (one of them a silence): goodbye, then BYE
-    let mut sim2 = sim;
-    let s2 = call_attendant(&mut sim2, "alice", CAROL);
-    press(&mut sim2, s2, "7654321#");
-    sim2.advance(Duration::from_secs(60)); // no keys at all: the second failure
-    press(&mut sim2, s2, "#");
-    let goodbye = media(&mut sim2)
-        .into_iter()
-        .rev()
-        .find_map(|c| match c {
-            MediaCommand::Play { tag, .. } => Some(tag),
-            _ => None,
-        })
-        .expect("a goodbye");
-    sim2.take_all();
-    sim2.media(FOCUS, s2, MediaEvent::Finished(goodbye));
-    assert_eq!(
-        requests(&mut sim2, CAROL, "BYE").len(),
-        1,
-        "hung up after the goodbye"
-    );
-}
-
 #[test]
 fn a_participant_whose_media_stops_is_hung_up_and_leaves_the_roster() {
     let mut sim = sim("[settings]\nmedia_timeout = 5\n");
@@ -477,71 +406,6 @@ fn a_participant_whose_media_stops_is_hung_up_and_leaves_the_roster() {
         1,
         "and out of the meeting at once"
     );
-}
-
-#[test]
-fn a_call_to_the_factory_makes_a_meeting_and_a_refer_brings_someone_in() {
-    let mut sim = Sim::new(crate::config::EngineConfig::default(), |s| {
-        crate::engine::sim::add_users(s, &["alice", "bob"], &[("bob", BOB)]);
-    });
-    sim.advance(Duration::from_secs(3));
-    let (mut alice, _) = call(&mut sim, ("alice", ALICE), "meet-now@example.com", "");
-    assert_eq!(
-        sim.engine.meeting_stats().participants,
-        1,
-        "alice is in her new meeting"
-    );
-
-    // nobody outside the organisation is called: the focus is no way to call anywhere
-    let mut w = alice.request("REFER");
-    w.header("Refer-To", "<sip:victim@198.51.100.7:5060>");
-    send_in(&mut sim, ALICE, w, "refer0");
-    let refused = sim.take_to(ALICE);
-    assert!(
-        refused.iter().any(|m| m.status() == 403
-            && m.reason() == "Forbidden (a meeting calls in users of its organizer's domain only)"),
-        "{refused:?}"
-    );
-    assert!(sim
-        .take_all()
-        .iter()
-        .all(|(_, m)| m.method_str() != "INVITE"));
-
-    // alice brings bob in: the focus calls bob's phone
-    let mut w = alice.request("REFER");
-    w.header("Refer-To", "<sip:bob@example.com>");
-    send_in(&mut sim, ALICE, w, "refer1");
-    let to_alice = sim.take_to(ALICE);
-    assert!(to_alice.iter().any(|m| m.status() == 202), "{to_alice:?}");
-    let invite = requests(&mut sim, BOB, "INVITE");
-    assert_eq!(invite.len(), 1, "bob's phone rings");
-    assert!(invite[0]
-        .header_str(sip_proto::HeaderName::From)
-        .unwrap()
-        .unwrap()
-        .contains("sip:meet-"));
-    let answer = reply(&invite[0], 200, "OK", "bobtag").replace(
-        "Content-Length: 0\r\n\r\n",
-        &format!("Contact: <sip:bob@{BOB}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}", SDP.len()),
-    );
-    sim.send(BOB, &answer);
-    assert_eq!(
-        sim.engine.meeting_stats().participants,
-        2,
-        "bob answered: in the mix"
-    );
-    let told: Vec<String> = requests(&mut sim, ALICE, "NOTIFY")
-        .iter()
-        .map(body)
-        .collect();
-    assert!(
-        told.iter().any(|b| b.starts_with("SIP/2.0 200 OK")),
-        "{told:?}"
-    );
-
-    // both leave: the ad-hoc meeting is gone
-    send_in(&mut sim, ALICE, alice.request("BYE"), "byenow");
-    assert_eq!(sim.engine.meeting_stats().participants, 1);
 }
 
 #[test]
@@ -594,49 +458,6 @@ fn the_organizer_mutes_everyone_else_and_ejects_while_others_may_not() {
         1,
         "carol is hung up on"
     );
-}
-
-#[test]
-fn a_session_timer_the_participant_asked_for_ends_a_call_it_stops_refreshing() {
-    let mut sim = sim("");
-    let timer = "Supported: timer\r\nSession-Expires: 120\r\n";
-    let (_, ok) = join_with(&mut sim, "alice", ALICE, timer);
-    assert_eq!(
-        ok.header_named("Session-Expires"),
-        Some("120;refresher=uac")
-    );
-    let (mut bob, _) = join_with(&mut sim, "bob", BOB, timer);
-    join(&mut sim, "carol", CAROL); // asks for none: no timer
-    sim.advance(Duration::from_secs(60));
-    // bob refreshes with an UPDATE; alice never does
-    let mut w = bob.request("UPDATE");
-    w.header("Supported", "timer");
-    w.header("Session-Expires", "120;refresher=uac");
-    send_in(&mut sim, BOB, w, "upd1");
-    let refreshed = sim.take_to(BOB);
-    assert!(
-        refreshed
-            .iter()
-            .any(|m| m.status() == 200
-                && m.header_named("Session-Expires") == Some("120;refresher=uac")),
-        "{refreshed:?}"
-    );
-    sim.advance(Duration::from_secs(61));
-    let byes = requests(&mut sim, ALICE, "BYE");
-    let branches: std::collections::HashSet<String> = byes
-        .iter()
-        .map(|m| m.top_via().unwrap().branch().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        branches.len(),
-        1,
-        "alice's session expired: one BYE (and its retransmissions)"
-    );
-    assert!(
-        requests(&mut sim, BOB, "BYE").is_empty(),
-        "bob's was refreshed"
-    );
-    assert_eq!(sim.engine.meeting_stats().participants, 2);
 }
 
 #[test]

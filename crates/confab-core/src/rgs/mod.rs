@@ -87,10 +87,7 @@ impl ResponseGroups {
     }
 
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.handle
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::apps::in_force(&self.handle)
     }
 
     fn id(&mut self) -> u64 {
