@@ -267,14 +267,8 @@ fn directory(cmd: DirectoryCommand) -> anyhow::Result<()> {
                 if used > 0 {
                     return Err(format!("directory {id} holds {used} meeting(s); move it instead, or remove them first"));
                 }
-                let before = all.directories.len();
-                all.directories.retain(|d| d.id != id);
-                if all.directories.len() == before {
-                    return Err(format!(
-                        "no directory {id} (see `confab meeting directory list`)"
-                    ));
-                }
-                Ok(())
+                let missing = format!("no directory {id} (see `confab meeting directory list`)");
+                crate::meetings_dialin::remove_one(&mut all.directories, |d| d.id == id, missing)
             })?;
             println!("removed directory {id}");
         }

@@ -109,14 +109,8 @@ pub(crate) fn region(cmd: RegionCommand) -> anyhow::Result<()> {
         RegionCommand::Remove { name, data } => {
             let store = crate::datadir::open_existing(&data)?;
             change(store.as_ref(), |all| {
-                let before = all.regions.len();
-                all.regions.retain(|r| r.name != name);
-                if all.regions.len() == before {
-                    return Err(format!(
-                        "no region {name:?} (see `confab meeting region list`)"
-                    ));
-                }
-                Ok(())
+                let missing = format!("no region {name:?} (see `confab meeting region list`)");
+                remove_one(&mut all.regions, |r| r.name == name, missing)
             })?;
             println!("removed region {name}");
         }
@@ -199,14 +193,9 @@ pub(crate) fn access_number(cmd: AccessNumberCommand) -> anyhow::Result<()> {
         AccessNumberCommand::Remove { number, data } => {
             let store = crate::datadir::open_existing(&data)?;
             change(store.as_ref(), |all| {
-                let before = all.access_numbers.len();
-                all.access_numbers.retain(|a| a.number != number);
-                if all.access_numbers.len() == before {
-                    return Err(format!(
-                        "no access number {number} (see `confab meeting access-number list`)"
-                    ));
-                }
-                Ok(())
+                let missing =
+                    format!("no access number {number} (see `confab meeting access-number list`)");
+                remove_one(&mut all.access_numbers, |a| a.number == number, missing)
             })?;
             println!("removed access number {number}");
         }
@@ -256,4 +245,18 @@ pub(crate) fn dial_plan_of(
                 .find(|d| d.scope == confab_voice::Scope::Global)
         });
     Ok(plan.map(|d| d.name.clone()))
+}
+
+/// Removes the items `gone` picks; `missing` when there was none.
+pub(crate) fn remove_one<T>(
+    items: &mut Vec<T>,
+    gone: impl Fn(&T) -> bool,
+    missing: String,
+) -> Result<(), String> {
+    let before = items.len();
+    items.retain(|x| !gone(x));
+    if items.len() == before {
+        return Err(missing);
+    }
+    Ok(())
 }

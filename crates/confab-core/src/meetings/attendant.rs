@@ -11,7 +11,7 @@ use sip_proto::dialog::DialogId;
 use sip_proto::Message;
 
 use super::conference::{Beep, Key, Participant};
-use super::{aor_of, call_key, display_of, hang_up, Focus, Role};
+use super::{aor_of, display_of, hang_up, Focus, Role};
 use crate::apps::{Action, Env, MediaCommand, Reply};
 
 /// Keys entered and not yet ended with `#` are forgotten after this long, and the caller
@@ -50,14 +50,9 @@ pub(super) struct Caller {
 impl Focus {
     /// A call to an access number: answered, and the caller asked for the conference ID.
     pub(super) fn attendant_answers(&mut self, env: &Env, req: &Message, out: &mut Vec<Action>) {
-        let (stream, port, answer, negotiated) = match self.answer_media(env, req) {
+        let (key, stream, port, answer, negotiated) = match self.answer_media(env, req) {
             Ok(a) => a,
             Err((code, reason)) => return out.push(Action::Reply(Reply::new(code, &reason))),
-        };
-        let Some(key) = call_key(req) else {
-            self.ports.give_back(port);
-            let r = Reply::new(400, "Bad Request (no Call-ID or From tag)");
-            return out.push(Action::Reply(r));
         };
         tracing::info!(event = "meeting.dial_in", caller = %aor_of(req), "the attendant answers a caller by phone");
         self.open_watched(stream, port, negotiated, out);

@@ -7,9 +7,13 @@ use confab_media::Negotiated;
 use sip_proto::dialog::DialogId;
 use sip_proto::Message;
 
-use super::conference::Participant;
+use super::conference::{Key, Participant};
 use super::{aor_of, call_key, display_of, domain_of, Focus, Role};
 use crate::apps::{Action, Env, MediaCommand, Reply};
+
+/// A call answered on the media side: its dialog-to-be, stream number, RTP port, SDP answer and
+/// what was agreed.
+pub(super) type Answered = (Key, u64, u16, String, Negotiated);
 
 impl Focus {
     pub(super) fn participant_id(&self, conf: &str, req: &Message) -> Option<u64> {
@@ -37,14 +41,9 @@ impl Focus {
         let admitted = self
             .admission(&meeting.id, role)
             .and_then(|()| self.answer_media(env, req));
-        let (id, port, answer, negotiated) = match admitted {
+        let (key, id, port, answer, negotiated) = match admitted {
             Ok(a) => a,
             Err((code, reason)) => return out.push(Action::Reply(Reply::new(code, &reason))),
-        };
-        let Some(key) = call_key(req) else {
-            self.ports.give_back(port);
-            let r = Reply::new(400, "Bad Request (no Call-ID or From tag)");
-            return out.push(Action::Reply(r));
         };
         self.open_watched(id, port, negotiated, out);
         let session = super::session_interval(req);
@@ -75,13 +74,16 @@ impl Focus {
         }
     }
 
-    /// The media side of answering `req`: a stream number, its port, the SDP answer and what
-    /// was agreed; or the refusal.
+    /// The media side of answering `req`: its dialog-to-be (Call-ID and From tag), a stream
+    /// number, its port, the SDP answer and what was agreed; or the refusal.
     pub(super) fn answer_media(
         &mut self,
         env: &Env,
         req: &Message,
-    ) -> Result<(u64, u16, String, Negotiated), (u16, String)> {
+    ) -> Result<Answered, (u16, String)> {
+        let Some(key) = call_key(req) else {
+            return Err((400, "Bad Request (no Call-ID or From tag)".to_owned()));
+        };
         let offer = match Sdp::parse(req.body()) {
             Ok(s) if s.audio().is_ok() => s,
             _ if req.body().is_empty() => {
@@ -109,7 +111,7 @@ impl Focus {
             address: env.media_address,
         };
         match sdp::answer(&offer, origin, port) {
-            Ok((answer, negotiated)) => Ok((id, port, answer, negotiated)),
+            Ok((answer, negotiated)) => Ok((key, id, port, answer, negotiated)),
             Err(_) => {
                 self.ports.give_back(port);
                 let reason = "Not Acceptable Here (no codec in common: G.711 only)";
