@@ -62,6 +62,10 @@ pub struct EngineConfig {
     pub instance_seed: u64,
     /// The deployment's default external access policy (a user's own setting wins).
     pub external_access: confab_topology::ExternalAccess,
+    /// The media relay (A/V Edge) of each served domain that has one (lowercase domain).
+    pub media_relays: std::collections::HashMap<String, confab_topology::MediaRelay>,
+    /// How long media relay credentials last at most (seconds; `crate::media_relay::LIFETIME`).
+    pub relay_lifetime: u64,
     /// This server is an Edge: what it needs of its two sides (`None` on every other role).
     pub edge: Option<EdgeConfig>,
     /// Where requests for other organisations' domains go: the inside listeners of the Edge
@@ -131,6 +135,8 @@ impl Default for EngineConfig {
             peers: Vec::new(),
             instance_seed: 0,
             external_access: confab_topology::ExternalAccess::default(),
+            media_relays: std::collections::HashMap::new(),
+            relay_lifetime: crate::media_relay::LIFETIME,
             edge: None,
             federation_edges: Vec::new(),
             pool_sites: Vec::new(),

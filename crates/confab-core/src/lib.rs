@@ -14,6 +14,7 @@ mod engine;
 pub mod homing;
 mod location;
 pub mod media;
+pub mod media_relay;
 pub mod meetings;
 mod parts;
 pub mod pipeline;

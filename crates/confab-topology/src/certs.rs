@@ -124,8 +124,8 @@ pub fn cert_plan(t: &Topology) -> Vec<CertPlan> {
                 push(&mut sans, &format!("sip.{}", d.name));
                 push(&mut sans, &format!("sipexternal.{}", d.name));
             }
-            if let Some(w) = &edge.webconf {
-                push(&mut sans, &w.fqdn);
+            for service in [&edge.webconf, &edge.av].into_iter().flatten() {
+                push(&mut sans, &service.fqdn);
             }
             push(&mut sans, &edge.fqdn);
             push(&mut sans, &server.fqdn);

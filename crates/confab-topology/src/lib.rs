@@ -15,6 +15,7 @@ mod federation;
 mod load;
 mod model;
 mod records;
+mod relay;
 mod validate;
 
 pub use certs::{cert_plan, covers, names_pointing_at, CertPlan};
@@ -26,6 +27,7 @@ pub use model::{
     Topology, Verification,
 };
 pub use records::{AccessPoint, DomainAccess, Owner, Record, RecordData, View, Zone};
+pub use relay::{coturn_config, MediaRelay, TurnFiles};
 pub use validate::{validate, Finding, Severity, RULES};
 
 /// The topology `confab up` writes for itself: one pool of one server, every record family

@@ -324,9 +324,28 @@ pub struct Edge {
     #[serde(default = "tls_port")]
     pub federation_port: NonZeroU16,
     pub webconf: Option<Named>,
+    /// A/V Edge: the media relay (coturn) on this address, TURN over TLS on its `port`.
     pub av: Option<Named>,
+    /// The relay's UDP and TCP port on the A/V address (TURN's usual 3478).
+    #[serde(default = "stun_port")]
+    pub av_udp_port: NonZeroU16,
+    /// The ports relayed media uses on the A/V address (Skype for Business: 50,000–59,999).
+    #[serde(default = "relay_ports")]
+    pub av_relay_ports: [u16; 2],
+    /// Private addresses the relay may nevertheless reach (`10.1.0.0/16`, `192.0.2.7`): by
+    /// default it reaches public addresses and relays only, never the inside.
+    #[serde(default)]
+    pub av_allowed_peers: Vec<String>,
     #[serde(default, rename = "server")]
     pub servers: Vec<Server>,
+}
+
+fn stun_port() -> NonZeroU16 {
+    NonZeroU16::new(3478).unwrap_or(NonZeroU16::MIN)
+}
+
+fn relay_ports() -> [u16; 2] {
+    [50_000, 59_999]
 }
 
 /// Federation with other organisations, through the Edge (`[federation]`).

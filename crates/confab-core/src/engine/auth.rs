@@ -31,6 +31,11 @@ impl Engine {
             ctx.trunk = Some(trunk);
             return Flow::Continue;
         }
+        if ctx.source.peer_verified && self.is_secrets_request(ctx) {
+            // an Edge server of the deployment (its certificate says so) asks for the relay
+            // secrets: it has no user to sign in as
+            return Flow::Continue;
+        }
         if self.is_own_spiral(&ctx.msg) || self.is_peer_forwarded(ctx) {
             // we, or another server of the deployment, authenticated this request before
             // forwarding it here

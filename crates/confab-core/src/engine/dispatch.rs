@@ -49,6 +49,11 @@ impl Engine {
             }
             return Flow::Stop;
         }
+        if !in_dialog && ctx.msg.method_str() == "SERVICE" {
+            // the Media Relay Authentication Service answers wherever the request lands
+            self.relay_service(now, ctx);
+            return Flow::Stop;
+        }
         let uri_text = ctx.msg.uri_str().to_owned();
         let parsed = Uri::parse(&uri_text);
         if !in_dialog && method != Method::Ack {

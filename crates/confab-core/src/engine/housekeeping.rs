@@ -26,6 +26,7 @@ impl Engine {
                 self.read_voice();
                 self.read_rgs();
                 self.read_meetings();
+                self.read_relay_secrets();
             }
             self.probe_gateways(now);
         }
@@ -72,6 +73,7 @@ impl Engine {
             ops.push(Op::Voice);
             ops.push(Op::Rgs(self.rgs_seen));
             ops.push(Op::Meetings(self.meetings_seen));
+            ops.push(self.relay_secrets_op());
         }
         for op in ops {
             let token = self.next_id();
@@ -91,6 +93,7 @@ impl Engine {
                 | Answer::Voice(_)
                 | Answer::Rgs(_)
                 | Answer::Meetings(_)
+                | Answer::Setting(..)
         ) {
             self.upkeep_pending = self.upkeep_pending.saturating_sub(1);
         }
@@ -110,6 +113,7 @@ impl Engine {
             a @ (Answer::Voice(_) | Answer::Resolved(..)) => self.voice_job_done(a),
             Answer::Rgs(read) => self.rgs_read(read),
             Answer::Meetings(read) => self.meetings_read(read),
+            a @ Answer::Setting(..) => self.setting_read(a),
             other => self.written_behind(other),
         }
     }

@@ -23,6 +23,7 @@ mod events;
 mod federation;
 mod forwarding;
 mod housekeeping;
+mod media_relay;
 mod meetings;
 mod park;
 mod presence_sip;
@@ -226,6 +227,8 @@ pub struct Engine {
     rgs_seen: u64,
     /// The hash of the meetings document last read (see `meetings.rs`).
     meetings_seen: u64,
+    /// The hash of the relay secrets last read (see `relay.rs`).
+    relay_seen: u64,
     /// The voice configuration this engine last picked up, and its generation (see
     /// `voice.rs`); gateway names for the driver to resolve; the next gateway probe (owner
     /// shard) and how many rounds of probes went out.

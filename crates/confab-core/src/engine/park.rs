@@ -50,6 +50,8 @@ pub(super) enum Op {
     Rgs(u64),
     /// The meetings document, unless its hash is this.
     Meetings(u64),
+    /// A setting, unless its hash is this.
+    Setting(&'static str, u64),
 }
 
 /// What a job brought back, for [`Engine::job_done`].
@@ -74,6 +76,7 @@ pub(super) enum Answer {
     Voice(Result<Option<String>, StoreError>),
     Rgs(Result<Option<super::rgs::RgsRead>, StoreError>),
     Meetings(Result<Option<super::meetings::MeetingsRead>, StoreError>),
+    Setting(&'static str, Result<Option<(u64, String)>, StoreError>),
     /// A trunk gateway's host name and the addresses DNS gave for it (or why none).
     Resolved(String, Result<Vec<std::net::SocketAddr>, String>),
     /// A partner's Access Edge for the domain (and the proof asked for held), or why not.
@@ -139,6 +142,10 @@ fn run(store: &dyn Store, op: Op) -> Answer {
         Op::Voice => Answer::Voice(crate::voice::stored(store)),
         Op::Rgs(known) => Answer::Rgs(super::rgs::rgs_stored(store, known)),
         Op::Meetings(known) => Answer::Meetings(super::meetings::meetings_stored(store, known)),
+        Op::Setting(name, known) => Answer::Setting(
+            name,
+            super::media_relay::setting_changed(store, name, known),
+        ),
     }
 }
 

@@ -15,7 +15,20 @@ impl Engine {
         reason: &str,
         extra: &[(&str, String)],
     ) {
-        let bytes = self.response_bytes(&ctx.msg, code, reason, extra);
+        self.respond_with(now, ctx, code, reason, extra, b"");
+    }
+
+    /// [`Engine::respond`] with a body (its Content-Type among `extra`).
+    pub(super) fn respond_with(
+        &mut self,
+        now: Now,
+        ctx: &Ctx,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, String)],
+        body: &[u8],
+    ) {
+        let bytes = self.response_bytes_with(&ctx.msg, code, reason, extra, body);
         match ctx.key.as_deref() {
             Some(k) if self.server_tx.contains_key(k) => self.send_upstream(now, k, code, bytes),
             _ => {
@@ -35,12 +48,23 @@ impl Engine {
         reason: &str,
         extra: &[(&str, String)],
     ) -> Vec<u8> {
+        self.response_bytes_with(req, code, reason, extra, b"")
+    }
+
+    fn response_bytes_with(
+        &self,
+        req: &Message,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, String)],
+        body: &[u8],
+    ) -> Vec<u8> {
         let mut w = Writer::response_to(req, code, reason, &self.to_tag(req));
         for (n, v) in extra {
             w.header(n, v);
         }
         w.header("Server", &self.cfg.server_name);
-        w.finish(b"")
+        w.finish(body)
     }
 
     /// A To tag for our own responses, the same for every retransmission of a request, with

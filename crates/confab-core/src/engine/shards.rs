@@ -182,6 +182,7 @@ impl Engine {
             upkeep_pending: 0,
             rgs_seen: 0,
             meetings_seen: 0,
+            relay_seen: 0,
             voice: None,
             voice_generation: 0,
             resolves: Vec::new(),

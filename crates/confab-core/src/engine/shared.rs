@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) rgs_stats: std::sync::Arc<std::sync::RwLock<crate::rgs::RgsStats>>,
     /// The meetings in force (`crate::meetings`), and what the focus holds now.
     pub(crate) meetings: crate::meetings::Handle,
+    /// The media relay's secrets in force (`crate::media_relay`).
+    pub(crate) relay_secrets: super::media_relay::Handle,
     pub(crate) meeting_stats: std::sync::Arc<std::sync::RwLock<crate::meetings::MeetingStats>>,
 }
 
@@ -89,6 +91,7 @@ impl Shared {
             rgs: crate::rgs::Handle::default(),
             rgs_stats: std::sync::Arc::default(),
             meetings: crate::meetings::Handle::default(),
+            relay_secrets: super::media_relay::Handle::default(),
             meeting_stats: std::sync::Arc::default(),
         }
     }
