@@ -411,6 +411,16 @@ struct UserAccess {
     internal: Option<AccessPoint>,
     #[serde(rename = "SipClientExternalAccess")]
     external: Option<AccessPoint>,
+    /// The media relay's addresses (an A/V Edge), per transport.
+    #[serde(rename = "MediaRelayAccess", default)]
+    media_relay: Vec<RelayPoint>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RelayPoint {
+    transport: String,
+    fqdn: String,
+    port: u16,
 }
 
 #[derive(Debug, Deserialize)]
@@ -472,10 +482,18 @@ async fn autodiscover(
                 });
                 return Ok(None);
             };
+            let relay: Vec<String> = (user_access.media_relay.iter())
+                .map(|r| format!("{} {}:{}", r.transport, r.fqdn, r.port))
+                .collect();
+            let relay = if relay.is_empty() {
+                "; no media relay".to_owned()
+            } else {
+                format!("; media relay {}", relay.join(", "))
+            };
             report(&Step::Autodiscover {
                 url: url.clone(),
                 answer: Ok(format!(
-                    "{location} access: sign in at {}:{}",
+                    "{location} access: sign in at {}:{}{relay}",
                     point.fqdn, point.port
                 )),
             });

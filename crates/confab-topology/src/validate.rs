@@ -89,6 +89,10 @@ pub const RULES: &[(&str, &str)] = &[
         "an allowed, blocked or hosted partner domain, or a partner's Edge, is not a host name",
     ),
     (
+        "edge-av",
+        "an A/V Edge (media relay) shares a port with the Access Edge, or has no relay port range",
+    ),
+    (
         "edge-external-names",
         "a domain has an Edge but no external sip.<domain> or lyncdiscover.<domain>",
     ),
@@ -125,7 +129,34 @@ pub fn validate(t: &Topology) -> Vec<Finding> {
     client_records(t, &mut f);
     load_balancers(t, &mut f);
     roles(t, &mut f);
+    media_relays(t, &mut f);
     f.0
+}
+
+fn media_relays(t: &Topology, f: &mut Findings) {
+    for e in &t.edges {
+        let Some(av) = &e.av else { continue };
+        let access = [e.access.port.get(), e.federation_port.get()];
+        let clash = [av.port.get(), e.av_udp_port.get()]
+            .into_iter()
+            .find(|p| av.address == e.access.address && access.contains(p));
+        if let Some(port) = clash {
+            f.error("edge-av", &e.fqdn, format!("Edge {}: the A/V service and the Access Edge both use {}:{port}", e.fqdn, av.address), "one of the two services cannot listen: remote users lose either sign-in or media", "give av its own address (as the seeds' Edges do), or other ports (av port, av_udp_port)".into());
+        }
+        let [low, high] = e.av_relay_ports;
+        if low == 0 || low >= high {
+            f.error(
+                "edge-av",
+                &e.fqdn,
+                format!(
+                    "Edge {}: av_relay_ports [{low}, {high}] is not a range",
+                    e.fqdn
+                ),
+                "the relay cannot allocate media ports",
+                "set av_relay_ports = [50000, 59999] (first below last)".into(),
+            );
+        }
+    }
 }
 
 fn references(t: &Topology, f: &mut Findings) {
@@ -439,5 +470,26 @@ mod tests {
                 "Edge edgepool.contoso.com has no next hop".to_owned()
             )]
         );
+    }
+
+    #[test]
+    fn an_av_edge_on_the_access_edge_port_is_a_finding() {
+        let text = "[deployment]\nname = \"x\"\n[[site]]\nname = \"hq\"\n[[domain]]\nname = \"contoso.com\"\nsign_in = [\"pool01.contoso.com\"]\n[[pool]]\nfqdn = \"pool01.contoso.com\"\nsite = \"hq\"\n[[pool.server]]\nfqdn = \"fe01.contoso.com\"\naddress = \"10.0.0.11\"\n[[edge]]\nfqdn = \"edgepool.contoso.com\"\nsite = \"hq\"\nnext_hop = \"pool01.contoso.com\"\naccess = { fqdn = \"access.contoso.com\", address = \"192.0.2.68\" }\nav = { fqdn = \"av.contoso.com\", address = \"192.0.2.68\" }\n";
+        let t = crate::load(text, "t.toml").expect("loads");
+        let found: Vec<_> = validate(&t)
+            .into_iter()
+            .filter(|f| f.rule == "edge-av")
+            .map(|f| f.what)
+            .collect();
+        assert_eq!(found, ["Edge edgepool.contoso.com: the A/V service and the Access Edge both use 192.0.2.68:443"]);
+        let t = crate::load(
+            &text.replace(
+                "av.contoso.com\", address = \"192.0.2.68\"",
+                "av.contoso.com\", address = \"192.0.2.69\"",
+            ),
+            "t.toml",
+        )
+        .expect("loads");
+        assert!(validate(&t).iter().all(|f| f.rule != "edge-av"));
     }
 }

@@ -56,6 +56,14 @@ pub struct AccessPoint {
     pub port: u16,
 }
 
+/// The media relay (A/V Edge) over one transport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelayPoint {
+    pub transport: &'static str,
+    pub fqdn: String,
+    pub port: u16,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Link {
     pub token: String,
@@ -78,6 +86,10 @@ pub struct UserAccess {
         skip_serializing_if = "Option::is_none"
     )]
     pub client_external: Option<AccessPoint>,
+    /// The media relay's UDP, TCP and TLS addresses (credentials come from a `SERVICE`
+    /// request to the Front End).
+    #[serde(rename = "MediaRelayAccess", skip_serializing_if = "Vec::is_empty")]
+    pub media_relay: Vec<RelayPoint>,
     #[serde(rename = "Links")]
     pub links: Vec<Link>,
 }
@@ -182,6 +194,25 @@ pub fn answer(
             client_internal: internal,
             server_external: external.clone(),
             client_external: external,
+            media_relay: topology.media_relay(domain).map_or_else(Vec::new, |r| {
+                vec![
+                    RelayPoint {
+                        transport: "udp",
+                        fqdn: r.host.clone(),
+                        port: r.udp_port,
+                    },
+                    RelayPoint {
+                        transport: "tcp",
+                        fqdn: r.host.clone(),
+                        port: r.tcp_port,
+                    },
+                    RelayPoint {
+                        transport: "tls",
+                        fqdn: r.host,
+                        port: r.tls_port,
+                    },
+                ]
+            }),
             links,
         }),
         root: None,
@@ -234,6 +265,15 @@ impl Document {
             }
             if let Some(p) = &u.client_external {
                 point(&mut x, "SipClientExternalAccess", p);
+            }
+            for r in &u.media_relay {
+                let _ = writeln!(
+                    x,
+                    "    <MediaRelayAccess transport=\"{}\" fqdn=\"{}\" port=\"{}\"/>",
+                    r.transport,
+                    escape(&r.fqdn),
+                    r.port
+                );
             }
             links(&mut x, &u.links);
             x.push_str("  </User>\n");

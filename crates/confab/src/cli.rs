@@ -147,6 +147,37 @@ pub(crate) enum EdgeCommand {
     /// from the deployment's CA and write it with the CA's certificate (never its key) to OUT,
     /// the data dir to give that Edge.
     Prepare(EdgePrepareArgs),
+    /// Print coturn's configuration for an Edge server's A/V service, for coturn run as a
+    /// system service (then start the Edge with `confab up --av-external`).
+    TurnConfig(TurnConfigArgs),
+    /// Make a new media relay secret. Front Ends issue credentials with it once the Edges have
+    /// it; credentials issued with the old one stay valid for the grace period (calls in
+    /// progress go on), or are revoked at once with --revoke.
+    RotateSecret(RotateSecretArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TurnConfigArgs {
+    /// The Edge server's FQDN (a `[[edge.server]]` of the topology).
+    #[arg(long)]
+    pub(crate) fqdn: String,
+    /// --data-dir: the Edge's data dir (its certificate, and coturn's secrets database under
+    /// turn/).
+    #[command(flatten)]
+    pub(crate) deployment: TopologyArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RotateSecretArgs {
+    /// Hours the old secrets stay valid after the new one is in use (credentials last 8 h).
+    #[arg(long, value_name = "HOURS", default_value_t = 8)]
+    pub(crate) grace_hours: u64,
+    /// Revoke every credential issued so far, at once (calls relayed now lose their media at
+    /// their next refresh).
+    #[arg(long, conflicts_with = "grace_hours")]
+    pub(crate) revoke: bool,
+    #[command(flatten)]
+    pub(crate) data: DataDirArg,
 }
 
 #[derive(Debug, Args)]
@@ -405,6 +436,10 @@ pub(crate) struct UpArgs {
     /// must also name its gateway's host as configured [default: the deployment's CA].
     #[arg(long, value_name = "FILE")]
     pub(crate) gateway_trust: Option<PathBuf>,
+    /// On an Edge with an A/V service: coturn runs as a system service with the configuration
+    /// from `confab edge turn-config`; do not start it, only keep its secrets database.
+    #[arg(long)]
+    pub(crate) av_external: bool,
 }
 
 #[derive(Debug, Subcommand)]

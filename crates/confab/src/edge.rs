@@ -138,6 +138,8 @@ pub(crate) fn run(args: UpArgs, topology: Topology, dir: &Path) -> anyhow::Resul
         })
         .collect::<Result<Vec<_>, _>>()?;
     let secret = edge_secret(dir)?;
+    // the media relay (coturn) first: a missing coturn stops the start, nothing half-runs
+    let av = crate::edge_av::start(&topology, edge, server, &pki, dir, args.av_external)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(shards.max(2))
         .enable_all()
@@ -189,6 +191,7 @@ pub(crate) fn run(args: UpArgs, topology: Topology, dir: &Path) -> anyhow::Resul
         ))
         .await
         .context("the Edge stopped unexpectedly")??;
+        drop(av);
         Ok(())
     })
 }
@@ -240,12 +243,17 @@ pub(crate) fn prepare(args: EdgePrepareArgs) -> anyhow::Result<()> {
         pki::adopt_shared_ca(store.as_ref(), &ca_dir)?;
         let ca = pki::Authority::open_or_create(&ca_dir, "unused")?;
         let mut names = confab_topology::names_pointing_at(&topology, &server.fqdn);
-        for n in [&server.fqdn, &edge.fqdn, &edge.access.fqdn] {
+        let av = edge.av.as_ref().map(|a| &a.fqdn);
+        for n in [&server.fqdn, &edge.fqdn, &edge.access.fqdn]
+            .into_iter()
+            .chain(av)
+        {
             if !names.contains(n) {
                 names.push(n.clone());
             }
         }
-        let ips: Vec<IpAddr> = vec![server.address, edge.access.address];
+        let mut ips: Vec<IpAddr> = vec![server.address, edge.access.address];
+        ips.extend(edge.av.as_ref().map(|a| a.address));
         ca.issue_to(
             &args.out.join("server.pem"),
             &args.out.join("server.key"),

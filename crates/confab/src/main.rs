@@ -8,6 +8,7 @@ mod datadir;
 mod deployment;
 mod discover;
 mod edge;
+mod edge_av;
 mod meetings;
 mod meetings_dialin;
 mod pki;
@@ -36,6 +37,8 @@ fn main() -> ExitCode {
         cli::Command::Dns(cmd) => deployment::dns(cmd),
         cli::Command::Certs(cmd) => deployment::certs(cmd),
         cli::Command::Edge(cli::EdgeCommand::Prepare(args)) => edge::prepare(args),
+        cli::Command::Edge(cli::EdgeCommand::TurnConfig(args)) => edge_av::turn_config(args),
+        cli::Command::Edge(cli::EdgeCommand::RotateSecret(args)) => edge_av::rotate_secret(args),
         cli::Command::Discover(args) => discover::run(args),
         cli::Command::Pool(cmd) => users::pool(cmd),
         cli::Command::Voice(cmd) => voice::run(cmd),

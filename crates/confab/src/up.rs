@@ -93,6 +93,9 @@ pub(crate) fn run(mut args: UpArgs) -> anyhow::Result<()> {
         ensure_demo_users(store.as_ref(), &dir, &args.domain, local_pool.as_deref())?
     };
 
+    if topology.edges.iter().any(|e| e.av.is_some()) {
+        crate::edge_av::ensure_secret(store.as_ref(), crate::edge_av::unix_now())?;
+    }
     let shards = shard_count(&args);
     // one store handle per shard, all on the same connection (one outage, one recovery,
     // whichever shard asks; no SQLite writer waiting on another's file lock)
@@ -326,6 +329,12 @@ async fn serve(
         peers,
         instance_seed: instance_seed()?,
         external_access: site.topology.external_access,
+        media_relays: site
+            .topology
+            .media_relay(&args.domain)
+            .map(|r| (args.domain.to_ascii_lowercase(), r))
+            .into_iter()
+            .collect(),
         federation_edges: if site.topology.federation.enabled() {
             site.topology
                 .edges
