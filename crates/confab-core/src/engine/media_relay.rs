@@ -110,10 +110,13 @@ impl Engine {
             let reason = "Forbidden (the relay secrets go only to the deployment's Edge servers, over mutual TLS)";
             return self.respond(now, ctx, 403, reason, &[]);
         }
-        let secrets = crate::apps::in_force(&self.shared.relay_secrets);
+        let Some(secrets) = crate::apps::in_force(&self.shared.relay_secrets) else {
+            // not read yet (a server just started): the Edge keeps what it has
+            let reason = "Service Unavailable (the relay secrets are not read yet)";
+            return self.respond(now, ctx, 503, reason, &[("Retry-After", "2".to_owned())]);
+        };
         let body: String = secrets
-            .iter()
-            .flat_map(|s| s.accepted(now.unix))
+            .accepted(now.unix)
             .map(|s| format!("{}\n", s.value))
             .collect();
         self.respond_with(

@@ -8,6 +8,7 @@ pub(crate) mod deployment;
 pub(crate) mod kamailio;
 pub(crate) mod meetings;
 pub(crate) mod named;
+pub(crate) mod relay;
 pub(crate) mod rgs;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
