@@ -10,8 +10,10 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::relay::{ask_credentials, ip, stun_over_tls, uclient, Peer, RelaySite, AV};
-use common::{reexec_in_netns, require};
+use common::relay::{
+    ask_credentials, ip, stun_over_tls, topology_text, uclient, Peer, RelaySite, AV,
+};
+use common::{reexec_in_netns, require, text, TempDir};
 
 const PUBLIC_PEER: &str = "198.51.100.77";
 const INSIDE_HOST: &str = "10.1.0.50";
@@ -398,4 +400,129 @@ fn wait_child(child: &mut Child, secs: u64) -> bool {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn confab(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_edge_commands_print_the_relay_configuration_and_rotate_secrets_or_say_what_to_fix() {
+    let dir = TempDir::new("relay-cli");
+    let topology = dir.0.join("topology.toml");
+    std::fs::write(&topology, topology_text("127.0.0.12", 5060, 5070)).unwrap();
+    let (t, d) = (topology.display().to_string(), dir.0.display().to_string());
+    let o = confab(&[
+        "edge",
+        "turn-config",
+        "--fqdn",
+        "edge01.example.com",
+        "--topology",
+        &t,
+        "--data-dir",
+        &d,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let config = text(&o);
+    for line in [
+        "relay-ip=203.0.113.11",
+        "listening-ip=127.0.0.20",
+        "use-auth-secret",
+        "denied-peer-ip=127.0.0.12",
+        "realm=example.com",
+    ] {
+        assert!(config.lines().any(|l| l == line), "{line}:\n{config}");
+    }
+    assert!(
+        config.contains(&format!("userdb={d}/turn/secrets.db")),
+        "{config}"
+    );
+    let o = confab(&[
+        "edge",
+        "turn-config",
+        "--fqdn",
+        "fe01.example.com",
+        "--topology",
+        &t,
+        "--data-dir",
+        &d,
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("fe01.example.com is not an Edge server"),
+        "{}",
+        text(&o)
+    );
+    let no_av = dir.0.join("no-av.toml");
+    std::fs::write(
+        &no_av,
+        topology_text("127.0.0.12", 5060, 5070).replace("av = {", "# av = {"),
+    )
+    .unwrap();
+    let o = confab(&[
+        "edge",
+        "turn-config",
+        "--fqdn",
+        "edge01.example.com",
+        "--topology",
+        &no_av.display().to_string(),
+        "--data-dir",
+        &d,
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("has no A/V service: add `av = "),
+        "{}",
+        text(&o)
+    );
+
+    // rotation works on the deployment's database, and says what to do without one
+    let o = confab(&[
+        "edge",
+        "rotate-secret",
+        "--data-dir",
+        &dir.0.join("none").display().to_string(),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("run `confab up` first"),
+        "{}",
+        text(&o)
+    );
+    let o = confab(&[
+        "user",
+        "add",
+        "alice@example.com",
+        "--password",
+        "pw",
+        "--data-dir",
+        &d,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = confab(&["edge", "rotate-secret", "--data-dir", &d]);
+    assert!(
+        o.status.success() && text(&o).contains("credentials issued before stay valid 8 h"),
+        "{}",
+        text(&o)
+    );
+    let o = confab(&[
+        "edge",
+        "rotate-secret",
+        "--revoke",
+        "--grace-hours",
+        "1",
+        "--data-dir",
+        &d,
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("cannot be used with"),
+        "{}",
+        text(&o)
+    );
+    let o = confab(&["edge", "rotate-secret", "--revoke", "--data-dir", &d]);
+    assert!(
+        o.status.success() && text(&o).contains("every credential issued before is revoked"),
+        "{}",
+        text(&o)
+    );
 }

@@ -11,27 +11,12 @@ use super::{free_port, require, Server, TempDir};
 /// The A/V Edge service's (public) address, added to the test namespace's loopback.
 pub(crate) const AV: &str = "203.0.113.11";
 
-/// The deployment: Front End `fe01` at `fe` (pool `pool.example.com`) and Edge `edge01`
-/// (inside 127.0.0.20, Access Edge 127.0.0.21) whose A/V service is [`AV`].
-pub(crate) struct RelaySite {
-    pub(crate) topology: TempDir,
-    pub(crate) fe: Server,
-    pub(crate) edge: Server,
-}
-
-impl RelaySite {
-    /// Starts the Front End at `fe` and the Edge (with coturn); waits until the relay has the
-    /// deployment's secret and answers STUN.
-    pub(crate) fn start(fe: &str) -> Self {
-        require("turnserver");
-        let topology = TempDir::new("relay-topology");
-        let port = free_port();
-        let access_port = free_port();
-        let tls = port + 1;
-        std::fs::write(
-            topology.0.join("topology.toml"),
-            format!(
-                r#"[deployment]
+/// The topology: Front End `fe01` at `fe` on SIP `port` (TLS the next), Edge `edge01` whose
+/// Access Edge listens on `access_port` and whose A/V service is [`AV`].
+pub(crate) fn topology_text(fe: &str, port: u16, access_port: u16) -> String {
+    let tls = port + 1;
+    format!(
+        r#"[deployment]
 name = "relay"
 [[site]]
 name = "hq"
@@ -58,7 +43,28 @@ federation_port = {access_port}
 fqdn = "edge01.example.com"
 address = "127.0.0.20"
 "#
-            ),
+    )
+}
+
+/// The deployment: Front End `fe01` at `fe` (pool `pool.example.com`) and Edge `edge01`
+/// (inside 127.0.0.20, Access Edge 127.0.0.21) whose A/V service is [`AV`].
+pub(crate) struct RelaySite {
+    pub(crate) topology: TempDir,
+    pub(crate) fe: Server,
+    pub(crate) edge: Server,
+}
+
+impl RelaySite {
+    /// Starts the Front End at `fe` and the Edge (with coturn); waits until the relay has the
+    /// deployment's secret and answers STUN.
+    pub(crate) fn start(fe: &str) -> Self {
+        require("turnserver");
+        let topology = TempDir::new("relay-topology");
+        let port = free_port();
+        let access_port = free_port();
+        std::fs::write(
+            topology.0.join("topology.toml"),
+            topology_text(fe, port, access_port),
         )
         .unwrap();
         let file = topology.0.join("topology.toml").display().to_string();
