@@ -489,16 +489,8 @@ fn the_edge_commands_print_the_relay_configuration_and_rotate_secrets_or_say_wha
         "{}",
         text(&o)
     );
-    let o = confab(&[
-        "user",
-        "add",
-        "alice@example.com",
-        "--password",
-        "pw",
-        "--data-dir",
-        &d,
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    // a deployment's database (as `confab up` makes it)
+    let store = confab_store::SqliteStore::open(&dir.0.join("confab.db")).unwrap();
     let o = confab(&["edge", "rotate-secret", "--data-dir", &d]);
     assert!(
         o.status.success() && text(&o).contains("credentials issued before stay valid 8 h"),
@@ -524,5 +516,13 @@ fn the_edge_commands_print_the_relay_configuration_and_rotate_secrets_or_say_wha
         o.status.success() && text(&o).contains("every credential issued before is revoked"),
         "{}",
         text(&o)
+    );
+    use confab_store::Store;
+    let stored = store.settings("relay-secrets").unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].1.lines().count(),
+        1,
+        "revoked: one secret left: {stored:?}"
     );
 }
