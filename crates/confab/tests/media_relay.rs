@@ -92,7 +92,7 @@ fn the_relay_takes_confab_credentials_and_refuses_forged_expired_revoked_and_ins
     ] {
         let r = uclient("udp", &u, &p, PUBLIC_PEER);
         assert!(
-            r.received == 0 && r.output.contains("Cannot complete Allocation"),
+            r.refused("Cannot complete Allocation"),
             "{what}: {}",
             r.output
         );
@@ -101,11 +101,7 @@ fn the_relay_takes_confab_credentials_and_refuses_forged_expired_revoked_and_ins
     // valid credentials reach no inside host: a private address, a deployment server
     for inside in [INSIDE_HOST, "127.0.0.12"] {
         let r = uclient("udp", &user, &pass, inside);
-        assert!(
-            r.received == 0 && r.output.contains("Forbidden IP"),
-            "towards {inside}: {}",
-            r.output
-        );
+        assert!(r.refused("Forbidden IP"), "towards {inside}: {}", r.output);
         refusals.push("an inside peer");
     }
 
@@ -123,7 +119,7 @@ fn the_relay_takes_confab_credentials_and_refuses_forged_expired_revoked_and_ins
     site.wait_log("event=\"av.secrets\" count=1", 2);
     let r = uclient("udp", &user, &pass, PUBLIC_PEER);
     assert!(
-        r.received == 0 && r.output.contains("Cannot complete Allocation"),
+        r.refused("Cannot complete Allocation"),
         "revoked: {}",
         r.output
     );
@@ -414,17 +410,31 @@ fn the_edge_commands_print_the_relay_configuration_and_rotate_secrets_or_say_wha
     let dir = TempDir::new("relay-cli");
     let topology = dir.0.join("topology.toml");
     std::fs::write(&topology, topology_text("127.0.0.12", 5060, 5070)).unwrap();
-    let (t, d) = (topology.display().to_string(), dir.0.display().to_string());
-    let o = confab(&[
-        "edge",
-        "turn-config",
-        "--fqdn",
-        "edge01.example.com",
-        "--topology",
-        &t,
-        "--data-dir",
-        &d,
-    ]);
+    let no_av = dir.0.join("no-av.toml");
+    let text_no_av = topology_text("127.0.0.12", 5060, 5070).replace("av = {", "# av = {");
+    std::fs::write(&no_av, text_no_av).unwrap();
+    let d = dir.0.display().to_string();
+    let turn_config = |fqdn: &str, file: &std::path::Path| {
+        let file = file.display().to_string();
+        confab(&[
+            "edge",
+            "turn-config",
+            "--fqdn",
+            fqdn,
+            "--topology",
+            &file,
+            "--data-dir",
+            &d,
+        ])
+    };
+    let fails = |o: std::process::Output, why: &str| {
+        assert!(
+            !o.status.success() && text(&o).contains(why),
+            "{why}: {}",
+            text(&o)
+        );
+    };
+    let o = turn_config("edge01.example.com", &topology);
     assert!(o.status.success(), "{}", text(&o));
     let config = text(&o);
     for line in [
@@ -440,64 +450,31 @@ fn the_edge_commands_print_the_relay_configuration_and_rotate_secrets_or_say_wha
         config.contains(&format!("userdb={d}/turn/secrets.db")),
         "{config}"
     );
-    let o = confab(&[
-        "edge",
-        "turn-config",
-        "--fqdn",
-        "fe01.example.com",
-        "--topology",
-        &t,
-        "--data-dir",
-        &d,
-    ]);
-    assert!(
-        !o.status.success() && text(&o).contains("fe01.example.com is not an Edge server"),
-        "{}",
-        text(&o)
+    fails(
+        turn_config("fe01.example.com", &topology),
+        "fe01.example.com is not an Edge server",
     );
-    let no_av = dir.0.join("no-av.toml");
-    std::fs::write(
-        &no_av,
-        topology_text("127.0.0.12", 5060, 5070).replace("av = {", "# av = {"),
-    )
-    .unwrap();
-    let o = confab(&[
-        "edge",
-        "turn-config",
-        "--fqdn",
-        "edge01.example.com",
-        "--topology",
-        &no_av.display().to_string(),
-        "--data-dir",
-        &d,
-    ]);
-    assert!(
-        !o.status.success() && text(&o).contains("has no A/V service: add `av = "),
-        "{}",
-        text(&o)
+    fails(
+        turn_config("edge01.example.com", &no_av),
+        "has no A/V service: add `av = ",
     );
 
     // rotation works on the deployment's database, and says what to do without one
-    let o = confab(&[
-        "edge",
-        "rotate-secret",
-        "--data-dir",
-        &dir.0.join("none").display().to_string(),
-    ]);
-    assert!(
-        !o.status.success() && text(&o).contains("run `confab up` first"),
-        "{}",
-        text(&o)
+    let none = dir.0.join("none").display().to_string();
+    fails(
+        confab(&["edge", "rotate-secret", "--data-dir", &none]),
+        "run `confab up` first",
     );
     // a deployment's database (as `confab up` makes it)
     let store = confab_store::SqliteStore::open(&dir.0.join("confab.db")).unwrap();
     let o = confab(&["edge", "rotate-secret", "--data-dir", &d]);
+    assert!(o.status.success(), "{}", text(&o));
     assert!(
-        o.status.success() && text(&o).contains("credentials issued before stay valid 8 h"),
+        text(&o).contains("credentials issued before stay valid 8 h"),
         "{}",
         text(&o)
     );
-    let o = confab(&[
+    let both = [
         "edge",
         "rotate-secret",
         "--revoke",
@@ -505,15 +482,12 @@ fn the_edge_commands_print_the_relay_configuration_and_rotate_secrets_or_say_wha
         "1",
         "--data-dir",
         &d,
-    ]);
-    assert!(
-        !o.status.success() && text(&o).contains("cannot be used with"),
-        "{}",
-        text(&o)
-    );
+    ];
+    fails(confab(&both), "cannot be used with");
     let o = confab(&["edge", "rotate-secret", "--revoke", "--data-dir", &d]);
+    assert!(o.status.success(), "{}", text(&o));
     assert!(
-        o.status.success() && text(&o).contains("every credential issued before is revoked"),
+        text(&o).contains("every credential issued before is revoked"),
         "{}",
         text(&o)
     );

@@ -252,6 +252,11 @@ impl Relayed {
     pub(crate) fn relayed_all(&self) -> bool {
         self.sent > 0 && self.received == self.sent
     }
+
+    /// Nothing was relayed, and coturn's client says why (`needle`).
+    pub(crate) fn refused(&self, needle: &str) -> bool {
+        self.received == 0 && self.output.contains(needle)
+    }
 }
 
 /// `turnutils_uclient` allocating at the A/V Edge over `transport` (`udp`, `tcp`, `dtls`) with
