@@ -64,6 +64,9 @@ pub struct EngineConfig {
     pub external_access: confab_topology::ExternalAccess,
     /// The media relay (A/V Edge) of each served domain that has one (lowercase domain).
     pub media_relays: std::collections::HashMap<String, confab_topology::MediaRelay>,
+    /// The Edge servers' inside addresses: only they get the relay secrets (with a certificate
+    /// from the deployment's CA).
+    pub edge_servers: Vec<IpAddr>,
     /// How long media relay credentials last at most (seconds; `crate::media_relay::LIFETIME`).
     pub relay_lifetime: u64,
     /// This server is an Edge: what it needs of its two sides (`None` on every other role).
@@ -137,6 +140,7 @@ impl Default for EngineConfig {
             external_access: confab_topology::ExternalAccess::default(),
             media_relays: std::collections::HashMap::new(),
             relay_lifetime: crate::media_relay::LIFETIME,
+            edge_servers: Vec::new(),
             edge: None,
             federation_edges: Vec::new(),
             pool_sites: Vec::new(),

@@ -310,8 +310,7 @@ impl Supervisor {
             rustls_pki_types::ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
         let conn = rustls::ClientConnection::new(self.tls.clone(), server_name)
             .map_err(|e| e.to_string())?;
-        let tcp =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+        let tcp = connect_from(self.via.ip(), addr).map_err(|e| e.to_string())?;
         tcp.set_read_timeout(Some(Duration::from_secs(3)))
             .map_err(|e| e.to_string())?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
@@ -352,6 +351,16 @@ impl Supervisor {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// A TCP connection to `to` from the Edge's inside address `from` (the Front End gives the
+/// secrets to the Edge servers' addresses only, whatever route the kernel would pick).
+fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let domain = socket2::Domain::for_address(to);
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sock.bind(&SocketAddr::new(from, 0).into())?;
+    sock.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    Ok(sock.into())
 }
 
 /// One SIP response off a stream (its head and the body its Content-Length gives), skipping

@@ -329,6 +329,10 @@ async fn serve(
         peers,
         instance_seed: instance_seed()?,
         external_access: site.topology.external_access,
+        edge_servers: (site.topology.edges.iter())
+            .flat_map(|e| &e.servers)
+            .map(|s| s.address)
+            .collect(),
         media_relays: site
             .topology
             .media_relay(&args.domain)

@@ -106,7 +106,9 @@ impl Engine {
 
     /// The secrets a relay accepts now, one per line, to an Edge server.
     fn send_secrets(&mut self, now: Now, ctx: &mut Ctx) {
-        if !ctx.source.peer_verified {
+        let edge = self.cfg.edge_servers.contains(&ctx.source.remote.ip());
+        if !ctx.source.peer_verified || !edge {
+            tracing::warn!(event = "relay.secrets_refused", source = %ctx.source.remote, verified = ctx.source.peer_verified, "relay secrets asked for by what is not an Edge server");
             let reason = "Forbidden (the relay secrets go only to the deployment's Edge servers, over mutual TLS)";
             return self.respond(now, ctx, 403, reason, &[]);
         }
@@ -233,7 +235,10 @@ mod tests {
     }
 
     fn sim(relay: bool) -> Sim {
-        let mut cfg = EngineConfig::default();
+        let mut cfg = EngineConfig {
+            edge_servers: vec!["127.0.0.20".parse().unwrap()],
+            ..EngineConfig::default()
+        };
         if relay {
             cfg.media_relays.insert(
                 "example.com".into(),
@@ -365,5 +370,10 @@ mod tests {
             std::str::from_utf8(r.body()).unwrap(),
             format!("{}\n", "ab".repeat(32))
         );
+        // another server of the deployment (a Front End) is no Edge
+        sim.send("127.0.0.12:5061", &ask.replace("{n}", "3"));
+        let r = final_of(sim.take_to("127.0.0.12:5061"));
+        assert_eq!(r.status(), 403, "{}", r.reason());
+        assert!(r.body().is_empty());
     }
 }
