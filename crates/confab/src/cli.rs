@@ -42,9 +42,9 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Certs(CertsCommand),
     /// The Edge server (remote users and federation): `confab up --fqdn <an Edge server>`
-    /// runs one; these prepare it.
+    /// runs one; these prepare it and manage its media relay.
     #[command(subcommand)]
-    Edge(EdgeCommand),
+    Edge(crate::edge::EdgeCommand),
     /// Manage users' contact lists and groups (works while the server runs: subscribed
     /// devices get the new list within seconds).
     #[command(subcommand)]
@@ -139,57 +139,6 @@ pub(crate) struct TopologyArg {
     pub(crate) topology: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) data: DataDirArg,
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum EdgeCommand {
-    /// On a server of the deployment (where its CA is): issue an Edge server's certificate
-    /// from the deployment's CA and write it with the CA's certificate (never its key) to OUT,
-    /// the data dir to give that Edge.
-    Prepare(EdgePrepareArgs),
-    /// Print coturn's configuration for an Edge server's A/V service, for coturn run as a
-    /// system service (then start the Edge with `confab up --av-external`).
-    TurnConfig(TurnConfigArgs),
-    /// Make a new media relay secret. Front Ends issue credentials with it once the Edges have
-    /// it; credentials issued with the old one stay valid for the grace period (calls in
-    /// progress go on), or are revoked at once with --revoke.
-    RotateSecret(RotateSecretArgs),
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct TurnConfigArgs {
-    /// The Edge server's FQDN (a `[[edge.server]]` of the topology).
-    #[arg(long)]
-    pub(crate) fqdn: String,
-    /// --data-dir: the Edge's data dir (its certificate, and coturn's secrets database under
-    /// turn/).
-    #[command(flatten)]
-    pub(crate) deployment: TopologyArg,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct RotateSecretArgs {
-    /// Hours the old secrets stay valid after the new one is in use (credentials last 8 h).
-    #[arg(long, value_name = "HOURS", default_value_t = 8)]
-    pub(crate) grace_hours: u64,
-    /// Revoke every credential issued so far, at once (calls relayed now lose their media at
-    /// their next refresh).
-    #[arg(long, conflicts_with = "grace_hours")]
-    pub(crate) revoke: bool,
-    #[command(flatten)]
-    pub(crate) data: DataDirArg,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct EdgePrepareArgs {
-    /// The Edge server's FQDN (a `[[edge.server]]` of the topology).
-    #[arg(long)]
-    pub(crate) fqdn: String,
-    /// The directory to write server.pem, server.key and ca.pem to.
-    #[arg(long)]
-    pub(crate) out: PathBuf,
-    #[command(flatten)]
-    pub(crate) deployment: TopologyArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

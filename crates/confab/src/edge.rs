@@ -4,7 +4,7 @@
 //! certificates on a server of the deployment, where the CA is.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,7 +12,9 @@ use confab_core::{EdgeConfig, EngineConfig};
 use confab_topology::Topology;
 use sip_transport::Listeners;
 
-use crate::cli::{EdgePrepareArgs, UpArgs, UsageError};
+use clap::{Args, Subcommand};
+
+use crate::cli::{TopologyArg, UpArgs, UsageError};
 use crate::up::uri_host;
 use crate::{datadir, pki};
 
@@ -342,6 +344,33 @@ impl confab_core::PartnerResolver for DnsPartners {
             })
         })
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EdgeCommand {
+    /// On a server of the deployment (where its CA is): issue an Edge server's certificate
+    /// from the deployment's CA and write it with the CA's certificate (never its key) to OUT,
+    /// the data dir to give that Edge.
+    Prepare(EdgePrepareArgs),
+    /// Print coturn's configuration for an Edge server's A/V service, for coturn run as a
+    /// system service (then start the Edge with `confab up --av-external`).
+    TurnConfig(crate::edge_av::TurnConfigArgs),
+    /// Make a new media relay secret. Front Ends issue credentials with it once the Edges have
+    /// it; credentials issued with the old one stay valid for the grace period (calls in
+    /// progress go on), or are revoked at once with --revoke.
+    RotateSecret(crate::edge_av::RotateSecretArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EdgePrepareArgs {
+    /// The Edge server's FQDN (a `[[edge.server]]` of the topology).
+    #[arg(long)]
+    pub(crate) fqdn: String,
+    /// The directory to write server.pem, server.key and ca.pem to.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    #[command(flatten)]
+    pub(crate) deployment: TopologyArg,
 }
 
 #[cfg(test)]

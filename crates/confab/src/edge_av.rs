@@ -17,7 +17,9 @@ use anyhow::Context;
 use confab_core::media_relay::{Secrets, EDGE_POLL, SECRETS_SETTING, SECRETS_TYPE};
 use confab_topology::{Edge, Server, Topology};
 
-use crate::cli::{RotateSecretArgs, TurnConfigArgs, UsageError};
+use clap::Args;
+
+use crate::cli::{DataDirArg, TopologyArg, UsageError};
 use crate::pki::Pki;
 
 /// The files coturn runs with, under the Edge's data dir.
@@ -516,6 +518,30 @@ pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TurnConfigArgs {
+    /// The Edge server's FQDN (a `[[edge.server]]` of the topology).
+    #[arg(long)]
+    pub(crate) fqdn: String,
+    /// --data-dir: the Edge's data dir (its certificate, and coturn's secrets database under
+    /// turn/).
+    #[command(flatten)]
+    pub(crate) deployment: TopologyArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RotateSecretArgs {
+    /// Hours the old secrets stay valid after the new one is in use (credentials last 8 h).
+    #[arg(long, value_name = "HOURS", default_value_t = 8)]
+    pub(crate) grace_hours: u64,
+    /// Revoke every credential issued so far, at once (calls relayed now lose their media at
+    /// their next refresh).
+    #[arg(long, conflicts_with = "grace_hours")]
+    pub(crate) revoke: bool,
+    #[command(flatten)]
+    pub(crate) data: DataDirArg,
 }
 
 #[cfg(test)]
