@@ -115,11 +115,7 @@ pub(crate) fn start(
     std::fs::write(&files.config, text)
         .with_context(|| format!("cannot write {}", files.config.display()))?;
     secrets_table(&files.secrets_db)?;
-    let hop = topology
-        .edges
-        .iter()
-        .find(|e| e.fqdn == edge.fqdn)
-        .and_then(|e| e.next_hop.as_deref())
+    let hop = (edge.next_hop.as_deref())
         .and_then(|h| topology.pool(h))
         .map(|p| {
             p.servers
@@ -179,100 +175,119 @@ fn secrets_table(db: &Path) -> anyhow::Result<rusqlite::Connection> {
     Ok(c)
 }
 
+/// What the supervisor knows between its rounds.
+struct Watch {
+    child: Option<Child>,
+    restart_at: Instant,
+    backoff: Duration,
+    started: Instant,
+    /// The secrets last written to coturn's database.
+    known: Option<Vec<String>>,
+    reachable: bool,
+    healthy: Option<bool>,
+}
+
 impl Supervisor {
+    /// Every 200 ms until `stop`: the secrets every `EDGE_POLL` s, coturn kept running, a STUN
+    /// probe every 10 s; then coturn stopped.
     fn run(self, stop: &AtomicBool) {
-        let mut child: Option<Child> = None;
-        let mut restart_at = Instant::now();
-        let mut backoff = Duration::from_secs(1);
-        let mut started = Instant::now();
-        let mut next_poll = Instant::now();
-        let mut next_probe = Instant::now() + Duration::from_secs(2);
-        let mut known: Option<Vec<String>> = None;
-        let mut reachable = true;
-        let mut healthy: Option<bool> = None;
+        let now = Instant::now();
+        let mut w = Watch {
+            child: None,
+            restart_at: now,
+            backoff: Duration::from_secs(1),
+            started: now,
+            known: None,
+            reachable: true,
+            healthy: None,
+        };
+        let (mut next_poll, mut next_probe) = (now, now + Duration::from_secs(2));
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
             if now >= next_poll {
                 next_poll = now + Duration::from_secs(EDGE_POLL);
-                match self.fetch_secrets() {
-                    Ok(secrets) => {
-                        reachable = true;
-                        if known.as_ref() != Some(&secrets) {
-                            match self.store_secrets(&secrets) {
-                                Ok(()) => {
-                                    tracing::info!(
-                                        event = "av.secrets",
-                                        count = secrets.len(),
-                                        "the relay accepts the deployment's current secrets"
-                                    );
-                                    known = Some(secrets);
-                                }
-                                Err(e) => {
-                                    tracing::error!(event = "av.secrets_unwritable", error = %format!("{e:#}"), "cannot give coturn the secrets");
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        if reachable {
-                            tracing::warn!(event = "av.secrets_unreachable", error = %e, "cannot ask the next hop for the relay secrets; the relay keeps those it has");
-                        }
-                        reachable = false;
-                    }
-                }
+                self.sync_secrets(&mut w);
             }
             if self.managed {
-                self.supervise(&mut child, &mut restart_at, &mut backoff, &mut started);
+                self.supervise(&mut w);
             }
             if now >= next_probe {
                 next_probe = now + Duration::from_secs(10);
-                let ok = stun_probe(self.probe);
-                if healthy != Some(ok) {
-                    if ok {
-                        tracing::info!(event = "av.healthy", relay = %self.probe, "the relay answers STUN");
-                    } else {
-                        tracing::error!(event = "av.unhealthy", relay = %self.probe, log = %self.files.log.display(), "the relay does not answer STUN");
-                    }
-                    healthy = Some(ok);
-                }
+                self.probe(&mut w);
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        if let Some(mut c) = child {
+        if let Some(mut c) = w.child {
             let _ = c.kill();
             let _ = c.wait();
             tracing::info!(event = "av.stopped", "coturn stopped");
         }
     }
 
+    /// The next hop's secrets written to coturn's database when they changed.
+    fn sync_secrets(&self, w: &mut Watch) {
+        let secrets = match self.fetch_secrets() {
+            Ok(s) => s,
+            Err(e) => {
+                if w.reachable {
+                    tracing::warn!(event = "av.secrets_unreachable", error = %e, "cannot ask the next hop for the relay secrets; the relay keeps those it has");
+                }
+                w.reachable = false;
+                return;
+            }
+        };
+        w.reachable = true;
+        if w.known.as_ref() == Some(&secrets) {
+            return;
+        }
+        match self.store_secrets(&secrets) {
+            Ok(()) => {
+                tracing::info!(
+                    event = "av.secrets",
+                    count = secrets.len(),
+                    "the relay accepts the deployment's current secrets"
+                );
+                w.known = Some(secrets);
+            }
+            Err(e) => {
+                tracing::error!(event = "av.secrets_unwritable", error = %format!("{e:#}"), "cannot give coturn the secrets");
+            }
+        }
+    }
+
+    /// A STUN Binding to the relay; a change of health is logged.
+    fn probe(&self, w: &mut Watch) {
+        let ok = stun_probe(self.probe);
+        if w.healthy == Some(ok) {
+            return;
+        }
+        if ok {
+            tracing::info!(event = "av.healthy", relay = %self.probe, "the relay answers STUN");
+        } else {
+            tracing::error!(event = "av.unhealthy", relay = %self.probe, log = %self.files.log.display(), "the relay does not answer STUN");
+        }
+        w.healthy = Some(ok);
+    }
+
     /// Starts coturn when it is not running, again after it exits (1 s, then doubling to 30 s
     /// while it keeps failing within a minute of starting).
-    fn supervise(
-        &self,
-        child: &mut Option<Child>,
-        restart_at: &mut Instant,
-        backoff: &mut Duration,
-        started: &mut Instant,
-    ) {
-        if let Some(c) = child {
-            match c.try_wait() {
+    fn supervise(&self, w: &mut Watch) {
+        if let Some(c) = &mut w.child {
+            let status = match c.try_wait() {
                 Ok(None) => return,
-                Ok(Some(status)) => {
-                    tracing::error!(event = "av.exited", %status, log = %self.files.log.display(), last = %last_line(&self.files.log), "coturn exited; restarting it in {} s", backoff.as_secs());
-                }
-                Err(e) => {
-                    tracing::error!(event = "av.exited", error = %e, "coturn cannot be watched")
-                }
-            }
-            *child = None;
-            *backoff = if started.elapsed() > Duration::from_secs(60) {
+                Ok(Some(status)) => status.to_string(),
+                Err(e) => e.to_string(),
+            };
+            w.child = None;
+            w.backoff = if w.started.elapsed() > Duration::from_secs(60) {
                 Duration::from_secs(1)
             } else {
-                (*backoff * 2).min(Duration::from_secs(30))
+                (w.backoff * 2).min(Duration::from_secs(30))
             };
-            *restart_at = Instant::now() + *backoff;
+            w.restart_at = Instant::now() + w.backoff;
+            tracing::error!(event = "av.exited", %status, log = %self.files.log.display(), last = %last_line(&self.files.log), "coturn exited; restarting it in {} s", w.backoff.as_secs());
         }
-        if Instant::now() < *restart_at {
+        if Instant::now() < w.restart_at {
             return;
         }
         match Command::new("turnserver")
@@ -285,12 +300,12 @@ impl Supervisor {
         {
             Ok(c) => {
                 tracing::info!(event = "av.started", pid = c.id(), config = %self.files.config.display(), "coturn started");
-                *started = Instant::now();
-                *child = Some(c);
+                w.started = Instant::now();
+                w.child = Some(c);
             }
             Err(e) => {
                 tracing::error!(event = "av.start_failed", error = %e, "cannot start coturn (`apt-get install coturn`)");
-                *restart_at = Instant::now() + Duration::from_secs(30);
+                w.restart_at = Instant::now() + Duration::from_secs(30);
             }
         }
     }
@@ -371,6 +386,13 @@ fn read_response(r: &mut impl Read) -> Result<String, String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
+        while let Some(len) = message_len(&buf) {
+            let message = String::from_utf8_lossy(&buf[..len]).into_owned();
+            if !message.starts_with("SIP/2.0 1") {
+                return Ok(message);
+            }
+            buf.drain(..len);
+        }
         let n = r.read(&mut chunk).map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("the connection closed before an answer".into());
@@ -379,28 +401,24 @@ fn read_response(r: &mut impl Read) -> Result<String, String> {
         if buf.len() > 65_536 {
             return Err("the answer is too large".into());
         }
-        let text = String::from_utf8_lossy(&buf);
-        let Some(end) = text.find("\r\n\r\n") else {
-            continue;
-        };
-        let length = text[..end]
-            .lines()
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                (n.trim().eq_ignore_ascii_case("content-length") || n.trim() == "l")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
-        if buf.len() < end + 4 + length {
-            continue;
-        }
-        let message = String::from_utf8_lossy(&buf[..end + 4 + length]).into_owned();
-        if message.starts_with("SIP/2.0 1") {
-            buf.drain(..end + 4 + length);
-            continue;
-        }
-        return Ok(message);
     }
+}
+
+/// The length of the first whole message in `buf` (head and Content-Length body), if there is
+/// one yet.
+fn message_len(buf: &[u8]) -> Option<usize> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            (n.trim().eq_ignore_ascii_case("content-length") || n.trim() == "l")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let len = end + 4 + length;
+    (buf.len() >= len).then_some(len)
 }
 
 /// Whether a STUN Binding request to `addr` is answered (RFC 8489 §6: a success response).

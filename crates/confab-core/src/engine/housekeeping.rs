@@ -193,8 +193,8 @@ mod tests {
         sim.advance(Duration::from_secs(30));
         let queued = sim.run_jobs();
         assert_eq!(
-            queued, 5,
-            "one round's purge, change-log read, voice, response-group and meetings reads; none piled up while it ran"
+            queued, 6,
+            "one round's purge, change-log read, voice, response-group, meetings and relay-secret reads; none piled up while it ran"
         );
 
         let ok = sim.send_authenticated(ALICE, "alice", &register(2));
