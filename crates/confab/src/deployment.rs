@@ -179,6 +179,18 @@ fn show(t: &Topology) -> String {
                     let _ = writeln!(out, "  external clients: none (no Edge)");
                 }
             }
+            match t.media_relay(domain) {
+                Some(r) => {
+                    let _ = writeln!(
+                        out,
+                        "  media relay: {} at {} (TURN UDP and TCP {}, TLS {})",
+                        r.host, r.address, r.udp_port, r.tls_port
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "  media relay: none (no Edge with an A/V service)");
+                }
+            }
         }
     }
     for plan in confab_topology::cert_plan(t) {

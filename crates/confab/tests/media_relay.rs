@@ -454,6 +454,13 @@ fn the_edge_commands_print_the_relay_configuration_and_rotate_secrets_or_say_wha
         turn_config("fe01.example.com", &topology),
         "fe01.example.com is not an Edge server",
     );
+    let o = confab(&["topology", "show", &topology.display().to_string()]);
+    let shown = "media relay: av.example.com at 203.0.113.11 (TURN UDP and TCP 3478, TLS 443)";
+    assert!(
+        o.status.success() && text(&o).contains(shown),
+        "{}",
+        text(&o)
+    );
     fails(
         turn_config("edge01.example.com", &no_av),
         "has no A/V service: add `av = ",
