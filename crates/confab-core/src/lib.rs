@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apps;
+pub mod cdr;
 pub mod config;
 mod engine;
 pub mod homing;
