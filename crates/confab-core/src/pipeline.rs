@@ -27,6 +27,9 @@ pub enum Processor {
     Extensions,
     /// Digest: 401 for REGISTER, 407 for other requests from our users; lockout on failures.
     Authenticate,
+    /// Archiving (a MESSAGE the policy keeps; critical mode parks it until the archive has
+    /// it) and call records (an INVITE is noted).
+    Archive,
     /// Registrar, OPTIONS health answer, or proxying to the target's devices.
     Dispatch,
     /// The Edge's routing: from the outside to the next hop only; from the inside along the
@@ -45,6 +48,7 @@ pub const FRONT_END: &[Processor] = &[
     Processor::LoopDetection,
     Processor::Extensions,
     Processor::Authenticate,
+    Processor::Archive,
     Processor::Dispatch,
 ];
 

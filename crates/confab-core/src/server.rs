@@ -51,6 +51,8 @@ const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 /// Serves until `shutdown` resolves, then drains: new requests are refused with 503 while
 /// those in flight finish (at most [`DRAIN_FOR`]). One shard per store in `stores` (each its
 /// own connection to the database); `listeners.udp` has the same number of socket sets.
+/// `archive` takes the archiving and call records (none: they are not kept).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     cfg: EngineConfig,
     stores: Vec<Box<dyn Store>>,
@@ -58,6 +60,7 @@ pub async fn run(
     transport_cfg: TransportConfig,
     secret: [u8; 32],
     resolver: Option<Arc<dyn PartnerResolver>>,
+    archive: Option<Arc<confab_archive::writer::Sink>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let n = stores.len();
@@ -92,6 +95,7 @@ pub async fn run(
             drain: drain_rx.clone(),
             in_flight: in_flight.clone(),
             resolver: resolver.clone(),
+            archive: archive.clone(),
         };
         tasks.push(tokio::spawn(shard.run(worker)));
     }
@@ -158,6 +162,8 @@ struct Shard {
     in_flight: Arc<[AtomicUsize]>,
     /// Finds partners' Access Edges (an Edge's federation).
     resolver: Option<Arc<dyn PartnerResolver>>,
+    /// The archive's local queue and writer.
+    archive: Option<Arc<confab_archive::writer::Sink>>,
     /// The owner shard's media streams (applications run there) and what they hear.
     media: Option<(
         crate::media::MediaServer,
@@ -266,6 +272,8 @@ impl Shard {
         jobs: Option<&std::sync::mpsc::Sender<StoreJob>>,
         lookups_done: &mpsc::UnboundedSender<Fetched>,
     ) {
+        // records first: a message is in the local queue before it is sent on
+        self.flush_archive(lookups_done);
         while let Some(job) = self.engine.poll_job() {
             if let Some(jobs) = jobs {
                 // the worker lives as long as this loop; a send cannot fail before it ends
@@ -312,6 +320,40 @@ impl Shard {
             if let Some(peer) = self.peers.get(shard) {
                 // a shard that already stopped (the very end of a drain) drops it
                 let _ = peer.send(h);
+            }
+        }
+    }
+}
+
+impl Shard {
+    /// Appends the engine's records to the archive's local queue in one write; sends
+    /// critical-mode ones to the writer, whose answer resumes the parked request.
+    fn flush_archive(&mut self, done: &mpsc::UnboundedSender<Fetched>) {
+        let mut lines = Vec::new();
+        while let Some(item) = self.engine.poll_archive() {
+            match (item.token, &self.archive) {
+                (None, Some(_)) => lines.extend(item.record.to_line()),
+                (None, None) => {}
+                (Some(token), Some(sink)) => {
+                    let done = done.clone();
+                    sink.critical(confab_archive::writer::Critical {
+                        records: vec![item.record],
+                        done: Box::new(move |outcome| {
+                            let _ = done.send(Fetched::archived(token, outcome));
+                        }),
+                    });
+                }
+                (Some(token), None) => {
+                    let _ = done.send(Fetched::archived(
+                        token,
+                        Err("this server has no archive".into()),
+                    ));
+                }
+            }
+        }
+        if let (false, Some(sink)) = (lines.is_empty(), &self.archive) {
+            if let Err(e) = sink.append(&lines) {
+                tracing::error!(event = "archive.queue_failed", error = %e, bytes = lines.len(), "cannot append to the archive's local queue: these records are lost (is the disk full?)");
             }
         }
     }

@@ -71,6 +71,16 @@ pub(crate) enum Command {
     /// remove; conference directories, dial-in regions and access numbers, settings.
     #[command(subcommand)]
     Meeting(crate::meetings::MeetingCommand),
+    /// Archiving: policies (what is kept, how long, critical mode, legal hold), search,
+    /// export for legal discovery, purge, and who read the archive.
+    #[command(subcommand)]
+    Archive(crate::archive::ArchiveCommand),
+    /// Call detail records: calls and sign-ins, searched and exported.
+    #[command(subcommand)]
+    Cdr(crate::records::CdrCommand),
+    /// Summaries of the call records per day or per user.
+    #[command(subcommand)]
+    Report(crate::records::ReportCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -389,6 +399,13 @@ pub(crate) struct UpArgs {
     /// from `confab edge turn-config`; do not start it, only keep its secrets database.
     #[arg(long)]
     pub(crate) av_external: bool,
+    /// A separate archive database for archived messages and call records:
+    /// postgres://USER@HOST:PORT/DB (or an SQLite file). [default: the deployment's database]
+    #[arg(long, env = "CONFAB_ARCHIVE_DATABASE", value_name = "URL")]
+    pub(crate) archive_database: Option<String>,
+    /// Seconds between purges of archived records past their retention.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub(crate) archive_purge_every: u64,
 }
 
 #[derive(Debug, Subcommand)]

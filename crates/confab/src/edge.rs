@@ -189,6 +189,7 @@ pub(crate) fn run(args: UpArgs, topology: Topology, dir: &Path) -> anyhow::Resul
             transport_cfg,
             secret,
             Some(std::sync::Arc::new(resolver)),
+            None,
             crate::up::shutdown_signal(),
         ))
         .await

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod archive;
 mod cli;
 mod datadir;
 mod deployment;
@@ -12,6 +13,7 @@ mod edge_av;
 mod meetings;
 mod meetings_dialin;
 mod pki;
+mod records;
 mod rgs;
 mod rgs_audio;
 mod rgs_objects;
@@ -44,6 +46,9 @@ fn main() -> ExitCode {
         cli::Command::Voice(cmd) => voice::run(cmd),
         cli::Command::Rgs(cmd) => rgs::run(cmd),
         cli::Command::Meeting(cmd) => meetings::run(cmd),
+        cli::Command::Archive(cmd) => archive::run(cmd),
+        cli::Command::Cdr(cmd) => records::cdr(cmd),
+        cli::Command::Report(cmd) => records::report(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

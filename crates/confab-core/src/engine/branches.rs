@@ -342,6 +342,8 @@ pub(super) struct Branch {
     /// A trunk's branch: how long its gateway may stay silent (no provisional) before the
     /// next trunk is tried.
     pub(super) failover_after: Option<std::time::Duration>,
+    /// A trunk's branch: its voice route and trunk names.
+    pub(super) trunk: Option<Box<(String, String)>>,
     /// The call was forwarded away from this branch (unanswered in time): its final response
     /// is not the call's.
     pub(super) superseded: bool,
@@ -357,6 +359,7 @@ impl Branch {
             cancelled: false,
             timer_c: None,
             failover_after: None,
+            trunk: None,
             superseded: false,
         }
     }

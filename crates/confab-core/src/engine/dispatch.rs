@@ -77,6 +77,7 @@ impl Engine {
             if let Ok(call_id) = ctx.msg.call_id() {
                 self.emit(CoreEvent::CallEnded(call_id.to_owned()));
             }
+            self.call_hung_up(now, ctx);
         }
         if in_dialog || method == Method::Ack {
             if let Some(no) = self.app_dialog_of(&ctx.msg) {

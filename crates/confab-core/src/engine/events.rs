@@ -94,7 +94,7 @@ impl Engine {
                 CoreEvent::ConnectionClosed(flow) => {
                     self.seen_flows.remove(&flow);
                     self.shared.open_flows.of(&flow).remove(&flow);
-                    self.connection_closed(flow); // outbound bindings on it end
+                    self.connection_closed(now, flow); // outbound bindings on it end
                 }
                 CoreEvent::PoolChanged {
                     draining,

@@ -27,6 +27,7 @@ impl Engine {
                 self.read_rgs();
                 self.read_meetings();
                 self.read_relay_secrets();
+                self.read_archiving();
             }
             self.probe_gateways(now);
         }
@@ -34,9 +35,11 @@ impl Engine {
         if !gone.is_empty() {
             tracing::debug!(event = "registrar.expired", count = gone.len());
         }
-        for (aor, _) in gone {
+        for (aor, key) in gone {
+            self.record_registration(now, &aor, "expired", "", &key);
             self.emit(CoreEvent::DevicesChanged(aor));
         }
+        self.expire_calls(now);
         self.presence.expire(self.store.as_ref(), now.unix);
         self.flush_presence(now);
         for d in self.shared.digest.values() {
@@ -74,6 +77,7 @@ impl Engine {
             ops.push(Op::Rgs(self.rgs_seen));
             ops.push(Op::Meetings(self.meetings_seen));
             ops.push(self.relay_secrets_op());
+            ops.push(self.archiving_op());
         }
         for op in ops {
             let token = self.next_id();
@@ -193,8 +197,8 @@ mod tests {
         sim.advance(Duration::from_secs(30));
         let queued = sim.run_jobs();
         assert_eq!(
-            queued, 6,
-            "one round's purge, change-log read, voice, response-group, meetings and relay-secret reads; none piled up while it ran"
+            queued, 7,
+            "one round's purge, change-log read, voice, response-group, meetings, relay-secret and archiving-policy reads; none piled up while it ran"
         );
 
         let ok = sim.send_authenticated(ALICE, "alice", &register(2));

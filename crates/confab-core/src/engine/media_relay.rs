@@ -178,8 +178,10 @@ impl Engine {
 
     /// A setting housekeeping read came back.
     pub(super) fn setting_read(&mut self, answer: Answer) {
-        if let Answer::Setting(media_relay::SECRETS_SETTING, read) = answer {
-            self.relay_secrets_read(read);
+        match answer {
+            Answer::Setting(media_relay::SECRETS_SETTING, read) => self.relay_secrets_read(read),
+            Answer::Setting(confab_archive::policy::SETTING, read) => self.archiving_read(read),
+            _ => {}
         }
     }
 }

@@ -14,6 +14,9 @@ use sip_transport::{Event, FlowId, Source, Target};
 
 mod app_calls;
 mod apps;
+mod archive;
+#[cfg(test)]
+mod archive_tests;
 mod auth;
 mod branches;
 mod checks;
@@ -43,6 +46,7 @@ mod voice;
 #[cfg(test)]
 mod voice_tests;
 
+pub(crate) use archive::ArchiveItem;
 use events::CoreEvent;
 pub use federation::{Lookup, PartnerEdge, PartnerError, PartnerResolver};
 pub use housekeeping::UNLOCK_CHANGE;
@@ -229,6 +233,11 @@ pub struct Engine {
     meetings_seen: u64,
     /// The hash of the relay secrets last read (see `relay.rs`).
     relay_seen: u64,
+    /// The hash of the archiving policies last read; records for the driver (`archive.rs`);
+    /// calls whose record is not written yet.
+    archiving_seen: u64,
+    archive_out: VecDeque<ArchiveItem>,
+    calls: crate::cdr::CallLog,
     /// The voice configuration this engine last picked up, and its generation (see
     /// `voice.rs`); gateway names for the driver to resolve; the next gateway probe (owner
     /// shard) and how many rounds of probes went out.
@@ -489,6 +498,7 @@ impl Engine {
             Processor::Extensions => self.extensions(now, ctx),
             Processor::Authenticate => self.authenticate(now, ctx),
             Processor::Dispatch => self.dispatch(now, ctx),
+            Processor::Archive => self.archive(now, ctx),
             Processor::Origin => self.origin(now, ctx),
             Processor::EdgeRoute => self.edge_route(now, ctx),
         }

@@ -77,6 +77,8 @@ pub(super) enum Answer {
     Rgs(Result<Option<super::rgs::RgsRead>, StoreError>),
     Meetings(Result<Option<super::meetings::MeetingsRead>, StoreError>),
     Setting(&'static str, Result<Option<(u64, String)>, StoreError>),
+    /// A critical-mode message is in the archive, or why not.
+    Archived(Result<(), String>),
     /// A trunk gateway's host name and the addresses DNS gave for it (or why none).
     Resolved(String, Result<Vec<std::net::SocketAddr>, String>),
     /// A partner's Access Edge for the domain (and the proof asked for held), or why not.
@@ -90,6 +92,14 @@ pub(super) enum Answer {
 pub(super) type Settings = (Vec<(String, String)>, Vec<(String, String)>);
 
 impl Fetched {
+    /// Whether the archive took a critical-mode record (see [`Engine::poll_archive`]).
+    pub fn archived(token: u64, outcome: Result<(), String>) -> Self {
+        Self {
+            token,
+            answer: Answer::Archived(outcome),
+        }
+    }
+
     /// What DNS gave for a trunk gateway's host name (see [`Engine::poll_resolve`]).
     pub fn resolved(host: String, found: Result<Vec<std::net::SocketAddr>, String>) -> Self {
         Self {

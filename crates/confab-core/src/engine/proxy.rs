@@ -111,6 +111,10 @@ impl Engine {
                 req: self.build_forward(ctx, to, &branch, record_route),
                 target: to.target,
                 failover_after: to.pstn.as_ref().map(|l| l.failover_after),
+                trunk: to
+                    .pstn
+                    .as_ref()
+                    .map(|l| Box::new((l.route.clone(), l.trunk.clone()))),
             });
         }
         built
@@ -127,6 +131,7 @@ impl Engine {
             let index = p.branches.len();
             let mut branch = Branch::new(b.key);
             branch.failover_after = b.failover_after;
+            branch.trunk = b.trunk;
             p.branches.push(branch);
             if b.failover_after.is_some() {
                 if trunk_started {
@@ -163,6 +168,18 @@ impl Engine {
             branch.timer_c = Some(at);
             self.timers
                 .push(Reverse((at, TimerOwner::Branch { proxy, index })));
+            // the call's record: the trunk tried now, or the deployment server it goes to
+            let hop = target.addr.to_string();
+            match branch.trunk.as_deref() {
+                Some((route, trunk)) => {
+                    self.calls.trunk(&p.server_key, route, trunk);
+                    self.calls.via(&p.server_key, &hop);
+                }
+                None if self.cfg.peers.contains(&target.addr.ip().to_string()) => {
+                    self.calls.via(&p.server_key, &hop);
+                }
+                None => {}
+            }
         }
         self.start_client(now, key, req, target, ClientRole::Branch { proxy, index });
     }
@@ -358,4 +375,6 @@ pub(super) struct Pending {
     target: Target,
     /// A trunk's: how long its gateway may stay silent.
     failover_after: Option<std::time::Duration>,
+    /// A trunk's: its voice route and name.
+    trunk: Option<Box<(String, String)>>,
 }

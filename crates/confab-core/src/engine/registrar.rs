@@ -144,6 +144,16 @@ impl Engine {
             return self.refuse_register(now, ctx, storage_error(e));
         }
         let aor = change.aor().to_owned();
+        let client = ctx
+            .msg
+            .header_str(HeaderName::UserAgent)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .to_owned();
+        for (event, address) in change.sign_ins_and_outs() {
+            self.record_registration(now, &aor, event, &client, &address);
+        }
         let (devices_before, contacts, devices) = {
             let mut location = self.shared.location.of(&aor);
             let before = location.devices_fingerprint(&aor);
@@ -204,10 +214,11 @@ impl Engine {
     }
 
     /// A connection closed: the outbound (RFC 5626) bindings that lived on it end.
-    pub(super) fn connection_closed(&mut self, flow: FlowId) {
+    pub(super) fn connection_closed(&mut self, now: Now, flow: FlowId) {
         for (aor, key) in self.shared.location.flow_closed(flow) {
             tracing::info!(event = "registrar.flow_failed", user = %aor, "outbound flow closed; binding removed");
-            self.write_behind(Op::RemoveBinding(aor.clone(), key));
+            self.write_behind(Op::RemoveBinding(aor.clone(), key.clone()));
+            self.record_registration(now, &aor, "sign-out", "", &key);
             self.emit(CoreEvent::DevicesChanged(aor));
         }
     }

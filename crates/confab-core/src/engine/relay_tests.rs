@@ -71,7 +71,7 @@ fn forged_in_dialog_requests_reach_no_one_and_are_counted() {
 
 /// alice calls bob; bob answers with the Record-Route the server added; returns the 200
 /// alice received and the INVITE bob received.
-fn call(sim: &mut Sim) -> (Message, Message) {
+pub(super) fn call(sim: &mut Sim) -> (Message, Message) {
     sim.send_authenticated(ALICE, "alice", INVITE_BOB);
     let invite = sim.take_to(BOB).pop().expect("INVITE forwarded to bob");
     let mut w = Writer::response_to(&invite, 200, "OK", "b1");
@@ -91,7 +91,7 @@ fn call(sim: &mut Sim) -> (Message, Message) {
     (ok, invite)
 }
 
-fn first_record_route(m: &Message) -> String {
+pub(super) fn first_record_route(m: &Message) -> String {
     m.values(HeaderName::RecordRoute)
         .next()
         .and_then(Result::ok)
@@ -99,7 +99,7 @@ fn first_record_route(m: &Message) -> String {
         .to_owned()
 }
 
-fn bye_from_bob(rr: &str, branch: &str) -> String {
+pub(super) fn bye_from_bob(rr: &str, branch: &str) -> String {
     format!("BYE sip:alice@{ALICE} SIP/2.0\r\nVia: SIP/2.0/UDP {BOB};branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\nRoute: {rr}\r\nFrom: <sip:bob@example.com>;tag=b1\r\nTo: <sip:alice@example.com>;tag=a1\r\nCall-ID: call-1\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n")
 }
 

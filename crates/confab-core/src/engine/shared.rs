@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) meetings: crate::meetings::Handle,
     /// The media relay's secrets in force (`crate::media_relay`).
     pub(crate) relay_secrets: super::media_relay::Handle,
+    /// The archiving policies in force (`archive.rs`).
+    pub(crate) archiving: super::archive::Handle,
     pub(crate) meeting_stats: std::sync::Arc<std::sync::RwLock<crate::meetings::MeetingStats>>,
 }
 
@@ -92,6 +94,7 @@ impl Shared {
             rgs_stats: std::sync::Arc::default(),
             meetings: crate::meetings::Handle::default(),
             relay_secrets: super::media_relay::Handle::default(),
+            archiving: super::archive::Handle::default(),
             meeting_stats: std::sync::Arc::default(),
         }
     }

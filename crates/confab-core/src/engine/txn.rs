@@ -284,6 +284,7 @@ impl Engine {
     }
 
     pub(super) fn send_upstream(&mut self, now: Now, server_key: &str, code: u16, bytes: Vec<u8>) {
+        self.call_answered_or_failed(now, server_key, code, &bytes);
         if let Some(s) = self.server_tx.get_mut(server_key) {
             s.tx.send_response(now.mono, code, bytes);
             self.flush_server(now, server_key);

@@ -52,6 +52,9 @@ pub(super) struct PstnLeg {
     /// The route withholds the caller's identity: `Privacy: id`.
     pub(super) private: bool,
     pub(super) failover_after: Duration,
+    /// The voice route and trunk (for the call's record).
+    pub(super) route: String,
+    pub(super) trunk: String,
 }
 
 impl Engine {
@@ -345,6 +348,8 @@ impl Engine {
             ),
             asserted,
             failover_after: gateway.failover_after,
+            route: cfg.routes[t.route].name.clone(),
+            trunk: trunk.name.clone(),
         };
         ForkTarget {
             uri: format!(

@@ -25,11 +25,22 @@ pub(crate) struct Change {
     /// Refreshes that move only the expiry, with the expiry the store holds: written back
     /// later.
     pub(super) refreshes: Vec<(Binding, i64)>,
+    /// Devices that arrived (new, or reached at another address): their addresses, for the
+    /// sign-in records.
+    pub(super) arrived: Vec<String>,
 }
 
 impl Change {
     pub(crate) fn aor(&self) -> &str {
         &self.aor
+    }
+
+    /// What call records say of it: (`sign-in`, address) per arriving device, (`sign-out`,
+    /// binding key) per device leaving.
+    pub(crate) fn sign_ins_and_outs(&self) -> Vec<(&'static str, String)> {
+        let ins = self.arrived.iter().map(|a| ("sign-in", a.clone()));
+        ins.chain(self.removes.iter().map(|k| ("sign-out", k.clone())))
+            .collect()
     }
 
     /// Whether the store must take this change before the REGISTER is answered.
@@ -79,6 +90,7 @@ impl Location {
             removes: Vec::new(),
             saves: Vec::new(),
             refreshes: Vec::new(),
+            arrived: Vec::new(),
         };
         if contacts.iter().any(|c| matches!(c, ContactValue::Star)) {
             // RFC 3261 §10.3 step 6: `*` only alone and with Expires: 0
@@ -149,6 +161,9 @@ impl Location {
                 source: source.remote.to_string(),
                 server: cfg.server_id.clone(),
             };
+            if old.is_none_or(|old| !only_expiry_moved(&old.rec, &rec)) {
+                change.arrived.push(rec.source.clone());
+            }
             // a refresh that moves only the expiry is written back later, unless the stored
             // copy is close to its end
             match old.filter(|old| {
