@@ -32,6 +32,7 @@ impl Bench {
         let now = Now {
             mono: start,
             unix: unix0,
+            unix_ms: unix0 * 1000,
         };
         let engine = Engine::new(cfg, store, [7; 32], now).expect("engine");
         Self {
@@ -45,9 +46,11 @@ impl Bench {
 
     fn now(&self) -> Now {
         let mono = Instant::now() + self.skew;
+        let elapsed = mono - self.start;
         Now {
             mono,
-            unix: self.unix0 + (mono - self.start).as_secs() as i64,
+            unix: self.unix0 + elapsed.as_secs() as i64,
+            unix_ms: self.unix0 * 1000 + elapsed.as_millis() as i64,
         }
     }
 

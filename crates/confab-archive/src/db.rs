@@ -191,7 +191,17 @@ impl Db {
     /// are made at the first connection), so that a server starts during an archive outage
     /// and its queue waits.
     pub fn open(spec: &str) -> Result<Self> {
-        let mut db = if is_postgres(spec) {
+        let mut db = Self::new(spec)?;
+        match db.ensure_schema() {
+            Ok(()) | Err(ArchiveError::Unavailable(_)) => Ok(db),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The archive at `spec`, not connected yet for PostgreSQL (the first statement connects,
+    /// on the thread that will use it: the blocking client cannot start inside a runtime).
+    pub fn new(spec: &str) -> Result<Self> {
+        let db = if is_postgres(spec) {
             let mut config: postgres::Config = spec.parse().map_err(|e| {
                 ArchiveError::Invalid(format!(
                     "'{spec}' is not a PostgreSQL URL ({e}); expected postgres://USER@HOST:PORT/DATABASE"
@@ -216,10 +226,7 @@ impl Db {
             let _ = conn.pragma_update(None, "journal_mode", "WAL");
             Self::Sqlite(conn)
         };
-        match db.ensure_schema() {
-            Ok(()) | Err(ArchiveError::Unavailable(_)) => Ok(db),
-            Err(e) => Err(e),
-        }
+        Ok(db)
     }
 
     /// Where it is, for messages (no password).

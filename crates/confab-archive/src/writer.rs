@@ -58,7 +58,7 @@ pub fn start(database: &str, queue_dir: &Path) -> Result<Sink, ArchiveError> {
             queue_dir.display()
         ))
     })?;
-    let db = Db::open(database)?;
+    let db = Db::new(database)?;
     let (tx, rx) = mpsc::channel();
     let mut writer = Writer {
         db,

@@ -31,11 +31,13 @@ pub enum StartError {
 }
 
 fn now() -> Now {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     Now {
         mono: Instant::now(),
-        unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
+        unix: since.as_secs() as i64,
+        unix_ms: since.as_millis() as i64,
     }
 }
 

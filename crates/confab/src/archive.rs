@@ -103,6 +103,9 @@ pub(crate) enum ArchiveCommand {
         /// Count what would go, delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// With --dry-run: what a purge on this day (YYYY-MM-DD) would delete.
+        #[arg(long, requires = "dry_run")]
+        as_of: Option<String>,
         #[command(flatten)]
         db: ArchiveDbArg,
     },
@@ -331,7 +334,7 @@ pub(crate) fn run(cmd: ArchiveCommand) -> anyhow::Result<()> {
             output,
             db,
         } => export(&filter, format, &output, &db),
-        ArchiveCommand::Purge { dry_run, db } => purge(dry_run, &db),
+        ArchiveCommand::Purge { dry_run, as_of, db } => purge(dry_run, as_of.as_deref(), &db),
         ArchiveCommand::AccessLog { db } => {
             let mut archive = open(&db)?;
             println!(
@@ -560,12 +563,20 @@ fn export(
     Ok(())
 }
 
-fn purge(dry_run: bool, arg: &ArchiveDbArg) -> anyhow::Result<()> {
+fn purge(dry_run: bool, as_of: Option<&str>, arg: &ArchiveDbArg) -> anyhow::Result<()> {
+    let now = match as_of {
+        Some(day) => {
+            Query::new(None, None, Some(day), None, None)
+                .map_err(|e| UsageError(e.to_string().replace("--from", "--as-of")))?
+                .from_ms
+                / 1000
+        }
+        None => confab_archive::time::now_ms() / 1000,
+    };
     let store = crate::datadir::open_existing(&arg.data)?;
     let p = policies(store.as_ref())?;
     let holds: Vec<String> = p.holds.into_iter().collect();
     let mut db = open(arg)?;
-    let now = confab_archive::time::now_ms() / 1000;
     let purged = db
         .purge(now, &holds, 1000, dry_run)
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -47,6 +47,14 @@ impl Engine {
             .clone()
     }
 
+    /// Calls whose record is not written yet (all shards').
+    pub(super) fn call_log(&self) -> std::sync::MutexGuard<'_, crate::cdr::CallLog> {
+        self.shared
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The processor.
     pub(super) fn archive(&mut self, now: Now, ctx: &mut Ctx) -> Flow {
         let method = ctx.msg.method();
@@ -139,7 +147,7 @@ impl Engine {
         };
         let record = Record::Message(confab_archive::Message {
             id: self.record_id(),
-            at_ms: now.unix * 1000,
+            at_ms: now.unix_ms,
             sender: sender.clone(),
             recipients: vec![recipient.clone()],
             conversation,
@@ -215,14 +223,14 @@ impl Engine {
                 .ok()
                 .and_then(|f| f.tag().map(str::to_owned))
                 .unwrap_or_default(),
-            start_ms: now.unix * 1000,
+            start_ms: now.unix_ms,
             answer_ms: None,
             route: None,
             trunk: None,
             servers: vec![self.server_label()],
             keep_until: now.unix + i64::from(policies.cdr_retention_days) * 86_400,
         };
-        self.calls.start(key, track);
+        self.call_log().start(key, track);
     }
 
     /// The caller of a tracked INVITE is sent a final response (`send_upstream`).
@@ -237,10 +245,10 @@ impl Engine {
             return;
         }
         let reason = reason_phrase(bytes);
-        if let Some(call) = self
-            .calls
-            .final_response(server_key, code, &reason, now.unix * 1000)
-        {
+        let call = self
+            .call_log()
+            .final_response(server_key, code, &reason, now.unix_ms);
+        if let Some(call) = call {
             self.archive_out.push_back(ArchiveItem {
                 token: None,
                 record: Record::Call(call),
@@ -259,7 +267,8 @@ impl Engine {
             .ok()
             .and_then(|f| f.tag().map(str::to_owned))
             .unwrap_or_default();
-        if let Some(call) = self.calls.bye(call_id, &tag, now.unix * 1000) {
+        let call = self.call_log().bye(call_id, &tag, now.unix_ms);
+        if let Some(call) = call {
             self.archive_out.push_back(ArchiveItem {
                 token: None,
                 record: Record::Call(call),
@@ -282,7 +291,7 @@ impl Engine {
         }
         let record = Record::Registration(confab_archive::Registration {
             id: self.record_id(),
-            at_ms: now.unix * 1000,
+            at_ms: now.unix_ms,
             user: user.to_owned(),
             event: event.to_owned(),
             client: client.to_owned(),
@@ -298,7 +307,8 @@ impl Engine {
 
     /// Housekeeping: answered calls never hung up through here are written after 12 hours.
     pub(super) fn expire_calls(&mut self, now: Now) {
-        for call in self.calls.expire(now.unix * 1000) {
+        let expired = self.call_log().expire(now.unix_ms);
+        for call in expired {
             self.archive_out.push_back(ArchiveItem {
                 token: None,
                 record: Record::Call(call),

@@ -62,11 +62,13 @@ use crate::presence::{Presence, PresenceStats};
 use crate::routing::response_target;
 use branches::{Branch, ProxyCtx};
 
-/// The current time, twice: monotonic for timers, wall-clock (unix seconds) for what is stored.
+/// The current time, twice: monotonic for timers, wall-clock (unix seconds) for what is stored,
+/// and the same in milliseconds for records kept in order (the archive's).
 #[derive(Debug, Clone, Copy)]
 pub struct Now {
     pub mono: Instant,
     pub unix: i64,
+    pub unix_ms: i64,
 }
 
 /// Bytes to send and where.
@@ -233,11 +235,9 @@ pub struct Engine {
     meetings_seen: u64,
     /// The hash of the relay secrets last read (see `relay.rs`).
     relay_seen: u64,
-    /// The hash of the archiving policies last read; records for the driver (`archive.rs`);
-    /// calls whose record is not written yet.
+    /// The hash of the archiving policies last read; records for the driver (`archive.rs`).
     archiving_seen: u64,
     archive_out: VecDeque<ArchiveItem>,
-    calls: crate::cdr::CallLog,
     /// The voice configuration this engine last picked up, and its generation (see
     /// `voice.rs`); gateway names for the driver to resolve; the next gateway probe (owner
     /// shard) and how many rounds of probes went out.
@@ -521,6 +521,7 @@ mod tests {
         let now = Now {
             mono: Instant::now(),
             unix: 1_800_000_000,
+            unix_ms: 1_800_000_000_000,
         };
         Engine::new(EngineConfig::default(), store, [7; 32], now).unwrap()
     }
@@ -530,6 +531,7 @@ mod tests {
         let now = Now {
             mono: Instant::now(),
             unix: 1_800_000_000,
+            unix_ms: 1_800_000_000_000,
         };
         let source = Source {
             transport: Transport::Udp,

@@ -169,16 +169,17 @@ impl Engine {
             self.timers
                 .push(Reverse((at, TimerOwner::Branch { proxy, index })));
             // the call's record: the trunk tried now, or the deployment server it goes to
-            let hop = target.addr.to_string();
-            match branch.trunk.as_deref() {
-                Some((route, trunk)) => {
-                    self.calls.trunk(&p.server_key, route, trunk);
-                    self.calls.via(&p.server_key, &hop);
+            let peer = self.cfg.peers.contains(&target.addr.ip().to_string());
+            if branch.trunk.is_some() || peer {
+                let mut log = self
+                    .shared
+                    .calls
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some((route, trunk)) = branch.trunk.as_deref() {
+                    log.trunk(&p.server_key, route, trunk);
                 }
-                None if self.cfg.peers.contains(&target.addr.ip().to_string()) => {
-                    self.calls.via(&p.server_key, &hop);
-                }
-                None => {}
+                log.via(&p.server_key, &target.addr.to_string());
             }
         }
         self.start_client(now, key, req, target, ClientRole::Branch { proxy, index });

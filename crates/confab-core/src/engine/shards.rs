@@ -114,6 +114,8 @@ impl Engine {
                 shared.meeting_stats.clone(),
             );
             engines[OWNER].add_application(Box::new(focus));
+            // what the archive keeps holds from the first message, not the first housekeeping
+            engines[OWNER].read_archiving();
         }
         Ok(engines)
     }
@@ -185,7 +187,6 @@ impl Engine {
             relay_seen: 0,
             archiving_seen: 0,
             archive_out: VecDeque::new(),
-            calls: crate::cdr::CallLog::default(),
             voice: None,
             voice_generation: 0,
             resolves: Vec::new(),

@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) relay_secrets: super::media_relay::Handle,
     /// The archiving policies in force (`archive.rs`).
     pub(crate) archiving: super::archive::Handle,
+    /// Calls whose record is not written yet: shared, as a call's BYE may reach any shard.
+    pub(crate) calls: std::sync::Mutex<crate::cdr::CallLog>,
     pub(crate) meeting_stats: std::sync::Arc<std::sync::RwLock<crate::meetings::MeetingStats>>,
 }
 
@@ -95,6 +97,7 @@ impl Shared {
             meetings: crate::meetings::Handle::default(),
             relay_secrets: super::media_relay::Handle::default(),
             archiving: super::archive::Handle::default(),
+            calls: std::sync::Mutex::default(),
             meeting_stats: std::sync::Arc::default(),
         }
     }

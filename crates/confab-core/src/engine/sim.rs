@@ -61,6 +61,7 @@ impl Sim {
         let now = Now {
             mono: start,
             unix: unix0,
+            unix_ms: unix0 * 1000,
         };
         let mut engines = Engine::sharded(cfg, stores, [7; 32], now).expect("engines start");
         let engine = engines.remove(0);
@@ -83,9 +84,11 @@ impl Sim {
     }
 
     pub(crate) fn now(&self) -> Now {
+        let elapsed = self.now - self.start;
         Now {
             mono: self.now,
-            unix: self.unix0 + (self.now - self.start).as_secs() as i64,
+            unix: self.unix0 + elapsed.as_secs() as i64,
+            unix_ms: self.unix0 * 1000 + elapsed.as_millis() as i64,
         }
     }
 
