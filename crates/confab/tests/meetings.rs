@@ -145,6 +145,15 @@ fn messages_reach_every_other_participant_in_order_and_not_those_who_left() {
     let (s, _ports) = server(0);
     add_user(&s, "dave");
     let id = create_meeting(&s, "alice@example.com", &[]);
+    // meeting IM is archived like one-to-one IM
+    let policies_read = s.log_text().matches("archive.policies").count();
+    let o = s.cli(&["archive", "policy", "set", "global", "--internal", "on"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while s.log_text().matches("archive.policies").count() <= policies_read {
+        assert!(std::time::Instant::now() < deadline, "archiving on");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let dir = TempDir::new("meeting-im");
     let ears: Vec<Ear> = (0..4).map(|_| Ear::new()).collect();
     let carol = join(
@@ -178,6 +187,13 @@ fn messages_reach_every_other_participant_in_order_and_not_those_who_left() {
         1,
         "alice is not sent her own"
     );
+    let o = s.cli(&["archive", "search", "--user", "alice@example.com"]);
+    let found = text(&o);
+    for words in ["first words", "second words"] {
+        let lines: Vec<&str> = found.lines().filter(|l| l.contains(words)).collect();
+        assert_eq!(lines.len(), 1, "archived once: {found}");
+        assert!(lines[0].contains(&format!("alice@example.com -> meet-{id}@")), "to the meeting: {found}");
+    }
     // an unknown meeting
     let stranger = Sipp::new(&s, "uac_message.xml")
         .args(["-s", "meet-1", "-key", "caller", "alice"])

@@ -111,6 +111,10 @@ impl Engine {
                     body,
                 } => {
                     if let Some(&no) = self.app_dialog_ids.get(&dialog) {
+                        if method == "BYE" {
+                            // the application hangs up: the call's record is complete
+                            self.call_hung_up_by(now, &dialog.call_id, &dialog.local_tag);
+                        }
                         self.app_send(now, no, &method, &headers, &body, None);
                     }
                 }
@@ -597,6 +601,15 @@ mod tests {
             ["INVITE false", "ACK true", "response 200", "ended"]
         );
         assert!(sim.engine.app_dialogs.is_empty());
+        // the call's record: answered by the application, which hung up
+        let calls: Vec<_> = std::iter::from_fn(|| sim.engine.poll_archive())
+            .filter_map(|i| match i.record {
+                confab_archive::Record::Call(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!((calls[0].status, calls[0].ended_by.as_str()), (200, "callee"));
     }
 
     #[test]

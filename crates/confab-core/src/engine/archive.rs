@@ -267,7 +267,12 @@ impl Engine {
             .ok()
             .and_then(|f| f.tag().map(str::to_owned))
             .unwrap_or_default();
-        let call = self.call_log().bye(call_id, &tag, now.unix_ms);
+        self.call_hung_up_by(now, call_id, &tag);
+    }
+
+    /// The side whose tag is `from_tag` ended call `call_id` (an application's BYE too).
+    pub(super) fn call_hung_up_by(&mut self, now: Now, call_id: &str, from_tag: &str) {
+        let call = self.call_log().bye(call_id, from_tag, now.unix_ms);
         if let Some(call) = call {
             self.archive_out.push_back(ArchiveItem {
                 token: None,
