@@ -205,11 +205,15 @@ class Server:
 
 
 class Confab(Server):
-    def __init__(self, port, work, binary, shards):
+    def __init__(self, port, work, binary, shards, archiving="off"):
         super().__init__(port, work)
         self.binary = binary
         self.shards = shards
-        self.name = f"confab-{shards}"
+        # archiving every internal message: "normal" (to the local queue), "critical" (into
+        # the archive database before it is relayed)
+        self.archiving = archiving
+        suffix = {"off": "", "normal": "+archive", "critical": "+critical"}[archiving]
+        self.name = f"confab-{shards}{suffix}"
         self.data = os.path.join(work, "confab-data")
 
     def command(self):
@@ -234,6 +238,27 @@ class Confab(Server):
             [self.binary, "user", "import", path, *self.store_args()],
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
+        # an earlier run on this data dir may have switched archiving on
+        touched = os.path.join(self.data, "archiving-set")
+        if self.archiving != "off" or os.path.exists(touched):
+            self.set_archiving()
+            open(touched, "w").close()
+
+    def set_archiving(self):
+        """Every internal message archived (critical mode as asked), or none (the data dir is
+        shared by the runs); waits for the server to read it."""
+        critical = "on" if self.archiving == "critical" else "off"
+        internal = "off" if self.archiving == "off" else "on"
+        for args in (["policy", "set", "global", "--internal", internal], ["critical", critical]):
+            subprocess.run([self.binary, "archive", *args, *self.store_args()],
+                           check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        log = os.path.join(self.work, f"{self.name}.log")
+        want = f"critical={'true' if critical == 'on' else 'false'} policies=1"
+        deadline = time.time() + 10
+        while want not in open(log).read():
+            if time.time() > deadline:
+                die(f"{self.name} did not take the archiving policy; see {log}")
+            time.sleep(0.1)
 
     def enable_voice(self):
         """Workload (e): the routing configuration applied, every user given a number and
@@ -632,6 +657,8 @@ def main():
     p.add_argument("--udp-sources", choices=("one", "many"), default="one",
                    help="UDP workloads from one SIPp socket, or a socket per call (default one)")
     p.add_argument("--shards", default="1,2", help="Confab's shard counts to run (default 1,2)")
+    p.add_argument("--archiving", default="off",
+                   help="Confab's archiving modes to run, of off,normal,critical (default off)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench/results"), help="output dir")
     args = p.parse_args()
     global UDP_MODE
@@ -653,7 +680,9 @@ def main():
         if wl not in WORKLOADS:
             die(f"unknown workload {wl!r}; choose from a,b,c,d,e")
         servers = [
-            (lambda n=int(n): Confab(5080, work, args.confab, n)) for n in args.shards.split(",")
+            (lambda n=int(n), a=a: Confab(5080, work, args.confab, n, a))
+            for n in args.shards.split(",")
+            for a in args.archiving.split(",")
         ]
         servers.append(lambda wl=wl: Kamailio(5090, work, voice=(wl == "e")))
         if wl == "a":

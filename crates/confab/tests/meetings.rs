@@ -192,7 +192,10 @@ fn messages_reach_every_other_participant_in_order_and_not_those_who_left() {
     for words in ["first words", "second words"] {
         let lines: Vec<&str> = found.lines().filter(|l| l.contains(words)).collect();
         assert_eq!(lines.len(), 1, "archived once: {found}");
-        assert!(lines[0].contains(&format!("alice@example.com -> meet-{id}@")), "to the meeting: {found}");
+        assert!(
+            lines[0].contains(&format!("alice@example.com -> meet-{id}@")),
+            "to the meeting: {found}"
+        );
     }
     // an unknown meeting
     let stranger = Sipp::new(&s, "uac_message.xml")

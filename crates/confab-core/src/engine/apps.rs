@@ -609,7 +609,10 @@ mod tests {
             })
             .collect();
         assert_eq!(calls.len(), 1, "{calls:?}");
-        assert_eq!((calls[0].status, calls[0].ended_by.as_str()), (200, "callee"));
+        assert_eq!(
+            (calls[0].status, calls[0].ended_by.as_str()),
+            (200, "callee")
+        );
     }
 
     #[test]
