@@ -166,6 +166,20 @@ fn calls_go_out_through_trunks_with_failover_and_come_in_from_a_gateway() {
             .contains("event=\"voice.failover\" status=503"),
         "the busy trunk failed over"
     );
+    // its call record names the route and the trunk that took it
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let record = loop {
+        let out = text(&server.cli(&["cdr", "search", "--user", "alice@example.com"]));
+        if let Some(l) = out.lines().find(|l| l.contains("2065550123")) {
+            break l.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "a call record: {out}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        record.contains("200 OK") && record.contains("via trunk pbx (route US)"),
+        "{record}"
+    );
 
     // alice on baresip dials a national number: the Redmond route, ten digits at the PBX
     let g_pbx = gateway(&server, PBX, pbx, "uas_call.xml");

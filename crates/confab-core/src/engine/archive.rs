@@ -241,7 +241,8 @@ impl Engine {
         code: u16,
         bytes: &[u8],
     ) {
-        if code < 200 {
+        // every request's final response passes here: only an INVITE's can end a call
+        if code < 200 || !server_key.ends_with("|INVITE") {
             return;
         }
         let reason = reason_phrase(bytes);

@@ -159,3 +159,46 @@ fn a_sign_in_is_recorded_with_its_client_and_address() {
     sim.send_authenticated(ALICE, "alice", &register.replace("CSeq: 1", "CSeq: 3"));
     assert!(records(&mut sim).is_empty());
 }
+
+#[test]
+fn a_message_to_a_partner_is_external_and_kept_only_where_external_is_archived() {
+    let to_partner = MESSAGE_BOB.replace("bob@example.com", "sam@fabrikam.test");
+    let mut sim = Sim::with_users(&["alice", "bob"], &[("bob", BOB)]);
+    with_policy(&mut sim, false, true); // internal only
+    sim.send_authenticated(ALICE, "alice", &to_partner);
+    let external = |sim: &mut Sim| {
+        records(sim)
+            .into_iter()
+            .filter_map(|i| match i.record {
+                Record::Message(m) => Some(m),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        external(&mut sim).is_empty(),
+        "the policy keeps internal only"
+    );
+    let mut p = Policies::default();
+    p.policies.insert(
+        GLOBAL.into(),
+        Policy {
+            internal: false,
+            external: true,
+            retention_days: 7,
+        },
+    );
+    sim.engine
+        .store
+        .set_setting(SETTING, Some(&p.render()))
+        .unwrap();
+    sim.engine.read_archiving();
+    let again = to_partner
+        .replace("z9hG4bKm1", "z9hG4bKm3")
+        .replace("msg-1", "msg-3");
+    sim.send_authenticated(ALICE, "alice", &again);
+    let kept = external(&mut sim);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].direction, confab_archive::Direction::Federated);
+    assert_eq!(kept[0].recipients, ["sam@fabrikam.test"]);
+}
