@@ -17,8 +17,8 @@ use crate::record::Record;
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 8 << 20;
 
-/// At most this much of a segment is read for one batch.
-const READ_BYTES: u64 = 16 << 20;
+/// This much of a segment is read for one batch (more when one line is longer).
+const READ_BYTES: u64 = 1 << 20;
 
 const POSITION: &str = "position";
 
@@ -155,7 +155,18 @@ impl Reader {
             };
             file.seek(SeekFrom::Start(pos.offset))?;
             let mut buf = Vec::new();
-            file.take(READ_BYTES).read_to_end(&mut buf)?;
+            let mut cap = READ_BYTES;
+            loop {
+                let got = (&mut file)
+                    .take(cap - buf.len() as u64)
+                    .read_to_end(&mut buf)?;
+                // a line longer than what was read (a body near a raised message limit): more
+                if got == 0 || buf.len() as u64 != cap || buf.contains(&b'\n') {
+                    break;
+                }
+                cap *= 2;
+            }
+            let full = buf.len() as u64 == cap;
             let mut used = 0usize;
             while batch.records.len() < max {
                 let Some(nl) = buf[used..].iter().position(|b| *b == b'\n') else {
@@ -177,7 +188,7 @@ impl Reader {
                 break;
             }
             let rest = buf.len() - used;
-            if rest > 0 && newer_exists && (buf.len() as u64) < READ_BYTES {
+            if rest > 0 && newer_exists && !full {
                 // a line a crash cut short at the end of an old segment: nothing follows it
                 batch.damaged += 1;
                 tracing::error!(
@@ -189,7 +200,7 @@ impl Reader {
                 pos.offset += rest as u64;
                 batch.end = pos;
             }
-            if !newer_exists || rest > 0 && (buf.len() as u64) >= READ_BYTES {
+            if !newer_exists || rest > 0 && full {
                 break;
             }
         }
@@ -278,6 +289,32 @@ mod tests {
         a.append(&reg(10).to_line()).unwrap();
         let r2 = Reader::open(&dir).unwrap();
         assert_eq!(r2.next_batch(100).unwrap().records, vec![reg(10)]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_record_longer_than_one_read_comes_back_whole() {
+        let dir = temp("long");
+        let a = Appender::open(&dir).unwrap();
+        let long = Record::Message(crate::record::Message {
+            id: "long".into(),
+            at_ms: 0,
+            sender: "alice@example.com".into(),
+            recipients: vec!["bob@example.com".into()],
+            conversation: "c".into(),
+            direction: crate::record::Direction::Internal,
+            content_type: "application/octet-stream".into(),
+            body: vec![7; 3 << 20],
+            server: "fe".into(),
+            keep_until: 0,
+        });
+        a.append(&long.to_line()).unwrap();
+        a.append(&reg(1).to_line()).unwrap();
+        let mut r = Reader::open(&dir).unwrap();
+        let b = r.next_batch(100).unwrap();
+        assert_eq!(b.records, vec![long, reg(1)]);
+        r.commit(b.end).unwrap();
+        assert_eq!(r.backlog_bytes(), 0);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -19,11 +19,7 @@ pub const VOICE_SETTING: &str = "voice";
 
 /// The stored voice configuration document, if any.
 pub(crate) fn stored(store: &dyn confab_store::Store) -> confab_store::Result<Option<String>> {
-    Ok(store
-        .settings(VOICE_SETTING)?
-        .into_iter()
-        .find(|(name, _)| name == VOICE_SETTING)
-        .map(|(_, text)| text))
+    store.setting(VOICE_SETTING)
 }
 
 /// The voice configuration in force, and its gateways.

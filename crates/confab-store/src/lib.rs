@@ -184,6 +184,14 @@ pub trait Store: Send {
     fn set_setting(&self, name: &str, value: Option<&str>) -> Result<()>;
     /// Every setting whose name starts with `prefix`, sorted by name.
     fn settings(&self, prefix: &str) -> Result<Vec<(String, String)>>;
+    /// The setting `name` itself (not those it is a prefix of), if set.
+    fn setting(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .settings(name)?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v))
+    }
     /// A value every server of the deployment shares: the stored one, or `candidate` when
     /// there is none yet (the first server to ask sets it; the others get the same).
     fn shared_setting(&self, name: &str, candidate: &str) -> Result<String>;

@@ -276,12 +276,7 @@ pub(crate) fn who() -> String {
 
 /// The stored policies.
 pub(crate) fn policies(store: &dyn confab_store::Store) -> anyhow::Result<Policies> {
-    let text = store
-        .settings(SETTING)?
-        .into_iter()
-        .find(|(n, _)| n == SETTING)
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let text = store.setting(SETTING)?.unwrap_or_default();
     Policies::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))
 }
 

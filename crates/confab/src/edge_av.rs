@@ -457,11 +457,7 @@ fn last_line(log: &Path) -> String {
 
 /// Makes the first secret when a deployment with an A/V Edge has none (a Front End's start).
 pub(crate) fn ensure_secret(store: &dyn confab_store::Store, now: i64) -> anyhow::Result<()> {
-    let current = store
-        .settings(SECRETS_SETTING)?
-        .into_iter()
-        .find(|(n, _)| n == SECRETS_SETTING);
-    if current.is_some() {
+    if store.setting(SECRETS_SETTING)?.is_some() {
         return Ok(());
     }
     let mut secrets = Secrets::default();
@@ -479,12 +475,7 @@ pub(crate) fn ensure_secret(store: &dyn confab_store::Store, now: i64) -> anyhow
 pub(crate) fn rotate_secret(args: RotateSecretArgs) -> anyhow::Result<()> {
     let store = crate::datadir::open_existing(&args.data)?;
     let now = unix_now();
-    let text = store
-        .settings(SECRETS_SETTING)?
-        .into_iter()
-        .find(|(n, _)| n == SECRETS_SETTING)
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let text = store.setting(SECRETS_SETTING)?.unwrap_or_default();
     let mut secrets = Secrets::parse(&text)
         .map_err(|e| {
             UsageError(format!(

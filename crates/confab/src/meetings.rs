@@ -342,12 +342,7 @@ fn print_join(store: &dyn confab_store::Store, all: &Meetings, m: &Meeting) -> a
 
 /// The deployment's meetings (none when nothing is stored).
 pub(crate) fn current(store: &dyn confab_store::Store) -> anyhow::Result<Meetings> {
-    let text = store
-        .settings(MEETINGS_SETTING)?
-        .into_iter()
-        .find(|(n, _)| n == MEETINGS_SETTING)
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let text = store.setting(MEETINGS_SETTING)?.unwrap_or_default();
     Meetings::from_toml(&text)
         .map_err(|e| anyhow::anyhow!("the stored meetings cannot be read: {e}"))
 }

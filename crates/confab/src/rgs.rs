@@ -228,12 +228,7 @@ fn sign(group: &str, user: &str, signed_in: bool, data: &DataDirArg) -> anyhow::
 }
 
 fn setting(store: &dyn confab_store::Store, name: &str) -> anyhow::Result<String> {
-    Ok(store
-        .settings(name)?
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v)
-        .unwrap_or_default())
+    Ok(store.setting(name)?.unwrap_or_default())
 }
 
 /// The deployment's response groups (empty when none).

@@ -476,12 +476,7 @@ fn stored(data: &DataDirArg) -> anyhow::Result<VoiceConfig> {
 }
 
 pub(crate) fn current(store: &dyn confab_store::Store) -> anyhow::Result<VoiceConfig> {
-    let text = store
-        .settings(SETTING)?
-        .into_iter()
-        .find(|(n, _)| n == SETTING)
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let text = store.setting(SETTING)?.unwrap_or_default();
     VoiceConfig::from_toml(&text)
         .map_err(|e| anyhow::anyhow!("the stored voice configuration cannot be read: {e}"))
 }

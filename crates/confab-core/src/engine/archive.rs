@@ -334,15 +334,10 @@ impl Engine {
     }
 
     pub(super) fn archiving_read(&mut self, read: confab_store::Result<Option<(u64, String)>>) {
-        let (hash, text) = match read {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(event = "store.error", error = %e, "cannot read the archiving policies; those in force stay");
-                return;
-            }
+        let seen = &mut self.archiving_seen;
+        let Some(text) = super::media_relay::changed_setting(read, seen, SETTING) else {
+            return;
         };
-        self.archiving_seen = hash;
         match Policies::parse(&text) {
             Ok(p) => {
                 tracing::info!(

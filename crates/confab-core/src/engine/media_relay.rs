@@ -143,15 +143,10 @@ impl Engine {
 
     /// The secrets read: in force when they changed and can be read.
     pub(super) fn relay_secrets_read(&mut self, read: confab_store::Result<Option<(u64, String)>>) {
-        let (hash, text) = match read {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(event = "store.error", error = %e, "cannot read the relay secrets; those in force stay");
-                return;
-            }
+        let Some(text) = changed_setting(read, &mut self.relay_seen, media_relay::SECRETS_SETTING)
+        else {
+            return;
         };
-        self.relay_seen = hash;
         match Secrets::parse(&text) {
             Ok(s) => {
                 tracing::info!(
@@ -186,6 +181,26 @@ impl Engine {
     }
 }
 
+/// What a housekeeping read of setting `name` brought: its text when it changed since `seen`
+/// (which then takes its hash); a failed read is logged, and what is in force stays.
+pub(super) fn changed_setting(
+    read: confab_store::Result<Option<(u64, String)>>,
+    seen: &mut u64,
+    name: &str,
+) -> Option<String> {
+    match read {
+        Ok(Some((hash, text))) => {
+            *seen = hash;
+            Some(text)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(event = "store.error", error = %e, setting = name, "cannot read a setting; what is in force stays");
+            None
+        }
+    }
+}
+
 /// Setting `name` and its hash; `None` when the hash is `known`.
 pub(super) fn setting_changed(
     store: &dyn confab_store::Store,
@@ -193,12 +208,7 @@ pub(super) fn setting_changed(
     known: u64,
 ) -> confab_store::Result<Option<(u64, String)>> {
     use std::hash::{Hash, Hasher};
-    let value = store
-        .settings(name)?
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let value = store.setting(name)?.unwrap_or_default();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     value.hash(&mut h);
     let hash = h.finish();

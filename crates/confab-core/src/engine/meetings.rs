@@ -28,12 +28,7 @@ pub(super) fn meetings_stored(
     store: &dyn Store,
     known: u64,
 ) -> confab_store::Result<Option<MeetingsRead>> {
-    let doc = store
-        .settings(MEETINGS_SETTING)?
-        .into_iter()
-        .find(|(n, _)| n == MEETINGS_SETTING)
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let doc = store.setting(MEETINGS_SETTING)?.unwrap_or_default();
     let pins = store.settings(PIN_PREFIX)?;
     let prompts = store.settings(PROMPT_PREFIX)?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
