@@ -37,25 +37,13 @@ impl From<rusqlite::Error> for ArchiveError {
 
 impl From<postgres::Error> for ArchiveError {
     fn from(e: postgres::Error) -> Self {
-        match e.as_db_error() {
-            // class 08: connection exception; class 57: operator intervention (shutdown, ...)
-            Some(db) if matches!(&db.code().code()[..2], "08" | "57") => {
-                Self::Unavailable(db.message().to_owned())
-            }
-            Some(db) => Self::Database(db.message().to_owned()),
-            None => Self::Unavailable(cause(&e)),
+        // the deployment store's reading of PostgreSQL's errors: unavailable or refused
+        match confab_store::StoreError::from(e) {
+            confab_store::StoreError::Unavailable(m) => Self::Unavailable(m),
+            confab_store::StoreError::Database(m) => Self::Database(m),
+            other => Self::Database(other.to_string()),
         }
     }
-}
-
-fn cause(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
 }
 
 /// A value bound to a statement or read from a row.
@@ -162,7 +150,7 @@ impl Pg {
                 ArchiveError::Unavailable(format!(
                     "cannot connect to {}: {}",
                     self.target,
-                    cause(&e)
+                    confab_store::postgres_error_text(&e)
                 ))
             })?;
             self.last_attempt = None;
@@ -204,14 +192,15 @@ impl Db {
         let db = if is_postgres(spec) {
             let mut config: postgres::Config = spec.parse().map_err(|e| {
                 ArchiveError::Invalid(format!(
-                    "'{spec}' is not a PostgreSQL URL ({e}); expected postgres://USER@HOST:PORT/DATABASE"
+                    "'{}' is not a PostgreSQL URL ({e}); expected postgres://USER@HOST:PORT/DATABASE",
+                    confab_store::redact_password(spec)
                 ))
             })?;
             if config.get_connect_timeout().is_none() {
                 config.connect_timeout(CONNECT_WITHIN);
             }
             config.tcp_user_timeout(Duration::from_secs(5));
-            let target = describe(&config);
+            let target = confab_store::describe_postgres(&config);
             Self::Postgres(Box::new(Pg {
                 config,
                 target,
@@ -390,19 +379,6 @@ fn pg_row(row: &postgres::Row) -> Vec<Value> {
             _ => Value::Text(row.try_get::<_, Option<String>>(i).ok().flatten()),
         })
         .collect()
-}
-
-fn describe(c: &postgres::Config) -> String {
-    let host = match c.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = c.get_ports().first().copied().unwrap_or(5432);
-    format!(
-        "PostgreSQL at {host}:{port}/{}",
-        c.get_dbname().unwrap_or("postgres")
-    )
 }
 
 #[cfg(test)]

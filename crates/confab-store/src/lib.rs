@@ -10,6 +10,11 @@ mod postgres;
 mod sqlite;
 
 pub use crate::postgres::PgStore;
+/// PostgreSQL helpers other stores on the same server use (the archive): an error's whole
+/// cause, where a configuration points, a URL without its password.
+pub use crate::postgres::{
+    cause as postgres_error_text, describe as describe_postgres, redact as redact_password,
+};
 pub use sqlite::SqliteStore;
 
 use sip_auth::{ha1, Algorithm};

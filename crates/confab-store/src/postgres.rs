@@ -979,7 +979,7 @@ impl From<postgres::Error> for StoreError {
 }
 
 /// The error and its innermost cause ("connection refused" rather than "error connecting").
-fn cause(e: &postgres::Error) -> String {
+pub fn cause(e: &postgres::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -990,7 +990,7 @@ fn cause(e: &postgres::Error) -> String {
 }
 
 /// `host:port/dbname` of a configuration.
-fn describe(c: &Config) -> String {
+pub fn describe(c: &Config) -> String {
     let host = match c.get_hosts().first() {
         Some(postgres::config::Host::Tcp(h)) => h.clone(),
         Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
@@ -1004,7 +1004,7 @@ fn describe(c: &Config) -> String {
 }
 
 /// `url` with any password replaced by `***`.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
