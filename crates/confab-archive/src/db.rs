@@ -212,6 +212,14 @@ impl Db {
                 ArchiveError::Invalid(format!("cannot open the archive database {spec}: {e}"))
             })?;
             conn.busy_timeout(Duration::from_secs(5))?;
+            // what users wrote is readable by the file's owner only (SQLite gives its journal
+            // files the same mode)
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(spec, std::fs::Permissions::from_mode(0o600)).map_err(
+                    |e| ArchiveError::Invalid(format!("cannot restrict {spec} to its owner: {e}")),
+                )?;
+            }
             let _ = conn.pragma_update(None, "journal_mode", "WAL");
             Self::Sqlite(conn)
         };

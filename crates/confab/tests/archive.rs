@@ -575,6 +575,14 @@ fn bodies_are_archived_byte_for_byte_or_refused_with_the_reason() {
     );
     assert_eq!(std::fs::read_dir(&eml_dir).unwrap().count(), 3);
 
+    // the archive (here the deployment's SQLite file) is its owner's alone
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(server.dir.0.join("confab.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+
     // the commands say what to fix
     let bad = server.cli(&[
         "archive",

@@ -97,6 +97,20 @@ impl WithEdge {
 #[test]
 fn a_remote_user_signs_in_through_the_edge_and_messages_go_both_ways() {
     let w = WithEdge::start();
+    // everything internal is archived (remote users are the deployment's)
+    let set =
+        w.d.cli_db(&["archive", "policy", "set", "global", "--internal", "on"]);
+    assert!(set.status.success(), "{set:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for s in [&w.director, &w.fe, &w._fe2] {
+        while !s.log_text().contains("policies=1") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "every server reads the policy"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     // bob inside on pool A and alice outside watch each other's presence
     let (alice_cons, bob_cons) = (common::free_port(), common::free_port());
     let fe_addr = w.fe.addr();
@@ -158,6 +172,24 @@ fn a_remote_user_signs_in_through_the_edge_and_messages_go_both_ways() {
     bob.wait_for(
         "<sip:alice@example.com> changed status from Online to Offline",
         "bob inside sees remote alice go offline",
+    );
+    // bob's message to remote alice is archived once, as internal (by the Front End that
+    // took it, not again by the Director it passed)
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        let out =
+            w.d.cli_db(&["archive", "search", "--user", "alice@example.com"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !text.is_empty() {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "archived: {out:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(found.lines().count(), 1, "{found}");
+    assert!(
+        found.contains("internal  bob@example.com -> alice@example.com: Hello from bob"),
+        "{found}"
     );
     drop(alice);
 }

@@ -202,3 +202,25 @@ fn a_message_to_a_partner_is_external_and_kept_only_where_external_is_archived()
     assert_eq!(kept[0].direction, confab_archive::Direction::Federated);
     assert_eq!(kept[0].recipients, ["sam@fabrikam.test"]);
 }
+
+#[test]
+fn a_message_a_remote_user_sent_through_the_edge_is_remote() {
+    let mut sim = Sim::with_users(&["alice", "bob"], &[("bob", BOB)]);
+    with_policy(&mut sim, false, true);
+    // the Edge's mark, believed from a deployment server's connection only
+    sim.arriving_from_peers(true);
+    let marked = MESSAGE_BOB.replace(
+        "Call-ID: msg-1\r\n",
+        "Call-ID: msg-1\r\nConfab-Origin: remote;addr=198.51.100.7\r\n",
+    );
+    sim.send_authenticated(ALICE, "alice", &marked);
+    let got: Vec<_> = records(&mut sim)
+        .into_iter()
+        .filter_map(|i| match i.record {
+            Record::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].direction, confab_archive::Direction::Remote);
+}
