@@ -161,16 +161,19 @@ pub(crate) enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum HoldCommand {
+    /// Put USER on legal hold.
     Add {
         user: String,
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Take USER off legal hold (retention applies again).
     Remove {
         user: String,
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// The users on legal hold.
     List {
         #[command(flatten)]
         data: DataDirArg,

@@ -21,6 +21,7 @@ pub(crate) enum CdrCommand {
         /// Sign-ins and sign-outs instead of calls.
         #[arg(long)]
         sign_ins: bool,
+        /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
         #[command(flatten)]
@@ -30,11 +31,13 @@ pub(crate) enum CdrCommand {
     Export {
         #[command(flatten)]
         filter: Filter,
+        /// Sign-ins and sign-outs instead of calls.
         #[arg(long)]
         sign_ins: bool,
         /// jsonl or csv.
         #[arg(long, default_value = "jsonl")]
         format: Format,
+        /// The file to create.
         #[arg(long)]
         output: PathBuf,
         #[command(flatten)]
@@ -42,8 +45,10 @@ pub(crate) enum CdrCommand {
     },
     /// Whether call records are kept, and for how long.
     Settings {
+        /// Keep call and sign-in records.
         #[arg(long, value_parser = ["on", "off"])]
         keep: Option<String>,
+        /// Keep them this many days.
         #[arg(long)]
         retention_days: Option<u32>,
         #[command(flatten)]
@@ -55,6 +60,7 @@ pub(crate) enum CdrCommand {
 pub(crate) enum ReportCommand {
     /// Calls: count, answered, minutes, failures by response code.
     Calls {
+        /// Lines per day (UTC), or per user (calls: their caller).
         #[arg(long, default_value = "day")]
         by: By,
         #[command(flatten)]
@@ -64,6 +70,7 @@ pub(crate) enum ReportCommand {
     },
     /// Sign-ins, sign-outs, expiries and clients.
     SignIns {
+        /// Lines per day (UTC), or per user (calls: their caller).
         #[arg(long, default_value = "day")]
         by: By,
         #[command(flatten)]

@@ -361,18 +361,16 @@ impl Engine {
 }
 
 fn from_aor(msg: &sip_proto::Message) -> Option<String> {
-    msg.from()
-        .ok()?
-        .uri
-        .as_sip()
-        .filter(|u| u.user.is_some())
-        .map(|u| u.aor())
+    user_aor(msg.from().ok()?)
 }
 
 fn to_aor(msg: &sip_proto::Message) -> Option<String> {
-    msg.to()
-        .ok()?
-        .uri
+    user_aor(msg.to().ok()?)
+}
+
+/// `user@host` of a name-addr with a SIP URI that names a user.
+fn user_aor(na: sip_proto::header::NameAddr<'_>) -> Option<String> {
+    na.uri
         .as_sip()
         .filter(|u| u.user.is_some())
         .map(|u| u.aor())
