@@ -91,8 +91,11 @@ struct Writer {
 impl Writer {
     fn run(&mut self) {
         tracing::info!(event = "archive.writer", database = %self.db.describe(), backlog_bytes = self.reader.backlog_bytes(), "archive writer started");
+        // a backlog is written a batch at a time, critical writes (a sender waits) between
+        let mut more = true;
         loop {
-            match self.rx.recv_timeout(POLL) {
+            let wait = if more { Duration::ZERO } else { POLL };
+            match self.rx.recv_timeout(wait) {
                 Ok(first) => {
                     let mut batch = vec![first];
                     while let Ok(more) = self.rx.try_recv() {
@@ -102,11 +105,11 @@ impl Writer {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.drain_queue();
+                    while self.queued_batch() {}
                     return;
                 }
             }
-            self.drain_queue();
+            more = self.queued_batch();
         }
     }
 
@@ -152,31 +155,31 @@ impl Writer {
         }
     }
 
-    /// Writes what the queue holds, batch by batch, until it is empty or the database fails.
-    fn drain_queue(&mut self) {
-        loop {
-            let batch = match self.reader.next_batch(BATCH) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(event = "archive.queue_unreadable", error = %e, "cannot read the archive queue");
-                    return;
-                }
-            };
-            if batch.records.is_empty() && batch.end == self.reader.position() {
-                return;
+    /// Writes the next batch of the queue; whether more may follow at once (false when the
+    /// queue is empty or the database failed: the next try waits a poll).
+    fn queued_batch(&mut self) -> bool {
+        let batch = match self.reader.next_batch(BATCH) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(event = "archive.queue_unreadable", error = %e, "cannot read the archive queue");
+                return false;
             }
-            if !batch.records.is_empty() && self.write(&batch.records).is_err() {
-                return;
-            }
-            if let Err(e) = self.reader.commit(batch.end) {
-                tracing::error!(event = "archive.queue_unreadable", error = %e, "cannot save the archive queue's position");
-                return;
-            }
-            tracing::debug!(
-                event = "archive.written",
-                records = batch.records.len(),
-                total = self.written
-            );
+        };
+        if batch.records.is_empty() && batch.end == self.reader.position() {
+            return false;
         }
+        if !batch.records.is_empty() && self.write(&batch.records).is_err() {
+            return false;
+        }
+        if let Err(e) = self.reader.commit(batch.end) {
+            tracing::error!(event = "archive.queue_unreadable", error = %e, "cannot save the archive queue's position");
+            return false;
+        }
+        tracing::debug!(
+            event = "archive.written",
+            records = batch.records.len(),
+            total = self.written
+        );
+        true
     }
 }
