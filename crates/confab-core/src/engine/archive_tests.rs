@@ -156,8 +156,23 @@ fn a_sign_in_is_recorded_with_its_client_and_address() {
         ("alice@example.com", "sign-in", "Test/1.0", ALICE)
     );
     // a refresh is not a sign-in
-    sim.send_authenticated(ALICE, "alice", &register.replace("CSeq: 1", "CSeq: 3"));
+    let refresh = register
+        .replace("CSeq: 1", "CSeq: 3")
+        .replace("z9hG4bKw1", "z9hG4bKw3");
+    let ok = sim.send_authenticated(ALICE, "alice", &refresh);
+    assert_eq!(ok.last().map(|m| m.status()), Some(200));
     assert!(records(&mut sim).is_empty());
+    // signing out is
+    let out = register
+        .replace("CSeq: 1", "CSeq: 5")
+        .replace("z9hG4bKw1", "z9hG4bKw5")
+        .replace("Content-Length: 0", "Expires: 0\r\nContent-Length: 0");
+    sim.send_authenticated(ALICE, "alice", &out);
+    let got = records(&mut sim);
+    let Some(Record::Registration(r)) = got.first().map(|i| &i.record) else {
+        panic!("{got:?}")
+    };
+    assert_eq!((r.event.as_str(), r.address.as_str()), ("sign-out", ALICE));
 }
 
 #[test]

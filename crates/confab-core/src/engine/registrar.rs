@@ -152,6 +152,7 @@ impl Engine {
             .unwrap_or_default()
             .to_owned();
         for (event, address) in change.sign_ins_and_outs() {
+            let address = address.unwrap_or_else(|| ctx.source.remote.to_string());
             self.record_registration(now, &aor, event, &client, &address);
         }
         let (devices_before, contacts, devices) = {

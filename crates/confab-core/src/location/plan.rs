@@ -35,11 +35,11 @@ impl Change {
         &self.aor
     }
 
-    /// What call records say of it: (`sign-in`, address) per arriving device, (`sign-out`,
-    /// binding key) per device leaving.
-    pub(crate) fn sign_ins_and_outs(&self) -> Vec<(&'static str, String)> {
-        let ins = self.arrived.iter().map(|a| ("sign-in", a.clone()));
-        ins.chain(self.removes.iter().map(|k| ("sign-out", k.clone())))
+    /// What call records say of it: `sign-in` with its address per arriving device, and
+    /// `sign-out` per device leaving (from where the REGISTER came).
+    pub(crate) fn sign_ins_and_outs(&self) -> Vec<(&'static str, Option<String>)> {
+        let ins = self.arrived.iter().map(|a| ("sign-in", Some(a.clone())));
+        ins.chain(self.removes.iter().map(|_| ("sign-out", None)))
             .collect()
     }
 
