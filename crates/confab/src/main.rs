@@ -28,6 +28,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = cli::Cli::parse();
     cli::init_logging(cli.log_format, cli.verbose);
     let result = match cli.command {
@@ -62,4 +63,23 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// Output piped into a reader that stopped early (`confab dns zone | head`) ends the command
+/// quietly with 141, the status of a process killed by SIGPIPE that shells expect, instead of
+/// a panic: Rust ignores SIGPIPE, so printing to the closed pipe panics.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.contains("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

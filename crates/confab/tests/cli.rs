@@ -21,6 +21,9 @@ fn every_command_has_help() {
         &["user", "--help"],
         &["user", "add", "--help"],
         &["user", "set-password", "--help"],
+        &["archive", "export", "--help"],
+        &["cdr", "search", "--help"],
+        &["report", "calls", "--help"],
     ] {
         let o = confab(args);
         assert!(o.status.success(), "{args:?}: {}", text(&o));
@@ -120,4 +123,26 @@ fn json_logs_are_one_object_per_line() {
         .unwrap_or_else(|| panic!("{log}"));
     assert!(ready.starts_with('{') && ready.ends_with('}'), "{ready}");
     assert!(ready.contains("\"event\":\"server.ready\""), "{ready}");
+}
+
+#[test]
+fn output_into_a_reader_that_stopped_ends_quietly() {
+    // `confab dns zone | head -0`: the pipe's reader is gone before anything is printed
+    let topology = common::repo_root().join("crates/confab/tests/topologies/split-edge.toml");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["dns", "zone", "--topology"])
+        .arg(&topology)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "as if killed by SIGPIPE: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
 }
