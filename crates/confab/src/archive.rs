@@ -212,64 +212,6 @@ pub(crate) fn open(arg: &ArchiveDbArg) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// Starts the archive writer (its local queue in `<dir>/archive-queue`) and the purge job,
-/// for `confab up`.
-pub(crate) fn start_for_up(
-    data: &DataDirArg,
-    archive_database: Option<&str>,
-    dir: &std::path::Path,
-    purge_every: std::time::Duration,
-) -> anyhow::Result<std::sync::Arc<confab_archive::writer::Sink>> {
-    let spec = archive_database
-        .map(str::to_owned)
-        .or_else(|| data.database.clone())
-        .unwrap_or_else(|| crate::datadir::db_path(dir).display().to_string());
-    let sink = confab_archive::writer::start(&spec, &dir.join("archive-queue"))
-        .map_err(|e| anyhow::anyhow!("cannot start archiving: {e}"))?;
-    let (data, dir) = (
-        DataDirArg {
-            data_dir: Some(dir.to_owned()),
-            database: data.database.clone(),
-        },
-        dir.to_owned(),
-    );
-    std::thread::Builder::new()
-        .name("confab-purge".into())
-        .spawn(move || loop {
-            std::thread::sleep(purge_every);
-            purge_round(&data, &dir, &spec);
-        })
-        .context("cannot start the archive's purge job")?;
-    Ok(std::sync::Arc::new(sink))
-}
-
-/// One purge by the running server: what is past its retention, except legal holds.
-fn purge_round(data: &DataDirArg, dir: &std::path::Path, spec: &str) {
-    let result = (|| -> anyhow::Result<confab_archive::Purged> {
-        let store = crate::datadir::open_store(data, dir)?;
-        let holds: Vec<String> = policies(store.as_ref())?.holds.into_iter().collect();
-        let mut db = Db::open(spec).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let now = confab_archive::time::now_ms() / 1000;
-        db.purge(now, &holds, 1000, false)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-    })();
-    match result {
-        Ok(p) if p.total() > 0 => {
-            tracing::info!(
-                event = "archive.purged",
-                messages = p.messages,
-                calls = p.calls,
-                sign_ins = p.registrations,
-                "records past their retention deleted"
-            );
-        }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(event = "archive.purge_failed", error = %e, "cannot purge the archive now; the next round tries again");
-        }
-    }
-}
-
 /// Who runs this command, for the access log.
 pub(crate) fn who() -> String {
     std::env::var("SUDO_USER")

@@ -399,13 +399,8 @@ pub(crate) struct UpArgs {
     /// from `confab edge turn-config`; do not start it, only keep its secrets database.
     #[arg(long)]
     pub(crate) av_external: bool,
-    /// A separate archive database for archived messages and call records:
-    /// postgres://USER@HOST:PORT/DB (or an SQLite file). [default: the deployment's database]
-    #[arg(long, env = "CONFAB_ARCHIVE_DATABASE", value_name = "URL")]
-    pub(crate) archive_database: Option<String>,
-    /// Seconds between purges of archived records past their retention.
-    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
-    pub(crate) archive_purge_every: u64,
+    #[command(flatten)]
+    pub(crate) archive: crate::archive_up::UpArchiveArgs,
 }
 
 #[derive(Debug, Subcommand)]

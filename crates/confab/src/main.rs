@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod archive;
+mod archive_up;
 mod cli;
 mod datadir;
 mod deployment;

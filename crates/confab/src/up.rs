@@ -437,12 +437,7 @@ async fn serve(
     tracing::info!(event = "server.ready", udp = %sip, tcp = %sip, tls = %tls, domain = %args.domain, "Confab is ready");
     // a task of the runtime, not the thread blocked on it: the socket readiness that wakes
     // the engine is then seen on the worker that runs it
-    let archive = crate::archive::start_for_up(
-        &args.data,
-        args.archive_database.as_deref(),
-        dir,
-        Duration::from_secs(args.archive_purge_every.max(1)),
-    )?;
+    let archive = crate::archive_up::start_for_up(&args.data, &args.archive, dir)?;
     tokio::spawn(confab_core::server::run(
         cfg,
         stores,

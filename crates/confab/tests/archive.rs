@@ -547,18 +547,24 @@ fn bodies_are_archived_byte_for_byte_or_refused_with_the_reason() {
             None => b64.decode(v["body_base64"].as_str().unwrap()).unwrap(),
         }
     };
-    for ((ct, body), v) in cases.iter().zip(&records) {
-        assert_eq!(v["content_type"].as_str().unwrap(), *ct);
+    // found by type: records made in the same millisecond may come in either order
+    for (ct, body) in cases {
+        let v = records
+            .iter()
+            .find(|v| v["content_type"] == ct)
+            .unwrap_or_else(|| panic!("no {ct} message: {lines}"));
         assert!(
-            body_of(v) == *body,
+            body_of(v) == body,
             "{ct}: the body comes back exactly ({} bytes)",
             body.len()
         );
+        if ct.contains("8859") {
+            assert!(
+                v["body"].is_null(),
+                "Latin-1 is exported as base64, not mangled"
+            );
+        }
     }
-    assert!(
-        records[1]["body"].is_null(),
-        "Latin-1 is exported as base64, not mangled"
-    );
     // eml: one file per message, the body base64 under its own Content-Type
     let eml_tmp = TempDir::new("eml");
     let eml_dir = eml_tmp.0.join("out");
