@@ -85,7 +85,7 @@ fn each_participant_hears_the_others_and_not_itself_and_the_roster_follows() {
     assert_heard("alice", &heard_power(&a, &freqs), Some(0));
     assert_heard("bob", &heard_power(&b, &freqs), Some(1));
     assert_heard("carol", &heard_power(&c, &freqs), None);
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn star_six_mutes_a_participant_for_everyone_else_until_pressed_again() {
     assert!(b400 > 1e6 && b800 > 1e6, "bob was told: {b400:e} {b800:e}");
     let log = s.log_text();
     assert!(log.contains("event=\"meeting.joined\""), "{log}");
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn a_participant_gone_without_a_bye_is_hung_up_when_its_media_stops() {
         "{}",
         text(&o)
     );
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
 }
 
 /// Carol (SIPp) joins meeting `id`, says 440 Hz for 4 s, leaves: her call and her ear.
@@ -278,7 +278,7 @@ fn baresips_and_sipp_in_one_meeting_each_hear_the_others_and_not_themselves() {
     assert_heard("alice", &recorded_power(&rec_a, &freqs), Some(0));
     assert_heard("bob", &recorded_power(&rec_b, &freqs), None);
     assert_heard("carol", &heard_power(&ear, &freqs), Some(1));
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
 }
 
 #[test]
@@ -329,7 +329,7 @@ fn a_call_to_meet_now_makes_a_meeting_and_a_refer_brings_a_colleague_in() {
         log.contains("event=\"meeting.adhoc\"") && log.contains("event=\"meeting.invite_out\""),
         "{log}"
     );
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
 }
 
 #[test]
@@ -453,5 +453,5 @@ fn pjsip_participants_and_sipp_each_hear_the_others_and_not_themselves() {
     );
     assert_heard("bob", &common::meetings::wav_power(&rec_b, &freqs), None);
     assert_heard("carol", &heard_power(&ear, &freqs), Some(1));
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
 }

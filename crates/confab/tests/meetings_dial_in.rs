@@ -106,7 +106,7 @@ fn a_caller_by_phone_enters_the_id_and_pin_and_is_heard_in_the_meeting() {
     );
     let log = s.log_text();
     assert!(log.contains("event=\"meeting.dial_in\""), "{log}");
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
 }
 
 #[test]
@@ -135,5 +135,5 @@ fn three_wrong_conference_ids_end_the_call_with_a_goodbye() {
         .matches("event=\"meeting.dial_in_refused\"")
         .count();
     assert_eq!(refused, 3, "each wrong entry logged");
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
 }

@@ -137,7 +137,7 @@ fn a_caller_hears_music_while_agents_ring_one_by_one_then_talks_with_the_one_who
         voice.iter().filter(|h| h.at > last_music).count() >= 40,
         "the agent talks after the music stopped"
     );
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }
 
@@ -170,7 +170,7 @@ fn round_robin_takes_turns_and_longest_idle_offers_the_agent_idle_longest_first(
     for (a, who) in [(a1, "agent1"), (a2, "agent2"), (a3, "agent3")] {
         a.assert_success(who);
     }
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }
 
@@ -215,7 +215,7 @@ fn parallel_skips_busy_and_offline_agents_and_attendant_rings_busy_ones_too() {
     busy.assert_success("agent1 rang for the attendant call, then was cancelled");
     rings.assert_success("agent2 rang twice and was cancelled twice");
     answers.assert_success("agent3 answered both calls");
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }
 
@@ -260,7 +260,7 @@ fn a_caller_waiting_past_the_queue_time_out_is_forwarded() {
         );
         assert!(r.windows(2).any(|w| w == [0x81, 202]), "with its SDES");
     }
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }
 
@@ -319,7 +319,7 @@ fn overflow_takes_the_newest_caller_or_the_oldest_one() {
     );
     rings.assert_success("agent1 rang for the first and the third caller");
     assert_eq!(s.log_text().matches("event=\"rgs.overflow\"").count(), 2);
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }
 
@@ -399,7 +399,7 @@ fn outside_business_hours_and_on_holidays_callers_hear_the_message_and_get_the_a
         offers(&s).is_empty(),
         "no agent was offered a call while closed"
     );
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }
 
@@ -459,7 +459,7 @@ ivr = { question = { text = "Hardware, three. Software, four." }, option = [{ di
         ["agent2@example.com"],
         "keys 2 then 3: the hardware queue"
     );
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }
 
@@ -497,7 +497,7 @@ fn a_caller_hanging_up_during_the_welcome_or_while_an_agent_rings_leaves_nothing
     c.assert_success("hung up while agent1 rang");
     rings.assert_success("agent1's ringing was cancelled");
     wait_log_count(&s, "event=\"rgs.call_ended\"", 2);
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }
 
@@ -526,7 +526,7 @@ fn a_workflow_is_reached_by_its_number_through_enterprise_voice() {
         .assert_success("alice dialled the workflow's number");
     a.assert_success("the agent answered");
     assert_eq!(offers(&s), ["agent1@example.com"]);
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }
 
@@ -575,7 +575,7 @@ fn a_formal_group_offers_calls_only_to_signed_in_agents() {
         "{}",
         text(&o)
     );
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }
 
@@ -641,7 +641,7 @@ fn a_gateway_reaches_a_workflow_by_its_number_and_a_queue_forwards_to_a_number_t
             || trace.contains("P-Asserted-Identity: <sip:+14255550100"),
         "the workflow's number shown:\n{trace}"
     );
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }
 
@@ -696,7 +696,7 @@ anonymous = true
         !reinvite.contains("P-Asserted-Identity") && !reinvite.contains("agent2"),
         "an anonymous workflow does not tell who answered:\n{reinvite}"
     );
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }
 
@@ -716,6 +716,6 @@ fn baresip_callers_and_agents_are_put_through_as_sipp_ones_are() {
     command(alice_cons, "hangup");
     wait_log_count(&s, "event=\"rgs.call_ended\"", 1);
     assert_eq!(offers(&s), ["bob@example.com"]);
-    assert_ports_free(ports);
+    assert_ports_free(&s, ports);
     assert_nothing_held(&s);
 }

@@ -326,6 +326,11 @@ impl Server {
             .unwrap_or_else(|| panic!("no VmRSS for confab (pid {pid})"))
     }
 
+    /// The server process's id (while it runs).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -2,7 +2,6 @@
 //! documents they import, agents that answer or ring, sounds to play, and the checks that a
 //! call left nothing behind.
 
-use std::net::UdpSocket;
 use std::time::Duration;
 
 use super::{agent_answering_xml, agent_for_calls, caller, caller_xml, scenario, Ear, End};
@@ -60,22 +59,60 @@ queue = "Desk"
     )
 }
 
-/// Every port of the media range can be bound again: no stream left open.
-pub(crate) fn assert_ports_free(ports: (u16, u16)) {
+/// The server holds no UDP socket in its media range any more: no stream left open. Only the
+/// server's own sockets count: the range lies among the ephemeral ports, which a SIPp or a
+/// baresip of another test may be given while this one runs.
+pub(crate) fn assert_ports_free(server: &Server, ports: (u16, u16)) {
+    let Some(pid) = server.pid() else {
+        return;
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let busy: Vec<u16> = (ports.0..=ports.1)
-            .filter(|p| UdpSocket::bind(("127.0.0.1", *p)).is_err())
-            .collect();
+        let busy = udp_ports_of(pid, ports);
         if busy.is_empty() {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "media ports still bound after the call: {busy:?}"
+            "media ports still bound by the server after the call: {busy:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The local UDP ports within `range` of the sockets process `pid` holds, from /proc.
+fn udp_ports_of(pid: u32, range: (u16, u16)) -> Vec<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut busy = Vec::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(inode)) = (f.get(1), f.get(9)) else {
+                continue;
+            };
+            let port = local
+                .rsplit(':')
+                .next()
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
+            if let Some(port) = port {
+                if (range.0..=range.1).contains(&port) && inodes.contains(*inode) {
+                    busy.push(port);
+                }
+            }
+        }
+    }
+    busy
 }
 
 /// The last `rgs.call_ended` line says no caller, no queue entry, no ringing agent and no
