@@ -17,6 +17,7 @@ mod location;
 pub mod media;
 pub mod media_relay;
 pub mod meetings;
+pub mod metrics;
 mod parts;
 pub mod pipeline;
 pub mod presence;
@@ -27,8 +28,8 @@ mod voice;
 
 pub use config::{EdgeConfig, EngineConfig};
 pub use engine::{
-    Engine, Fetched, Handover, Lookup, Now, Output, PartnerEdge, PartnerError, PartnerResolver,
-    StoreJob, DRAIN_SETTING, SERVER_SETTING, UNLOCK_CHANGE,
+    Engine, EngineStats, Fetched, Handover, Lookup, Now, Output, PartnerEdge, PartnerError,
+    PartnerResolver, StoreJob, DRAIN_SETTING, SERVER_SETTING, UNLOCK_CHANGE,
 };
 pub use homing::{HomePool, Homing};
 pub use presence::{Availability, PresenceConfig};

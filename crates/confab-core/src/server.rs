@@ -47,6 +47,10 @@ const QUEUE: usize = 16_384;
 /// Messages handled between two rounds of sending.
 const BATCH: usize = 256;
 
+/// How often each shard hands its figures to the metrics (at most: an idle shard wakes at
+/// its next timer, housekeeping's at the latest).
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long a shutdown waits for requests in flight to be answered.
 const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -63,12 +67,14 @@ pub async fn run(
     secret: [u8; 32],
     resolver: Option<Arc<dyn PartnerResolver>>,
     archive: Option<Arc<confab_archive::writer::Sink>>,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let n = stores.len();
     let udp_port = cfg.udp_port;
     let (event_txs, event_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(QUEUE)).unzip();
     let transports = Transports::start(listeners, transport_cfg, event_txs)?;
+    metrics.attach(transports.clone());
     let workers: Vec<_> = stores.iter().map(|s| s.worker_handle()).collect();
     let media_address = cfg.media_address;
     let engines = Engine::sharded(cfg, stores, secret, now())?;
@@ -98,6 +104,7 @@ pub async fn run(
             in_flight: in_flight.clone(),
             resolver: resolver.clone(),
             archive: archive.clone(),
+            metrics: metrics.clone(),
         };
         tasks.push(tokio::spawn(shard.run(worker)));
     }
@@ -166,6 +173,8 @@ struct Shard {
     resolver: Option<Arc<dyn PartnerResolver>>,
     /// The archive's local queue and writer.
     archive: Option<Arc<confab_archive::writer::Sink>>,
+    /// Where the shard's figures are published for `/metrics`.
+    metrics: Arc<crate::metrics::Metrics>,
     /// The owner shard's media streams (applications run there) and what they hear.
     media: Option<(
         crate::media::MediaServer,
@@ -183,10 +192,11 @@ impl Shard {
         // reads on the request path go to a thread of their own when the database is remote
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
         let lookups_done = done_tx.clone();
-        let jobs = worker.and_then(|store| store_worker(store, done_tx));
+        let jobs = worker.and_then(|store| store_worker(store, done_tx, self.metrics.clone()));
         self.engine.park_store_reads(jobs.is_some());
         let mut drain_until: Option<tokio::time::Instant> = None;
         let (me, _) = self.engine.shard();
+        let mut next_publish = tokio::time::Instant::now();
         loop {
             if let Some(until) = drain_until {
                 self.in_flight[me].store(self.engine.in_flight(), Ordering::Relaxed);
@@ -264,8 +274,21 @@ impl Shard {
                 () = sleep_until(deadline) => self.engine.handle_timeout(now()),
             }
             self.flush(jobs.as_ref(), &lookups_done);
+            if tokio::time::Instant::now() >= next_publish {
+                self.publish();
+                next_publish = tokio::time::Instant::now() + PUBLISH_EVERY;
+            }
         }
         self.engine
+    }
+
+    /// Hands the shard's figures to the metrics.
+    fn publish(&self) {
+        let mut figures = self.engine.figures();
+        figures.queue = self.events.len();
+        let (me, _) = self.engine.shard();
+        let shared = (me == 0).then(|| self.engine.shared_figures());
+        self.metrics.publish(me, figures, shared);
     }
 
     /// Carries out what the engine asked for: store jobs, transmissions, closes, hand-overs.
@@ -398,13 +421,17 @@ async fn find_partner(
 fn store_worker(
     store: Box<dyn Store>,
     done: mpsc::UnboundedSender<Fetched>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Option<std::sync::mpsc::Sender<StoreJob>> {
     let (tx, rx) = std::sync::mpsc::channel::<StoreJob>();
     let spawned = std::thread::Builder::new()
         .name("confab-store".into())
         .spawn(move || {
             for job in rx {
-                if done.send(job.run(store.as_ref())).is_err() {
+                let started = Instant::now();
+                let answer = job.run(store.as_ref());
+                metrics.store_call(started.elapsed());
+                if done.send(answer).is_err() {
                     break;
                 }
             }

@@ -67,6 +67,9 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// The change-log entry (`unlock:<aor>`) that tells running servers to lift a user's lockout.
+pub const UNLOCK_CHANGE: &str = "unlock:";
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Opens the store `database` names: a `postgres://` or `postgresql://` URL, else an SQLite

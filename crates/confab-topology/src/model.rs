@@ -271,6 +271,10 @@ pub struct LoadBalancer {
     pub snat_addresses: u32,
     #[serde(default)]
     pub expected_connections: u64,
+    /// The load balancer terminates TLS for the web services and forwards plain HTTP: the
+    /// servers then serve the administration API over HTTP too.
+    #[serde(default)]
+    pub tls_offload: bool,
 }
 
 fn thirty() -> u32 {

@@ -230,6 +230,15 @@ impl Topology {
         })
     }
 
+    /// Whether the pool of server `fqdn` sits behind a load balancer that terminates TLS for
+    /// its web services (`tls_offload`).
+    pub fn tls_offloaded(&self, fqdn: &str) -> bool {
+        self.pools.iter().any(|p| {
+            p.servers.iter().any(|s| s.fqdn.eq_ignore_ascii_case(fqdn))
+                && p.load_balancer.as_ref().is_some_and(|lb| lb.tls_offload)
+        })
+    }
+
     /// The pools users can be homed on.
     pub fn user_pools(&self) -> impl Iterator<Item = &Pool> {
         self.pools.iter().filter(|p| p.hosts_users())

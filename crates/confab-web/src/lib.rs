@@ -4,9 +4,10 @@
 //! The answers are computed by [`autodiscover::answer`], which knows nothing of HTTP, and
 //! rendered as JSON or XML by the Accept header.
 
+pub mod api;
 pub mod autodiscover;
+pub mod listener;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
@@ -23,19 +24,30 @@ pub struct WebState {
     /// Users are looked up to answer 404 for unknown ones. A separate store handle from the SIP
     /// engine's; SQLite serialises the two.
     pub store: Mutex<Box<dyn Store>>,
+    /// The administration API answers over plain HTTP too (a load balancer in front
+    /// terminates TLS: the topology's `tls_offload`); otherwise over HTTPS only.
+    pub plain_api: bool,
+    /// The server's figures in Prometheus' text format, served at `/metrics`.
+    pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 pub fn router(state: Arc<WebState>) -> Router {
-    Router::new().fallback(dispatch).with_state(state)
+    Router::new()
+        .nest("/api/v1", api::router())
+        .fallback(dispatch)
+        .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` until `shutdown` completes: HTTPS with `tls`, and plain HTTP
+/// for autodiscover and health (see [`listener`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     state: Arc<WebState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = listener::WebListener::new(listener, tls)?;
+    let app = router(state).into_make_service_with_connect_info::<listener::Peer>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -56,6 +68,15 @@ async fn dispatch(
     let path = uri.path().to_ascii_lowercase();
     match path.trim_end_matches('/') {
         "/health" => (StatusCode::OK, "ok\n").into_response(),
+        "/metrics" => match &state.metrics {
+            Some(render) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                render(),
+            )
+                .into_response(),
+            None => (StatusCode::NOT_FOUND, "no metrics on this server\n").into_response(),
+        },
         "/autodiscover/autodiscoverservice.svc/root" => {
             autodiscover_response(&state, &headers, params.sipuri.as_deref())
         }

@@ -81,6 +81,9 @@ pub(crate) enum Command {
     /// Summaries of the call records per day or per user.
     #[command(subcommand)]
     Report(crate::records::ReportCommand),
+    /// Administrators of the HTTPS API: roles, tokens, and the audit log of every change.
+    #[command(subcommand)]
+    Admin(crate::admins::AdminCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -190,6 +190,7 @@ pub(crate) fn run(args: UpArgs, topology: Topology, dir: &Path) -> anyhow::Resul
             secret,
             Some(std::sync::Arc::new(resolver)),
             None,
+            std::sync::Arc::new(confab_core::metrics::Metrics::new(&args.fqdn, "edge")),
             crate::up::shutdown_signal(),
         ))
         .await

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admins;
 mod archive;
 mod archive_up;
 mod cli;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         cli::Command::Archive(cmd) => archive::run(cmd),
         cli::Command::Cdr(cmd) => records::cdr(cmd),
         cli::Command::Report(cmd) => records::report(cmd),
+        cli::Command::Admin(cmd) => admins::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -320,6 +320,21 @@ fn server_config_trusting(
     Ok(Arc::new(cfg))
 }
 
+/// TLS for the web port (HTTPS: autodiscover, the administration API, metrics): the same
+/// certificates by SNI, no client certificate, HTTP/1.1.
+pub(crate) fn web_server_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let resolver = BySni {
+        default: certified_key(&pki.cert, &pki.key)?,
+        others: sni_certificates(&pki.sni_dir)?,
+    };
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
 fn ca_roots(pki: &Pki) -> anyhow::Result<rustls::RootCertStore> {
     roots_from(&pki.ca)
 }

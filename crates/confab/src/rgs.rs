@@ -280,42 +280,6 @@ pub(crate) fn check(
     .into())
 }
 
-/// Refuses a new user whose name a workflow or a meeting answers to (calls to it would reach
-/// the application: both are matched by the address's user part).
-pub(crate) fn refuse_workflow_name(
-    store: &dyn confab_store::Store,
-    aor: &str,
-) -> anyhow::Result<()> {
-    let user = aor
-        .trim_start_matches("sip:")
-        .split('@')
-        .next()
-        .unwrap_or_default();
-    if confab_meetings::conference_id(user).is_some() {
-        return Err(UsageError(format!(
-            "{aor}: names of the form {}<digits> are meetings' addresses; choose another name",
-            confab_meetings::URI_PREFIX
-        ))
-        .into());
-    }
-    let config = current(store)?;
-    let taken = config.workflows.iter().find(|w| {
-        w.address
-            .trim_start_matches("sip:")
-            .split('@')
-            .next()
-            .is_some_and(|u| u.eq_ignore_ascii_case(user))
-    });
-    match taken {
-        Some(w) => Err(UsageError(format!(
-            "{aor}: {} is response-group workflow {:?}'s address; choose another name",
-            w.address, w.name
-        ))
-        .into()),
-        None => Ok(()),
-    }
-}
-
 /// Writes the document in one piece.
 pub(crate) fn save(store: &dyn confab_store::Store, config: &RgsConfig) -> anyhow::Result<()> {
     store

@@ -406,6 +406,14 @@ async fn serve(
         }
         None => None,
     };
+    let pool = (site.topology.pools.iter())
+        .find(|p| {
+            p.servers
+                .iter()
+                .any(|s| s.fqdn.eq_ignore_ascii_case(&args.fqdn))
+        })
+        .map_or("", |p| p.fqdn.as_str());
+    let metrics = std::sync::Arc::new(confab_core::metrics::Metrics::new(&args.fqdn, pool));
     let web = if args.web_port == 0 {
         None
     } else {
@@ -416,9 +424,17 @@ async fn serve(
         let state = std::sync::Arc::new(confab_web::WebState {
             topology: site.topology.clone(),
             store: std::sync::Mutex::new(datadir::open_store(&args.data, dir)?),
+            plain_api: site.topology.tls_offloaded(&args.fqdn),
+            metrics: Some({
+                let m = metrics.clone();
+                std::sync::Arc::new(move || m.render())
+            }),
         });
+        let tls = pki::web_server_config(&site.pki)?;
         tokio::spawn(async move {
-            if let Err(e) = confab_web::serve(listener, state, std::future::pending()).await {
+            if let Err(e) =
+                confab_web::serve(listener, Some(tls), state, std::future::pending()).await
+            {
                 tracing::error!(error = %e, "web front-end stopped");
             }
         });
@@ -446,6 +462,7 @@ async fn serve(
         secret,
         None,
         Some(archive),
+        metrics,
         shutdown_signal(),
     ))
     .await
@@ -531,6 +548,7 @@ fn print_banner(
     }
     if let Some(web) = web {
         println!("  Web       http://{web}/autodiscover/autodiscoverservice.svc/root?sipuri=sip:alice@{}", args.domain);
+        println!("  API       https://{web}/api/v1/openapi.json (tokens: confab admin add NAME --role administrator; confab admin token NAME)");
     }
     println!("  Topology  {}", site.topology_file.display());
     println!(

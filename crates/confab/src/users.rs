@@ -1,8 +1,8 @@
 //! `confab user ...`: writes go straight to the store, which the running server reads at each
 //! authentication, so a change takes effect at once.
 
+use confab_admin::{users, Actor, Kind};
 use confab_store::Store;
-
 use confab_store::Visibility;
 
 use crate::cli::{
@@ -12,6 +12,7 @@ use crate::cli::{
 use crate::datadir;
 
 pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
+    let me = Actor::console();
     match cmd {
         UserCommand::Add {
             address,
@@ -19,17 +20,20 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             pool,
             deployment,
         } => {
-            check_password(&password)?;
-            let pool = home_pool(pool.as_deref(), &deployment)?;
+            let topology = crate::deployment::load_if_any(&deployment)?;
             let store = datadir::open_existing(&deployment.data)?;
-            crate::rgs::refuse_workflow_name(store.as_ref(), &address)?;
-            store
-                .add_user(&address, &password, pool.as_deref())
-                .map_err(usage)?;
-            let aor = confab_store::normalize_aor(&address)?;
-            match pool {
-                Some(p) => println!("added {aor} (home pool {p})"),
-                None => println!("added {aor} (homed on the server's pool at its next start)"),
+            let new = users::NewUser {
+                address,
+                password,
+                pool,
+            };
+            let u = users::add(store.as_ref(), topology.as_ref(), &me, &new).map_err(admin)?;
+            match u.pool {
+                Some(p) => println!("added {} (home pool {p})", u.address),
+                None => println!(
+                    "added {} (homed on the server's pool at its next start)",
+                    u.address
+                ),
             }
         }
         UserCommand::Import {
@@ -37,16 +41,20 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             pool,
             deployment,
         } => {
-            let users = read_import(&file)?;
-            let pool = home_pool(pool.as_deref(), &deployment)?;
+            let list = read_import(&file)?;
+            let topology = crate::deployment::load_if_any(&deployment)?;
             let store = datadir::open_existing(&deployment.data)?;
-            for (address, _) in &users {
-                crate::rgs::refuse_workflow_name(store.as_ref(), address)?;
-            }
-            let added = store.import_users(&users, pool.as_deref()).map_err(usage)?;
+            let added = users::import(
+                store.as_ref(),
+                topology.as_ref(),
+                &me,
+                &list,
+                pool.as_deref(),
+            )
+            .map_err(admin)?;
             println!(
                 "imported {added} users ({} already existed)",
-                users.len() - added
+                list.len() - added
             );
         }
         UserCommand::Move {
@@ -54,30 +62,56 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             to,
             deployment,
         } => {
-            let pool = home_pool(Some(&to), &deployment)?.unwrap_or(to);
+            let topology = crate::deployment::load_if_any(&deployment)?;
             let store = datadir::open_existing(&deployment.data)?;
-            store.set_home_pool(&address, &pool).map_err(usage)?;
-            println!("moved {address} to {pool}; its devices sign in again there");
+            let change = users::UserChange {
+                pool: Some(to),
+                ..Default::default()
+            };
+            let u = users::change(
+                store.as_ref(),
+                topology.as_ref(),
+                &me,
+                &address,
+                &change,
+                None,
+            )
+            .map_err(admin)?;
+            let pool = u.pool.unwrap_or_default();
+            println!(
+                "moved {} to {pool}; its devices sign in again there",
+                u.address
+            );
         }
         UserCommand::List { data } => {
             let store = datadir::open_existing(&data)?;
-            for u in store.list_users()? {
-                let pool = store.user(&u)?.and_then(|u| u.pool);
-                println!("{u}\t{}", pool.as_deref().unwrap_or("(no home pool)"));
+            let mut filter = users::UserFilter {
+                limit: Some(1000),
+                ..Default::default()
+            };
+            loop {
+                let page = users::list(store.as_ref(), &me, &filter).map_err(admin)?;
+                for u in &page.items {
+                    println!(
+                        "{}\t{}",
+                        u.address,
+                        u.pool.as_deref().unwrap_or("(no home pool)")
+                    );
+                }
+                match page.next {
+                    Some(next) => filter.after = Some(next),
+                    None => break,
+                }
             }
         }
         UserCommand::Unlock { address, data } => {
             let store = datadir::open_existing(&data)?;
-            if store.user(&address)?.is_none() {
-                anyhow::bail!("no such user: {address} (see `confab user list`)");
-            }
-            store.note_change(&format!("{}{address}", confab_core::UNLOCK_CHANGE))?;
+            users::unlock(store.as_ref(), &me, &address).map_err(admin)?;
             println!("{address} unlocked: running servers lift its lockout within 2 s (its familiar addresses stay familiar)");
         }
         UserCommand::Remove { address, data } => {
-            datadir::open_existing(&data)?
-                .remove_user(&address)
-                .map_err(usage)?;
+            let store = datadir::open_existing(&data)?;
+            users::remove(store.as_ref(), &me, &address, None).map_err(admin)?;
             println!("removed {address}");
         }
         UserCommand::Set {
@@ -101,7 +135,19 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
                 anyhow::bail!("no such user: {address} (see `confab user list`)");
             };
             if remote_access.is_some() || federation.is_some() {
-                set_access(store.as_ref(), &user, remote_access, federation)?;
+                let change = users::UserChange {
+                    remote_access: remote_access.map(switch),
+                    federation: federation.map(switch),
+                    ..Default::default()
+                };
+                let u = users::change(store.as_ref(), None, &me, &user.aor, &change, None)
+                    .map_err(admin)?;
+                println!(
+                    "{}: remote access {}, federation {} (running servers apply it at the user's next request)",
+                    u.address,
+                    u.remote_access.name(),
+                    u.federation.name()
+                );
             }
             if !voice.is_empty() {
                 crate::voice::set_user(store.as_ref(), &user, &voice)?;
@@ -115,45 +161,29 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             password,
             data,
         } => {
-            check_password(&password)?;
-            datadir::open_existing(&data)?
-                .set_password(&address, &password)
-                .map_err(usage)?;
+            let store = datadir::open_existing(&data)?;
+            users::set_password(store.as_ref(), &me, &address, &password).map_err(admin)?;
             println!("password changed for {address}");
         }
     }
     Ok(())
 }
 
-fn set_access(
-    store: &dyn Store,
-    user: &confab_store::User,
-    remote_access: Option<Switch>,
-    federation: Option<Switch>,
-) -> anyhow::Result<()> {
-    let pick = |s: Option<Switch>, old| match s {
-        None => old,
-        Some(Switch::On) => Some(true),
-        Some(Switch::Off) => Some(false),
-        Some(Switch::Default) => None,
-    };
-    let access = confab_store::Access {
-        remote: pick(remote_access, user.access.remote),
-        federation: pick(federation, user.access.federation),
-    };
-    store.set_access(&user.aor, access).map_err(usage)?;
-    let show = |v: Option<bool>| match v {
-        Some(true) => "on",
-        Some(false) => "off",
-        None => "default",
-    };
-    println!(
-        "{}: remote access {}, federation {} (running servers apply it at the user's next request)",
-        user.aor,
-        show(access.remote),
-        show(access.federation)
-    );
-    Ok(())
+fn switch(s: Switch) -> users::Switch {
+    match s {
+        Switch::On => users::Switch::On,
+        Switch::Off => users::Switch::Off,
+        Switch::Default => users::Switch::Default,
+    }
+}
+
+/// An administrative operation's error: what was asked is wrong (a usage error, exit 2) or
+/// the database failed.
+pub(crate) fn admin(e: confab_admin::AdminError) -> anyhow::Error {
+    match e.kind {
+        Kind::Unavailable | Kind::Internal => anyhow::anyhow!(e.detail),
+        _ => UsageError(e.detail).into(),
+    }
 }
 
 /// `confab pool ...`
@@ -367,13 +397,6 @@ fn read_import(file: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> 
     Ok(users)
 }
 
-fn check_password(p: &str) -> anyhow::Result<()> {
-    if p.is_empty() {
-        return Err(UsageError("the password must not be empty".into()).into());
-    }
-    Ok(())
-}
-
 /// Store errors about what was asked (exists, missing, bad address) are usage errors.
 pub(crate) fn usage(e: confab_store::StoreError) -> anyhow::Error {
     match e {
@@ -384,37 +407,13 @@ pub(crate) fn usage(e: confab_store::StoreError) -> anyhow::Error {
     }
 }
 
-/// The home pool for new or moved users: `asked` when the topology has it as a pool that hosts
-/// users, else the only such pool. Without a topology file (no `confab up` yet, no --topology)
-/// the name is taken as given, or left for the server to fill in.
+/// The home pool for new or moved users (see [`confab_admin::users::home_pool`]).
 pub(crate) fn home_pool(
     asked: Option<&str>,
     deployment: &TopologyArg,
 ) -> anyhow::Result<Option<String>> {
-    let Some(topology) = crate::deployment::load_if_any(deployment)? else {
-        return Ok(asked.map(str::to_ascii_lowercase));
-    };
-    let pools: Vec<&str> = topology.user_pools().map(|p| p.fqdn.as_str()).collect();
-    match asked {
-        Some(p) => {
-            let p = p.trim_end_matches('.').to_ascii_lowercase();
-            if pools.contains(&p.as_str()) {
-                Ok(Some(p))
-            } else {
-                Err(UsageError(format!(
-                    "{p} is not a pool that hosts users in the topology; choose one of: {}",
-                    pools.join(", ")
-                ))
-                .into())
-            }
-        }
-        None if pools.len() == 1 => Ok(pools.first().map(|p| (*p).to_owned())),
-        None => Err(UsageError(format!(
-            "this deployment has several pools for users: say which with --pool ({})",
-            pools.join(", ")
-        ))
-        .into()),
-    }
+    let topology = crate::deployment::load_if_any(deployment)?;
+    users::home_pool(topology.as_ref(), asked).map_err(admin)
 }
 
 /// `ip:port` of a server of the topology: its address and its pool's SIP port.

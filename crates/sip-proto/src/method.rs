@@ -24,6 +24,30 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in declaration order (`ALL[m.index()] == m`).
+    pub const ALL: [Self; 15] = [
+        Self::Invite,
+        Self::Ack,
+        Self::Bye,
+        Self::Cancel,
+        Self::Register,
+        Self::Options,
+        Self::Message,
+        Self::Info,
+        Self::Update,
+        Self::Refer,
+        Self::Subscribe,
+        Self::Notify,
+        Self::Publish,
+        Self::Prack,
+        Self::Other,
+    ];
+
+    /// The method's place in [`Method::ALL`], for tables of counts.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn from_bytes(b: &[u8]) -> Self {
         match b {
             b"INVITE" => Self::Invite,

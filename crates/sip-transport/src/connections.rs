@@ -109,6 +109,7 @@ pub(crate) async fn accept_loop(
                         .await
                     {
                         Ok(Ok(s)) => {
+                            Stats::bump(&inner.stats.tls_handshakes);
                             let certs = s.get_ref().1.peer_certificates();
                             if certs.is_some() {
                                 // a server (ours, or a partner's): a trunk

@@ -165,6 +165,8 @@ pub struct Stats {
     pub header_timeouts: AtomicU64,
     pub idle_closed: AtomicU64,
     pub handshake_failures: AtomicU64,
+    /// TLS handshakes completed on accepted connections.
+    pub tls_handshakes: AtomicU64,
     pub send_dropped: AtomicU64,
     pub queue_full: AtomicU64,
     /// Messages dropped because their source was over its rate.

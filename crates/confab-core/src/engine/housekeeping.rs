@@ -151,7 +151,7 @@ impl Engine {
 }
 
 /// A change-log entry asking running servers to lift a user's lockout (`confab user unlock`).
-pub const UNLOCK_CHANGE: &str = "unlock:";
+pub use confab_store::UNLOCK_CHANGE;
 
 /// The settings that say which servers are in the pool and which are drained.
 pub(super) fn membership(

@@ -105,7 +105,18 @@ pub struct EngineStats {
     pub shed: u64,
     /// Requests the server failed to answer itself (a defect): answered 500, or dropped.
     pub unanswered: u64,
+    /// Requests received, by method (`Method::index`).
+    pub requests_by_method: [u64; METHODS],
+    /// Responses sent toward clients, by the request's method and the response's class
+    /// (`[0]` is 1xx ... `[5]` is 6xx).
+    pub responses_sent: [[u64; 6]; METHODS],
+    /// Requests this server sent (proxied or its own), by method: NOTIFYs are presence's
+    /// fan-out.
+    pub requests_sent: [u64; METHODS],
 }
+
+/// How many methods the tables of counts have (`sip_proto::Method::ALL`).
+pub(crate) const METHODS: usize = sip_proto::Method::ALL.len();
 
 impl EngineStats {
     /// Adds another shard's counts.
@@ -125,6 +136,19 @@ impl EngineStats {
         self.not_sip += o.not_sip;
         self.shed += o.shed;
         self.unanswered += o.unanswered;
+        for m in 0..METHODS {
+            self.requests_by_method[m] += o.requests_by_method[m];
+            self.requests_sent[m] += o.requests_sent[m];
+            for c in 0..6 {
+                self.responses_sent[m][c] += o.responses_sent[m][c];
+            }
+        }
+    }
+
+    /// Counts a response of status `code` sent to a request of `method`.
+    pub(crate) fn response_sent(&mut self, method: sip_proto::Method, code: u16) {
+        let class = usize::from(code / 100).clamp(1, 6) - 1;
+        self.responses_sent[method.index()][class] += 1;
     }
 }
 
@@ -305,6 +329,30 @@ impl Engine {
         self.presence.stats()
     }
 
+    /// What the shard holds now and has counted, for the metrics (`crate::metrics`).
+    pub fn figures(&self) -> crate::metrics::Figures {
+        crate::metrics::Figures {
+            stats: self.stats,
+            presence: self.presence.stats(),
+            server_transactions: self.server_tx.len(),
+            client_transactions: self.client_tx.len(),
+            app_dialogs: self.app_dialogs.len(),
+            parked: self.parked.len(),
+            queue: 0,
+        }
+    }
+
+    /// Registered devices and calls in progress (what all shards share).
+    pub fn shared_figures(&self) -> (usize, usize) {
+        let calls = self
+            .shared
+            .calls
+            .lock()
+            .map(|c| c.in_progress())
+            .unwrap_or_default();
+        (self.shared.location.count(), calls)
+    }
+
     /// Feeds one transport event.
     pub fn handle_event(&mut self, now: Now, ev: Event) {
         self.transport_event(now, ev);
@@ -428,6 +476,7 @@ impl Engine {
     fn handle_message(&mut self, now: Now, m: Message, source: Source) {
         if m.is_request() {
             self.stats.requests += 1;
+            self.stats.requests_by_method[m.method().index()] += 1;
             let in_dialog = m.to().ok().and_then(|t| t.tag()).is_some();
             let ctx = Ctx {
                 msg: m,

@@ -32,6 +32,7 @@ impl Engine {
         match ctx.key.as_deref() {
             Some(k) if self.server_tx.contains_key(k) => self.send_upstream(now, k, code, bytes),
             _ => {
+                self.stats.response_sent(ctx.msg.method(), code);
                 let via = ctx.msg.top_via().ok();
                 self.out.push_back(Output {
                     target: response_target(via.as_ref(), &ctx.source),

@@ -272,6 +272,7 @@ impl Engine {
         target: Target,
         role: ClientRole,
     ) {
+        self.stats.requests_sent[req.method().index()] += 1;
         let tx = ClientTransaction::new(
             now.mono,
             req,
@@ -286,6 +287,9 @@ impl Engine {
     pub(super) fn send_upstream(&mut self, now: Now, server_key: &str, code: u16, bytes: Vec<u8>) {
         self.call_answered_or_failed(now, server_key, code, &bytes);
         if let Some(s) = self.server_tx.get_mut(server_key) {
+            let method = server_key.rsplit('|').next().unwrap_or_default();
+            self.stats
+                .response_sent(Method::from_bytes(method.as_bytes()), code);
             s.tx.send_response(now.mono, code, bytes);
             self.flush_server(now, server_key);
         }
