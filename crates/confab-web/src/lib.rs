@@ -38,6 +38,11 @@ pub fn router(state: Arc<WebState>) -> Router {
         .with_state(state)
 }
 
+/// Connections served at once; more are closed as they arrive.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long a client may take to send a request's headers (slow clients are cut off).
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves `router` on `listener` until `shutdown` completes: HTTPS with `tls`, and plain HTTP
 /// for autodiscover and health (see [`listener`]).
 pub async fn serve(
@@ -46,11 +51,45 @@ pub async fn serve(
     state: Arc<WebState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = listener::WebListener::new(listener, tls)?;
-    let app = router(state).into_make_service_with_connect_info::<listener::Peer>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let mut listener = listener::WebListener::new(listener, tls)?;
+    let app = router(state);
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let next = tokio::select! {
+            c = listener.next() => c,
+            () = &mut shutdown => return Ok(()),
+        };
+        let Some((conn, peer)) = next else {
+            return Ok(());
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(remote = %peer.addr, event = "web.refused", "web front-end: too many connections");
+            continue;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    let mut app = app.clone();
+                    async move {
+                        tower_service::Service::call(&mut app, req.map(axum::body::Body::new)).await
+                    }
+                },
+            );
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(remote = %peer.addr, error = %e, event = "web.connection_ended", "web front-end: connection ended");
+            }
+            drop(permit);
+        });
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]

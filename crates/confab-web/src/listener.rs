@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -112,29 +110,14 @@ async fn set_up(stream: TcpStream, acceptor: Option<TlsAcceptor>) -> io::Result<
     }
 }
 
-impl axum::serve::Listener for WebListener {
-    type Io = Conn;
-    type Addr = Peer;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(c) => c,
-            // the accept loop ended (the runtime is stopping): never hand out anything again
-            None => std::future::pending().await,
-        }
+impl WebListener {
+    /// The next connection set up.
+    pub async fn next(&mut self) -> Option<(Conn, Peer)> {
+        self.ready.recv().await
     }
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(Peer {
-            addr: self.local,
-            tls: false,
-        })
-    }
-}
-
-impl Connected<IncomingStream<'_, WebListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, WebListener>) -> Self {
-        *stream.remote_addr()
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub(crate) mod baresip;
 pub(crate) mod deployment;
+pub(crate) mod https;
 pub(crate) mod kamailio;
 pub(crate) mod meetings;
 pub(crate) mod named;

@@ -1,0 +1,333 @@
+//! The administration API over real HTTPS: curl as the client, roles and versions, problem
+//! documents for bad input, a client generated from the OpenAPI document, Prometheus scraping
+//! `/metrics`.
+
+mod common;
+
+use common::https::{admin_token, request, Reply};
+use common::{require, text, Server};
+
+fn get(s: &Server, path: &str, token: &str) -> Reply {
+    request(s, "GET", path, Some(token), None, &[], false)
+}
+
+fn users_count(s: &Server) -> usize {
+    let o = s.cli(&["user", "list"]);
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).lines().count()
+}
+
+#[test]
+fn curl_manages_users_over_https_within_each_roles_rights_and_every_change_is_audited() {
+    require("curl");
+    let s = Server::start();
+    let root = admin_token(&s, "root", "administrator");
+    let hd = admin_token(&s, "hd", "helpdesk");
+    let viewer = admin_token(&s, "viewer", "view-only");
+
+    let me = get(&s, "/api/v1/me", &hd);
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["roles"][0], "helpdesk");
+
+    // added over the API: the CLI sees it, its version comes back
+    let body = r#"{"address":"dave@example.com","password":"dave-pw"}"#;
+    let added = request(
+        &s,
+        "POST",
+        "/api/v1/users",
+        Some(&root),
+        Some(body),
+        &[],
+        false,
+    );
+    assert_eq!(added.status, 201, "{}", added.body);
+    assert_eq!(
+        added.header("location").as_deref(),
+        Some("/api/v1/users/dave@example.com")
+    );
+    let v1 = added.header("etag").expect("an ETag");
+    assert!(String::from_utf8_lossy(&s.cli(&["user", "list"]).stdout).contains("dave@example.com"));
+    let read = get(&s, "/api/v1/users/dave@example.com", &viewer);
+    assert_eq!(read.status, 200);
+    assert_eq!(read.header("etag").as_deref(), Some(v1.as_str()));
+    assert_eq!(read.json()["federation"], "default");
+
+    // an edit against the current version goes in; one against the old version is refused
+    let off = r#"{"federation":"off"}"#;
+    let changed = request(
+        &s,
+        "PUT",
+        "/api/v1/users/dave@example.com",
+        Some(&root),
+        Some(off),
+        &[&format!("If-Match: {v1}")],
+        false,
+    );
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_eq!(changed.json()["federation"], "off");
+    let v2 = changed.header("etag").unwrap();
+    assert_ne!(v1, v2);
+    let again = request(
+        &s,
+        "PUT",
+        "/api/v1/users/dave@example.com",
+        Some(&root),
+        Some(off),
+        &[],
+        false,
+    );
+    assert_eq!(
+        again.header("etag").as_deref(),
+        Some(v2.as_str()),
+        "the same PUT twice: the same user"
+    );
+    let stale = request(
+        &s,
+        "PUT",
+        "/api/v1/users/dave@example.com",
+        Some(&root),
+        Some(r#"{"remote_access":"on"}"#),
+        &[&format!("If-Match: {v1}")],
+        false,
+    );
+    stale.assert_problem(412, "was changed since");
+    assert_eq!(
+        get(&s, "/api/v1/users/dave@example.com", &root).json()["remote_access"],
+        "default"
+    );
+
+    // rights: a viewer reads only, the helpdesk unlocks but adds nobody
+    let refused = request(
+        &s,
+        "POST",
+        "/api/v1/users",
+        Some(&viewer),
+        Some(r#"{"address":"eve@example.com","password":"x"}"#),
+        &[],
+        false,
+    );
+    refused.assert_problem(403, "viewer may not add");
+    request(
+        &s,
+        "POST",
+        "/api/v1/users/dave@example.com/unlock",
+        Some(&viewer),
+        None,
+        &[],
+        false,
+    )
+    .assert_problem(403, "may not unlock");
+    let unlocked = request(
+        &s,
+        "POST",
+        "/api/v1/users/dave@example.com/unlock",
+        Some(&hd),
+        None,
+        &[],
+        false,
+    );
+    assert_eq!(unlocked.status, 204, "{}", unlocked.body);
+    get(&s, "/api/v1/audit", &hd).assert_problem(403, "read the audit log");
+    let pw = request(
+        &s,
+        "PUT",
+        "/api/v1/users/dave@example.com/password",
+        Some(&root),
+        Some(r#"{"password":"new-pw"}"#),
+        &[],
+        false,
+    );
+    assert_eq!(pw.status, 204, "{}", pw.body);
+
+    // pages: every user once, in order
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/users?limit=2".to_owned();
+    loop {
+        let page = get(&s, &path, &viewer).json();
+        for u in page["items"].as_array().unwrap() {
+            seen.push(u["address"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(n) => path = format!("/api/v1/users?limit=2&after={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), users_count(&s), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    let filtered = get(&s, "/api/v1/users?q=dave", &viewer).json();
+    assert_eq!(filtered["items"].as_array().unwrap().len(), 1);
+
+    let removed = request(
+        &s,
+        "DELETE",
+        "/api/v1/users/dave@example.com",
+        Some(&root),
+        None,
+        &[&format!("If-Match: {v2}")],
+        false,
+    );
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    get(&s, "/api/v1/users/dave@example.com", &root)
+        .assert_problem(404, "no user dave@example.com");
+
+    // the audit log names who did what from where, read with the CLI and the API alike
+    let log = text(&s.cli(&["admin", "audit", "--who", "root"]));
+    for action in ["user.add", "user.change", "user.password", "user.remove"] {
+        assert!(log.contains(action), "{action} missing:\n{log}");
+    }
+    assert!(log.contains("127.0.0.1:"), "the client's address:\n{log}");
+    assert!(
+        !log.contains("new-pw") && !log.contains(&root[7..]),
+        "no secrets in the log"
+    );
+    let api_log = get(&s, "/api/v1/audit?who=hd", &root).json();
+    assert_eq!(api_log[0]["action"], "user.unlock", "{api_log}");
+    assert!(
+        !s.log_text().contains(&root[7..]),
+        "a token never reaches the server's log"
+    );
+}
+
+#[test]
+fn bad_requests_get_a_problem_document_and_change_nothing() {
+    require("curl");
+    let s = Server::start();
+    let root = admin_token(&s, "root", "administrator");
+    let before = users_count(&s);
+    let post = |body: &str, headers: &[&str]| {
+        request(
+            &s,
+            "POST",
+            "/api/v1/users",
+            Some(&root),
+            Some(body),
+            headers,
+            false,
+        )
+    };
+    post(r#"{"address":"x@example.com","password":"#, &[])
+        .assert_problem(400, "not what this resource takes");
+    post(
+        r#"{"address":"x@example.com","password":"p","admin":true}"#,
+        &[],
+    )
+    .assert_problem(400, "unknown field `admin`");
+    post(r#"{"address":5,"password":"p"}"#, &[]).assert_problem(400, "invalid type");
+    post(r#"{"address":"x@example.com","password":""}"#, &[])
+        .assert_problem(400, "must not be empty");
+    post(
+        r#"{"address":"x@example.com","password":"p","pool":"nowhere.example.com"}"#,
+        &[],
+    )
+    .assert_problem(400, "not a pool that hosts users");
+    post(r#"{"address":"alice@example.com","password":"p"}"#, &[])
+        .assert_problem(409, "already exists");
+    post(r#"{"address":"meet-1234@example.com","password":"p"}"#, &[])
+        .assert_problem(409, "meetings' addresses");
+    let big = format!(
+        r#"{{"address":"x@example.com","password":"{}"}}"#,
+        "a".repeat(100_000)
+    );
+    post(&big, &[]).assert_problem(413, "larger than");
+    let no_type = request(
+        &s,
+        "POST",
+        "/api/v1/users",
+        Some(&root),
+        None,
+        &["Content-Type: text/plain"],
+        false,
+    );
+    no_type.assert_problem(415, "Content-Type: application/json");
+
+    // every parameter: traversal, injection, control characters
+    for path in [
+        "/api/v1/users/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/users/alice'%20OR%20'1'='1@example.com",
+        "/api/v1/users/%00@example.com",
+        "/api/v1/users/alice@example.com%0d%0aX-Injected:%201",
+    ] {
+        let r = get(&s, path, &root);
+        assert!(
+            matches!(r.status, 400 | 404),
+            "{path}: {} {}",
+            r.status,
+            r.body
+        );
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/problem+json"),
+            "{path}"
+        );
+        assert!(r.header("x-injected").is_none());
+    }
+    get(&s, "/api/v1/users?limit=0", &root).assert_problem(400, "limit");
+    get(&s, "/api/v1/users?limit=many", &root).assert_problem(400, "query string");
+    get(&s, "/api/v1/users?sort=name", &root).assert_problem(400, "unknown field `sort`");
+    get(&s, "/api/v1/nothing", &root).assert_problem(404, "openapi.json");
+    request(&s, "PATCH", "/api/v1/users", Some(&root), None, &[], false)
+        .assert_problem(405, "method");
+
+    // tokens: none, wrong, revoked; and plain HTTP
+    request(&s, "GET", "/api/v1/users", None, None, &[], false).assert_problem(401, "no token");
+    let wrong = format!("{}x", &root[..root.len() - 1]);
+    get(&s, "/api/v1/users", &wrong).assert_problem(401, "unknown, revoked or expired");
+    let temp = admin_token(&s, "temp", "view-only");
+    let id = temp["confab_".len()..]
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(s.cli(&["admin", "revoke", &id]).status.success());
+    get(&s, "/api/v1/users", &temp).assert_problem(401, "unknown, revoked or expired");
+    request(&s, "GET", "/api/v1/users", Some(&root), None, &[], true)
+        .assert_problem(403, "HTTPS only");
+    let discover = request(
+        &s,
+        "GET",
+        "/autodiscover/autodiscoverservice.svc/root?sipuri=sip:alice@example.com",
+        None,
+        None,
+        &[],
+        true,
+    );
+    assert_eq!(discover.status, 200, "autodiscover stays on plain HTTP");
+
+    assert_eq!(users_count(&s), before, "nothing was added");
+    let audit = text(&s.cli(&["admin", "audit"]));
+    assert!(
+        !audit.contains("user."),
+        "nothing changed, nothing audited:\n{audit}"
+    );
+}
+
+#[test]
+fn a_client_that_sends_its_headers_slowly_is_cut_off_and_others_are_served_meanwhile() {
+    use std::io::{Read, Write};
+    let s = Server::start();
+    let root = admin_token(&s, "root", "administrator");
+    let addr = format!("127.0.0.1:{}", s.web_port);
+    // one that connects and sends nothing, one that starts a request and never ends it
+    let silent = std::net::TcpStream::connect(&addr).unwrap();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    assert_eq!(
+        get(&s, "/api/v1/me", &root).status,
+        200,
+        "served while they wait"
+    );
+    for (mut c, what) in [(silent, "silent"), (slow, "slow")] {
+        c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = c
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("{what}: not closed: {e}"));
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            n == 0 || answer.starts_with("HTTP/1.1 408"),
+            "{what}: {answer}"
+        );
+    }
+}
