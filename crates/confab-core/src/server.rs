@@ -272,6 +272,8 @@ impl Shard {
                     self.engine.handle_media(now(), app, stream, ev);
                 }
                 () = sleep_until(deadline) => self.engine.handle_timeout(now()),
+                // an idle shard still publishes what it last counted
+                () = tokio::time::sleep_until(next_publish) => {}
             }
             self.flush(jobs.as_ref(), &lookups_done);
             if tokio::time::Instant::now() >= next_publish {

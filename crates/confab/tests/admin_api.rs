@@ -331,3 +331,161 @@ fn a_client_that_sends_its_headers_slowly_is_cut_off_and_others_are_served_meanw
         );
     }
 }
+
+#[test]
+fn every_operation_in_the_openapi_document_is_served_and_a_generated_client_works() {
+    require("curl");
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import openapi_python_client"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        have,
+        "openapi-python-client is not installed: run ./scripts/test (it installs it from PyPI)"
+    );
+    let s = Server::start();
+    let root = admin_token(&s, "gen-root", "administrator");
+    let viewer = admin_token(&s, "gen-viewer", "view-only");
+    let doc = request(&s, "GET", "/api/v1/openapi.json", None, None, &[], false);
+    assert_eq!(doc.status, 200);
+    let spec = doc.json();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let paths = spec["paths"].as_object().expect("paths");
+    let mut operations = 0;
+    for (path, item) in paths {
+        for (method, _) in item.as_object().unwrap() {
+            // a documented route answers (without a token: 401), never 404 or 405
+            let concrete = path.replace("{address}", "alice@example.com");
+            let r = request(
+                &s,
+                &method.to_uppercase(),
+                &format!("/api/v1{concrete}"),
+                None,
+                Some("{}"),
+                &[],
+                false,
+            );
+            r.assert_problem(401, "no token");
+            operations += 1;
+        }
+    }
+    assert!(operations >= 9, "{operations} operations: {paths:?}");
+
+    let dir = common::TempDir::new("openapi-client");
+    std::fs::write(dir.0.join("openapi.json"), &doc.body).unwrap();
+    let gen = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "openapi_python_client",
+            "generate",
+            "--path",
+            "openapi.json",
+            "--meta",
+            "none",
+        ])
+        .current_dir(&dir.0)
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "the document does not generate a client: {}",
+        text(&gen)
+    );
+    let script = common::repo_root().join("crates/confab/tests/admin_api/generated_client.py");
+    let run = std::process::Command::new("python3")
+        .arg(script)
+        .arg(format!("https://127.0.0.1:{}/api/v1", s.web_port))
+        .arg(s.dir.0.join("ca.pem"))
+        .args([&root, &viewer])
+        .env("PYTHONPATH", &dir.0)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(
+        text(&run).contains("generated client: ok"),
+        "{}",
+        text(&run)
+    );
+}
+
+#[test]
+fn prometheus_scrapes_metrics_over_https_and_counts_the_registrations() {
+    require("prometheus");
+    require("curl");
+    let s = Server::start();
+    for user in ["alice", "bob", "carol"] {
+        common::register(&s, user, common::free_port(), "u1");
+    }
+    let dir = common::TempDir::new("prometheus");
+    let prom_port = common::free_port();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: confab\n    scheme: https\n    tls_config:\n      ca_file: {}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+        s.dir.0.join("ca.pem").display(),
+        s.web_port
+    );
+    std::fs::write(dir.0.join("prometheus.yml"), config).unwrap();
+    let log = std::fs::File::create(dir.0.join("prometheus.log")).unwrap();
+    let mut prom = std::process::Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.0.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.0.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus");
+    let query = |q: &str| -> serde_json::Value {
+        let o = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "5",
+                "--get",
+                "--data-urlencode",
+                &format!("query={q}"),
+            ])
+            .arg(format!("http://127.0.0.1:{prom_port}/api/v1/query"))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    // shards publish their figures about once a second and Prometheus scrapes every second:
+    // poll until both have caught up with the three sign-ins
+    let number = |v: &serde_json::Value| -> u64 {
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (registrations, registers) = loop {
+        let r = query("confab_registrations");
+        let q = query("confab_sip_requests_total{method=\"REGISTER\"}");
+        if (number(&r) == 3 && number(&q) >= 6) || std::time::Instant::now() > deadline {
+            break (r, q);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let up = query("up{job=\"confab\"}");
+    let _ = prom.kill();
+    let _ = prom.wait();
+    let plog = std::fs::read_to_string(dir.0.join("prometheus.log")).unwrap_or_default();
+    assert_eq!(
+        number(&registrations),
+        3,
+        "Prometheus' answer: {registrations}\n{plog}"
+    );
+    let labels = &registrations["data"]["result"][0]["metric"];
+    assert_eq!(labels["server"], "pool01.example.com", "{labels}");
+    assert_eq!(labels["pool"], "pool01.example.com", "{labels}");
+    assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
+    assert!(
+        number(&registers) >= 6,
+        "each device's REGISTER and its challenge: {registers}"
+    );
+}
