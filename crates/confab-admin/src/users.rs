@@ -88,28 +88,55 @@ impl UserView {
 }
 
 /// A user to add.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// `user@domain`.
     pub address: String,
     pub password: String,
     /// A pool of the topology that hosts users; may be left out when there is only one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+}
+
+/// Users to add in one go: all or none.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Import {
+    pub users: Vec<ImportedUser>,
+    /// Their home pool; may be left out when the topology has only one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+}
+
+/// One user of an [`Import`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportedUser {
+    pub address: String,
+    pub password: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Imported {
+    /// Users added.
+    pub added: usize,
+    /// Users that were there already (left as they were).
+    pub existing: usize,
 }
 
 /// Changes to a user's settings; what is left out stays as it is (so sending the same change
 /// twice leaves the same user).
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     /// Moves the user to this pool (its devices sign in again there).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_access: Option<Switch>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federation: Option<Switch>,
 }
 
@@ -233,22 +260,24 @@ pub fn add(
     get(store, actor, &aor)
 }
 
-/// Adds every (address, password) not already a user; returns how many were added.
+/// Adds every user of `import` not already there, all or none.
 pub fn import(
     store: &dyn Store,
     topology: Option<&Topology>,
     actor: &Actor,
-    users: &[(String, String)],
-    pool: Option<&str>,
-) -> Result<usize> {
+    import: &Import,
+) -> Result<Imported> {
     actor.require(Right::ManageUsers)?;
-    let pool = home_pool(topology, pool)?;
-    for (address, password) in users {
-        check_password(password)
-            .map_err(|e| AdminError::invalid(format!("{address}: {}", e.detail)))?;
-        refuse_service_name(store, address)?;
+    let pool = home_pool(topology, import.pool.as_deref())?;
+    let mut users = Vec::with_capacity(import.users.len());
+    for u in &import.users {
+        check_password(&u.password)
+            .map_err(|e| AdminError::invalid(format!("{}: {}", u.address, e.detail)))?;
+        let aor = normalize(&u.address)?;
+        refuse_service_name(store, &aor)?;
+        users.push((aor, u.password.clone()));
     }
-    let added = store.import_users(users, pool.as_deref())?;
+    let added = store.import_users(&users, pool.as_deref())?;
     audit::record(
         store,
         actor,
@@ -256,7 +285,10 @@ pub fn import(
         pool.as_deref().unwrap_or(""),
         &format!("{added} added of {}", users.len()),
     )?;
-    Ok(added)
+    Ok(Imported {
+        added,
+        existing: users.len() - added,
+    })
 }
 
 /// Changes a user's settings (`if_match`: the version the change was made against).

@@ -30,8 +30,7 @@ pub(crate) enum Command {
     /// Run the all-in-one server (Front End) on this machine.
     Up(Box<UpArgs>),
     /// Manage users (works while the server runs).
-    #[command(subcommand)]
-    User(UserCommand),
+    User(UserArgs),
     /// Read and check a topology file (the deployment described as code).
     #[command(subcommand)]
     Topology(TopologyCommand),
@@ -404,6 +403,15 @@ pub(crate) struct UpArgs {
     pub(crate) av_external: bool,
     #[command(flatten)]
     pub(crate) archive: crate::archive_up::UpArchiveArgs,
+}
+
+/// `confab user`: the command, and where it goes.
+#[derive(Debug, Args)]
+pub(crate) struct UserArgs {
+    #[command(flatten)]
+    pub(crate) remote: crate::remote::RemoteArg,
+    #[command(subcommand)]
+    pub(crate) cmd: UserCommand,
 }
 
 #[derive(Debug, Subcommand)]

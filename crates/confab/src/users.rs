@@ -2,32 +2,34 @@
 //! authentication, so a change takes effect at once.
 
 use confab_admin::{users, Actor, Kind};
+
+use crate::remote::{Api, RemoteArg};
+use crate::user_admin::Users;
 use confab_store::Store;
 use confab_store::Visibility;
 
 use crate::cli::{
     ContactsCommand, GroupCommand, PoolCommand, PrivacyCommand, Switch, TopologyArg, UsageError,
-    UserCommand, VisibilityArg,
+    UserArgs, UserCommand, VisibilityArg,
 };
 use crate::datadir;
 
-pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
-    let me = Actor::console();
-    match cmd {
+pub(crate) fn run(args: UserArgs) -> anyhow::Result<()> {
+    let remote = &args.remote;
+    match args.cmd {
         UserCommand::Add {
             address,
             password,
             pool,
             deployment,
         } => {
-            let topology = crate::deployment::load_if_any(&deployment)?;
-            let store = datadir::open_existing(&deployment.data)?;
+            let users = target(remote, &deployment.data, Some(&deployment))?;
             let new = users::NewUser {
                 address,
                 password,
                 pool,
             };
-            let u = users::add(store.as_ref(), topology.as_ref(), &me, &new).map_err(admin)?;
+            let u = users.add(&new).map_err(admin)?;
             match u.pool {
                 Some(p) => println!("added {} (home pool {p})", u.address),
                 None => println!(
@@ -42,19 +44,18 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             deployment,
         } => {
             let list = read_import(&file)?;
-            let topology = crate::deployment::load_if_any(&deployment)?;
-            let store = datadir::open_existing(&deployment.data)?;
-            let added = users::import(
-                store.as_ref(),
-                topology.as_ref(),
-                &me,
-                &list,
-                pool.as_deref(),
-            )
-            .map_err(admin)?;
+            let users = target(remote, &deployment.data, Some(&deployment))?;
+            let import = users::Import {
+                users: list
+                    .into_iter()
+                    .map(|(address, password)| users::ImportedUser { address, password })
+                    .collect(),
+                pool,
+            };
+            let done = users.import(&import).map_err(admin)?;
             println!(
-                "imported {added} users ({} already existed)",
-                list.len() - added
+                "imported {} users ({} already existed)",
+                done.added, done.existing
             );
         }
         UserCommand::Move {
@@ -62,21 +63,12 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             to,
             deployment,
         } => {
-            let topology = crate::deployment::load_if_any(&deployment)?;
-            let store = datadir::open_existing(&deployment.data)?;
+            let users = target(remote, &deployment.data, Some(&deployment))?;
             let change = users::UserChange {
                 pool: Some(to),
                 ..Default::default()
             };
-            let u = users::change(
-                store.as_ref(),
-                topology.as_ref(),
-                &me,
-                &address,
-                &change,
-                None,
-            )
-            .map_err(admin)?;
+            let u = users.change(&address, &change).map_err(admin)?;
             let pool = u.pool.unwrap_or_default();
             println!(
                 "moved {} to {pool}; its devices sign in again there",
@@ -84,13 +76,13 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             );
         }
         UserCommand::List { data } => {
-            let store = datadir::open_existing(&data)?;
+            let users = target(remote, &data, None)?;
             let mut filter = users::UserFilter {
                 limit: Some(1000),
                 ..Default::default()
             };
             loop {
-                let page = users::list(store.as_ref(), &me, &filter).map_err(admin)?;
+                let page = users.list(&filter).map_err(admin)?;
                 for u in &page.items {
                     println!(
                         "{}\t{}",
@@ -105,13 +97,15 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::Unlock { address, data } => {
-            let store = datadir::open_existing(&data)?;
-            users::unlock(store.as_ref(), &me, &address).map_err(admin)?;
+            target(remote, &data, None)?
+                .unlock(&address)
+                .map_err(admin)?;
             println!("{address} unlocked: running servers lift its lockout within 2 s (its familiar addresses stay familiar)");
         }
         UserCommand::Remove { address, data } => {
-            let store = datadir::open_existing(&data)?;
-            users::remove(store.as_ref(), &me, &address, None).map_err(admin)?;
+            target(remote, &data, None)?
+                .remove(&address)
+                .map_err(admin)?;
             println!("removed {address}");
         }
         UserCommand::Set {
@@ -121,49 +115,104 @@ pub(crate) fn run(cmd: UserCommand) -> anyhow::Result<()> {
             pin,
             voice,
             data,
-        } => {
-            if remote_access.is_none() && federation.is_none() && pin.is_none() && voice.is_empty()
-            {
-                return Err(UsageError(
-                    "nothing to set: give --remote-access, --federation (on, off or default), --pin, --line-uri, --voice, --voice-policy or --dial-plan"
-                        .into(),
-                )
-                .into());
-            }
-            let store = datadir::open_existing(&data)?;
-            let Some(user) = store.user(&address)? else {
-                anyhow::bail!("no such user: {address} (see `confab user list`)");
-            };
-            if remote_access.is_some() || federation.is_some() {
-                let change = users::UserChange {
-                    remote_access: remote_access.map(switch),
-                    federation: federation.map(switch),
-                    ..Default::default()
-                };
-                let u = users::change(store.as_ref(), None, &me, &user.aor, &change, None)
-                    .map_err(admin)?;
-                println!(
-                    "{}: remote access {}, federation {} (running servers apply it at the user's next request)",
-                    u.address,
-                    u.remote_access.name(),
-                    u.federation.name()
-                );
-            }
-            if !voice.is_empty() {
-                crate::voice::set_user(store.as_ref(), &user, &voice)?;
-            }
-            if let Some(pin) = pin {
-                set_pin(store.as_ref(), &user.aor, &pin)?;
-            }
-        }
+        } => set(
+            remote,
+            address,
+            remote_access,
+            federation,
+            pin,
+            voice,
+            &data,
+        )?,
         UserCommand::SetPassword {
             address,
             password,
             data,
         } => {
-            let store = datadir::open_existing(&data)?;
-            users::set_password(store.as_ref(), &me, &address, &password).map_err(admin)?;
+            target(remote, &data, None)?
+                .set_password(&address, &password)
+                .map_err(admin)?;
             println!("password changed for {address}");
+        }
+    }
+    Ok(())
+}
+
+/// The database here, or the server `remote` names.
+fn target(
+    remote: &RemoteArg,
+    data: &crate::cli::DataDirArg,
+    deployment: Option<&TopologyArg>,
+) -> anyhow::Result<Users> {
+    let local_ca = || {
+        datadir::resolve(data)
+            .ok()
+            .map(|d| d.join("ca.pem"))
+            .filter(|p| p.exists())
+    };
+    if let Some(api) = Api::from_arg(remote, local_ca)? {
+        return Ok(Users::There(api));
+    }
+    let topology = match deployment {
+        Some(t) => crate::deployment::load_if_any(t)?.map(Box::new),
+        None => None,
+    };
+    Ok(Users::Here {
+        store: datadir::open_existing(data)?,
+        topology,
+        me: Actor::console(),
+    })
+}
+
+/// `confab user set`: access through either way; voice and PIN on the database here.
+fn set(
+    remote: &RemoteArg,
+    address: String,
+    remote_access: Option<Switch>,
+    federation: Option<Switch>,
+    pin: Option<String>,
+    voice: crate::voice::UserVoiceArgs,
+    data: &crate::cli::DataDirArg,
+) -> anyhow::Result<()> {
+    if remote_access.is_none() && federation.is_none() && pin.is_none() && voice.is_empty() {
+        return Err(UsageError(
+            "nothing to set: give --remote-access, --federation (on, off or default), --pin, --line-uri, --voice, --voice-policy or --dial-plan"
+                .into(),
+        )
+        .into());
+    }
+    if remote.server.is_some() && (pin.is_some() || !voice.is_empty()) {
+        return Err(UsageError(
+            "voice settings and PINs are not served by the API yet: run this on a server of the deployment, without --server".into(),
+        )
+        .into());
+    }
+    if remote_access.is_some() || federation.is_some() {
+        let change = users::UserChange {
+            remote_access: remote_access.map(switch),
+            federation: federation.map(switch),
+            ..Default::default()
+        };
+        let u = target(remote, data, None)?
+            .change(&address, &change)
+            .map_err(admin)?;
+        println!(
+            "{}: remote access {}, federation {} (running servers apply it at the user's next request)",
+            u.address,
+            u.remote_access.name(),
+            u.federation.name()
+        );
+    }
+    if pin.is_some() || !voice.is_empty() {
+        let store = datadir::open_existing(data)?;
+        let Some(user) = store.user(&address)? else {
+            anyhow::bail!("no such user: {address} (see `confab user list`)");
+        };
+        if !voice.is_empty() {
+            crate::voice::set_user(store.as_ref(), &user, &voice)?;
+        }
+        if let Some(pin) = pin {
+            set_pin(store.as_ref(), &user.aor, &pin)?;
         }
     }
     Ok(())

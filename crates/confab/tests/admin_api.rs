@@ -489,3 +489,73 @@ fn prometheus_scrapes_metrics_over_https_and_counts_the_registrations() {
         "each device's REGISTER and its challenge: {registers}"
     );
 }
+
+#[test]
+fn the_command_line_works_through_a_servers_api_with_the_same_rights_and_errors() {
+    let s = Server::start();
+    let root = admin_token(&s, "root", "administrator");
+    let viewer = admin_token(&s, "viewer", "view-only");
+    let elsewhere = common::TempDir::new("remote-cli");
+    let ca = s.dir.0.join("ca.pem");
+    let remote = |token: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+            .args(args)
+            .arg("--ca")
+            .arg(&ca)
+            .env("CONFAB_SERVER", format!("https://127.0.0.1:{}", s.web_port))
+            .env("CONFAB_TOKEN", token)
+            .env("CONFAB_DATA_DIR", &elsewhere.0)
+            .output()
+            .unwrap()
+    };
+    let o = remote(
+        &root,
+        &["user", "add", "zoe@example.com", "--password", "zoe-pw"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("added zoe@example.com (home pool pool01.example.com)"));
+    let o = remote(
+        &root,
+        &["user", "set", "zoe@example.com", "--federation", "off"],
+    );
+    assert!(text(&o).contains("federation off"), "{}", text(&o));
+    let listed = text(&remote(&viewer, &["user", "list"]));
+    assert!(
+        listed.contains("zoe@example.com") && listed.contains("alice@example.com"),
+        "{listed}"
+    );
+    // the same refusal as over HTTP, as a usage error
+    let o = remote(&viewer, &["user", "remove", "zoe@example.com"]);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(
+        text(&o).contains("viewer may not add, change, move or remove users"),
+        "{}",
+        text(&o)
+    );
+    let o = remote(
+        &root,
+        &["user", "add", "zoe@example.com", "--password", "x"],
+    );
+    assert!(text(&o).contains("already exists"), "{}", text(&o));
+    let o = remote(&root, &["user", "set", "zoe@example.com", "--pin", "1234"]);
+    assert!(
+        text(&o).contains("not served by the API yet"),
+        "{}",
+        text(&o)
+    );
+    // the database here was never touched: the change is on the server's, with who made it
+    assert!(!elsewhere.0.join("confab.db").exists());
+    let here = text(&s.cli(&["user", "list"]));
+    assert!(here.contains("zoe@example.com"), "{here}");
+    let audit = text(&s.cli(&["admin", "audit", "--who", "root"]));
+    assert!(
+        audit.contains("user.add") && audit.contains("user.change"),
+        "{audit}"
+    );
+    let o = remote("confab_000000000000.nope", &["user", "list"]);
+    assert!(
+        text(&o).contains("unknown, revoked or expired"),
+        "{}",
+        text(&o)
+    );
+}

@@ -8,7 +8,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use confab_admin::audit::{self, Entry};
-use confab_admin::users::{self, NewUser, UserChange, UserFilter, UserPage, UserView};
+use confab_admin::users::{
+    self, Import, Imported, NewUser, UserChange, UserFilter, UserPage, UserView,
+};
 use confab_admin::Role;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -21,6 +23,7 @@ use crate::WebState;
 pub(super) fn routes() -> OpenApiRouter<Arc<WebState>> {
     OpenApiRouter::new()
         .routes(routes!(list_users, add_user))
+        .routes(routes!(import_users))
         .routes(routes!(get_user, change_user, remove_user))
         .routes(routes!(set_password))
         .routes(routes!(unlock_user))
@@ -85,6 +88,27 @@ async fn add_user(
         r.headers_mut().insert(header::LOCATION, v);
     }
     Ok(r)
+}
+
+/// Adds many users at once, all or none; those already there are left as they are.
+#[utoipa::path(post, path = "/users/import", tag = "users", request_body = Import,
+    responses(
+        (status = 200, description = "How many were added", body = Imported),
+        (status = 400, description = "A bad address, password or pool (nothing added)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A service answers at one of the addresses (nothing added)", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn import_users(
+    State(state): State<Arc<WebState>>,
+    Caller(actor): Caller,
+    body: Result<Json<Import>, JsonRejection>,
+) -> Result<Json<Imported>, Problem> {
+    let Json(import) = body?;
+    let topology = state.topology.clone();
+    let done = with_store(&state, move |s| {
+        users::import(s, Some(&topology), &actor, &import)
+    })
+    .await?;
+    Ok(Json(done))
 }
 
 /// One user, with its version in `ETag`.
