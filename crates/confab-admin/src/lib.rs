@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod contacts;
+pub mod deployment;
 mod error;
 pub mod roles;
 pub mod tokens;

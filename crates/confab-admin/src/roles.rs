@@ -31,16 +31,19 @@ pub enum Right {
     Unlock,
     /// Set users' enterprise voice settings.
     ManageVoice,
+    /// Drain servers of their pools and take them back.
+    ManagePools,
     /// Read the audit log.
     ReadAudit,
 }
 
 impl Right {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Read,
         Self::ManageUsers,
         Self::Unlock,
         Self::ManageVoice,
+        Self::ManagePools,
         Self::ReadAudit,
     ];
 
@@ -51,6 +54,7 @@ impl Right {
             Self::ManageUsers => "add, change, move or remove users",
             Self::Unlock => "unlock users",
             Self::ManageVoice => "change users' voice settings",
+            Self::ManagePools => "drain servers or take them back",
             Self::ReadAudit => "read the audit log",
         }
     }

@@ -404,7 +404,7 @@ pub fn home_pool(topology: Option<&Topology>, asked: Option<&str>) -> Result<Opt
         }
         None if pools.len() == 1 => Ok(pools.first().map(|p| (*p).to_owned())),
         None => Err(AdminError::invalid(format!(
-            "this deployment has several pools for users: say which ({})",
+            "this deployment has several pools for users: say which with --pool (`pool` in the API): {}",
             pools.join(", ")
         ))),
     }

@@ -69,6 +69,8 @@ impl From<rusqlite::Error> for StoreError {
 
 /// The change-log entry (`unlock:<aor>`) that tells running servers to lift a user's lockout.
 pub const UNLOCK_CHANGE: &str = "unlock:";
+/// The setting (`drain:<ip:port>`) that drains a server of its pool (`confab pool drain`).
+pub const DRAIN_SETTING: &str = "drain:";
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

@@ -1,11 +1,10 @@
 //! `confab topology`, `confab dns` and `confab certs`: the deployment described by the
 //! topology file, checked, rendered as DNS zones and certificate plans, and served.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use confab_topology::{Severity, Topology, View};
+use confab_topology::{Topology, View};
 
 use crate::cli::{CertsCommand, DnsCommand, TopologyArg, TopologyCommand, UsageError, ViewArg};
 use crate::{datadir, pki};
@@ -128,81 +127,35 @@ pub(crate) fn topology(cmd: TopologyCommand) -> anyhow::Result<()> {
     match cmd {
         TopologyCommand::Show { file } => {
             let t = load(&file)?;
-            print!("{}", show(&t));
+            print!("{}", confab_admin::deployment::view(&t).to_text());
             Ok(())
         }
         TopologyCommand::Validate { file } => {
-            let t = load(&file)?;
-            let findings = confab_topology::validate(&t);
-            let errors = findings
-                .iter()
-                .filter(|f| matches!(f.severity, Severity::Error))
-                .count();
-            for f in &findings {
-                let severity = match f.severity {
-                    Severity::Error => "error",
-                    Severity::Warning => "warning",
-                };
-                println!("{severity}[{}] {}: {}", f.rule, f.subject, f.what);
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+            let v = confab_admin::deployment::validate(&text, &file.display().to_string())
+                .map_err(crate::users::admin)?;
+            for f in &v.findings {
+                println!("{}[{}] {}: {}", f.severity, f.rule, f.subject, f.what);
                 println!("    breaks: {}", f.breaks);
                 println!("    fix:    {}", f.fix);
             }
-            let warnings = findings.len() - errors;
             println!(
-                "{}: {errors} error(s), {warnings} warning(s)",
-                file.display()
+                "{}: {} error(s), {} warning(s)",
+                file.display(),
+                v.errors,
+                v.warnings
             );
-            if errors > 0 {
-                anyhow::bail!("{} does not validate: {errors} error(s)", file.display());
+            if v.errors > 0 {
+                anyhow::bail!(
+                    "{} does not validate: {} error(s)",
+                    file.display(),
+                    v.errors
+                );
             }
             Ok(())
         }
     }
-}
-
-/// A readable summary: what is deployed and which names DNS gives it.
-fn show(t: &Topology) -> String {
-    let mut out = String::new();
-    for domain in t.domains() {
-        let _ = writeln!(out, "SIP domain {domain}");
-        if let Some(a) = t.domain_access(domain) {
-            let _ = writeln!(
-                out,
-                "  sign-in pool {} (internal clients: {}:{})",
-                a.pool, a.internal.fqdn, a.internal.port
-            );
-            match &a.external {
-                Some(e) => {
-                    let _ = writeln!(out, "  external clients: {}:{}", e.fqdn, e.port);
-                }
-                None => {
-                    let _ = writeln!(out, "  external clients: none (no Edge)");
-                }
-            }
-            match t.media_relay(domain) {
-                Some(r) => {
-                    let _ = writeln!(
-                        out,
-                        "  media relay: {} at {} (TURN UDP and TCP {}, TLS {})",
-                        r.host, r.address, r.udp_port, r.tls_port
-                    );
-                }
-                None => {
-                    let _ = writeln!(out, "  media relay: none (no Edge with an A/V service)");
-                }
-            }
-        }
-    }
-    for plan in confab_topology::cert_plan(t) {
-        let _ = writeln!(out, "{} {} (pool {})", plan.role, plan.server, plan.pool);
-    }
-    for (label, v) in [("internal", View::Internal), ("external", View::External)] {
-        let _ = writeln!(out, "DNS, {label} view:");
-        for r in t.records(v) {
-            let _ = writeln!(out, "  {r}");
-        }
-    }
-    out
 }
 
 pub(crate) fn dns(cmd: DnsCommand) -> anyhow::Result<()> {

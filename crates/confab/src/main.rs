@@ -7,6 +7,7 @@ mod admins;
 mod archive;
 mod archive_up;
 mod cli;
+mod contacts;
 mod datadir;
 mod deployment;
 mod discover;
@@ -38,8 +39,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Up(args) => up::run(*args),
         cli::Command::User(cmd) => users::run(cmd),
-        cli::Command::Contacts(cmd) => users::contacts(cmd),
-        cli::Command::Privacy(cmd) => users::privacy(cmd),
+        cli::Command::Contacts(cmd) => contacts::contacts(cmd),
+        cli::Command::Privacy(cmd) => contacts::privacy(cmd),
         cli::Command::Topology(cmd) => deployment::topology(cmd),
         cli::Command::Dns(cmd) => deployment::dns(cmd),
         cli::Command::Certs(cmd) => deployment::certs(cmd),

@@ -6,12 +6,8 @@ use confab_admin::{users, Actor, Kind};
 use crate::remote::{Api, RemoteArg};
 use crate::user_admin::Users;
 use confab_store::Store;
-use confab_store::Visibility;
 
-use crate::cli::{
-    ContactsCommand, GroupCommand, PoolCommand, PrivacyCommand, Switch, TopologyArg, UsageError,
-    UserArgs, UserCommand, VisibilityArg,
-};
+use crate::cli::{PoolCommand, Switch, TopologyArg, UsageError, UserArgs, UserCommand};
 use crate::datadir;
 
 pub(crate) fn run(args: UserArgs) -> anyhow::Result<()> {
@@ -248,16 +244,12 @@ pub(crate) fn pool(cmd: PoolCommand) -> anyhow::Result<()> {
             println!("{fqdn} ({address}) added to {pool} in {}; start it with: confab up --topology {} --fqdn {fqdn} --bind {address}", topology.display(), topology.display());
         }
         PoolCommand::Drain { server, deployment } => {
-            let id = server_id(&server, &deployment)?;
-            let store = datadir::open_existing(&deployment.data)?;
-            store.set_setting(&format!("{}{id}", confab_core::DRAIN_SETTING), Some("1"))?;
-            println!("{server} ({id}) is draining: its clients sign in at the other servers of the pool from their next REGISTER");
+            drain(&server, &deployment, true)?;
+            println!("{server} is draining: its clients sign in at the other servers of the pool from their next REGISTER");
         }
         PoolCommand::Undrain { server, deployment } => {
-            let id = server_id(&server, &deployment)?;
-            let store = datadir::open_existing(&deployment.data)?;
-            store.set_setting(&format!("{}{id}", confab_core::DRAIN_SETTING), None)?;
-            println!("{server} ({id}) takes sign-ins again");
+            drain(&server, &deployment, false)?;
+            println!("{server} takes sign-ins again");
         }
         PoolCommand::MoveUsers {
             from,
@@ -286,132 +278,6 @@ pub(crate) fn pool(cmd: PoolCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `confab contacts ...`
-pub(crate) fn contacts(cmd: ContactsCommand) -> anyhow::Result<()> {
-    match cmd {
-        ContactsCommand::Add {
-            owner,
-            contact,
-            group,
-            data,
-        } => {
-            let (store, owner) = open_for(&data, &owner)?;
-            store
-                .add_contact(&owner, &contact, group.as_deref())
-                .map_err(usage)?;
-            match group {
-                Some(g) => println!("{owner}: added {contact} to group {g}"),
-                None => println!("{owner}: added {contact}"),
-            }
-        }
-        ContactsCommand::List { owner, data } => {
-            let (store, owner) = open_for(&data, &owner)?;
-            for c in store.contacts(&owner)? {
-                if c.groups.is_empty() {
-                    println!("{}", c.aor);
-                } else {
-                    println!("{}\t{}", c.aor, c.groups.join(", "));
-                }
-            }
-        }
-        ContactsCommand::Remove {
-            owner,
-            contact,
-            data,
-        } => {
-            let (store, owner) = open_for(&data, &owner)?;
-            if !store.remove_contact(&owner, &contact).map_err(usage)? {
-                return Err(UsageError(format!("{contact} is not on {owner}'s list")).into());
-            }
-            println!("{owner}: removed {contact}");
-        }
-        ContactsCommand::Group(GroupCommand::Add { owner, group, data }) => {
-            let (store, owner) = open_for(&data, &owner)?;
-            store.add_group(&owner, &group).map_err(usage)?;
-            println!("{owner}: group {group} created");
-        }
-        ContactsCommand::Group(GroupCommand::List { owner, data }) => {
-            let (store, owner) = open_for(&data, &owner)?;
-            for g in store.groups(&owner)? {
-                println!("{g}");
-            }
-        }
-        ContactsCommand::Group(GroupCommand::Remove { owner, group, data }) => {
-            let (store, owner) = open_for(&data, &owner)?;
-            if !store.remove_group(&owner, &group).map_err(usage)? {
-                return Err(UsageError(format!("{owner} has no group {group}")).into());
-            }
-            println!("{owner}: group {group} removed (its contacts stay on the list)");
-        }
-    }
-    Ok(())
-}
-
-/// `confab privacy ...`
-pub(crate) fn privacy(cmd: PrivacyCommand) -> anyhow::Result<()> {
-    match cmd {
-        PrivacyCommand::Show { user, data } => {
-            let (store, user) = open_for(&data, &user)?;
-            let p = store.privacy(&user)?;
-            println!("visible to: {}", p.visibility.name());
-            if p.blocked.is_empty() {
-                println!("blocked: none");
-            } else {
-                println!("blocked: {}", p.blocked.join(", "));
-            }
-        }
-        PrivacyCommand::Set {
-            user,
-            visibility,
-            data,
-        } => {
-            let (store, user) = open_for(&data, &user)?;
-            let v = match visibility {
-                VisibilityArg::Everyone => Visibility::Everyone,
-                VisibilityArg::Contacts => Visibility::Contacts,
-            };
-            store.set_visibility(&user, v).map_err(usage)?;
-            println!("{user}: presence visible to {}", v.name());
-        }
-        PrivacyCommand::Block {
-            user,
-            watcher,
-            data,
-        } => {
-            let (store, user) = open_for(&data, &user)?;
-            store.set_blocked(&user, &watcher, true).map_err(usage)?;
-            println!("{user}: {watcher} blocked (sees {user} as Offline)");
-        }
-        PrivacyCommand::Unblock {
-            user,
-            watcher,
-            data,
-        } => {
-            let (store, user) = open_for(&data, &user)?;
-            store.set_blocked(&user, &watcher, false).map_err(usage)?;
-            println!("{user}: {watcher} unblocked");
-        }
-    }
-    Ok(())
-}
-
-/// The store, and the normalised address of an existing user (or a usage error saying how to
-/// add it).
-fn open_for(
-    data: &crate::cli::DataDirArg,
-    address: &str,
-) -> anyhow::Result<(Box<dyn Store>, String)> {
-    let store = datadir::open_existing(data)?;
-    let aor = confab_store::normalize_aor(address).map_err(usage)?;
-    if store.user(&aor)?.is_none() {
-        return Err(UsageError(format!(
-            "no user {aor} (add it with: confab user add {aor} --password ...)"
-        ))
-        .into());
-    }
-    Ok((store, aor))
 }
 
 /// Reads `ADDRESS PASSWORD` lines; a malformed line is an error naming the file and line.
@@ -465,27 +331,14 @@ pub(crate) fn home_pool(
     users::home_pool(topology.as_ref(), asked).map_err(admin)
 }
 
-/// `ip:port` of a server of the topology: its address and its pool's SIP port.
-fn server_id(fqdn: &str, deployment: &TopologyArg) -> anyhow::Result<String> {
+/// Drains server `fqdn` of its pool (`on`), or takes it back.
+fn drain(fqdn: &str, deployment: &TopologyArg, on: bool) -> anyhow::Result<()> {
     let Some(topology) = crate::deployment::load_if_any(deployment)? else {
         return Err(UsageError("no topology: pass --topology FILE".into()).into());
     };
-    let fqdn = fqdn.trim_end_matches('.').to_ascii_lowercase();
-    topology
-        .pools
-        .iter()
-        .find_map(|p| {
-            p.servers
-                .iter()
-                .find(|s| s.fqdn == fqdn)
-                .map(|s| std::net::SocketAddr::new(s.address, p.sip_port.get()).to_string())
-        })
-        .ok_or_else(|| {
-            UsageError(format!(
-                "{fqdn} is not a server of the topology (see `confab topology show`)"
-            ))
-            .into()
-        })
+    let store = datadir::open_existing(&deployment.data)?;
+    confab_admin::deployment::drain(store.as_ref(), &topology, &Actor::console(), fqdn, on)
+        .map_err(admin)
 }
 
 /// Stores `aor`'s dial-in PIN as a salted hash.

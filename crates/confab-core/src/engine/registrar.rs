@@ -14,7 +14,7 @@ use sip_transport::FlowId;
 /// Settings naming the servers of the deployment (`server:<ip:port>` = pool) and those being
 /// drained (`drain:<ip:port>`).
 pub const SERVER_SETTING: &str = "server:";
-pub const DRAIN_SETTING: &str = "drain:";
+pub use confab_store::DRAIN_SETTING;
 
 /// Spreads a pool's users over its servers: the same server for the same user.
 fn user_hash(aor: &str) -> usize {

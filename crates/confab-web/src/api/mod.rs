@@ -3,6 +3,8 @@
 //! the OpenAPI document is derived from the handlers and types (`utoipa`), so it lists
 //! exactly the routes served.
 
+mod contacts;
+mod deployment;
 mod problem;
 mod users;
 
@@ -53,9 +55,56 @@ impl Modify for BearerAuth {
 
 /// The API's routes (relative to `/api/v1`) and their OpenAPI document.
 pub fn routes() -> (axum::Router<Arc<WebState>>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(users::routes())
-        .split_for_parts()
+        .merge(contacts::routes())
+        .merge(deployment::routes())
+        .split_for_parts();
+    every_operation_may_fail(&mut doc);
+    (router, doc)
+}
+
+/// Adds to every operation the problems any request may get: no valid token (401), a role
+/// without the right (403), a bad body or query (400), the database unreachable (503).
+fn every_operation_may_fail(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let problem = |what: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+        ];
+        for op in ops.into_iter().flatten() {
+            for (code, what) in [
+                ("400", "The request is malformed (body, query or path)"),
+                ("401", "No valid token"),
+                (
+                    "403",
+                    "The token's roles do not allow it, or not over HTTPS",
+                ),
+                ("503", "The database cannot be reached now; retry"),
+            ] {
+                op.responses
+                    .responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| problem(what));
+            }
+        }
+    }
 }
 
 /// The document as served at `/api/v1/openapi.json`.
@@ -170,4 +219,16 @@ pub(crate) fn with_etag<T: serde::Serialize>(
     body: &T,
 ) -> Response {
     (status, [(header::ETAG, etag)], Json(body)).into_response()
+}
+
+/// A path's parameters, or a problem saying what is wrong with them.
+pub(crate) fn path<T>(
+    p: Result<axum::extract::Path<T>, axum::extract::rejection::PathRejection>,
+) -> Result<T, Problem> {
+    p.map(|axum::extract::Path(a)| a).map_err(|r| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("the path is not valid: {}", r.body_text()),
+        )
+    })
 }

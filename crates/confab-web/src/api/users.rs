@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{with_etag, with_store, Caller, Problem};
+use super::{path, with_etag, with_store, Caller, Problem};
 use crate::WebState;
 
 pub(super) fn routes() -> OpenApiRouter<Arc<WebState>> {
@@ -36,15 +36,6 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
         .get(header::IF_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-}
-
-fn path(p: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
-    p.map(|Path(a)| a).map_err(|r| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            format!("the path is not valid: {}", r.body_text()),
-        )
-    })
 }
 
 /// Lists users, a page at a time, in address order.
