@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+use confab_store::Store;
 use libfuzzer_sys::fuzz_target;
 use tower_service::Service;
 

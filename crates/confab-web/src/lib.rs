@@ -119,6 +119,14 @@ async fn dispatch(
         "/autodiscover/autodiscoverservice.svc/root" => {
             autodiscover_response(&state, &headers, params.sipuri.as_deref())
         }
+        p if p == "/api" || p.starts_with("/api/") => api::Problem::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no such resource: {}; the routes are listed in /api/v1/openapi.json",
+                uri.path()
+            ),
+        )
+        .into_response(),
         _ => (
             StatusCode::NOT_FOUND,
             format!(
