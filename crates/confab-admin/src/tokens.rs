@@ -9,7 +9,7 @@ use confab_store::Store;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{audit, Actor, AdminError, Kind, Result, Right, Role};
+use crate::{audit, Actor, AdminError, Kind, Result, Role};
 
 const ADMIN_PREFIX: &str = "admin/";
 const TOKEN_PREFIX: &str = "admin-token/";
@@ -50,6 +50,18 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// Refuses unless `actor` is an administrator: only they manage administrators and tokens.
+fn only_administrators(actor: &Actor, what: &str) -> Result<()> {
+    if actor.roles.contains(&Role::Administrator) {
+        Ok(())
+    } else {
+        Err(AdminError::new(
+            Kind::Forbidden,
+            format!("only an administrator {what}"),
+        ))
+    }
+}
+
 /// The administrator `name`, if there is one.
 pub fn admin(store: &dyn Store, name: &str) -> Result<Option<Admin>> {
     match store.setting(&format!("{ADMIN_PREFIX}{name}"))? {
@@ -76,13 +88,7 @@ pub fn admins(store: &dyn Store) -> Result<Vec<Admin>> {
 
 /// Adds an administrator with `roles`, or sets the roles of an existing one.
 pub fn add(store: &dyn Store, actor: &Actor, name: &str, roles: &[Role]) -> Result<Admin> {
-    actor.require(Right::ManageUsers)?;
-    if !actor.roles.contains(&Role::Administrator) {
-        return Err(AdminError::new(
-            Kind::Forbidden,
-            "only an administrator names administrators",
-        ));
-    }
+    only_administrators(actor, "names administrators")?;
     check_name(name)?;
     if roles.is_empty() {
         return Err(AdminError::invalid("give at least one role"));
@@ -102,12 +108,7 @@ pub fn add(store: &dyn Store, actor: &Actor, name: &str, roles: &[Role]) -> Resu
 
 /// Removes an administrator and every token of theirs.
 pub fn remove(store: &dyn Store, actor: &Actor, name: &str) -> Result<usize> {
-    if !actor.roles.contains(&Role::Administrator) {
-        return Err(AdminError::new(
-            Kind::Forbidden,
-            "only an administrator removes administrators",
-        ));
-    }
+    only_administrators(actor, "removes administrators")?;
     if admin(store, name)?.is_none() {
         return Err(AdminError::not_found(format!(
             "no administrator {name} (see `confab admin list`)"
@@ -152,12 +153,7 @@ pub fn issue(
     name: &str,
     days: u32,
 ) -> Result<(String, TokenRecord)> {
-    if !actor.roles.contains(&Role::Administrator) {
-        return Err(AdminError::new(
-            Kind::Forbidden,
-            "only an administrator issues tokens",
-        ));
-    }
+    only_administrators(actor, "issues tokens")?;
     if admin(store, name)?.is_none() {
         return Err(AdminError::not_found(format!(
             "no administrator {name}: add one with `confab admin add {name} --role ROLE`"
@@ -193,12 +189,7 @@ pub fn issue(
 
 /// Revokes token `id`.
 pub fn revoke(store: &dyn Store, actor: &Actor, id: &str) -> Result<()> {
-    if !actor.roles.contains(&Role::Administrator) {
-        return Err(AdminError::new(
-            Kind::Forbidden,
-            "only an administrator revokes tokens",
-        ));
-    }
+    only_administrators(actor, "revokes tokens")?;
     let key = format!("{TOKEN_PREFIX}{id}");
     if store.setting(&key)?.is_none() {
         return Err(AdminError::not_found(format!(
