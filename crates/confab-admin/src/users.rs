@@ -217,7 +217,7 @@ pub fn get(store: &dyn Store, actor: &Actor, address: &str) -> Result<UserView> 
 
 fn no_user(aor: &str) -> AdminError {
     AdminError::not_found(format!(
-        "no user {aor} (add it with: confab user add {aor} --password ...)"
+        "no such user: {aor} (add it with: confab user add {aor} --password ...)"
     ))
 }
 

@@ -168,7 +168,7 @@ fn curl_manages_users_over_https_within_each_roles_rights_and_every_change_is_au
     );
     assert_eq!(removed.status, 204, "{}", removed.body);
     get(&s, "/api/v1/users/dave@example.com", &root)
-        .assert_problem(404, "no user dave@example.com");
+        .assert_problem(404, "no such user: dave@example.com");
 
     // the audit log names who did what from where, read with the CLI and the API alike
     let log = text(&s.cli(&["admin", "audit", "--who", "root"]));
