@@ -102,7 +102,7 @@ async fn dispatch(
     State(state): State<Arc<WebState>>,
     uri: Uri,
     headers: HeaderMap,
-    Query(params): Query<Params>,
+    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let path = uri.path().to_ascii_lowercase();
     match path.trim_end_matches('/') {
@@ -117,7 +117,16 @@ async fn dispatch(
             None => (StatusCode::NOT_FOUND, "no metrics on this server\n").into_response(),
         },
         "/autodiscover/autodiscoverservice.svc/root" => {
-            autodiscover_response(&state, &headers, params.sipuri.as_deref())
+            // the query is read here, not by the extractor: a bad one must not turn another
+            // path's answer (an API problem document) into the extractor's plain-text 400
+            match params {
+                Ok(Query(p)) => autodiscover_response(&state, &headers, p.sipuri.as_deref()),
+                Err(e) => (
+                    StatusCode::BAD_REQUEST,
+                    format!("the query string is not valid: {}\n", e.body_text()),
+                )
+                    .into_response(),
+            }
         }
         p if p == "/api" || p.starts_with("/api/") => api::Problem::new(
             StatusCode::NOT_FOUND,

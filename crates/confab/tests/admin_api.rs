@@ -268,6 +268,7 @@ fn bad_requests_get_a_problem_document_and_change_nothing() {
     get(&s, "/api/v1/users?sort=name", &root).assert_problem(400, "unknown field `sort`");
     get(&s, "/api/v1/nothing", &root).assert_problem(404, "openapi.json");
     get(&s, "/api/v1/", &root).assert_problem(404, "openapi.json");
+    get(&s, "/api/v1/?sipuri&sipuri", &root).assert_problem(404, "openapi.json");
     get(&s, "/api/v2/users", &root).assert_problem(404, "openapi.json");
     request(&s, "PATCH", "/api/v1/users", Some(&root), None, &[], false)
         .assert_problem(405, "method");
